@@ -1,0 +1,122 @@
+/*
+ * backend: the one small interface every source of secrets implements
+ * (the local JSON `file` backend, AWS Secrets Manager).
+ *
+ * Calls are asynchronous: a backend answers through the callback, and never
+ * before the call returned, so callers need not guard against re-entrancy.
+ * What a callback receives is borrowed: valid only during the callback. The
+ * receiver copies (or seals) what it keeps. Value bytes passed to callbacks
+ * are plaintext secrets: backends zero their buffers after the callback.
+ */
+#ifndef SMC_AGENT_BACKEND_H
+#define SMC_AGENT_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "message.h"
+
+struct event_base;
+struct backend;
+
+/* What to fetch. Strings are NUL-terminated; NULL when not given.
+ * With neither version_id nor version_stage, AWSCURRENT is meant. */
+struct backend_query {
+	const char *secret_id;		/* name, full ARN or partial ARN */
+	const char *version_stage;
+	const char *version_id;
+};
+
+struct backend_error {
+	enum smc_status status;		/* never SMC_STATUS_OK */
+	char message[256];		/* for the client and the log; never contains a value */
+};
+
+/* One version of a secret, with its value (GetSecretValue). */
+struct backend_value {
+	const char *arn;
+	const char *name;
+	const char *version_id;
+	const char *const *stages;
+	size_t stage_count;
+	int64_t created_ms;		/* 0 when unknown */
+	bool is_binary;			/* SecretBinary (else SecretString) */
+	const uint8_t *data;
+	size_t len;
+};
+
+struct backend_version_stages {
+	const char *version_id;
+	const char *const *stages;
+	size_t stage_count;
+	int64_t created_ms;
+};
+
+/* Metadata without values (DescribeSecret). */
+struct backend_description {
+	const char *arn;
+	const char *name;
+	const char *description;	/* NULL when none */
+	int64_t created_ms;
+	int64_t last_changed_ms;
+	int64_t deleted_ms;		/* 0 unless scheduled for deletion */
+	const struct backend_version_stages *versions;
+	size_t version_count;
+};
+
+/* Exactly one of value/description and error is non-NULL. */
+typedef void (*backend_value_cb)(void *arg, const struct backend_value *value,
+    const struct backend_error *error);
+typedef void (*backend_describe_cb)(void *arg, const struct backend_description *description,
+    const struct backend_error *error);
+
+/* Upstream request counters, by operation and outcome (for STATS). */
+struct backend_counters {
+	uint64_t get_ok;
+	uint64_t get_error;
+	uint64_t describe_ok;
+	uint64_t describe_error;
+};
+
+struct backend_ops {
+	const char *name;
+	/* Both return 0 when the callback will be called, -1 (nothing scheduled) otherwise. */
+	int (*get_value)(struct backend *backend, const struct backend_query *query,
+	    backend_value_cb cb, void *arg);
+	int (*describe)(struct backend *backend, const char *secret_id,
+	    backend_describe_cb cb, void *arg);
+	/* Cancels nothing: pending callbacks still run before free returns or never
+	 * run at all, as each backend documents. */
+	void (*free)(struct backend *backend);
+};
+
+struct backend {
+	const struct backend_ops *ops;
+	struct event_base *base;
+	struct backend_counters counters;
+};
+
+static inline int
+backend_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb, void *arg)
+{
+	return b->ops->get_value(b, q, cb, arg);
+}
+
+static inline int
+backend_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg)
+{
+	return b->ops->describe(b, secret_id, cb, arg);
+}
+
+static inline void
+backend_free(struct backend *b)
+{
+	if (b != NULL)
+		b->ops->free(b);
+}
+
+void backend_error_set(struct backend_error *error, enum smc_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

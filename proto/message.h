@@ -1,0 +1,210 @@
+/*
+ * message: the smcache protocol's messages (see proto/PROTOCOL.md).
+ *
+ * A message body is a fixed 10-byte header followed by typed fields
+ * (tag u16, length u32, value). This module encodes and decodes bodies and
+ * whole frames; it does no I/O and never allocates: decoded strings point
+ * into the caller's buffer and encoded messages go into a caller's buffer.
+ */
+#ifndef SMC_PROTO_MESSAGE_H
+#define SMC_PROTO_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+#define SMC_PROTO_VERSION	1
+#define SMC_HEADER_LEN		10	/* version u8, op u8, flags u16, request id u32, status u16 */
+#define SMC_FIELD_HEADER_LEN	6	/* tag u16, length u32 */
+
+/* Limits (bytes). Secrets Manager caps a secret value at 64 KiB. */
+#define SMC_MAX_SECRET_ID	2048
+#define SMC_MAX_VERSION_STAGE	256
+#define SMC_MAX_VERSION_ID	64
+#define SMC_MAX_ARN		2048
+#define SMC_MAX_NAME		512
+#define SMC_MAX_DESCRIPTION	2048
+#define SMC_MAX_VALUE		65536
+#define SMC_MAX_MESSAGE		1024
+#define SMC_MAX_STAT_NAME	64
+#define SMC_MAX_STAGES		20	/* staging labels attached to one version */
+#define SMC_MAX_VERSIONS	100	/* versions listed by DESCRIBE */
+
+/* Operations. A reply carries the request's op with SMC_OP_REPLY set. */
+enum smc_op {
+	SMC_OP_PING = 1,
+	SMC_OP_GET = 2,
+	SMC_OP_DESCRIBE = 3,
+	SMC_OP_STATS = 4,
+};
+#define SMC_OP_REPLY		0x80
+
+/* Reply status codes; stable numbers, never reused. */
+enum smc_status {
+	SMC_STATUS_OK = 0,
+	SMC_STATUS_NOT_FOUND = 1,		/* secret, version id or stage does not exist */
+	SMC_STATUS_ACCESS_DENIED = 2,		/* this peer may not read this secret */
+	SMC_STATUS_BAD_REQUEST = 3,		/* malformed message, missing or invalid field */
+	SMC_STATUS_UPSTREAM_UNAVAILABLE = 4,	/* backend timed out, failed, or is throttling */
+	SMC_STATUS_INTERNAL = 5,		/* a bug or resource exhaustion in the agent */
+	SMC_STATUS_UNSUPPORTED = 6,		/* protocol version or op this agent does not speak */
+	SMC_STATUS_TOO_LARGE = 7,		/* frame over the size limit; the connection closes */
+	SMC_STATUS_LIMIT_EXCEEDED = 8,		/* a per-peer or global limit; retry later */
+	SMC_STATUS_UPSTREAM_AUTH = 9,		/* the agent's own upstream credentials were refused */
+};
+#define SMC_STATUS_MAX		9
+
+/* Header flags. Request bits not defined here must be zero. */
+#define SMC_FLAG_STALE		0x0001	/* reply: served from cache past its refresh time */
+#define SMC_REQUEST_FLAGS_KNOWN	0x0000
+
+/*
+ * Field tags. A tag with SMC_TAG_IGNORABLE set may be skipped by a receiver
+ * that does not know it; an unknown tag without it is an error. New optional
+ * fields are added with the bit set, so old peers keep working.
+ */
+#define SMC_TAG_IGNORABLE	0x8000
+enum smc_tag {
+	SMC_TAG_SECRET_ID = 0x0001,		/* string: name, full ARN or partial ARN */
+	SMC_TAG_VERSION_STAGE = 0x0002,		/* string; repeated in replies */
+	SMC_TAG_VERSION_ID = 0x0003,		/* string */
+	SMC_TAG_ARN = 0x0004,			/* string */
+	SMC_TAG_NAME = 0x0005,			/* string */
+	SMC_TAG_SECRET_STRING = 0x0006,		/* bytes (UTF-8 text as stored) */
+	SMC_TAG_SECRET_BINARY = 0x0007,		/* bytes */
+	SMC_TAG_CREATED_DATE = 0x0008,		/* u64, milliseconds since the Unix epoch */
+	SMC_TAG_MESSAGE = 0x0009,		/* string: human-readable error text */
+	SMC_TAG_DESCRIPTION = 0x000a,		/* string */
+	SMC_TAG_LAST_CHANGED_DATE = 0x000b,	/* u64 ms */
+	SMC_TAG_DELETED_DATE = 0x000c,		/* u64 ms */
+	SMC_TAG_VERSION = 0x000d,		/* nested: VERSION_ID, VERSION_STAGE*, CREATED_DATE? */
+	SMC_TAG_STAT = 0x000e,			/* nested: STAT_NAME, STAT_VALUE */
+	SMC_TAG_STAT_NAME = 0x000f,		/* string */
+	SMC_TAG_STAT_VALUE = 0x0010,		/* u64 */
+	SMC_TAG_AGENT_VERSION = 0x0011,		/* string */
+};
+
+enum smc_field_type {
+	SMC_TYPE_STRING = 1,	/* UTF-8 text without NUL bytes */
+	SMC_TYPE_BYTES = 2,
+	SMC_TYPE_U64 = 3,	/* exactly 8 bytes, big-endian */
+	SMC_TYPE_NESTED = 4,	/* a sequence of fields */
+};
+
+/* A length-delimited view into a message buffer; not NUL-terminated. */
+struct smc_str {
+	const char *ptr;
+	size_t len;
+};
+
+struct smc_header {
+	uint8_t version;
+	uint8_t op;
+	uint16_t flags;
+	uint32_t request_id;
+	uint16_t status;
+};
+
+struct smc_field {
+	uint16_t tag;
+	uint32_t len;
+	const uint8_t *value;
+};
+
+/* Why a decode failed: the status to answer with and a short reason. */
+struct smc_decode_error {
+	enum smc_status status;
+	char message[128];
+};
+
+struct smc_request {
+	struct smc_header header;
+	struct smc_str secret_id;	/* ptr == NULL when absent */
+	struct smc_str version_stage;
+	struct smc_str version_id;
+};
+
+struct smc_version_info {
+	struct smc_str version_id;
+	struct smc_str stages[SMC_MAX_STAGES];
+	size_t stage_count;
+	uint64_t created_ms;		/* 0 when unknown */
+};
+
+/* A decoded reply. Repeated nested fields (versions, stats) are walked with
+ * smc_reply_next_version() / smc_reply_next_stat(). */
+struct smc_reply {
+	struct smc_header header;
+	struct smc_str message;
+	struct smc_str arn;
+	struct smc_str name;
+	struct smc_str description;
+	struct smc_str agent_version;
+	struct smc_str version_id;
+	struct smc_str stages[SMC_MAX_STAGES];
+	size_t stage_count;
+	const uint8_t *secret_string;	/* NULL when absent */
+	size_t secret_string_len;
+	const uint8_t *secret_binary;	/* NULL when absent */
+	size_t secret_binary_len;
+	uint64_t created_ms;
+	uint64_t last_changed_ms;
+	uint64_t deleted_ms;
+	size_t version_count;
+	size_t stat_count;
+	/* private: the body, for walking repeated nested fields */
+	const uint8_t *body;
+	size_t body_len;
+};
+
+const char *smc_status_name(enum smc_status status);	/* "NOT_FOUND", ... */
+const char *smc_op_name(uint8_t op);			/* "GET", ...; "?" when unknown */
+
+/* Header and field primitives, shared by the typed codecs below. */
+int smc_header_read(struct smc_reader *r, struct smc_header *h);
+/* Returns 1 with *f filled, 0 at the end of the reader, -1 when truncated. */
+int smc_field_next(struct smc_reader *r, struct smc_field *f);
+
+/*
+ * Encoding. A message is built in place: begin writes the frame length
+ * placeholder and header, fields follow, end patches the length. Any write
+ * past the buffer latches w->overflow and smc_message_end() returns -1.
+ */
+void smc_message_begin(struct smc_writer *w, uint8_t op, uint16_t flags,
+    uint32_t request_id, uint16_t status);
+void smc_put_str(struct smc_writer *w, uint16_t tag, const char *s, size_t len);
+void smc_put_cstr(struct smc_writer *w, uint16_t tag, const char *s);
+void smc_put_u64(struct smc_writer *w, uint16_t tag, uint64_t v);
+/* Returns a mark to pass to smc_nested_end. */
+size_t smc_nested_begin(struct smc_writer *w, uint16_t tag);
+void smc_nested_end(struct smc_writer *w, size_t mark);
+/* Returns the whole frame's length (prefix included), or -1 on overflow or oversize. */
+int smc_message_end(struct smc_writer *w, size_t *frame_len);
+
+/* A complete error reply frame (MESSAGE field carries the reason). */
+int smc_encode_error(struct smc_writer *w, uint8_t request_op, uint32_t request_id,
+    enum smc_status status, const char *message);
+
+/* A request frame from a filled smc_request (header.op, request_id, fields). */
+int smc_request_encode(struct smc_writer *w, const struct smc_request *req, size_t *frame_len);
+
+/*
+ * Decoding a body (the bytes after the 4-byte length prefix).
+ * smc_request_decode validates everything an agent must: version, op,
+ * reserved flags, every field's type, size, uniqueness and that the op
+ * allows it. On failure, req->header holds as much as was parsed (request id
+ * and op when the header was complete) so the caller can answer.
+ */
+int smc_request_decode(const uint8_t *body, size_t len, struct smc_request *req,
+    struct smc_decode_error *err);
+int smc_reply_decode(const uint8_t *body, size_t len, struct smc_reply *reply,
+    struct smc_decode_error *err);
+/* Walk a decoded reply's VERSION (DESCRIBE) and STAT (STATS) fields.
+ * *cursor starts at 0. Returns 1 per item, 0 at the end, -1 on error. */
+int smc_reply_next_version(const struct smc_reply *reply, size_t *cursor,
+    struct smc_version_info *info);
+int smc_reply_next_stat(const struct smc_reply *reply, size_t *cursor,
+    struct smc_str *name, uint64_t *value);
+
+#endif
