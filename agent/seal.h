@@ -1,0 +1,127 @@
+/*
+ * seal: authenticated encryption of cached secret values under one process key.
+ *
+ * Every value the cache holds is kept sealed with XChaCha20-Poly1305 under a
+ * random key made at start-up.  The key sits in sodium_malloc() memory that is
+ * PROT_NONE except between seal_key_open() and seal_key_close(); opening costs
+ * an mprotect pair (~3 us, more than a decrypt), so callers open once per batch
+ * of operations and use seal_seal()/seal_unseal(), which require the key open.
+ * seal_seal_once()/seal_unseal_once() open and close around one operation for
+ * cold paths.
+ *
+ * Blob layout:  nonce (24, random) || ciphertext (padded plaintext) || tag (16)
+ *
+ * The associated data binds a blob to its identity (ARN, VersionId) with
+ * length-prefixed fields, so a blob moved to another entry fails to unseal.
+ *
+ * Plaintext is padded to a bucket before sealing, with its true length in a
+ * 4-byte trailer:  value || zeros || be32(length), the whole a bucket size:
+ *   - powers of two from 64 B to 4 KiB, then
+ *   - whole 4 KiB pages up to SEAL_MAX_PADDED.
+ * Why these buckets: nearly all secrets (passwords, API keys, JSON credential
+ * maps, PEM keys) are under 4 KiB, where only the size class leaks (7 classes)
+ * and a value costs at most twice its size; the few large ones (certificate
+ * chains, bundles) would double with pure powers of two, so above 4 KiB the
+ * overhead is capped at one page and the length leaks only to 4 KiB.  Every
+ * capacity is a power of two or a page multiple, which suits a size-class pool
+ * of locked buffers.
+ * Why a length trailer rather than sodium_pad()/sodium_unpad(): those run in
+ * constant time over the whole block at ~2.2 ns/byte here, so unpadding a
+ * 2 KiB bucket cost twice its decryption.  Constant time buys nothing here:
+ * the tag is verified before the length is read, and the length is sent to
+ * the client anyway.  The trailer is read in O(1).
+ *
+ * A seal_ctx is not thread-safe (the open count is a plain counter): use it
+ * from one thread, the event loop.
+ */
+#ifndef SMC_SEAL_H
+#define SMC_SEAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SEAL_NONCEBYTES 24u  /* crypto_aead_xchacha20poly1305_ietf_NPUBBYTES */
+#define SEAL_TAGBYTES   16u  /* crypto_aead_xchacha20poly1305_ietf_ABYTES */
+#define SEAL_OVERHEAD   (SEAL_NONCEBYTES + SEAL_TAGBYTES)
+
+/* Largest Secrets Manager secret value (SecretString or SecretBinary). */
+#define SEAL_SECRET_MAX 65536u
+/* Length trailer inside the padded plaintext. */
+#define SEAL_TRAILERBYTES 4u
+/* Largest padded plaintext: 17 pages, i.e. a maximal secret plus one page. */
+#define SEAL_MAX_PADDED (SEAL_SECRET_MAX + 4096u)
+/* Largest plaintext.  This leaves 4092 bytes beside a maximal secret for a
+ * header the caller may seal with it. */
+#define SEAL_MAX_PLAIN  (SEAL_MAX_PADDED - SEAL_TRAILERBYTES)
+#define SEAL_MAX_BLOB   (SEAL_MAX_PADDED + SEAL_OVERHEAD)
+
+/* Longest ARN or VersionId accepted in the associated data (IAM's ARN limit). */
+#define SEAL_ID_MAX     2048u
+
+typedef struct seal_ctx seal_ctx;
+
+/* Creates a context with a fresh random key (calls sodium_init()).  The key is
+ * left closed.  Returns NULL on failure (errno set). */
+seal_ctx *seal_ctx_new(void);
+
+/* Wipes and frees the key; NULL is a no-op.  The key may be open or closed. */
+void seal_ctx_free(seal_ctx *s);
+
+/* Makes the key readable.  Nests: only the outermost open/close pair changes
+ * page protection.  Returns 0, or -1 if mprotect failed (the key stays closed
+ * and the open count unchanged). */
+int seal_key_open(seal_ctx *s) __attribute__((warn_unused_result));
+
+/* Undoes one seal_key_open(); the last close makes the key PROT_NONE again.
+ * Closing a key that is not open is a programming error (assert). */
+void seal_key_close(seal_ctx *s);
+
+/* Current nesting depth (0 = closed). */
+unsigned seal_key_depth(const seal_ctx *s);
+
+/* Address of the key, for tests that check the page protection.  Never
+ * dereference it outside such a test. */
+const void *seal_key_addr(const seal_ctx *s);
+
+/* Blob size for a plaintext of plain_len bytes; 0 if plain_len > SEAL_MAX_PLAIN. */
+size_t seal_sealed_size(size_t plain_len);
+
+/* Padded plaintext size: the output buffer seal_unseal() needs for a blob of
+ * blob_len bytes.  0 if blob_len is not a size seal_seal() produces. */
+size_t seal_plain_capacity(size_t blob_len);
+
+/*
+ * Seals plain[0..plain_len) for the entry (arn, version_id) into blob, which
+ * holds blob_size >= seal_sealed_size(plain_len) bytes and must not overlap
+ * plain.  The plaintext is padded inside blob and encrypted in place there, so
+ * no temporary copy is made.  *blob_len (if not NULL) receives the blob length.
+ * Requires the key open.  Returns 0, or -1 with errno EINVAL (too long,
+ * buffer too small, identifier too long) and blob zeroed.
+ */
+int seal_seal(seal_ctx *s, const char *arn, const char *version_id,
+              const uint8_t *plain, size_t plain_len,
+              uint8_t *blob, size_t blob_size, size_t *blob_len);
+
+/*
+ * Authenticates and decrypts blob for the entry (arn, version_id) into out,
+ * which holds out_size >= seal_plain_capacity(blob_len) bytes (keep it in
+ * locked memory).  On success *plain_len is the true length and
+ * out[*plain_len .. seal_plain_capacity(blob_len)) are zero, so the value is
+ * also NUL-terminated.  Requires the key open.  On failure returns -1 with
+ * out[0..out_size) zeroed, *plain_len = 0 and errno EBADMSG (tampered blob or
+ * wrong identity) or EINVAL (malformed length, buffer too small).
+ */
+int seal_unseal(seal_ctx *s, const char *arn, const char *version_id,
+                const uint8_t *blob, size_t blob_len,
+                uint8_t *out, size_t out_size, size_t *plain_len);
+
+/* One-shot variants: open the key, do one operation, close it.  For cold paths
+ * only (each costs an mprotect pair).  Same contract otherwise. */
+int seal_seal_once(seal_ctx *s, const char *arn, const char *version_id,
+                   const uint8_t *plain, size_t plain_len,
+                   uint8_t *blob, size_t blob_size, size_t *blob_len);
+int seal_unseal_once(seal_ctx *s, const char *arn, const char *version_id,
+                     const uint8_t *blob, size_t blob_len,
+                     uint8_t *out, size_t out_size, size_t *plain_len);
+
+#endif /* SMC_SEAL_H */

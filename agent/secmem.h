@@ -1,0 +1,99 @@
+/*
+ * secmem: process-wide memory protection, applied once at agent start-up.
+ *
+ * Owns: libsodium initialisation, keeping secrets out of core dumps and away
+ * from ptrace (PR_SET_DUMPABLE 0, RLIMIT_CORE 0), the mlockall() policy from
+ * `[cache] mlock = required | best-effort | off`, reading VmLck for stats, and
+ * a malloc wrapper that wipes buffers carrying plaintext when they are freed.
+ *
+ * This module does not log: functions that have something to say write it to
+ * a caller buffer and the caller logs it (see each function for the level).
+ */
+#ifndef SMC_SECMEM_H
+#define SMC_SECMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 1 when built with AddressSanitizer.  ASan reserves terabytes of shadow
+ * mappings, so mlockall(MCL_FUTURE) cannot work there and the policy is
+ * treated as off (with a notice). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SECMEM_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SECMEM_UNDER_ASAN 1
+#endif
+#endif
+#ifndef SECMEM_UNDER_ASAN
+#define SECMEM_UNDER_ASAN 0
+#endif
+
+/* Suggested size for the message buffers below. */
+#define SECMEM_MSG_MAX 512
+
+/* With MCL_FUTURE every later mapping (heap growth, thread stacks, malloc
+ * arenas) counts against RLIMIT_MEMLOCK and fails with EAGAIN past it, so
+ * without CAP_IPC_LOCK the limit must exceed the current address-space size by
+ * this much before the agent locks its memory (creating one glibc malloc
+ * arena alone maps 64-128 MiB; each thread stack 8 MiB). */
+#define SECMEM_MLOCK_HEADROOM ((uint64_t)256 << 20)
+
+typedef enum {
+	SECMEM_MLOCK_OFF = 0,     /* do not lock */
+	SECMEM_MLOCK_BEST_EFFORT, /* lock if possible, otherwise warn loudly */
+	SECMEM_MLOCK_REQUIRED,    /* refuse to start unless memory is locked */
+} secmem_mlock_policy;
+
+/* Parses "required", "best-effort" or "off" (exact, lower case).
+ * Returns 0, or -1 (errno EINVAL) leaving *out untouched. */
+int secmem_mlock_parse(const char *s, secmem_mlock_policy *out);
+
+/* The configuration spelling of a policy ("best-effort", ...). */
+const char *secmem_mlock_name(secmem_mlock_policy p);
+
+/* sodium_init() wrapper; safe to call more than once.  Returns 0 or -1. */
+int secmem_init(void);
+
+/* Makes the process non-dumpable (no core file, no ptrace or /proc/PID/mem
+ * access by other non-root processes) and sets RLIMIT_CORE to 0.
+ * Returns 0, or -1 with the reason in err (caller logs at LOG_ERROR). */
+int secmem_disable_dumps(char *err, size_t errlen);
+
+/*
+ * Applies the mlock policy: mlockall(MCL_CURRENT | MCL_FUTURE), with
+ * MCL_ONFAULT where the kernel has it so that reserved but untouched memory
+ * (thread stacks, arenas) is not made resident.  Without CAP_IPC_LOCK a finite
+ * RLIMIT_MEMLOCK must leave SECMEM_MLOCK_HEADROOM above the current size.
+ *   off:         does nothing; returns 0, msg empty.
+ *   best-effort: returns 0; if memory could not be locked msg says why, the
+ *                current limit and what to raise (caller logs at LOG_WARN).
+ *   required:    returns -1 with the same explanation in msg if memory could
+ *                not be locked (caller logs at LOG_ERROR and exits).
+ * Under AddressSanitizer every policy behaves as off and returns 0 with a
+ * notice in msg (caller logs at LOG_WARN).  On 0 with msg empty, memory is
+ * locked (or the policy is off).
+ */
+int secmem_mlock_apply(secmem_mlock_policy p, char *msg, size_t msglen);
+
+/* Start-up sequence: secmem_init(), secmem_disable_dumps(), then
+ * secmem_mlock_apply(p).  Same return and msg contract as
+ * secmem_mlock_apply(); a failure of the first two is an error (-1). */
+int secmem_startup(secmem_mlock_policy p, char *msg, size_t msglen);
+
+/* Locked memory of this process (VmLck in /proc/self/status), in bytes.
+ * Returns 0, or -1 if it cannot be read. */
+int secmem_locked_bytes(uint64_t *bytes);
+
+/* Whether this process has CAP_IPC_LOCK in its effective set (1), not (0),
+ * or unknown (-1). */
+int secmem_have_cap_ipc_lock(void);
+
+/* Heap buffers for plaintext: zero-filled on allocation and wiped with
+ * sodium_memzero on free.  Same signatures as malloc/free (the size is kept
+ * in a header), so they can serve as allocation hooks, e.g. cJSON_InitHooks.
+ * secmem_buf_free(NULL) does nothing. */
+void *secmem_buf_alloc(size_t n);
+void secmem_buf_free(void *p);
+
+#endif /* SMC_SECMEM_H */
