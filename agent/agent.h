@@ -1,0 +1,35 @@
+/*
+ * agent: the state one smcached process runs on, shared by the request
+ * dispatcher and start-up code: event loop, configuration, backend, server
+ * and the counters STATS reports.
+ */
+#ifndef SMC_AGENT_AGENT_H
+#define SMC_AGENT_AGENT_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "message.h"
+
+struct event_base;
+struct config;
+struct backend;
+struct server;
+
+struct agent_stats {
+	uint64_t requests_by_op[SMC_OP_STATS + 1];
+	uint64_t replies_by_status[SMC_STATUS_MAX + 1];
+};
+
+struct agent {
+	struct event_base *base;
+	const struct config *config;
+	struct backend *backend;
+	struct server *server;
+	struct agent_stats stats;
+	uint8_t *reply_scratch;		/* locked, guarded buffer where replies carrying values are built */
+	size_t reply_scratch_len;
+	time_t started;
+};
+
+#endif

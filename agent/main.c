@@ -1,0 +1,214 @@
+/*
+ * main: smcached's command line, start-up order and shutdown.
+ *
+ * Start-up: configuration, memory protection, backend, socket, then the
+ * event loop. Any failure before the loop runs is one clear line on stderr
+ * and exit status 1 (2 for a usage error).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "agent.h"
+#include "backend.h"
+#include "backend_file.h"
+#include "config.h"
+#include "dispatch.h"
+#include "frame.h"
+#include "json_secure.h"
+#include "listen.h"
+#include "log.h"
+#include "secmem.h"
+#include "server.h"
+#include "sockpath.h"
+
+#define EXIT_USAGE	2
+#define LISTEN_BACKLOG	512
+#define MAX_IN_FLIGHT	128
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: smcached [-c FILE] [--check-config] [--version] [--help]\n"
+	    "  -c, --config FILE   read configuration from FILE (default: built-in defaults:\n"
+	    "                      the file backend on conf/example-secrets.json)\n"
+	    "      --check-config  validate the configuration, print it, and exit\n"
+	    "  -V, --version       print the version and exit\n"
+	    "  -h, --help          this text\n"
+	    "Runs in the foreground and logs to stderr. See smcached(8).\n");
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct event_base *base = arg;
+
+	(void)what;
+	log_info("received signal %d, shutting down", (int)sig);
+	event_base_loopexit(base, NULL);
+}
+
+static struct backend *
+make_backend(struct event_base *base, const struct config *cfg, char *err, size_t errlen)
+{
+	switch (cfg->backend) {
+	case CONFIG_BACKEND_FILE:
+		return backend_file_new(base, cfg->file_path, err, errlen);
+	case CONFIG_BACKEND_AWS:
+		snprintf(err, errlen, "[backend] type = aws is not available in this build yet");
+		return NULL;
+	}
+	snprintf(err, errlen, "unknown backend");
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct agent agent;
+	struct config cfg;
+	struct listen_socket ls = { .fd = -1 };
+	struct event *sig_int = NULL, *sig_term = NULL;
+	struct server_limits limits;
+	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
+	const char *config_path = NULL;
+	int opt, check_only = 0, status = 1;
+
+	memset(&agent, 0, sizeof(agent));
+	memset(&cfg, 0, sizeof(cfg));
+	while ((opt = getopt_long(argc, argv, "c:Vh", long_options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'C':
+			check_only = 1;
+			break;
+		case 'V':
+			printf("smcached %s\n", SMC_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "smcached: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "smcached: %s\n", err);
+		return 1;
+	}
+	if (cfg.socket_path == NULL &&
+	    smc_default_socket_path(socket_path, sizeof(socket_path)) != 0) {
+		fprintf(stderr, "smcached: cannot form the default socket path: %s\n",
+		    strerror(errno));
+		goto out;
+	} else if (cfg.socket_path != NULL) {
+		snprintf(socket_path, sizeof(socket_path), "%s", cfg.socket_path);
+	}
+	if (check_only) {
+		config_describe(&cfg, stdout);
+		printf("effective socket path: %s\n", socket_path);
+		printf("configuration OK\n");
+		status = 0;
+		goto out;
+	}
+	log_set_level(cfg.log_level);
+
+	/* Memory protection first, before any secret can be fetched. */
+	if (secmem_init() != 0) {
+		log_error("libsodium initialisation failed");
+		goto out;
+	}
+	if (secmem_disable_dumps(msg, sizeof(msg)) != 0) {
+		log_error("%s", msg);
+		goto out;
+	}
+	if (secmem_mlock_apply(SECMEM_MLOCK_BEST_EFFORT, msg, sizeof(msg)) != 0) {
+		log_error("%s", msg);
+		goto out;
+	}
+	if (msg[0] != '\0')
+		log_warn("%s", msg);
+	json_secure_init();
+
+	agent.config = &cfg;
+	agent.started = time(NULL);
+	agent.reply_scratch_len = SMC_FRAME_PREFIX_LEN + SMC_FRAME_MAX_BODY;
+	if ((agent.reply_scratch = sodium_malloc(agent.reply_scratch_len)) == NULL) {
+		log_error("cannot allocate the reply buffer");
+		goto out;
+	}
+	if ((agent.base = event_base_new()) == NULL) {
+		log_error("cannot create the event loop");
+		goto out;
+	}
+	if ((agent.backend = make_backend(agent.base, &cfg, err, sizeof(err))) == NULL) {
+		log_error("backend: %s", err);
+		goto out;
+	}
+	if (listen_unix(&ls, socket_path, LISTEN_BACKLOG, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	limits.max_connections = cfg.max_connections;
+	limits.idle_timeout_s = cfg.idle_timeout;
+	limits.max_output = cfg.max_output;
+	limits.max_in_flight = MAX_IN_FLIGHT;
+	agent.server = server_new(agent.base, ls.fd, &limits, dispatch_request, &agent);
+	if (agent.server == NULL) {
+		log_error("cannot start the server");
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sig_int = evsignal_new(agent.base, SIGINT, on_stop_signal, agent.base);
+	sig_term = evsignal_new(agent.base, SIGTERM, on_stop_signal, agent.base);
+	if (sig_int == NULL || sig_term == NULL || evsignal_add(sig_int, NULL) != 0 ||
+	    evsignal_add(sig_term, NULL) != 0) {
+		log_error("cannot install signal handlers");
+		goto out;
+	}
+	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, socket_path,
+	    config_backend_name(cfg.backend));
+	if (event_base_dispatch(agent.base) != 0) {
+		log_error("event loop failed");
+		goto out;
+	}
+	status = 0;
+out:
+	if (sig_int != NULL)
+		event_free(sig_int);
+	if (sig_term != NULL)
+		event_free(sig_term);
+	server_free(agent.server);
+	listen_unix_close(&ls);
+	backend_free(agent.backend);
+	if (agent.base != NULL)
+		event_base_free(agent.base);
+	if (agent.reply_scratch != NULL)
+		sodium_free(agent.reply_scratch);
+	config_free(&cfg);
+	return status;
+}

@@ -1,0 +1,78 @@
+/*
+ * server: accepts connections on the agent's Unix socket and owns each
+ * connection's life: reading frames incrementally, answering in order of
+ * completion, and the bounds that keep one client from hurting the others
+ * (frame size, idle timeout, connection cap, queued output, requests in
+ * flight). What a request means is the dispatcher's business (dispatch.h).
+ */
+#ifndef SMC_AGENT_SERVER_H
+#define SMC_AGENT_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+struct event_base;
+struct server;
+struct conn;
+struct agent;
+struct smc_request;
+
+struct server_limits {
+	unsigned max_connections;
+	unsigned idle_timeout_s;	/* close a connection with no request and no progress this long */
+	size_t max_output;		/* stop reading a client whose unread replies reach this */
+	unsigned max_in_flight;		/* requests of one connection waiting for the backend */
+};
+
+struct server_stats {
+	uint64_t connections_accepted;
+	uint64_t connections_rejected;	/* over max_connections */
+	uint64_t connections_active;
+	uint64_t connections_idle_closed;
+	uint64_t frames_rejected;	/* oversized or undersized frames (connection closed) */
+	uint64_t requests;
+	uint64_t requests_bad;		/* answered with a decode error */
+};
+
+/* Called for every well-formed request. The request's strings point into the
+ * connection's input buffer: valid only during the call. */
+typedef void (*server_request_fn)(struct agent *agent, struct conn *conn,
+    const struct smc_request *request);
+
+struct server *server_new(struct event_base *base, int listen_fd, const struct server_limits *limits,
+    server_request_fn on_request, struct agent *agent);
+/* Closes every connection (pending waiters are detached) and stops listening. */
+void server_free(struct server *server);
+const struct server_stats *server_get_stats(const struct server *server);
+
+/* Who is on the other end (SO_PEERCRED at accept time). */
+uid_t conn_peer_uid(const struct conn *conn);
+pid_t conn_peer_pid(const struct conn *conn);
+
+/* Queue a reply frame (copied). */
+void conn_send(struct conn *conn, const void *frame, size_t len);
+/* Queue a reply frame that holds a secret value: frame must come from
+ * malloc; the connection zeroes and frees it once written or dropped. */
+void conn_send_owned_secret(struct conn *conn, uint8_t *frame, size_t len);
+/* Encode-and-send an error reply. */
+void conn_send_error(struct conn *conn, uint8_t op, uint32_t request_id, int status,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * A request answered later (after a backend call) holds a waiter on its
+ * connection. If the connection closes first, waiter->conn becomes NULL and
+ * the answer is simply dropped.
+ */
+struct conn_waiter {
+	struct conn *conn;
+	TAILQ_ENTRY(conn_waiter) entry;
+};
+void conn_waiter_attach(struct conn *conn, struct conn_waiter *waiter);
+/* Detaches and lets the connection write what was queued; the connection may
+ * be closed by this call, so do not touch it afterwards. */
+void conn_waiter_finish(struct conn_waiter *waiter);
+
+#endif

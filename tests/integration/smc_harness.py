@@ -1,0 +1,258 @@
+"""Shared helpers for smcache integration tests.
+
+- Agent: starts a real build/smcached on a temporary socket with a temporary
+  configuration and secrets file, waits until it answers, and on stop checks
+  that it exited cleanly with no sanitizer report in its log.
+- A small, independent Python implementation of the wire protocol written from
+  proto/PROTOCOL.md (not from the C), so tests can send raw and broken frames.
+"""
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("SMCACHE_BUILD", os.path.join(ROOT, "build"))
+if not os.path.isabs(BUILD):
+    BUILD = os.path.join(ROOT, BUILD)
+SMCACHED = os.path.join(BUILD, "smcached")
+SMCACHE = os.path.join(BUILD, "smcache")
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: UndefinedBehaviorSanitizer")
+
+# --- protocol constants (proto/PROTOCOL.md) ---
+VERSION = 1
+OP_PING, OP_GET, OP_DESCRIBE, OP_STATS = 1, 2, 3, 4
+OP_REPLY = 0x80
+ST_OK, ST_NOT_FOUND, ST_ACCESS_DENIED, ST_BAD_REQUEST = 0, 1, 2, 3
+ST_UPSTREAM_UNAVAILABLE, ST_INTERNAL, ST_UNSUPPORTED, ST_TOO_LARGE = 4, 5, 6, 7
+ST_LIMIT_EXCEEDED, ST_UPSTREAM_AUTH = 8, 9
+T_SECRET_ID, T_VERSION_STAGE, T_VERSION_ID, T_ARN, T_NAME = 1, 2, 3, 4, 5
+T_SECRET_STRING, T_SECRET_BINARY, T_CREATED_DATE, T_MESSAGE = 6, 7, 8, 9
+T_VERSION, T_STAT, T_STAT_NAME, T_STAT_VALUE, T_AGENT_VERSION = 0x0d, 0x0e, 0x0f, 0x10, 0x11
+MAX_BODY = 256 * 1024
+
+
+def field(tag, value):
+    if isinstance(value, str):
+        value = value.encode()
+    return struct.pack(">HI", tag, len(value)) + value
+
+
+def frame(op, request_id=1, fields=b"", flags=0, status=0, version=VERSION):
+    body = struct.pack(">BBHIH", version, op, flags, request_id, status) + fields
+    return struct.pack(">I", len(body)) + body
+
+
+def get_frame(secret_id, request_id=1, stage=None, version_id=None):
+    f = field(T_SECRET_ID, secret_id)
+    if stage is not None:
+        f += field(T_VERSION_STAGE, stage)
+    if version_id is not None:
+        f += field(T_VERSION_ID, version_id)
+    return frame(OP_GET, request_id, f)
+
+
+def parse_fields(data):
+    out = []
+    off = 0
+    while off < len(data):
+        tag, n = struct.unpack_from(">HI", data, off)
+        off += 6
+        out.append((tag, data[off:off + n]))
+        off += n
+    return out
+
+
+class Reply:
+    def __init__(self, body):
+        self.version, self.op, self.flags, self.request_id, self.status = struct.unpack_from(">BBHIH", body)
+        self.fields = parse_fields(body[10:])
+
+    def get(self, tag):
+        for t, v in self.fields:
+            if t == tag:
+                return v
+        return None
+
+    def all(self, tag):
+        return [v for t, v in self.fields if t == tag]
+
+    @property
+    def message(self):
+        m = self.get(T_MESSAGE)
+        return m.decode() if m is not None else ""
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def read_reply(sock):
+    (n,) = struct.unpack(">I", recv_exact(sock, 4))
+    assert n <= MAX_BODY, n
+    return Reply(recv_exact(sock, n))
+
+
+def wait_closed(sock, timeout=5.0):
+    """True when the peer closes the connection (EOF or reset) within timeout."""
+    sock.settimeout(timeout)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def secret(name, versions, arn=None, **extra):
+    s = {"Name": name, "Versions": versions}
+    if arn:
+        s["ARN"] = arn
+    s.update(extra)
+    return s
+
+
+def version(version_id, stages, string=None, binary=None, created=1700000000):
+    v = {"VersionId": version_id, "VersionStages": stages, "CreatedDate": created}
+    if binary is not None:
+        v["SecretBinary"] = base64.b64encode(binary).decode()
+    else:
+        v["SecretString"] = string
+    return v
+
+
+class Agent:
+    """A real smcached on a temporary socket; use as a context manager."""
+
+    def __init__(self, secrets=None, config_extra="", secrets_path=None, env=None, agent_extra=""):
+        self.dir = tempfile.mkdtemp(prefix="smc-test-")
+        self.socket = os.path.join(self.dir, "smcached.sock")
+        self.secrets_path = secrets_path or os.path.join(self.dir, "secrets.json")
+        if secrets is not None:
+            self.write_secrets(secrets)
+        self.config = os.path.join(self.dir, "smcached.conf")
+        with open(self.config, "w") as f:
+            f.write(f"[agent]\nsocket = {self.socket}\nlog_level = debug\n{agent_extra}"
+                    f"[backend]\ntype = file\n[file]\npath = {self.secrets_path}\n{config_extra}\n")
+        self.log_path = os.path.join(self.dir, "smcached.log")
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.proc = None
+
+    def write_secrets(self, secrets):
+        doc = {"Region": "us-east-1", "Account": "123456789012", "Secrets": secrets}
+        tmp = self.secrets_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, self.secrets_path)
+
+    def start(self, timeout=15.0):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([SMCACHED, "-c", self.config], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"smcached exited with {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                with self.connect(timeout=1.0):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError(f"smcached did not start listening:\n{self.read_log()}")
+
+    def connect(self, timeout=10.0):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.socket)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    def request(self, frame_bytes, timeout=10.0):
+        with self.connect(timeout) as s:
+            s.sendall(frame_bytes)
+            return read_reply(s)
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def cli(self, *args, input=None, timeout=30):
+        env = dict(self.env, SMCACHE_SOCKET=self.socket)
+        return subprocess.run([SMCACHE, *args], capture_output=True, env=env, input=input,
+                              timeout=timeout)
+
+    def pid(self):
+        return self.proc.pid
+
+    def open_fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def stop(self, check=True):
+        """SIGTERM, then assert a clean exit and a log free of sanitizer reports."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                if check:
+                    raise AssertionError(f"smcached ignored SIGTERM:\n{self.read_log()[-4000:]}")
+        self.log.close()
+        log = self.read_log()
+        rc = self.proc.returncode
+        self.proc = None
+        if check:
+            for marker in SANITIZER_MARKERS:
+                if marker in log:
+                    raise AssertionError(f"sanitizer report in smcached log:\n{log[-8000:]}")
+            if rc != 0:
+                raise AssertionError(f"smcached exited with status {rc}:\n{log[-4000:]}")
+        return log
+
+    def close(self):
+        try:
+            self.stop(check=False)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.stop(check=True)
+        finally:
+            self.close()
+        return False
+
+
+def have_binaries():
+    return os.access(SMCACHED, os.X_OK) and os.access(SMCACHE, os.X_OK)
