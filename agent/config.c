@@ -1,0 +1,930 @@
+/*
+ * config: owns the key table, value syntax (durations, sizes), the INI
+ * reading on top of libinih and the error messages.
+ *
+ * libinih (Debian's build: multi-line values on, ';' inline comments on,
+ * 200-byte line buffer, no handler call on section headers, keeps parsing
+ * after an error) is fed through our own line reader, which:
+ *   - strips leading blanks, so an indented line is never taken as the
+ *     continuation of the previous value (and indented keys just work);
+ *   - rejects lines that do not fit the buffer (inih would otherwise parse
+ *     the rest of a long line as a line of its own) and NUL bytes;
+ *   - checks section headers itself, so an unknown section is reported on
+ *     its own line even when it holds no keys, and "[agent] key = v" is an
+ *     error rather than a header with ignored text;
+ *   - stops at the first error, so the message is about the first problem.
+ * The handler sees every key = value; inih's own return value then only
+ * adds lines it could not parse at all.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "log.h"
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
+#define KIB 1024ULL
+#define MIB (1024ULL * KIB)
+#define GIB (1024ULL * MIB)
+
+enum cfg_type {
+	CT_STRING,	/* char *, owned; checked by the row's check function */
+	CT_COUNT,	/* unsigned int, plain decimal */
+	CT_DURATION,	/* unsigned int seconds; s/m/h suffix */
+	CT_SIZE,	/* size_t bytes; K/M/G suffix */
+	CT_LOGLEVEL,	/* enum log_level, via log_level_parse() */
+	CT_ENUM,	/* an int-sized enum; the value is the index in names */
+};
+
+/* Extra checks for a string value; on error writes why and returns -1. */
+typedef int (*cfg_check_fn)(const char *value, char *why, size_t whylen);
+
+struct cfg_key {
+	const char *section;
+	const char *key;
+	enum cfg_type type;
+	size_t offset;			/* of the field in struct config */
+	const char *def;		/* default, in file syntax; NULL: unset */
+	unsigned long long min, max;	/* numeric types, inclusive */
+	const char *const *names;	/* CT_ENUM, NULL-terminated */
+	cfg_check_fn check;		/* CT_STRING, optional */
+	const char *unset;		/* CT_STRING: shown by describe when NULL */
+	const char *doc;
+};
+
+static int check_socket(const char *, char *, size_t);
+static int check_region(const char *, char *, size_t);
+static int check_endpoint(const char *, char *, size_t);
+
+static const char *const backend_names[] = { "file", "aws", NULL };
+
+/* CT_ENUM fields are written as an int. */
+_Static_assert(sizeof(enum config_backend) == sizeof(int), "enum size");
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct cfg_key cfg_keys[] = {
+	{ .section = "agent", .key = "socket", .type = CT_STRING,
+	  .offset = FIELD(socket_path), .check = check_socket,
+	  .unset = "(default)",
+	  .doc = "Unix socket clients connect to (absolute path)" },
+	{ .section = "agent", .key = "max_connections", .type = CT_COUNT,
+	  .offset = FIELD(max_connections), .def = "1024", .min = 1, .max = 65536,
+	  .doc = "most clients connected at once" },
+	{ .section = "agent", .key = "idle_timeout", .type = CT_DURATION,
+	  .offset = FIELD(idle_timeout), .def = "60", .min = 1, .max = 86400,
+	  .doc = "close a connection idle this long" },
+	{ .section = "agent", .key = "max_output", .type = CT_SIZE,
+	  .offset = FIELD(max_output), .def = "4M", .min = 256 * KIB, .max = GIB,
+	  .doc = "most bytes queued to one client that is not reading" },
+	{ .section = "agent", .key = "log_level", .type = CT_LOGLEVEL,
+	  .offset = FIELD(log_level), .def = "info",
+	  .doc = "error, warn, info or debug" },
+	{ .section = "backend", .key = "type", .type = CT_ENUM,
+	  .offset = FIELD(backend), .def = "file", .names = backend_names,
+	  .doc = "where secrets come from: file or aws" },
+	{ .section = "file", .key = "path", .type = CT_STRING,
+	  .offset = FIELD(file_path), .def = "conf/example-secrets.json",
+	  .doc = "JSON secrets file (relative to the working directory)" },
+	{ .section = "aws", .key = "region", .type = CT_STRING,
+	  .offset = FIELD(aws_region), .check = check_region,
+	  .unset = "(from the environment)",
+	  .doc = "AWS region, like us-east-1" },
+	{ .section = "aws", .key = "endpoint", .type = CT_STRING,
+	  .offset = FIELD(aws_endpoint), .check = check_endpoint,
+	  .unset = "(default)",
+	  .doc = "Secrets Manager endpoint URL (http:// or https://)" },
+	{ .section = "cache", .key = "ttl", .type = CT_DURATION,
+	  .offset = FIELD(cache_ttl), .def = "300", .min = 1, .max = 86400,
+	  .doc = "how long a (secret, label) -> version mapping is trusted" },
+};
+
+/* ---- value syntax ---------------------------------------------------------------------- */
+
+/*
+ * Decimal digits, then at most one suffix character from suffixes whose
+ * multiplier is mult[index]. Syntax errors win over overflow, so
+ * "99999999999999999999x" is EINVAL.
+ */
+static int
+parse_scaled(const char *text, const char *suffixes, const unsigned long long *mult,
+    unsigned long long *out)
+{
+	unsigned long long v = 0;
+	const char *s = text, *suf;
+	bool overflow = false;
+
+	if (text == NULL || *s < '0' || *s > '9')
+		goto inval;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (v > (ULLONG_MAX - d) / 10)
+			overflow = true;
+		else
+			v = v * 10 + d;
+	}
+	if (*s != '\0') {
+		if ((suf = strchr(suffixes, *s)) == NULL || s[1] != '\0')
+			goto inval;
+		if (!overflow && v > ULLONG_MAX / mult[suf - suffixes])
+			overflow = true;
+		else
+			v *= mult[suf - suffixes];
+	}
+	if (overflow) {
+		errno = ERANGE;
+		return -1;
+	}
+	*out = v;
+	return 0;
+inval:
+	errno = EINVAL;
+	return -1;
+}
+
+static int
+parse_count(const char *text, unsigned long long *out)
+{
+	return parse_scaled(text, "", NULL, out);
+}
+
+int
+config_parse_duration(const char *text, unsigned long long *seconds)
+{
+	static const unsigned long long mult[] = { 1, 60, 3600 };
+
+	return parse_scaled(text, "smh", mult, seconds);
+}
+
+int
+config_parse_size(const char *text, unsigned long long *bytes)
+{
+	static const unsigned long long mult[] = { KIB, MIB, GIB, KIB, MIB, GIB };
+
+	return parse_scaled(text, "KMGkmg", mult, bytes);
+}
+
+/* Largest exact binary suffix: 4194304 -> "4M". */
+static void
+format_size(unsigned long long v, char *buf, size_t len)
+{
+	if (v != 0 && v % GIB == 0)
+		snprintf(buf, len, "%lluG", v / GIB);
+	else if (v != 0 && v % MIB == 0)
+		snprintf(buf, len, "%lluM", v / MIB);
+	else if (v != 0 && v % KIB == 0)
+		snprintf(buf, len, "%lluK", v / KIB);
+	else
+		snprintf(buf, len, "%llu", v);
+}
+
+static void
+format_bounds(const struct cfg_key *k, char *buf, size_t len)
+{
+	char lo[32], hi[32];
+
+	switch (k->type) {
+	case CT_DURATION:
+		snprintf(buf, len, "%llus..%llus", k->min, k->max);
+		break;
+	case CT_SIZE:
+		format_size(k->min, lo, sizeof(lo));
+		format_size(k->max, hi, sizeof(hi));
+		snprintf(buf, len, "%s..%s", lo, hi);
+		break;
+	default:
+		snprintf(buf, len, "%llu..%llu", k->min, k->max);
+		break;
+	}
+}
+
+/* ---- string checks --------------------------------------------------------------------- */
+
+static int
+check_socket(const char *v, char *why, size_t whylen)
+{
+	const size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
+	size_t len = strlen(v);
+
+	if (v[0] != '/') {
+		snprintf(why, whylen, "'%s' is not an absolute path", v);
+		return -1;
+	}
+	if (len >= max) {
+		snprintf(why, whylen, "path is too long (%zu bytes, a Unix socket path must be"
+		    " shorter than %zu)", len, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_region(const char *v, char *why, size_t whylen)
+{
+	size_t len = strlen(v), i;
+	bool ok = len > 0 && len <= 32 && v[0] >= 'a' && v[0] <= 'z' && v[len - 1] != '-';
+
+	for (i = 0; ok && i < len; i++) {
+		char c = v[i];
+
+		if (c == '-')
+			ok = v[i + 1] != '-';
+		else
+			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+	}
+	if (!ok) {
+		snprintf(why, whylen, "'%s' is not a region name (expected lowercase letters,"
+		    " digits and dashes, like us-east-1)", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_endpoint(const char *v, char *why, size_t whylen)
+{
+	const char *host;
+
+	if (strncmp(v, "https://", 8) == 0)
+		host = v + 8;
+	else if (strncmp(v, "http://", 7) == 0)
+		host = v + 7;
+	else {
+		snprintf(why, whylen, "'%s' must start with http:// or https://", v);
+		return -1;
+	}
+	if (*host == '\0' || *host == '/') {
+		snprintf(why, whylen, "'%s' has no host name", v);
+		return -1;
+	}
+	if (strpbrk(v, " \t") != NULL) {
+		snprintf(why, whylen, "'%s' contains a space", v);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- setting one value ----------------------------------------------------------------- */
+
+static int
+set_string(struct config *cfg, const struct cfg_key *k, const char *v, char *why,
+    size_t whylen)
+{
+	char **field = (char **)(void *)((char *)cfg + k->offset);
+	size_t len = strlen(v), i;
+	char *copy;
+
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
+			snprintf(why, whylen, "value contains a control character");
+			return -1;
+		}
+	}
+	if (len >= 2 && (v[0] == '"' || v[0] == '\'') && v[len - 1] == v[0]) {
+		snprintf(why, whylen, "%s is quoted, but values are taken literally:"
+		    " remove the quotes", v);
+		return -1;
+	}
+	if (k->check != NULL && k->check(v, why, whylen) == -1)
+		return -1;
+	if ((copy = strdup(v)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int
+set_number(struct config *cfg, const struct cfg_key *k, const char *v, char *why,
+    size_t whylen)
+{
+	void *field = (char *)cfg + k->offset;
+	unsigned long long n;
+	const char *what;
+	char bounds[80];
+	int rc;
+
+	format_bounds(k, bounds, sizeof(bounds));
+	switch (k->type) {
+	case CT_DURATION:
+		rc = config_parse_duration(v, &n);
+		what = "a duration (expected seconds, or a number with s/m/h)";
+		break;
+	case CT_SIZE:
+		rc = config_parse_size(v, &n);
+		what = "a size (expected bytes, or a number with K/M/G)";
+		break;
+	default:
+		rc = parse_count(v, &n);
+		what = "a number";
+		break;
+	}
+	if (rc == -1 && errno == EINVAL) {
+		snprintf(why, whylen, "'%s' is not %s, allowed %s", v, what, bounds);
+		return -1;
+	}
+	if (rc == -1 || n < k->min || n > k->max) {
+		snprintf(why, whylen, "'%s' is out of range, allowed %s", v, bounds);
+		return -1;
+	}
+	if (k->type == CT_SIZE)
+		*(size_t *)field = (size_t)n;
+	else
+		*(unsigned int *)field = (unsigned int)n;
+	return 0;
+}
+
+/* Parses v for key k into cfg. On error writes why (no key name) and returns -1. */
+static int
+cfg_set(struct config *cfg, const struct cfg_key *k, const char *v, char *why, size_t whylen)
+{
+	void *field = (char *)cfg + k->offset;
+	enum log_level level;
+	int i;
+
+	if (*v == '\0') {
+		snprintf(why, whylen, "empty value (leave the key out to use the default)");
+		return -1;
+	}
+	switch (k->type) {
+	case CT_STRING:
+		return set_string(cfg, k, v, why, whylen);
+	case CT_COUNT:
+	case CT_DURATION:
+	case CT_SIZE:
+		return set_number(cfg, k, v, why, whylen);
+	case CT_LOGLEVEL:
+		if (log_level_parse(v, &level) == -1) {
+			snprintf(why, whylen, "'%s' is not a log level (expected error, warn,"
+			    " info or debug)", v);
+			return -1;
+		}
+		*(enum log_level *)field = level;
+		return 0;
+	case CT_ENUM:
+		for (i = 0; k->names[i] != NULL; i++) {
+			if (strcmp(v, k->names[i]) == 0) {
+				memcpy(field, &i, sizeof(i));
+				return 0;
+			}
+		}
+		snprintf(why, whylen, "'%s' is not one of:", v);
+		for (i = 0; k->names[i] != NULL; i++) {
+			size_t used = strlen(why);
+
+			snprintf(why + used, whylen - used, "%s %s", i ? "," : "", k->names[i]);
+		}
+		return -1;
+	}
+	snprintf(why, whylen, "internal error: bad key type");
+	return -1;
+}
+
+/* ---- names and hints ------------------------------------------------------------------- */
+
+static bool
+section_known(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		if (strlen(cfg_keys[i].section) == len &&
+		    memcmp(cfg_keys[i].section, name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+static const struct cfg_key *
+key_find(const char *section, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		if (strcmp(cfg_keys[i].section, section) == 0 && strcmp(cfg_keys[i].key, key) == 0)
+			return &cfg_keys[i];
+	}
+	return NULL;
+}
+
+/* Levenshtein distance for short words; SIZE_MAX when either is long. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[33], i, j, diag, up, best;
+
+	if (la > 32 || lb > 32)
+		return SIZE_MAX;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		diag = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			up = row[j];
+			best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* True when typed looks like a misspelling of known. */
+static bool
+near_miss(const char *typed, const char *known)
+{
+	size_t d;
+
+	if (strcasecmp(typed, known) == 0)
+		return true;
+	d = edit_distance(typed, known);
+	return d <= (strlen(known) > 4 ? 2u : 1u);
+}
+
+static void
+hint_section(const char *typed, char *buf, size_t len)
+{
+	size_t i;
+
+	buf[0] = '\0';
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		if (near_miss(typed, cfg_keys[i].section)) {
+			snprintf(buf, len, " (did you mean [%s]?)", cfg_keys[i].section);
+			return;
+		}
+	}
+}
+
+static void
+hint_key(const char *section, const char *key, char *buf, size_t len)
+{
+	size_t i;
+
+	buf[0] = '\0';
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		if (strcmp(cfg_keys[i].section, section) == 0 && near_miss(key, cfg_keys[i].key)) {
+			snprintf(buf, len, " (did you mean '%s'?)", cfg_keys[i].key);
+			return;
+		}
+	}
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		if (strcmp(cfg_keys[i].key, key) == 0) {
+			snprintf(buf, len, " ('%s' belongs in section [%s])", key,
+			    cfg_keys[i].section);
+			return;
+		}
+	}
+}
+
+/* ---- parsing --------------------------------------------------------------------------- */
+
+struct cfg_src {
+	FILE *fp;			/* a file, or */
+	const unsigned char *buf;	/* a buffer of len bytes */
+	size_t len, pos;
+};
+
+struct cfg_parse {
+	struct config *cfg;
+	struct cfg_src src;
+	int lineno;			/* last line handed to inih */
+	size_t bom;			/* bytes of a byte order mark seen */
+	int seen[nitems(cfg_keys)];	/* line each key was set on; 0: not set */
+	bool failed;
+	int fail_line;			/* 0: the message names no line */
+	char msg[CONFIG_ERR_SIZE];	/* the first error, without "name:line: " */
+};
+
+static void cfg_fail(struct cfg_parse *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records the first error only. */
+static void
+cfg_fail(struct cfg_parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->failed)
+		return;
+	p->failed = true;
+	p->fail_line = line;
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+	va_end(ap);
+}
+
+static int
+src_getc(struct cfg_src *s)
+{
+	if (s->fp != NULL)
+		return getc(s->fp);
+	if (s->pos >= s->len)
+		return EOF;
+	return s->buf[s->pos++];
+}
+
+static bool
+src_error(struct cfg_src *s)
+{
+	return s->fp != NULL && ferror(s->fp);
+}
+
+static bool
+is_blank(int c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* A line starting with '['. Returns -1 (error recorded) unless a known section. */
+static int
+check_section_header(struct cfg_parse *p, const char *line)
+{
+	const char *name = line + 1, *end = strchr(name, ']'), *rest;
+	char typed[64], hint[64];
+	size_t len;
+
+	if (end == NULL) {
+		cfg_fail(p, p->lineno, "section header without a closing ']'");
+		return -1;
+	}
+	len = (size_t)(end - name);
+	if (!section_known(name, len)) {
+		snprintf(typed, sizeof(typed), "%.*s", (int)len, name);
+		hint_section(typed, hint, sizeof(hint));
+		cfg_fail(p, p->lineno, "unknown section [%.*s]%s", (int)len, name, hint);
+		return -1;
+	}
+	for (rest = end + 1; is_blank(*rest); rest++)
+		;
+	if (*rest != '\0' && *rest != ';' && *rest != '#') {
+		cfg_fail(p, p->lineno, "unexpected text after [%.*s] (put each key on a line"
+		    " of its own)", (int)len, name);
+		return -1;
+	}
+	return 0;
+}
+
+/* inih's fgets-like reader; see the comment at the top of the file. */
+static char *
+cfg_reader(char *str, int num, void *stream)
+{
+	struct cfg_parse *p = stream;
+	size_t n = 0, total = 0;
+	int c;
+
+	if (p->failed || num < 2)
+		return NULL;
+	c = src_getc(&p->src);
+	if (c == EOF) {
+		if (src_error(&p->src))
+			cfg_fail(p, 0, "read error: %s", strerror(errno));
+		return NULL;
+	}
+	p->lineno++;
+	for (; c != EOF && c != '\n'; c = src_getc(&p->src)) {
+		if (c == '\0') {
+			cfg_fail(p, p->lineno, "line contains a NUL byte");
+			return NULL;
+		}
+		/* A UTF-8 byte order mark at the start of the file: skip it. */
+		if (p->lineno == 1 && total < 3 && total == p->bom) {
+			if (c == (unsigned char)"\xef\xbb\xbf"[total]) {
+				total++;
+				p->bom++;
+				continue;
+			}
+			if (p->bom != 0) {
+				cfg_fail(p, p->lineno, "broken UTF-8 byte order mark");
+				return NULL;
+			}
+		}
+		if (++total > (size_t)num - 1) {
+			/* The rest of a long comment is still comment. */
+			if (n > 0 && (str[0] == '#' || str[0] == ';'))
+				continue;
+			cfg_fail(p, p->lineno, "line is too long (at most %d characters)", num - 1);
+			return NULL;
+		}
+		if (n == 0 && is_blank(c))
+			continue;
+		str[n++] = (char)c;
+	}
+	if (c == EOF && src_error(&p->src)) {
+		cfg_fail(p, 0, "read error: %s", strerror(errno));
+		return NULL;
+	}
+	str[n] = '\0';
+	if (str[0] == '[' && check_section_header(p, str) == -1)
+		return NULL;
+	return str;
+}
+
+static int
+cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct cfg_parse *p = user;
+	const struct cfg_key *k;
+	char why[CONFIG_ERR_SIZE / 2], hint[96];
+	size_t i;
+
+	if (p->failed)
+		return 0;
+	if (*name == '\0') {
+		cfg_fail(p, p->lineno, "missing key name before '='");
+		return 0;
+	}
+	if (*section == '\0') {
+		hint_key("", name, hint, sizeof(hint));
+		cfg_fail(p, p->lineno, "key '%s' outside any section%s", name, hint);
+		return 0;
+	}
+	if (!section_known(section, strlen(section))) {
+		/* The reader checks headers; this is in case inih and it disagree. */
+		cfg_fail(p, p->lineno, "unknown section [%s]", section);
+		return 0;
+	}
+	if ((k = key_find(section, name)) == NULL) {
+		hint_key(section, name, hint, sizeof(hint));
+		cfg_fail(p, p->lineno, "unknown key '%s' in section [%s]%s", name, section, hint);
+		return 0;
+	}
+	i = (size_t)(k - cfg_keys);
+	if (value == NULL) {
+		/* Only when inih is built to allow keys without '='. */
+		cfg_fail(p, p->lineno, "[%s] %s: missing '= value'", section, name);
+		return 0;
+	}
+	if (p->seen[i] != 0) {
+		cfg_fail(p, p->lineno, "duplicate key '%s' in section [%s] (first set on line %d)",
+		    name, section, p->seen[i]);
+		return 0;
+	}
+	p->seen[i] = p->lineno;
+	if (cfg_set(p->cfg, k, value, why, sizeof(why)) == -1) {
+		cfg_fail(p, p->lineno, "[%s] %s: %s", section, name, why);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+seen_line(const struct cfg_parse *p, const char *section, const char *key)
+{
+	const struct cfg_key *k = key_find(section, key);
+
+	return k == NULL ? 0 : p->seen[k - cfg_keys];
+}
+
+/* Checks between keys, after the whole file is read. */
+static void
+cfg_cross_check(struct cfg_parse *p)
+{
+	const struct config *cfg = p->cfg;
+
+	if (cfg->backend == CONFIG_BACKEND_FILE &&
+	    (cfg->file_path == NULL || cfg->file_path[0] == '\0'))
+		cfg_fail(p, seen_line(p, "backend", "type"),
+		    "[backend] type = file needs [file] path");
+}
+
+static void
+set_err(char *err, size_t errlen, const char *name, int line, const char *msg)
+{
+	char *c;
+
+	if (err == NULL || errlen == 0)
+		return;
+	if (line > 0)
+		snprintf(err, errlen, "%s:%d: %s", name, line, msg);
+	else
+		snprintf(err, errlen, "%s: %s", name, msg);
+	/* Names and values are echoed: keep terminal control bytes out. */
+	for (c = err; *c != '\0'; c++) {
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	}
+}
+
+/* Defaults, then src (NULL: none), then cross-key checks. */
+static int
+cfg_run(struct config *cfg, struct cfg_src *src, const char *name, char *err, size_t errlen)
+{
+	struct cfg_parse p;
+	struct config tmp;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	memset(&p, 0, sizeof(p));
+	p.cfg = &tmp;
+	if (config_defaults(&tmp) == -1) {
+		set_err(err, errlen, name, 0, "out of memory");
+		return -1;
+	}
+	if (src != NULL) {
+		p.src = *src;
+		rc = ini_parse_stream(cfg_reader, &p, cfg_handler, &p);
+		/*
+		 * inih's rc is the first line that failed, ours or one it could
+		 * not parse; the earlier of the two is the one to report.
+		 */
+		if (rc > 0 && (!p.failed || p.fail_line == 0 || rc < p.fail_line)) {
+			p.failed = false;
+			cfg_fail(&p, rc, "cannot parse line (expected '[section]', 'key = value'"
+			    " or a comment)");
+		} else if (rc < 0 && !p.failed)
+			cfg_fail(&p, 0, rc == -2 ? "out of memory" : "cannot read");
+	}
+	if (!p.failed)
+		cfg_cross_check(&p);
+	if (p.failed) {
+		set_err(err, errlen, name, p.fail_line, p.msg);
+		config_free(&tmp);
+		return -1;
+	}
+	*cfg = tmp;
+	return 0;
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+int
+config_defaults(struct config *cfg)
+{
+	char why[CONFIG_ERR_SIZE];
+	size_t i;
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+
+		/* A row whose bounds do not fit its field is a bug in the table. */
+		if ((k->type == CT_COUNT || k->type == CT_DURATION) && k->max > UINT_MAX)
+			goto bad;
+		if (k->type == CT_SIZE && k->max > SIZE_MAX)
+			goto bad;
+		if (k->def != NULL && cfg_set(cfg, k, k->def, why, sizeof(why)) == -1) {
+			if (strcmp(why, "out of memory") == 0)
+				goto nomem;
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	config_free(cfg);
+	errno = EINVAL;
+	return -1;
+nomem:
+	config_free(cfg);
+	errno = ENOMEM;
+	return -1;
+}
+
+int
+config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct cfg_src src = { 0 };
+	FILE *fp;
+	int rc;
+
+	if (path == NULL)
+		return cfg_run(cfg, NULL, "(built-in defaults)", err, errlen);
+	if ((fp = fopen(path, "re")) == NULL) {
+		char msg[CONFIG_ERR_SIZE];
+
+		memset(cfg, 0, sizeof(*cfg));
+		snprintf(msg, sizeof(msg), "cannot open: %s", strerror(errno));
+		set_err(err, errlen, path, 0, msg);
+		return -1;
+	}
+	src.fp = fp;
+	rc = cfg_run(cfg, &src, path, err, errlen);
+	fclose(fp);
+	return rc;
+}
+
+int
+config_load_buffer(struct config *cfg, const void *data, size_t len, const char *name,
+    char *err, size_t errlen)
+{
+	struct cfg_src src = { .buf = data, .len = len };
+
+	if (data == NULL)
+		src.len = 0;
+	return cfg_run(cfg, &src, name != NULL ? name : "(string)", err, errlen);
+}
+
+int
+config_load_string(struct config *cfg, const char *text, const char *name, char *err,
+    size_t errlen)
+{
+	return config_load_buffer(cfg, text, text != NULL ? strlen(text) : 0, name, err, errlen);
+}
+
+void
+config_free(struct config *cfg)
+{
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		if (cfg_keys[i].type == CT_STRING)
+			free(*(char **)(void *)((char *)cfg + cfg_keys[i].offset));
+	}
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const char *
+config_backend_name(enum config_backend backend)
+{
+	if ((unsigned)backend >= nitems(backend_names) - 1)
+		return "?";
+	return backend_names[backend];
+}
+
+static void
+format_value(const struct config *cfg, const struct cfg_key *k, char *buf, size_t len)
+{
+	const void *field = (const char *)cfg + k->offset;
+	const char *s;
+	int i, v;
+
+	switch (k->type) {
+	case CT_STRING:
+		s = *(char *const *)field;
+		if (s == NULL)
+			s = k->unset != NULL ? k->unset : "";
+		snprintf(buf, len, "%s", s);
+		break;
+	case CT_COUNT:
+	case CT_DURATION:
+		snprintf(buf, len, "%u", *(const unsigned int *)field);
+		break;
+	case CT_SIZE:
+		format_size(*(const size_t *)field, buf, len);
+		break;
+	case CT_LOGLEVEL:
+		snprintf(buf, len, "%s", log_level_name(*(const enum log_level *)field));
+		break;
+	case CT_ENUM:
+		memcpy(&v, field, sizeof(v));
+		for (s = "?", i = 0; k->names[i] != NULL; i++) {
+			if (i == v)
+				s = k->names[i];
+		}
+		snprintf(buf, len, "%s", s);
+		break;
+	}
+}
+
+void
+config_describe(const struct config *cfg, FILE *out)
+{
+	char value[512];
+	size_t i;
+
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		format_value(cfg, &cfg_keys[i], value, sizeof(value));
+		fprintf(out, "%s.%s = %s\n", cfg_keys[i].section, cfg_keys[i].key, value);
+	}
+}
+
+void
+config_help(FILE *out)
+{
+	char def[64], bounds[80];
+	size_t i;
+
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+
+		snprintf(def, sizeof(def), "%s", k->def != NULL ? k->def :
+		    k->unset != NULL ? k->unset : "none");
+		if (k->type == CT_COUNT || k->type == CT_DURATION || k->type == CT_SIZE) {
+			format_bounds(k, bounds, sizeof(bounds));
+			fprintf(out, "[%s] %s: %s (default %s, allowed %s)\n", k->section, k->key,
+			    k->doc, def, bounds);
+		} else
+			fprintf(out, "[%s] %s: %s (default %s)\n", k->section, k->key, k->doc, def);
+	}
+}

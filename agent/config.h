@@ -1,0 +1,96 @@
+/*
+ * config: the agent's configuration. Built-in defaults, then an INI file
+ * (parsed with libinih), then cross-key checks. Every key is one row of a
+ * table in config.c; adding a key means adding a field here and a row there.
+ *
+ * File format (see conf/smcached.conf for every key):
+ *   - "[section]" headers and "key = value" lines; section and key names are
+ *     case-sensitive and spelled in lowercase.
+ *   - Lines starting with ';' or '#' (after optional blanks) are comments; a
+ *     ';' preceded by a blank also starts a comment at the end of a line.
+ *   - Leading blanks are ignored: there are no multi-line values.
+ *   - Values are taken literally (no quoting); empty values are an error
+ *     (leave a key out to get its default). A key may appear once.
+ *   - Durations: seconds, or a number with an s, m or h suffix ("90", "5m").
+ *   - Sizes: bytes, or a number with a K, M or G suffix (powers of 1024).
+ *   - Lines are at most 199 characters long.
+ */
+#ifndef SMC_AGENT_CONFIG_H
+#define SMC_AGENT_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "log.h"
+
+/* A buffer this large holds any message config_load() writes. */
+#define CONFIG_ERR_SIZE 512
+
+enum config_backend {
+	CONFIG_BACKEND_FILE = 0,
+	CONFIG_BACKEND_AWS = 1,
+};
+
+struct config {
+	/* [agent] */
+	char *socket_path;		/* NULL: smc_default_socket_path() */
+	unsigned int max_connections;
+	unsigned int idle_timeout;	/* seconds */
+	size_t max_output;		/* bytes queued to one client */
+	enum log_level log_level;
+
+	/* [backend] */
+	enum config_backend backend;
+
+	/* [file] */
+	char *file_path;		/* never NULL after a successful load */
+
+	/* [aws] */
+	char *aws_region;		/* NULL: from the environment */
+	char *aws_endpoint;		/* NULL: the regional AWS endpoint */
+
+	/* [cache] */
+	unsigned int cache_ttl;		/* seconds */
+};
+
+/*
+ * Fills *cfg with the built-in defaults (any previous contents are
+ * overwritten, not freed). Returns -1 only when out of memory.
+ */
+int config_defaults(struct config *cfg);
+
+/*
+ * Defaults, then the file at path (NULL: defaults only), then cross-key
+ * checks. On error returns -1, writes one message naming the file and line
+ * to err ("smcached.conf:12: unknown key 'tll' in section [cache]") and
+ * leaves *cfg zeroed (nothing to free). *cfg is overwritten, not freed.
+ */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* The same from memory; name stands for the file name in messages. */
+int config_load_string(struct config *cfg, const char *text, const char *name,
+    char *err, size_t errlen);
+/* data need not be NUL-terminated; a NUL byte inside it is an error. */
+int config_load_buffer(struct config *cfg, const void *data, size_t len,
+    const char *name, char *err, size_t errlen);
+
+/* Frees the strings; *cfg is zeroed. Safe on a zeroed or freed config. */
+void config_free(struct config *cfg);
+
+/* The effective configuration, one "section.key = value" line per key. */
+void config_describe(const struct config *cfg, FILE *out);
+
+/* Every key with its meaning, default and bounds (for --help). */
+void config_help(FILE *out);
+
+const char *config_backend_name(enum config_backend backend);
+
+/*
+ * Value syntax shared with other parts of the agent. Digits only (no sign,
+ * no blanks), then an optional suffix. Return 0, or -1 with errno EINVAL
+ * (not that syntax) or ERANGE (does not fit 64 bits).
+ */
+int config_parse_duration(const char *text, unsigned long long *seconds);
+int config_parse_size(const char *text, unsigned long long *bytes);
+
+#endif
