@@ -14,6 +14,7 @@
 struct event_base;
 struct config;
 struct backend;
+struct cache;
 struct server;
 
 struct agent_stats {
@@ -25,6 +26,7 @@ struct agent {
 	struct event_base *base;
 	const struct config *config;
 	struct backend *backend;
+	struct cache *cache;
 	struct server *server;
 	struct agent_stats stats;
 	uint8_t *reply_scratch;		/* locked, guarded buffer where replies carrying values are built */

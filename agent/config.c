@@ -69,6 +69,8 @@ static int check_region(const char *, char *, size_t);
 static int check_endpoint(const char *, char *, size_t);
 
 static const char *const backend_names[] = { "file", "aws", NULL };
+/* In secmem_mlock_policy order. */
+static const char *const mlock_names[] = { "off", "best-effort", "required", NULL };
 
 /* CT_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum config_backend) == sizeof(int), "enum size");
@@ -109,6 +111,18 @@ static const struct cfg_key cfg_keys[] = {
 	{ .section = "cache", .key = "ttl", .type = CT_DURATION,
 	  .offset = FIELD(cache_ttl), .def = "300", .min = 1, .max = 86400,
 	  .doc = "how long a (secret, label) -> version mapping is trusted" },
+	{ .section = "cache", .key = "negative_ttl", .type = CT_DURATION,
+	  .offset = FIELD(cache_negative_ttl), .def = "10", .min = 0, .max = 3600,
+	  .doc = "how long \"not found\" is remembered (0: not at all)" },
+	{ .section = "cache", .key = "max_entries", .type = CT_COUNT,
+	  .offset = FIELD(cache_max_entries), .def = "10000", .min = 1, .max = 10000000,
+	  .doc = "most secret versions held; least recently used go first" },
+	{ .section = "cache", .key = "max_bytes", .type = CT_SIZE,
+	  .offset = FIELD(cache_max_bytes), .def = "64M", .min = 256 * KIB, .max = 16 * GIB,
+	  .doc = "most sealed bytes held; least recently used go first" },
+	{ .section = "cache", .key = "mlock", .type = CT_ENUM,
+	  .offset = FIELD(cache_mlock), .def = "best-effort", .names = mlock_names,
+	  .doc = "lock the agent's memory: required, best-effort or off" },
 };
 
 /* ---- value syntax ---------------------------------------------------------------------- */

@@ -51,6 +51,10 @@ struct config {
 
 	/* [cache] */
 	unsigned int cache_ttl;		/* seconds */
+	unsigned int cache_negative_ttl;	/* seconds; 0: "not found" is not remembered */
+	unsigned int cache_max_entries;	/* versions held at most */
+	size_t cache_max_bytes;		/* sealed bytes held at most */
+	int cache_mlock;		/* a secmem_mlock_policy: off, best-effort, required */
 };
 
 /*

@@ -1,7 +1,8 @@
 /*
  * dispatch: what each protocol operation does. Decoded requests arrive from
- * the server; GET and DESCRIBE go to the backend and are answered when it
- * calls back; PING and STATS are answered at once.
+ * the server; GET reads through the cache (answered at once on a hit, when
+ * the fetch completes otherwise); DESCRIBE goes to the backend; PING and
+ * STATS are answered at once.
  *
  * Replies that carry a secret value are built in the agent's locked scratch
  * buffer, copied once into an exact-size buffer the connection wipes after
@@ -16,6 +17,7 @@
 
 #include "agent.h"
 #include "backend.h"
+#include "cache.h"
 #include "dispatch.h"
 #include "frame.h"
 #include "log.h"
@@ -195,10 +197,11 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 		return;
 	}
 	conn_waiter_attach(conn, &p->waiter);
-	if (req->header.op == SMC_OP_GET)
-		r = backend_get_value(agent->backend, &p->query, get_done, p);
-	else
-		r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
+	if (req->header.op == SMC_OP_GET) {
+		cache_get(agent->cache, &p->query, get_done, p);
+		return;
+	}
+	r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
 	if (r != 0) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
 		    SMC_STATUS_INTERNAL, "the backend could not take the request");
@@ -246,6 +249,7 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 		"replies_limit_exceeded", "replies_upstream_auth" };
 	const struct server_stats *ss = server_get_stats(agent->server);
 	const struct backend_counters *bc = &agent->backend->counters;
+	const struct cache_stats *cs = cache_get_stats(agent->cache);
 	uint8_t frame[8192];
 	struct smc_writer w;
 	size_t len;
@@ -268,6 +272,19 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 		put_stat(&w, op_names[op], agent->stats.requests_by_op[op]);
 	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)
 		put_stat(&w, status_names[st], agent->stats.replies_by_status[st]);
+	put_stat(&w, "cache_hits", cs->hits);
+	put_stat(&w, "cache_misses", cs->misses);
+	put_stat(&w, "cache_negative_hits", cs->negative_hits);
+	put_stat(&w, "cache_single_flight_joins", cs->joins);
+	put_stat(&w, "cache_evictions", cs->evictions);
+	put_stat(&w, "cache_entries", cs->versions);
+	put_stat(&w, "cache_sealed_bytes", cs->sealed_bytes);
+	put_stat(&w, "cache_secrets", cs->secrets);
+	put_stat(&w, "cache_labels_other", cs->labels);
+	put_stat(&w, "cache_negative_entries", cs->negatives);
+	put_stat(&w, "cache_fetches", cs->fetches);
+	put_stat(&w, "cache_fetch_errors", cs->fetch_errors);
+	put_stat(&w, "cache_fetches_in_flight", cs->in_flight);
 	put_stat(&w, "upstream_get_ok", bc->get_ok);
 	put_stat(&w, "upstream_get_error", bc->get_error);
 	put_stat(&w, "upstream_describe_ok", bc->describe_ok);

@@ -19,6 +19,7 @@
 #include "agent.h"
 #include "backend.h"
 #include "backend_file.h"
+#include "cache.h"
 #include "config.h"
 #include "dispatch.h"
 #include "frame.h"
@@ -85,6 +86,7 @@ main(int argc, char **argv)
 	struct listen_socket ls = { .fd = -1 };
 	struct event *sig_int = NULL, *sig_term = NULL;
 	struct server_limits limits;
+	struct cache_options cache_opts;
 	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
 	const char *config_path = NULL;
 	int opt, check_only = 0, status = 1;
@@ -146,7 +148,7 @@ main(int argc, char **argv)
 		log_error("%s", msg);
 		goto out;
 	}
-	if (secmem_mlock_apply(SECMEM_MLOCK_BEST_EFFORT, msg, sizeof(msg)) != 0) {
+	if (secmem_mlock_apply((secmem_mlock_policy)cfg.cache_mlock, msg, sizeof(msg)) != 0) {
 		log_error("%s", msg);
 		goto out;
 	}
@@ -167,6 +169,14 @@ main(int argc, char **argv)
 	}
 	if ((agent.backend = make_backend(agent.base, &cfg, err, sizeof(err))) == NULL) {
 		log_error("backend: %s", err);
+		goto out;
+	}
+	cache_opts.ttl_s = cfg.cache_ttl;
+	cache_opts.negative_ttl_s = cfg.cache_negative_ttl;
+	cache_opts.max_versions = cfg.cache_max_entries;
+	cache_opts.max_bytes = cfg.cache_max_bytes;
+	if ((agent.cache = cache_new(agent.base, agent.backend, &cache_opts, err, sizeof(err))) == NULL) {
+		log_error("cache: %s", err);
 		goto out;
 	}
 	if (listen_unix(&ls, socket_path, LISTEN_BACKLOG, err, sizeof(err)) != 0) {
@@ -204,6 +214,7 @@ out:
 		event_free(sig_term);
 	server_free(agent.server);
 	listen_unix_close(&ls);
+	cache_free(agent.cache);
 	backend_free(agent.backend);
 	if (agent.base != NULL)
 		event_base_free(agent.base);

@@ -362,16 +362,25 @@ class AgentLifecycle(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn(b"not a socket", p.stderr)
 
-    def test_secrets_file_change_is_seen(self):
-        with h.Agent(sample_secrets()) as a:
+    def test_secrets_file_change_is_seen_after_ttl(self):
+        # Secrets Manager semantics: a VersionId's value never changes; an update
+        # adds a version and moves AWSCURRENT, which the agent sees within ttl.
+        with h.Agent(sample_secrets(), config_extra="[cache]\nttl = 1\n") as a:
             self.assertEqual(a.cli("get", "app/db").stdout, b"new-password")
             secrets = sample_secrets()
-            secrets[0]["Versions"][1]["SecretString"] = "rotated"
+            versions = secrets[0]["Versions"]
+            versions[0]["VersionStages"] = []
+            versions[1]["VersionStages"] = ["AWSPREVIOUS", "blue"]
+            versions.append(h.version("44444444-4444-4444-4444-444444444444", ["AWSCURRENT"],
+                                      string="rotated"))
             a.write_secrets(secrets)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and a.cli("get", "app/db").stdout != b"rotated":
-                time.sleep(0.1)
+            start = time.monotonic()
+            while time.monotonic() - start < 10 and a.cli("get", "app/db").stdout != b"rotated":
+                time.sleep(0.05)
             self.assertEqual(a.cli("get", "app/db").stdout, b"rotated")
+            self.assertLess(time.monotonic() - start, 2.5)
+            self.assertEqual(a.cli("get", "app/db", "--version-stage", "AWSPREVIOUS").stdout,
+                             b"new-password")
 
     def test_check_config_and_version(self):
         a = h.Agent(sample_secrets())
