@@ -1,0 +1,559 @@
+/*
+ * cli: the `smcache` command, a thin shell over libsmcache.
+ *
+ *   smcache [--socket PATH] [--timeout MS] get SECRET_ID
+ *           [--version-stage S] [--version-id V] [--json]
+ *   smcache [...] describe SECRET_ID [--json]
+ *   smcache [...] ping | stats
+ *
+ * `get` writes the value's bytes exactly as stored (no newline added), so
+ * `$(smcache get x)` and `smcache get x > file` give back what was stored.
+ * --json prints what `aws secretsmanager get-secret-value` / `describe-secret`
+ * print. Exit status: 0 ok, 2 usage, 3 not found, 4 access denied, 5
+ * backend unavailable, 6 agent unreachable, 1 anything else (see smcache(1)).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "smcache.h"
+
+enum {
+	EXIT_USAGE = 2,
+	EXIT_NOT_FOUND = 3,
+	EXIT_DENIED = 4,
+	EXIT_UPSTREAM = 5,
+	EXIT_UNREACHABLE = 6,
+};
+
+struct cli_args {
+	const char *socket_path;	/* NULL: the library's default */
+	int timeout_ms;			/* 0: the library's default */
+	const char *version_stage;
+	const char *version_id;
+	int json;
+	const char *command;
+	const char *secret_id;
+};
+
+static const char usage_text[] =
+"usage: smcache [--socket PATH] [--timeout MS] COMMAND [ARGS]\n"
+"\n"
+"commands:\n"
+"  get SECRET_ID [--version-stage STAGE] [--version-id ID] [--json]\n"
+"                       print a secret's value (exact bytes, no newline added)\n"
+"  describe SECRET_ID [--json]\n"
+"                       print a secret's metadata and versions\n"
+"  ping                 check that the agent answers; print its version\n"
+"  stats                print the agent's counters, one \"name value\" per line\n"
+"\n"
+"options:\n"
+"  -s, --socket PATH    the agent's socket (default: $SMCACHE_SOCKET, else the\n"
+"                       agent's default path)\n"
+"  -t, --timeout MS     give up after MS milliseconds (default 10000)\n"
+"      --version-stage STAGE   the version with this staging label (get)\n"
+"      --version-id ID          the version with this id (get)\n"
+"      --json           print JSON shaped like the AWS CLI's output\n"
+"  -h, --help           print this help\n"
+"  -V, --version        print the version\n"
+"\n"
+"exit status: 0 ok, 2 usage, 3 not found, 4 access denied, 5 backend\n"
+"unavailable, 6 agent unreachable, 1 other errors.\n";
+
+static void
+message(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("smcache: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int
+usage_error(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	message("%s (see smcache --help)", buf);
+	return EXIT_USAGE;
+}
+
+static int
+exit_code(smc_error_code code)
+{
+	switch (code) {
+	case SMC_OK:				return 0;
+	case SMC_ERR_USAGE:			return EXIT_USAGE;
+	case SMC_ERR_NOT_FOUND:			return EXIT_NOT_FOUND;
+	case SMC_ERR_ACCESS_DENIED:
+	case SMC_ERR_UPSTREAM_AUTH:		return EXIT_DENIED;
+	case SMC_ERR_UPSTREAM_UNAVAILABLE:	return EXIT_UPSTREAM;
+	case SMC_ERR_UNREACHABLE:		return EXIT_UNREACHABLE;
+	default:				return 1;
+	}
+}
+
+static int
+fail(const smc_error *err)
+{
+	message("%s", err->message[0] != '\0' ? err->message : smc_strerror(err->code));
+	return exit_code(err->code);
+}
+
+/* ---- output helpers ------------------------------------------------------------------- */
+
+/* Writes all of buf to fd; the value path avoids stdio so no copy of a
+ * secret lingers in a stdio buffer. */
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Metadata comes from the agent: keep control characters (C0, DEL, and C1
+ * as UTF-8, which some terminals obey) off the terminal. */
+static void
+put_safe(FILE *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (; *p != '\0'; p++) {
+		if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			fputc('?', out);
+			p++;
+		} else
+			fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, out);
+	}
+}
+
+/* A date as the AWS CLI prints it (Python's isoformat() in local time):
+ * 2024-01-02T03:04:05.123000+00:00, the fraction only when not zero. */
+static int
+format_date(int64_t ms, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = (time_t)(ms / 1000);
+	int frac = (int)(ms % 1000), n;
+	long off;
+	size_t used;
+
+	if (ms < 0 || localtime_r(&t, &tm) == NULL)
+		return -1;
+	if ((used = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm)) == 0)
+		return -1;
+	if (frac != 0) {
+		n = snprintf(buf + used, len - used, ".%03d000", frac);
+		if (n < 0 || (size_t)n >= len - used)
+			return -1;
+		used += (size_t)n;
+	}
+	off = tm.tm_gmtoff;
+	n = snprintf(buf + used, len - used, "%c%02ld:%02ld", off < 0 ? '-' : '+',
+	    labs(off) / 3600, labs(off) % 3600 / 60);
+	if (n < 0 || (size_t)n >= len - used)
+		return -1;
+	return 0;
+}
+
+/* cJSON allocates through these while it holds a secret: wipe on free. */
+static void
+wipe_free(void *p)
+{
+	if (p == NULL)
+		return;
+	sodium_memzero(p, malloc_usable_size(p));
+	free(p);
+}
+
+static int
+json_add_date(cJSON *obj, const char *key, int64_t ms)
+{
+	char date[64];
+
+	if (ms == 0)
+		return 0;
+	if (format_date(ms, date, sizeof(date)) == -1)
+		return -1;
+	return cJSON_AddStringToObject(obj, key, date) == NULL ? -1 : 0;
+}
+
+/* Prints obj followed by a newline, wiping the text afterwards. */
+static int
+json_print(cJSON *obj)
+{
+	char *text = cJSON_Print(obj);
+	int rc;
+
+	if (text == NULL)
+		return -1;
+	rc = write_all(STDOUT_FILENO, text, strlen(text));
+	if (rc == 0)
+		rc = write_all(STDOUT_FILENO, "\n", 1);
+	cJSON_free(text);	/* wipe_free */
+	return rc;
+}
+
+/* ---- commands ------------------------------------------------------------------------- */
+
+static int
+secret_json(const smc_secret *s, cJSON *obj)
+{
+	const unsigned char *val = smc_secret_value(s);
+	size_t len = smc_secret_value_len(s), i, b64len;
+	cJSON *stages;
+	char *b64;
+	int rc = -1;
+
+	if (cJSON_AddStringToObject(obj, "ARN", smc_secret_arn(s)) == NULL ||
+	    cJSON_AddStringToObject(obj, "Name", smc_secret_name(s)) == NULL ||
+	    cJSON_AddStringToObject(obj, "VersionId", smc_secret_version_id(s)) == NULL)
+		return -1;
+	if (!smc_secret_is_binary(s)) {
+		if (cJSON_AddStringToObject(obj, "SecretString", smc_secret_string(s)) == NULL)
+			return -1;
+	} else {
+		b64len = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+		if ((b64 = sodium_malloc(b64len)) == NULL)
+			return -1;
+		sodium_bin2base64(b64, b64len, val, len, sodium_base64_VARIANT_ORIGINAL);
+		if (cJSON_AddStringToObject(obj, "SecretBinary", b64) != NULL)
+			rc = 0;
+		sodium_free(b64);	/* wipes */
+		if (rc == -1)
+			return -1;
+	}
+	if ((stages = cJSON_AddArrayToObject(obj, "VersionStages")) == NULL)
+		return -1;
+	for (i = 0; i < smc_secret_stage_count(s); i++) {
+		if (!cJSON_AddItemToArray(stages, cJSON_CreateString(smc_secret_stage(s, i))))
+			return -1;
+	}
+	return json_add_date(obj, "CreatedDate", smc_secret_created_ms(s));
+}
+
+static int
+cmd_get(smc_client *c, const struct cli_args *a)
+{
+	smc_get_options opts = { a->version_stage, a->version_id };
+	smc_secret *s = NULL;
+	smc_error err;
+	cJSON *obj = NULL;
+	int rc = 1;
+
+	if (smc_get(c, a->secret_id, &opts, &s, &err) == -1)
+		return fail(&err);
+	if (smc_secret_is_stale(s))
+		message("warning: %s was served from cache past its refresh time "
+		    "(the backend is unreachable)", a->secret_id);
+	if (a->json) {
+		if ((obj = cJSON_CreateObject()) == NULL || secret_json(s, obj) == -1) {
+			message("out of memory");
+			goto out;
+		}
+		if (json_print(obj) == -1)
+			goto write_error;
+	} else if (write_all(STDOUT_FILENO, smc_secret_value(s), smc_secret_value_len(s)) == -1)
+		goto write_error;
+	rc = 0;
+	goto out;
+write_error:
+	message("cannot write the value: %s", strerror(errno));
+out:
+	cJSON_Delete(obj);
+	smc_secret_free(s);	/* wipes */
+	return rc;
+}
+
+static int
+description_json(const smc_description *d, cJSON *obj)
+{
+	cJSON *map, *stages;
+	size_t i, j;
+
+	if (cJSON_AddStringToObject(obj, "ARN", smc_description_arn(d)) == NULL ||
+	    cJSON_AddStringToObject(obj, "Name", smc_description_name(d)) == NULL)
+		return -1;
+	if (smc_description_text(d) != NULL &&
+	    cJSON_AddStringToObject(obj, "Description", smc_description_text(d)) == NULL)
+		return -1;
+	if (json_add_date(obj, "LastChangedDate", smc_description_last_changed_ms(d)) == -1 ||
+	    json_add_date(obj, "DeletedDate", smc_description_deleted_ms(d)) == -1)
+		return -1;
+	if ((map = cJSON_AddObjectToObject(obj, "VersionIdsToStages")) == NULL)
+		return -1;
+	for (i = 0; i < smc_description_version_count(d); i++) {
+		if ((stages = cJSON_AddArrayToObject(map, smc_description_version_id(d, i))) == NULL)
+			return -1;
+		for (j = 0; j < smc_description_version_stage_count(d, i); j++) {
+			if (!cJSON_AddItemToArray(stages,
+			    cJSON_CreateString(smc_description_version_stage(d, i, j))))
+				return -1;
+		}
+	}
+	return json_add_date(obj, "CreatedDate", smc_description_created_ms(d));
+}
+
+static void
+put_date_line(const char *label, int64_t ms)
+{
+	char date[64];
+
+	if (ms == 0 || format_date(ms, date, sizeof(date)) == -1)
+		return;
+	printf("%-13s %s\n", label, date);
+}
+
+static void
+description_text(const smc_description *d)
+{
+	char date[64];
+	size_t i, j;
+
+	printf("%-13s ", "Name:");
+	put_safe(stdout, smc_description_name(d));
+	printf("\n%-13s ", "ARN:");
+	put_safe(stdout, smc_description_arn(d));
+	putchar('\n');
+	if (smc_description_text(d) != NULL) {
+		printf("%-13s ", "Description:");
+		put_safe(stdout, smc_description_text(d));
+		putchar('\n');
+	}
+	put_date_line("Created:", smc_description_created_ms(d));
+	put_date_line("Last changed:", smc_description_last_changed_ms(d));
+	put_date_line("Deleted:", smc_description_deleted_ms(d));
+	printf("Versions:     %zu\n", smc_description_version_count(d));
+	for (i = 0; i < smc_description_version_count(d); i++) {
+		printf("  ");
+		put_safe(stdout, smc_description_version_id(d, i));
+		for (j = 0; j < smc_description_version_stage_count(d, i); j++) {
+			fputs(j == 0 ? "  " : ",", stdout);
+			put_safe(stdout, smc_description_version_stage(d, i, j));
+		}
+		if (smc_description_version_created_ms(d, i) != 0 &&
+		    format_date(smc_description_version_created_ms(d, i), date, sizeof(date)) == 0)
+			printf("  (created %s)", date);
+		putchar('\n');
+	}
+}
+
+static int
+cmd_describe(smc_client *c, const struct cli_args *a)
+{
+	smc_description *d = NULL;
+	smc_error err;
+	cJSON *obj = NULL;
+	int rc = 1;
+
+	if (smc_describe(c, a->secret_id, &d, &err) == -1)
+		return fail(&err);
+	if (smc_description_is_stale(d))
+		message("warning: %s was served from cache past its refresh time "
+		    "(the backend is unreachable)", a->secret_id);
+	if (a->json) {
+		if ((obj = cJSON_CreateObject()) == NULL || description_json(d, obj) == -1) {
+			message("out of memory");
+			goto out;
+		}
+		if (json_print(obj) == -1) {
+			message("write error: %s", strerror(errno));
+			goto out;
+		}
+	} else
+		description_text(d);
+	rc = 0;
+out:
+	cJSON_Delete(obj);
+	smc_description_free(d);
+	return rc;
+}
+
+static int
+cmd_ping(smc_client *c)
+{
+	char version[128];
+	smc_error err;
+
+	if (smc_ping(c, version, sizeof(version), &err) == -1)
+		return fail(&err);
+	put_safe(stdout, version[0] != '\0' ? version : "ok");
+	putchar('\n');
+	return 0;
+}
+
+static int
+cmd_stats(smc_client *c)
+{
+	smc_stat_list *st;
+	smc_error err;
+	size_t i;
+
+	if (smc_stats(c, &st, &err) == -1)
+		return fail(&err);
+	for (i = 0; i < smc_stat_list_count(st); i++) {
+		put_safe(stdout, smc_stat_list_name(st, i));
+		printf(" %llu\n", (unsigned long long)smc_stat_list_value(st, i));
+	}
+	smc_stat_list_free(st);
+	return 0;
+}
+
+/* ---- arguments ------------------------------------------------------------------------ */
+
+static int
+parse_timeout(const char *text, int *ms)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || v <= 0 || v > INT_MAX)
+		return -1;
+	*ms = (int)v;
+	return 0;
+}
+
+/* Returns -1 to go on, or an exit status (help, version, usage errors). */
+static int
+parse_args(int argc, char **argv, struct cli_args *a)
+{
+	enum { OPT_STAGE = 256, OPT_VERSION_ID, OPT_JSON };
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "version-stage", required_argument, NULL, OPT_STAGE },
+		{ "version-id", required_argument, NULL, OPT_VERSION_ID },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch, nargs;
+
+	memset(a, 0, sizeof(*a));
+	opterr = 0;
+	/* Options may come before or after the command, as with the AWS CLI. */
+	while ((ch = getopt_long(argc, argv, ":s:t:hV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			if (optarg[0] == '\0')
+				return usage_error("--socket needs a path");
+			a->socket_path = optarg;
+			break;
+		case 't':
+			if (parse_timeout(optarg, &a->timeout_ms) == -1)
+				return usage_error("--timeout takes a positive number of "
+				    "milliseconds, not '%s'", optarg);
+			break;
+		case OPT_STAGE:
+			a->version_stage = optarg;
+			break;
+		case OPT_VERSION_ID:
+			a->version_id = optarg;
+			break;
+		case OPT_JSON:
+			a->json = 1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		case 'V':
+			printf("smcache %s\n", smc_version());
+			return 0;
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("no command given");
+	a->command = argv[optind++];
+	nargs = argc - optind;
+
+	if (strcmp(a->command, "get") == 0 || strcmp(a->command, "describe") == 0) {
+		if (nargs != 1)
+			return usage_error("%s takes one SECRET_ID", a->command);
+		a->secret_id = argv[optind];
+		if (a->secret_id[0] == '\0')
+			return usage_error("the secret id is empty");
+	} else if (strcmp(a->command, "ping") == 0 || strcmp(a->command, "stats") == 0) {
+		if (nargs != 0)
+			return usage_error("%s takes no arguments", a->command);
+	} else
+		return usage_error("unknown command '%s'", a->command);
+
+	if ((a->version_stage != NULL || a->version_id != NULL) &&
+	    strcmp(a->command, "get") != 0)
+		return usage_error("--version-stage and --version-id go with get only");
+	if ((a->version_stage != NULL && a->version_stage[0] == '\0') ||
+	    (a->version_id != NULL && a->version_id[0] == '\0'))
+		return usage_error("--version-stage and --version-id need a non-empty value");
+	if (a->json && strcmp(a->command, "get") != 0 && strcmp(a->command, "describe") != 0)
+		return usage_error("--json goes with get and describe only");
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli_args a;
+	smc_client *c;
+	smc_error err;
+	int rc;
+
+	if ((rc = parse_args(argc, argv, &a)) != -1)
+		return rc;
+	if (sodium_init() < 0) {
+		message("libsodium failed to initialise");
+		return 1;
+	}
+	cJSON_InitHooks(&(cJSON_Hooks){ .malloc_fn = malloc, .free_fn = wipe_free });
+
+	if ((c = smc_connect(a.socket_path, a.timeout_ms, &err)) == NULL)
+		return fail(&err);
+	if (strcmp(a.command, "get") == 0)
+		rc = cmd_get(c, &a);
+	else if (strcmp(a.command, "describe") == 0)
+		rc = cmd_describe(c, &a);
+	else if (strcmp(a.command, "ping") == 0)
+		rc = cmd_ping(c);
+	else
+		rc = cmd_stats(c);
+	smc_close(c);
+	if (fflush(stdout) == EOF && rc == 0) {
+		message("write error: %s", strerror(errno));
+		rc = 1;
+	}
+	return rc;
+}

@@ -1,0 +1,195 @@
+/*
+ * smcache.h: libsmcache, the client library of the smcache secrets agent.
+ *
+ * A program connects to the local agent (smcached) over its Unix socket and
+ * asks it for secrets. The agent fetches them from AWS Secrets Manager (or
+ * its file backend) and caches them; this library speaks the agent's wire
+ * protocol and hands back plain C objects.
+ *
+ *	smc_error err;
+ *	smc_secret *s;
+ *	smc_client *c = smc_connect(NULL, 0, &err);
+ *	if (c == NULL || smc_get(c, "prod/db/password", NULL, &s, &err) == -1)
+ *		fprintf(stderr, "%s\n", err.message);
+ *	else {
+ *		use(smc_secret_value(s), smc_secret_value_len(s));
+ *		smc_secret_free(s);	// wipes the value
+ *	}
+ *	smc_close(c);
+ *
+ * Conventions:
+ *  - Functions returning int return 0 on success and -1 on failure. Every
+ *    function that can fail takes an `smc_error *err` (may be NULL) that is
+ *    filled on failure (and reset to SMC_OK on success).
+ *  - Strings handed out by accessors belong to the object they came from and
+ *    live until it is freed. Free functions accept NULL.
+ *  - Dates are milliseconds since the Unix epoch; 0 means unknown or absent.
+ *
+ * Thread safety: the library has no global state. One smc_client handle may
+ * be used by one thread at a time (it sends one request and waits for its
+ * reply); use one handle per thread, or serialise access to a shared handle
+ * with a lock. Different handles, and the objects returned, are independent
+ * of each other and of the handle that produced them.
+ *
+ * Secret values are kept in guarded, locked memory (libsodium's
+ * sodium_malloc: guard pages, mlock, excluded from core dumps) and wiped by
+ * smc_secret_free(); the library also wipes every buffer a value passed
+ * through. Copy values out only when you must, and wipe your copies.
+ *
+ * Signals: the library never raises SIGPIPE (it sends with MSG_NOSIGNAL) and
+ * restarts system calls interrupted by signal handlers; timeouts keep
+ * counting across such interruptions.
+ *
+ * Link with `pkg-config --libs smcache` (libsmcache and libsodium).
+ */
+#ifndef SMCACHE_H
+#define SMCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Default per-request (and connect) timeout, used when 0 is passed. */
+#define SMC_DEFAULT_TIMEOUT_MS	10000
+
+/* Error codes. Numbers are stable: never renumbered, never reused. */
+typedef enum smc_error_code {
+	SMC_OK = 0,
+	SMC_ERR_NOT_FOUND = 1,			/* secret, version id or stage does not exist */
+	SMC_ERR_ACCESS_DENIED = 2,		/* the agent does not let this process read it */
+	SMC_ERR_BAD_REQUEST = 3,		/* the agent rejected the request as invalid */
+	SMC_ERR_UPSTREAM_UNAVAILABLE = 4,	/* the backend failed, timed out or throttled */
+	SMC_ERR_INTERNAL = 5,			/* the agent failed internally */
+	SMC_ERR_UNSUPPORTED = 6,		/* the agent does not speak this request */
+	SMC_ERR_LIMIT_EXCEEDED = 7,		/* an agent limit was hit; retry later */
+	SMC_ERR_UPSTREAM_AUTH = 8,		/* the agent's own credentials were refused */
+	SMC_ERR_UNREACHABLE = 9,		/* cannot connect, connection lost, or timeout */
+	SMC_ERR_PROTOCOL = 10,			/* the agent's reply made no sense */
+	SMC_ERR_USAGE = 11,			/* bad arguments to a library function */
+	SMC_ERR_NOMEM = 12,			/* out of memory */
+} smc_error_code;
+
+#define SMC_ERROR_MESSAGE_MAX	256
+
+/* What went wrong: a code to act on and a one-line message for humans
+ * (control characters from the agent are replaced; never holds a value). */
+typedef struct smc_error {
+	smc_error_code code;
+	char message[SMC_ERROR_MESSAGE_MAX];
+} smc_error;
+
+/* A short fixed description of a code ("secret not found", ...). */
+const char *smc_strerror(smc_error_code code);
+
+/* The library's version, e.g. "0.1.0". */
+const char *smc_version(void);
+
+typedef struct smc_client smc_client;
+typedef struct smc_secret smc_secret;
+typedef struct smc_description smc_description;
+typedef struct smc_stat_list smc_stat_list;
+
+/*
+ * Connects to the agent. socket_path NULL means the default path (the
+ * SMCACHE_SOCKET environment variable when set, else the agent's built-in
+ * default). timeout_ms bounds the connect and becomes the per-request
+ * timeout: > 0 milliseconds, 0 the default (SMC_DEFAULT_TIMEOUT_MS), < 0 no
+ * limit. Returns NULL with err set (SMC_ERR_UNREACHABLE when no agent
+ * answers). If the agent later closes an idle connection, the next request
+ * reconnects by itself.
+ *
+ * At a default path other than the system one (/run/smcache/...), and so in
+ * the /tmp fallback that any user could have created first, only an agent
+ * running as root or as the caller's effective uid is accepted (SO_PEERCRED).
+ * A path given here or in SMCACHE_SOCKET is trusted as given.
+ */
+smc_client *smc_connect(const char *socket_path, int timeout_ms, smc_error *err);
+
+/* Changes the per-request timeout (same meaning of timeout_ms as above).
+ * A request that times out fails with SMC_ERR_UNREACHABLE. */
+void smc_set_timeout(smc_client *c, int timeout_ms);
+
+/* Closes the connection and frees the handle. */
+void smc_close(smc_client *c);
+
+/* Which version GetSecretValue-style requests want. NULL fields are absent;
+ * with neither, the agent returns the AWSCURRENT version. Both may be given
+ * (they must then name the same version, as in AWS). */
+typedef struct smc_get_options {
+	const char *version_stage;
+	const char *version_id;
+} smc_get_options;
+
+/* Fetches a secret's value. secret_id is a name, full ARN or partial ARN.
+ * opts may be NULL. On success *out must be freed with smc_secret_free(). */
+int smc_get(smc_client *c, const char *secret_id, const smc_get_options *opts,
+    smc_secret **out, smc_error *err);
+
+/* One-shot convenience: connect to the default socket with the default
+ * timeout, fetch the AWSCURRENT version, disconnect. */
+int smc_fetch(const char *secret_id, smc_secret **out, smc_error *err);
+
+const char *smc_secret_arn(const smc_secret *s);
+const char *smc_secret_name(const smc_secret *s);
+const char *smc_secret_version_id(const smc_secret *s);
+size_t smc_secret_stage_count(const smc_secret *s);
+/* NULL when i is out of range. */
+const char *smc_secret_stage(const smc_secret *s, size_t i);
+int64_t smc_secret_created_ms(const smc_secret *s);
+/* 1 for a SecretBinary, 0 for a SecretString. */
+int smc_secret_is_binary(const smc_secret *s);
+/* 1 when the agent served the value from cache past its refresh time
+ * (the upstream was unreachable); the value is still the last one seen. */
+int smc_secret_is_stale(const smc_secret *s);
+/* The value's bytes exactly as stored. Always followed by one NUL byte
+ * that is not counted in the length, so a SecretString can be used as a C
+ * string (as long as it holds no NUL itself). */
+const unsigned char *smc_secret_value(const smc_secret *s);
+size_t smc_secret_value_len(const smc_secret *s);
+/* The SecretString as a C string; NULL for a binary secret. */
+const char *smc_secret_string(const smc_secret *s);
+/* Wipes the value and frees everything. */
+void smc_secret_free(smc_secret *s);
+
+/* Fetches a secret's metadata (no value), like DescribeSecret. */
+int smc_describe(smc_client *c, const char *secret_id, smc_description **out,
+    smc_error *err);
+
+const char *smc_description_arn(const smc_description *d);
+const char *smc_description_name(const smc_description *d);
+/* NULL when the secret has no description. */
+const char *smc_description_text(const smc_description *d);
+int64_t smc_description_created_ms(const smc_description *d);
+int64_t smc_description_last_changed_ms(const smc_description *d);
+/* Non-zero when the secret is scheduled for deletion. */
+int64_t smc_description_deleted_ms(const smc_description *d);
+int smc_description_is_stale(const smc_description *d);
+size_t smc_description_version_count(const smc_description *d);
+/* Version accessors return NULL / 0 when an index is out of range. */
+const char *smc_description_version_id(const smc_description *d, size_t i);
+int64_t smc_description_version_created_ms(const smc_description *d, size_t i);
+size_t smc_description_version_stage_count(const smc_description *d, size_t i);
+const char *smc_description_version_stage(const smc_description *d, size_t i, size_t j);
+void smc_description_free(smc_description *d);
+
+/* Checks the agent is alive. When version is not NULL, the agent's version
+ * string is copied there (truncated to version_len - 1 bytes, NUL-terminated). */
+int smc_ping(smc_client *c, char *version, size_t version_len, smc_error *err);
+
+/* Fetches the agent's counters: a list of (name, unsigned 64-bit value). */
+int smc_stats(smc_client *c, smc_stat_list **out, smc_error *err);
+size_t smc_stat_list_count(const smc_stat_list *st);
+const char *smc_stat_list_name(const smc_stat_list *st, size_t i);
+uint64_t smc_stat_list_value(const smc_stat_list *st, size_t i);
+/* Looks a counter up by name: 0 with *value set, or -1 when absent. */
+int smc_stat_list_find(const smc_stat_list *st, const char *name, uint64_t *value);
+void smc_stat_list_free(smc_stat_list *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
