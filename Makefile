@@ -67,8 +67,8 @@ LDFLAGS_ALL = $(HARDEN_LD) $(LDSAN) $(LDFLAGS)
 
 # ---- sources, by folder ----------------------------------------------------------------
 PROTO_SRCS      := $(wildcard proto/*.c)
-CLIENT_LIB_SRCS := $(filter-out client/cli%.c,$(wildcard client/*.c))
-CLI_SRCS        := $(wildcard client/cli*.c)
+CLIENT_LIB_SRCS := $(filter-out client/cli.c client/cli_%.c,$(wildcard client/*.c))
+CLI_SRCS        := $(filter client/cli.c client/cli_%.c,$(wildcard client/*.c))
 AGENT_LIB_SRCS  := $(filter-out agent/main.c,$(wildcard agent/*.c))
 UNIT_SRCS       := $(wildcard tests/unit/test_*.c)
 TOOL_SRCS       := $(wildcard tests/tools/*.c)
