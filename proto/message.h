@@ -28,6 +28,7 @@
 #define SMC_MAX_VALUE		65536
 #define SMC_MAX_MESSAGE		1024
 #define SMC_MAX_STAT_NAME	64
+#define SMC_MAX_AGENT_VERSION	64
 #define SMC_MAX_STAGES		20	/* staging labels attached to one version */
 #define SMC_MAX_VERSIONS	100	/* versions listed by DESCRIBE */
 
@@ -158,8 +159,8 @@ struct smc_reply {
 	size_t body_len;
 };
 
-const char *smc_status_name(enum smc_status status);	/* "NOT_FOUND", ... */
-const char *smc_op_name(uint8_t op);			/* "GET", ...; "?" when unknown */
+const char *smc_status_name(enum smc_status status);	/* "NOT_FOUND", ...; "UNKNOWN" */
+const char *smc_op_name(uint8_t op);	/* "GET", ... (reply bit ignored); "?" when unknown */
 
 /* Header and field primitives, shared by the typed codecs below. */
 int smc_header_read(struct smc_reader *r, struct smc_header *h);
@@ -168,25 +169,33 @@ int smc_field_next(struct smc_reader *r, struct smc_field *f);
 
 /*
  * Encoding. A message is built in place: begin writes the frame length
- * placeholder and header, fields follow, end patches the length. Any write
- * past the buffer latches w->overflow and smc_message_end() returns -1.
+ * placeholder and header at the writer's current end (so several frames can
+ * be appended to one buffer), fields follow, end patches the length. Any
+ * write past the buffer latches w->overflow and smc_message_end() returns -1.
+ * Encoders do not validate field contents; receivers do.
  */
 void smc_message_begin(struct smc_writer *w, uint8_t op, uint16_t flags,
     uint32_t request_id, uint16_t status);
 void smc_put_str(struct smc_writer *w, uint16_t tag, const char *s, size_t len);
-void smc_put_cstr(struct smc_writer *w, uint16_t tag, const char *s);
+void smc_put_cstr(struct smc_writer *w, uint16_t tag, const char *s);	/* NULL: omitted */
+void smc_put_bytes(struct smc_writer *w, uint16_t tag, const void *p, size_t len);
 void smc_put_u64(struct smc_writer *w, uint16_t tag, uint64_t v);
 /* Returns a mark to pass to smc_nested_end. */
 size_t smc_nested_begin(struct smc_writer *w, uint16_t tag);
 void smc_nested_end(struct smc_writer *w, size_t mark);
-/* Returns the whole frame's length (prefix included), or -1 on overflow or oversize. */
+/* Patches the length; *frame_len (may be NULL) gets the whole frame's length,
+ * prefix included. Returns 0, or -1 on overflow or a body over SMC_FRAME_MAX_BODY.
+ * Calling it again on the same frame is harmless. */
 int smc_message_end(struct smc_writer *w, size_t *frame_len);
 
-/* A complete error reply frame (MESSAGE field carries the reason). */
+/* A complete error reply frame, ended (MESSAGE carries the reason, sanitised
+ * to valid UTF-8 and cut to SMC_MAX_MESSAGE bytes at a character boundary;
+ * NULL or "" omits it). Returns -1 on overflow or when status is OK. */
 int smc_encode_error(struct smc_writer *w, uint8_t request_op, uint32_t request_id,
     enum smc_status status, const char *message);
 
-/* A request frame from a filled smc_request (header.op, request_id, fields). */
+/* A request frame from a filled smc_request (header.op, flags, request_id;
+ * fields whose ptr is not NULL, in ascending tag order). */
 int smc_request_encode(struct smc_writer *w, const struct smc_request *req, size_t *frame_len);
 
 /*
@@ -194,7 +203,13 @@ int smc_request_encode(struct smc_writer *w, const struct smc_request *req, size
  * smc_request_decode validates everything an agent must: version, op,
  * reserved flags, every field's type, size, uniqueness and that the op
  * allows it. On failure, req->header holds as much as was parsed (request id
- * and op when the header was complete) so the caller can answer.
+ * and op when the header was complete) so the caller can answer; the field
+ * views are cleared.
+ * smc_reply_decode is the client's twin: as strict about the fields it knows
+ * (which op's reply may carry them, types, sizes, required ones; an error
+ * reply may carry only MESSAGE), it skips unknown ignorable tags and unknown
+ * flags, and accepts any non-OK status. Its errors use BAD_REQUEST for a
+ * malformed reply and UNSUPPORTED for another protocol version.
  */
 int smc_request_decode(const uint8_t *body, size_t len, struct smc_request *req,
     struct smc_decode_error *err);

@@ -108,6 +108,7 @@ smc_writer_init(struct smc_writer *w, void *buf, size_t cap)
 	w->cap = cap;
 	w->len = 0;
 	w->overflow = 0;
+	w->frame_start = 0;
 }
 
 void

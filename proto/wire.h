@@ -22,6 +22,7 @@ struct smc_writer {
 	size_t cap;
 	size_t len;
 	int overflow;		/* set once a write did not fit; later writes are no-ops */
+	size_t frame_start;	/* offset of the frame being built (smc_message_begin) */
 };
 
 void smc_reader_init(struct smc_reader *r, const void *data, size_t len);

@@ -1,0 +1,820 @@
+/*
+ * message: encoding and validating smcache protocol messages (see message.h
+ * and proto/PROTOCOL.md).
+ *
+ * Every field a message may carry is described once, in `specs` below: its
+ * type, size limit, how often it may repeat and where it may appear. The
+ * decoders walk a body with a bounded reader and check each field against
+ * that table before looking at its value, so the per-op code only stores
+ * views and checks which fields are required.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "frame.h"
+#include "message.h"
+#include "wire.h"
+
+#define ARRAY_LEN(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* Where a field may appear: a request of an op, a successful reply to an op,
+ * any error reply, or inside a nested field. Ops are 1..4, so they fit. */
+#define IN_REQ(op)	(1u << (op))
+#define IN_REP(op)	(1u << (8 + (op)))
+#define IN_ERROR	(1u << 16)
+#define IN_VERSION	(1u << 17)
+#define IN_STAT		(1u << 18)
+#define IN_ANY_REPLY	(IN_REP(SMC_OP_PING) | IN_REP(SMC_OP_GET) | \
+			 IN_REP(SMC_OP_DESCRIBE) | IN_REP(SMC_OP_STATS) | IN_ERROR)
+
+struct field_spec {
+	uint16_t tag;
+	const char *name;
+	enum smc_field_type type;
+	uint32_t max_len;	/* strings and bytes; 0 for nested: bounded by the frame */
+	uint16_t max_count;	/* in a reply or nested field; 0: bounded by the frame.
+				 * A request carries every field at most once. */
+	bool nonempty;		/* an empty string is malformed */
+	uint32_t where;
+};
+
+static const struct field_spec specs[] = {
+	{ SMC_TAG_SECRET_ID, "SECRET_ID", SMC_TYPE_STRING, SMC_MAX_SECRET_ID, 1, true,
+	    IN_REQ(SMC_OP_GET) | IN_REQ(SMC_OP_DESCRIBE) },
+	{ SMC_TAG_VERSION_STAGE, "VERSION_STAGE", SMC_TYPE_STRING, SMC_MAX_VERSION_STAGE,
+	    SMC_MAX_STAGES, true, IN_REQ(SMC_OP_GET) | IN_REP(SMC_OP_GET) | IN_VERSION },
+	{ SMC_TAG_VERSION_ID, "VERSION_ID", SMC_TYPE_STRING, SMC_MAX_VERSION_ID, 1, true,
+	    IN_REQ(SMC_OP_GET) | IN_REP(SMC_OP_GET) | IN_VERSION },
+	{ SMC_TAG_ARN, "ARN", SMC_TYPE_STRING, SMC_MAX_ARN, 1, true,
+	    IN_REP(SMC_OP_GET) | IN_REP(SMC_OP_DESCRIBE) },
+	{ SMC_TAG_NAME, "NAME", SMC_TYPE_STRING, SMC_MAX_NAME, 1, true,
+	    IN_REP(SMC_OP_GET) | IN_REP(SMC_OP_DESCRIBE) },
+	{ SMC_TAG_SECRET_STRING, "SECRET_STRING", SMC_TYPE_BYTES, SMC_MAX_VALUE, 1, false,
+	    IN_REP(SMC_OP_GET) },
+	{ SMC_TAG_SECRET_BINARY, "SECRET_BINARY", SMC_TYPE_BYTES, SMC_MAX_VALUE, 1, false,
+	    IN_REP(SMC_OP_GET) },
+	{ SMC_TAG_CREATED_DATE, "CREATED_DATE", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_GET) | IN_REP(SMC_OP_DESCRIBE) | IN_VERSION },
+	{ SMC_TAG_MESSAGE, "MESSAGE", SMC_TYPE_STRING, SMC_MAX_MESSAGE, 1, false,
+	    IN_ANY_REPLY },
+	{ SMC_TAG_DESCRIPTION, "DESCRIPTION", SMC_TYPE_STRING, SMC_MAX_DESCRIPTION, 1, false,
+	    IN_REP(SMC_OP_DESCRIBE) },
+	{ SMC_TAG_LAST_CHANGED_DATE, "LAST_CHANGED_DATE", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_DESCRIBE) },
+	{ SMC_TAG_DELETED_DATE, "DELETED_DATE", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_DESCRIBE) },
+	{ SMC_TAG_VERSION, "VERSION", SMC_TYPE_NESTED, 0, SMC_MAX_VERSIONS, false,
+	    IN_REP(SMC_OP_DESCRIBE) },
+	{ SMC_TAG_STAT, "STAT", SMC_TYPE_NESTED, 0, 0, false, IN_REP(SMC_OP_STATS) },
+	{ SMC_TAG_STAT_NAME, "STAT_NAME", SMC_TYPE_STRING, SMC_MAX_STAT_NAME, 1, true, IN_STAT },
+	{ SMC_TAG_STAT_VALUE, "STAT_VALUE", SMC_TYPE_U64, 8, 1, false, IN_STAT },
+	{ SMC_TAG_AGENT_VERSION, "AGENT_VERSION", SMC_TYPE_STRING, SMC_MAX_AGENT_VERSION, 1, true,
+	    IN_REP(SMC_OP_PING) },
+};
+
+/* Where a field list is being decoded, for the table checks and messages. */
+enum scope_kind { SCOPE_REQUEST, SCOPE_REPLY, SCOPE_ERROR, SCOPE_NESTED };
+
+struct scope {
+	enum scope_kind kind;
+	uint32_t where;		/* the IN_* bit */
+	uint8_t op;		/* requests and replies */
+	const char *nest;	/* nested: the enclosing field's name */
+	uint16_t counts[ARRAY_LEN(specs)];
+};
+
+static const char *const status_names[] = {
+	[SMC_STATUS_OK] = "OK",
+	[SMC_STATUS_NOT_FOUND] = "NOT_FOUND",
+	[SMC_STATUS_ACCESS_DENIED] = "ACCESS_DENIED",
+	[SMC_STATUS_BAD_REQUEST] = "BAD_REQUEST",
+	[SMC_STATUS_UPSTREAM_UNAVAILABLE] = "UPSTREAM_UNAVAILABLE",
+	[SMC_STATUS_INTERNAL] = "INTERNAL",
+	[SMC_STATUS_UNSUPPORTED] = "UNSUPPORTED",
+	[SMC_STATUS_TOO_LARGE] = "TOO_LARGE",
+	[SMC_STATUS_LIMIT_EXCEEDED] = "LIMIT_EXCEEDED",
+	[SMC_STATUS_UPSTREAM_AUTH] = "UPSTREAM_AUTH",
+};
+
+const char *
+smc_status_name(enum smc_status status)
+{
+	if ((unsigned)status >= ARRAY_LEN(status_names) || status_names[status] == NULL)
+		return "UNKNOWN";
+	return status_names[status];
+}
+
+const char *
+smc_op_name(uint8_t op)
+{
+	switch (op & ~SMC_OP_REPLY) {
+	case SMC_OP_PING:
+		return "PING";
+	case SMC_OP_GET:
+		return "GET";
+	case SMC_OP_DESCRIBE:
+		return "DESCRIBE";
+	case SMC_OP_STATS:
+		return "STATS";
+	}
+	return "?";
+}
+
+static bool
+op_known(uint8_t op)
+{
+	return op >= SMC_OP_PING && op <= SMC_OP_STATS;
+}
+
+static const struct field_spec *
+spec_find(uint16_t tag, size_t *index)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(specs); i++) {
+		if (specs[i].tag == tag) {
+			if (index != NULL)
+				*index = i;
+			return &specs[i];
+		}
+	}
+	return NULL;
+}
+
+static const char *
+tag_name(uint16_t tag)
+{
+	const struct field_spec *s = spec_find(tag, NULL);
+
+	return s != NULL ? s->name : "?";
+}
+
+static int __attribute__((format(printf, 3, 4)))
+fail(struct smc_decode_error *err, enum smc_status status, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->status = status;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* " inside VERSION" for nested fields, "" at the top level. */
+static const char *
+scope_suffix(const struct scope *sc, char *buf, size_t len)
+{
+	if (sc->kind != SCOPE_NESTED)
+		return "";
+	snprintf(buf, len, " inside %s", sc->nest);
+	return buf;
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at p (1 to 4 bytes), or 0 when
+ * the bytes there are not one: stray continuation bytes, overlong forms,
+ * UTF-16 surrogates, code points past U+10FFFF and cut sequences.
+ */
+static size_t
+utf8_seq_len(const uint8_t *p, size_t left)
+{
+	uint8_t c = p[0];
+	size_t n, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2)
+		return 0;
+	n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+	if (n == 0 || left < n)
+		return 0;
+	for (i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((c == 0xe0 && p[1] < 0xa0) ||	/* overlong 3-byte */
+	    (c == 0xed && p[1] >= 0xa0) ||	/* surrogates */
+	    (c == 0xf0 && p[1] < 0x90) ||	/* overlong 4-byte */
+	    (c == 0xf4 && p[1] >= 0x90))	/* past U+10FFFF */
+		return 0;
+	return n;
+}
+
+static int
+check_value(const struct field_spec *s, const struct smc_field *f, const char *suffix,
+    struct smc_decode_error *err)
+{
+	size_t i, n;
+
+	switch (s->type) {
+	case SMC_TYPE_U64:
+		if (f->len != 8)
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "field %s%s must be 8 bytes, not %u", s->name, suffix,
+			    (unsigned)f->len);
+		return 0;
+	case SMC_TYPE_BYTES:
+	case SMC_TYPE_STRING:
+		if (f->len > s->max_len)
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "field %s%s too long (%u bytes, max %u)", s->name, suffix,
+			    (unsigned)f->len, (unsigned)s->max_len);
+		break;
+	case SMC_TYPE_NESTED:
+		return 0;	/* the caller decodes the content */
+	}
+	if (s->type != SMC_TYPE_STRING)
+		return 0;
+	if (s->nonempty && f->len == 0)
+		return fail(err, SMC_STATUS_BAD_REQUEST, "field %s%s is empty", s->name, suffix);
+	if (memchr(f->value, 0, f->len) != NULL)
+		return fail(err, SMC_STATUS_BAD_REQUEST, "field %s%s contains a NUL byte",
+		    s->name, suffix);
+	for (i = 0; i < f->len; i += n) {
+		if ((n = utf8_seq_len(f->value + i, f->len - i)) == 0)
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "field %s%s is not valid UTF-8 (byte %zu)", s->name, suffix, i);
+	}
+	return 0;
+}
+
+/*
+ * The next field of a list that the table allows in this scope, its value
+ * checked (nested content excepted). Unknown ignorable tags are skipped.
+ * Returns 1 with *f and *specp set, 0 at the end, -1 with *err set.
+ */
+static int
+next_field(struct smc_reader *r, struct scope *sc, struct smc_field *f,
+    const struct field_spec **specp, struct smc_decode_error *err)
+{
+	const struct field_spec *s;
+	const uint8_t *value;
+	char buf[32], tagbuf[8];
+	const char *suffix = scope_suffix(sc, buf, sizeof(buf));
+	size_t left, idx;
+	unsigned max;
+
+	for (;;) {
+		left = smc_reader_remaining(r);
+		if (left == 0)
+			return 0;
+		if (left < SMC_FIELD_HEADER_LEN)
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "truncated field header%s (%zu bytes left, need %d)", suffix, left,
+			    SMC_FIELD_HEADER_LEN);
+		(void)smc_read_u16(r, &f->tag);
+		(void)smc_read_u32(r, &f->len);
+		s = spec_find(f->tag, &idx);
+		if (s == NULL && !(f->tag & SMC_TAG_IGNORABLE))
+			return fail(err, SMC_STATUS_BAD_REQUEST, "unknown field tag 0x%04x%s",
+			    f->tag, suffix);
+		if (smc_read_bytes(r, f->len, &value) != 0) {
+			snprintf(tagbuf, sizeof(tagbuf), "0x%04x", f->tag);
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "field %s%s truncated (length %u, %zu bytes left)",
+			    s != NULL ? s->name : tagbuf, suffix, (unsigned)f->len,
+			    smc_reader_remaining(r));
+		}
+		f->value = value;
+		if (s != NULL)
+			break;
+	}
+	if (!(s->where & sc->where)) {
+		switch (sc->kind) {
+		case SCOPE_REQUEST:
+			return fail(err, SMC_STATUS_BAD_REQUEST, "field %s not valid for %s",
+			    s->name, smc_op_name(sc->op));
+		case SCOPE_REPLY:
+			return fail(err, SMC_STATUS_BAD_REQUEST, "field %s not valid in a %s reply",
+			    s->name, smc_op_name(sc->op));
+		case SCOPE_ERROR:
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "field %s not valid in an error reply", s->name);
+		case SCOPE_NESTED:
+			return fail(err, SMC_STATUS_BAD_REQUEST, "field %s not valid inside %s",
+			    s->name, sc->nest);
+		}
+	}
+	max = sc->kind == SCOPE_REQUEST ? 1 : s->max_count;
+	if (max != 0 && sc->counts[idx] >= max) {
+		if (max == 1)
+			return fail(err, SMC_STATUS_BAD_REQUEST, "duplicate field %s%s", s->name,
+			    suffix);
+		return fail(err, SMC_STATUS_BAD_REQUEST, "too many %s fields%s (max %u)", s->name,
+		    suffix, max);
+	}
+	if (check_value(s, f, suffix, err) != 0)
+		return -1;
+	if (sc->counts[idx] < UINT16_MAX)
+		sc->counts[idx]++;
+	*specp = s;
+	return 1;
+}
+
+static void
+scope_init(struct scope *sc, enum scope_kind kind, uint32_t where, uint8_t op, const char *nest)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->kind = kind;
+	sc->where = where;
+	sc->op = op;
+	sc->nest = nest;
+}
+
+static bool
+seen(const struct scope *sc, uint16_t tag)
+{
+	size_t idx;
+
+	return spec_find(tag, &idx) != NULL && sc->counts[idx] > 0;
+}
+
+static int
+require(const struct scope *sc, uint16_t tag, struct smc_decode_error *err)
+{
+	char buf[32];
+
+	if (seen(sc, tag))
+		return 0;
+	return fail(err, SMC_STATUS_BAD_REQUEST, "missing field %s%s", tag_name(tag),
+	    scope_suffix(sc, buf, sizeof(buf)));
+}
+
+static struct smc_str
+str_view(const struct smc_field *f)
+{
+	struct smc_str s = { (const char *)f->value, f->len };
+
+	return s;
+}
+
+int
+smc_header_read(struct smc_reader *r, struct smc_header *h)
+{
+	if (smc_reader_remaining(r) < SMC_HEADER_LEN)
+		return -1;
+	(void)smc_read_u8(r, &h->version);
+	(void)smc_read_u8(r, &h->op);
+	(void)smc_read_u16(r, &h->flags);
+	(void)smc_read_u32(r, &h->request_id);
+	(void)smc_read_u16(r, &h->status);
+	return 0;
+}
+
+int
+smc_field_next(struct smc_reader *r, struct smc_field *f)
+{
+	size_t start = r->off;
+	const uint8_t *value;
+
+	if (smc_reader_remaining(r) == 0)
+		return 0;
+	if (smc_read_u16(r, &f->tag) != 0 || smc_read_u32(r, &f->len) != 0 ||
+	    smc_read_bytes(r, f->len, &value) != 0) {
+		r->off = start;
+		return -1;
+	}
+	f->value = value;
+	return 1;
+}
+
+/* ---- encoding ---------------------------------------------------------------------- */
+
+void
+smc_message_begin(struct smc_writer *w, uint8_t op, uint16_t flags, uint32_t request_id,
+    uint16_t status)
+{
+	w->frame_start = w->len;
+	smc_write_u32(w, 0);	/* patched by smc_message_end */
+	smc_write_u8(w, SMC_PROTO_VERSION);
+	smc_write_u8(w, op);
+	smc_write_u16(w, flags);
+	smc_write_u32(w, request_id);
+	smc_write_u16(w, status);
+}
+
+void
+smc_put_bytes(struct smc_writer *w, uint16_t tag, const void *p, size_t len)
+{
+	if (len > UINT32_MAX) {
+		w->overflow = 1;
+		return;
+	}
+	smc_write_u16(w, tag);
+	smc_write_u32(w, (uint32_t)len);
+	smc_write_bytes(w, p, len);
+}
+
+void
+smc_put_str(struct smc_writer *w, uint16_t tag, const char *s, size_t len)
+{
+	smc_put_bytes(w, tag, s, len);
+}
+
+void
+smc_put_cstr(struct smc_writer *w, uint16_t tag, const char *s)
+{
+	if (s != NULL)
+		smc_put_bytes(w, tag, s, strlen(s));
+}
+
+void
+smc_put_u64(struct smc_writer *w, uint16_t tag, uint64_t v)
+{
+	smc_write_u16(w, tag);
+	smc_write_u32(w, 8);
+	smc_write_u64(w, v);
+}
+
+size_t
+smc_nested_begin(struct smc_writer *w, uint16_t tag)
+{
+	smc_write_u16(w, tag);
+	smc_write_u32(w, 0);	/* patched by smc_nested_end */
+	return w->len;
+}
+
+void
+smc_nested_end(struct smc_writer *w, size_t mark)
+{
+	if (w->overflow)
+		return;
+	if (mark < w->frame_start + SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + SMC_FIELD_HEADER_LEN ||
+	    mark > w->len || w->len - mark > UINT32_MAX) {
+		w->overflow = 1;	/* a mark from another frame: refuse to corrupt it */
+		return;
+	}
+	smc_store_u32(w->data + mark - 4, (uint32_t)(w->len - mark));
+}
+
+int
+smc_message_end(struct smc_writer *w, size_t *frame_len)
+{
+	size_t body;
+
+	if (w->overflow || w->len < w->frame_start + SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN)
+		return -1;
+	body = w->len - w->frame_start - SMC_FRAME_PREFIX_LEN;
+	if (body > SMC_FRAME_MAX_BODY)
+		return -1;
+	smc_store_u32(w->data + w->frame_start, (uint32_t)body);
+	if (frame_len != NULL)
+		*frame_len = body + SMC_FRAME_PREFIX_LEN;
+	return 0;
+}
+
+int
+smc_encode_error(struct smc_writer *w, uint8_t request_op, uint32_t request_id,
+    enum smc_status status, const char *message)
+{
+	uint8_t text[SMC_MAX_MESSAGE];
+	const uint8_t *m = (const uint8_t *)message;
+	size_t len = 0, left, n;
+
+	if (status == SMC_STATUS_OK)
+		return -1;
+	smc_message_begin(w, request_op | SMC_OP_REPLY, 0, request_id, (uint16_t)status);
+	if (message != NULL && *message != '\0') {
+		/* Whatever the caller formatted, the receiver must be able to decode it. */
+		left = strlen(message);
+		while (left > 0) {
+			n = utf8_seq_len(m, left);
+			if (len + (n == 0 ? 1 : n) > sizeof(text))
+				break;
+			if (n == 0) {
+				text[len++] = '?';
+				n = 1;
+			} else {
+				memcpy(text + len, m, n);
+				len += n;
+			}
+			m += n;
+			left -= n;
+		}
+		smc_put_bytes(w, SMC_TAG_MESSAGE, text, len);
+	}
+	return smc_message_end(w, NULL);
+}
+
+int
+smc_request_encode(struct smc_writer *w, const struct smc_request *req, size_t *frame_len)
+{
+	smc_message_begin(w, req->header.op, req->header.flags, req->header.request_id, 0);
+	if (req->secret_id.ptr != NULL)
+		smc_put_str(w, SMC_TAG_SECRET_ID, req->secret_id.ptr, req->secret_id.len);
+	if (req->version_stage.ptr != NULL)
+		smc_put_str(w, SMC_TAG_VERSION_STAGE, req->version_stage.ptr,
+		    req->version_stage.len);
+	if (req->version_id.ptr != NULL)
+		smc_put_str(w, SMC_TAG_VERSION_ID, req->version_id.ptr, req->version_id.len);
+	return smc_message_end(w, frame_len);
+}
+
+/* ---- decoding ---------------------------------------------------------------------- */
+
+int
+smc_request_decode(const uint8_t *body, size_t len, struct smc_request *req,
+    struct smc_decode_error *err)
+{
+	const struct field_spec *s;
+	struct smc_header *h = &req->header;
+	struct smc_reader r;
+	struct smc_field f;
+	struct scope sc;
+	int rc;
+
+	memset(req, 0, sizeof(*req));
+	memset(err, 0, sizeof(*err));
+	smc_reader_init(&r, body, len);
+	if (smc_header_read(&r, h) != 0) {
+		memset(h, 0, sizeof(*h));
+		return fail(err, SMC_STATUS_BAD_REQUEST, "truncated header (%zu bytes, need %d)",
+		    len, SMC_HEADER_LEN);
+	}
+	if (h->version != SMC_PROTO_VERSION)
+		return fail(err, SMC_STATUS_UNSUPPORTED,
+		    "protocol version %u not supported (this agent speaks %d)",
+		    h->version, SMC_PROTO_VERSION);
+	if (h->op & SMC_OP_REPLY)
+		return fail(err, SMC_STATUS_BAD_REQUEST, "op 0x%02x has the reply bit set",
+		    h->op);
+	if (!op_known(h->op))
+		return fail(err, SMC_STATUS_UNSUPPORTED, "op %u not supported", h->op);
+	if (h->status != SMC_STATUS_OK)
+		return fail(err, SMC_STATUS_BAD_REQUEST, "nonzero status %u in a request",
+		    h->status);
+	if (h->flags & ~SMC_REQUEST_FLAGS_KNOWN)
+		return fail(err, SMC_STATUS_BAD_REQUEST, "reserved flags 0x%04x set",
+		    (unsigned)(h->flags & ~SMC_REQUEST_FLAGS_KNOWN));
+
+	scope_init(&sc, SCOPE_REQUEST, IN_REQ(h->op), h->op, NULL);
+	while ((rc = next_field(&r, &sc, &f, &s, err)) == 1) {
+		switch (s->tag) {
+		case SMC_TAG_SECRET_ID:
+			req->secret_id = str_view(&f);
+			break;
+		case SMC_TAG_VERSION_STAGE:
+			req->version_stage = str_view(&f);
+			break;
+		case SMC_TAG_VERSION_ID:
+			req->version_id = str_view(&f);
+			break;
+		}
+	}
+	if (rc < 0)
+		goto fail;
+	if ((h->op == SMC_OP_GET || h->op == SMC_OP_DESCRIBE) &&
+	    require(&sc, SMC_TAG_SECRET_ID, err) != 0)
+		goto fail;
+	return 0;
+fail:
+	memset(&req->secret_id, 0, sizeof(req->secret_id));
+	memset(&req->version_stage, 0, sizeof(req->version_stage));
+	memset(&req->version_id, 0, sizeof(req->version_id));
+	return -1;
+}
+
+/* VERSION content: VERSION_ID, VERSION_STAGE* (up to SMC_MAX_STAGES), CREATED_DATE?. */
+static int
+decode_version(const uint8_t *p, size_t len, struct smc_version_info *info,
+    struct smc_decode_error *err)
+{
+	const struct field_spec *s;
+	struct smc_reader r;
+	struct smc_field f;
+	struct scope sc;
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	smc_reader_init(&r, p, len);
+	scope_init(&sc, SCOPE_NESTED, IN_VERSION, 0, "VERSION");
+	while ((rc = next_field(&r, &sc, &f, &s, err)) == 1) {
+		switch (s->tag) {
+		case SMC_TAG_VERSION_ID:
+			info->version_id = str_view(&f);
+			break;
+		case SMC_TAG_VERSION_STAGE:
+			info->stages[info->stage_count++] = str_view(&f);
+			break;
+		case SMC_TAG_CREATED_DATE:
+			info->created_ms = smc_load_u64(f.value);
+			break;
+		}
+	}
+	if (rc < 0 || require(&sc, SMC_TAG_VERSION_ID, err) != 0)
+		return -1;
+	return 0;
+}
+
+/* STAT content: STAT_NAME and STAT_VALUE, both required. */
+static int
+decode_stat(const uint8_t *p, size_t len, struct smc_str *name, uint64_t *value,
+    struct smc_decode_error *err)
+{
+	const struct field_spec *s;
+	struct smc_reader r;
+	struct smc_field f;
+	struct scope sc;
+	int rc;
+
+	memset(name, 0, sizeof(*name));
+	*value = 0;
+	smc_reader_init(&r, p, len);
+	scope_init(&sc, SCOPE_NESTED, IN_STAT, 0, "STAT");
+	while ((rc = next_field(&r, &sc, &f, &s, err)) == 1) {
+		if (s->tag == SMC_TAG_STAT_NAME)
+			*name = str_view(&f);
+		else if (s->tag == SMC_TAG_STAT_VALUE)
+			*value = smc_load_u64(f.value);
+	}
+	if (rc < 0 || require(&sc, SMC_TAG_STAT_NAME, err) != 0 ||
+	    require(&sc, SMC_TAG_STAT_VALUE, err) != 0)
+		return -1;
+	return 0;
+}
+
+/* Which fields a successful reply to each op must carry. */
+static int
+reply_check_required(const struct scope *sc, uint8_t op, struct smc_decode_error *err)
+{
+	bool str, bin;
+
+	switch (op) {
+	case SMC_OP_PING:
+		return require(sc, SMC_TAG_AGENT_VERSION, err);
+	case SMC_OP_GET:
+		/* CREATED_DATE is left out when the source does not know it. */
+		if (require(sc, SMC_TAG_ARN, err) != 0 || require(sc, SMC_TAG_NAME, err) != 0 ||
+		    require(sc, SMC_TAG_VERSION_ID, err) != 0)
+			return -1;
+		str = seen(sc, SMC_TAG_SECRET_STRING);
+		bin = seen(sc, SMC_TAG_SECRET_BINARY);
+		if (str && bin)
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "GET reply carries both SECRET_STRING and SECRET_BINARY");
+		if (!str && !bin)
+			return fail(err, SMC_STATUS_BAD_REQUEST,
+			    "GET reply carries neither SECRET_STRING nor SECRET_BINARY");
+		return 0;
+	case SMC_OP_DESCRIBE:
+		if (require(sc, SMC_TAG_ARN, err) != 0 || require(sc, SMC_TAG_NAME, err) != 0)
+			return -1;
+		return 0;
+	}
+	return 0;
+}
+
+int
+smc_reply_decode(const uint8_t *body, size_t len, struct smc_reply *reply,
+    struct smc_decode_error *err)
+{
+	const struct field_spec *s;
+	struct smc_header *h = &reply->header, keep;
+	struct smc_version_info info;
+	struct smc_reader r;
+	struct smc_field f;
+	struct smc_str name;
+	struct scope sc;
+	uint64_t value;
+	uint8_t op;
+	int rc;
+
+	memset(reply, 0, sizeof(*reply));
+	memset(err, 0, sizeof(*err));
+	smc_reader_init(&r, body, len);
+	if (smc_header_read(&r, h) != 0) {
+		memset(h, 0, sizeof(*h));
+		return fail(err, SMC_STATUS_BAD_REQUEST,
+		    "truncated reply header (%zu bytes, need %d)", len, SMC_HEADER_LEN);
+	}
+	if (h->version != SMC_PROTO_VERSION)
+		return fail(err, SMC_STATUS_UNSUPPORTED,
+		    "protocol version %u not supported (this client speaks %d)",
+		    h->version, SMC_PROTO_VERSION);
+	if (!(h->op & SMC_OP_REPLY))
+		return fail(err, SMC_STATUS_BAD_REQUEST, "op 0x%02x is not a reply", h->op);
+	op = h->op & ~SMC_OP_REPLY;
+	if (h->status != SMC_STATUS_OK)
+		scope_init(&sc, SCOPE_ERROR, IN_ERROR, op, NULL);
+	else if (op_known(op))
+		scope_init(&sc, SCOPE_REPLY, IN_REP(op), op, NULL);
+	else
+		return fail(err, SMC_STATUS_UNSUPPORTED, "successful reply to unknown op %u", op);
+
+	while ((rc = next_field(&r, &sc, &f, &s, err)) == 1) {
+		switch (s->tag) {
+		case SMC_TAG_MESSAGE:
+			reply->message = str_view(&f);
+			break;
+		case SMC_TAG_ARN:
+			reply->arn = str_view(&f);
+			break;
+		case SMC_TAG_NAME:
+			reply->name = str_view(&f);
+			break;
+		case SMC_TAG_DESCRIPTION:
+			reply->description = str_view(&f);
+			break;
+		case SMC_TAG_AGENT_VERSION:
+			reply->agent_version = str_view(&f);
+			break;
+		case SMC_TAG_VERSION_ID:
+			reply->version_id = str_view(&f);
+			break;
+		case SMC_TAG_VERSION_STAGE:
+			reply->stages[reply->stage_count++] = str_view(&f);
+			break;
+		case SMC_TAG_SECRET_STRING:
+			reply->secret_string = f.value;
+			reply->secret_string_len = f.len;
+			break;
+		case SMC_TAG_SECRET_BINARY:
+			reply->secret_binary = f.value;
+			reply->secret_binary_len = f.len;
+			break;
+		case SMC_TAG_CREATED_DATE:
+			reply->created_ms = smc_load_u64(f.value);
+			break;
+		case SMC_TAG_LAST_CHANGED_DATE:
+			reply->last_changed_ms = smc_load_u64(f.value);
+			break;
+		case SMC_TAG_DELETED_DATE:
+			reply->deleted_ms = smc_load_u64(f.value);
+			break;
+		case SMC_TAG_VERSION:
+			if (decode_version(f.value, f.len, &info, err) != 0)
+				goto fail;
+			reply->version_count++;
+			break;
+		case SMC_TAG_STAT:
+			if (decode_stat(f.value, f.len, &name, &value, err) != 0)
+				goto fail;
+			reply->stat_count++;
+			break;
+		}
+	}
+	if (rc < 0)
+		goto fail;
+	if (h->status == SMC_STATUS_OK && reply_check_required(&sc, op, err) != 0)
+		goto fail;
+	reply->body = body;
+	reply->body_len = len;
+	return 0;
+fail:
+	keep = *h;
+	memset(reply, 0, sizeof(*reply));
+	reply->header = keep;
+	return -1;
+}
+
+/* The next field with `tag` after *cursor in a decoded reply's body. */
+static int
+reply_next_tagged(const struct smc_reply *reply, size_t *cursor, uint16_t tag,
+    struct smc_field *f)
+{
+	struct smc_reader r;
+	size_t off = *cursor == 0 ? SMC_HEADER_LEN : *cursor;
+	int rc;
+
+	if (reply->body == NULL || off < SMC_HEADER_LEN || off > reply->body_len)
+		return -1;
+	smc_reader_init(&r, reply->body, reply->body_len);
+	r.off = off;
+	while ((rc = smc_field_next(&r, f)) == 1) {
+		if (f->tag == tag) {
+			*cursor = r.off;
+			return 1;
+		}
+	}
+	if (rc == 0)
+		*cursor = reply->body_len;
+	return rc;
+}
+
+int
+smc_reply_next_version(const struct smc_reply *reply, size_t *cursor,
+    struct smc_version_info *info)
+{
+	struct smc_decode_error err;
+	struct smc_field f;
+	int rc;
+
+	if ((rc = reply_next_tagged(reply, cursor, SMC_TAG_VERSION, &f)) != 1)
+		return rc;
+	return decode_version(f.value, f.len, info, &err) == 0 ? 1 : -1;
+}
+
+int
+smc_reply_next_stat(const struct smc_reply *reply, size_t *cursor, struct smc_str *name,
+    uint64_t *value)
+{
+	struct smc_decode_error err;
+	struct smc_field f;
+	int rc;
+
+	if ((rc = reply_next_tagged(reply, cursor, SMC_TAG_STAT, &f)) != 1)
+		return rc;
+	return decode_stat(f.value, f.len, name, value, &err) == 0 ? 1 : -1;
+}
