@@ -67,10 +67,13 @@ struct cfg_key {
 static int check_socket(const char *, char *, size_t);
 static int check_region(const char *, char *, size_t);
 static int check_endpoint(const char *, char *, size_t);
+static int check_profile(const char *, char *, size_t);
+static int check_abs_path(const char *, char *, size_t);
 
 static const char *const backend_names[] = { "file", "aws", NULL };
 /* In secmem_mlock_policy order. */
 static const char *const mlock_names[] = { "off", "best-effort", "required", NULL };
+static const char *const bool_names[] = { "false", "true", NULL };
 
 /* CT_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum config_backend) == sizeof(int), "enum size");
@@ -108,6 +111,29 @@ static const struct cfg_key cfg_keys[] = {
 	  .offset = FIELD(aws_endpoint), .check = check_endpoint,
 	  .unset = "(default)",
 	  .doc = "Secrets Manager endpoint URL (http:// or https://)" },
+	{ .section = "aws", .key = "profile", .type = CT_STRING,
+	  .offset = FIELD(aws_profile), .check = check_profile,
+	  .unset = "(AWS_PROFILE, else default)",
+	  .doc = "profile of the AWS shared config and credentials files" },
+	{ .section = "aws", .key = "fips", .type = CT_ENUM,
+	  .offset = FIELD(aws_fips), .def = "false", .names = bool_names,
+	  .doc = "use the FIPS endpoint: true or false" },
+	{ .section = "aws", .key = "ca_bundle", .type = CT_STRING,
+	  .offset = FIELD(aws_ca_bundle), .check = check_abs_path,
+	  .unset = "(the system's)",
+	  .doc = "PEM file of CA certificates to verify the endpoint with (absolute path)" },
+	{ .section = "aws", .key = "connect_timeout", .type = CT_DURATION,
+	  .offset = FIELD(aws_connect_timeout), .def = "2", .min = 1, .max = 60,
+	  .doc = "how long to wait for a connection to Secrets Manager" },
+	{ .section = "aws", .key = "request_timeout", .type = CT_DURATION,
+	  .offset = FIELD(aws_request_timeout), .def = "5", .min = 1, .max = 300,
+	  .doc = "how long one HTTP exchange with Secrets Manager may take" },
+	{ .section = "aws", .key = "upstream_timeout", .type = CT_DURATION,
+	  .offset = FIELD(aws_upstream_timeout), .def = "10", .min = 1, .max = 600,
+	  .doc = "how long a request may take in all, retries included" },
+	{ .section = "aws", .key = "max_retries", .type = CT_COUNT,
+	  .offset = FIELD(aws_max_retries), .def = "3", .min = 0, .max = 10,
+	  .doc = "retries of a throttled, failed or timed-out request" },
 	{ .section = "cache", .key = "ttl", .type = CT_DURATION,
 	  .offset = FIELD(cache_ttl), .def = "300", .min = 1, .max = 86400,
 	  .doc = "how long a (secret, label) -> version mapping is trusted" },
@@ -286,6 +312,29 @@ check_endpoint(const char *v, char *why, size_t whylen)
 	}
 	if (strpbrk(v, " \t") != NULL) {
 		snprintf(why, whylen, "'%s' contains a space", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_profile(const char *v, char *why, size_t whylen)
+{
+	size_t len = strlen(v);
+
+	if (len > 127 || strpbrk(v, " \t[]") != NULL) {
+		snprintf(why, whylen, "'%s' is not a profile name (at most 127 characters,"
+		    " no blanks or brackets)", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_abs_path(const char *v, char *why, size_t whylen)
+{
+	if (v[0] != '/') {
+		snprintf(why, whylen, "'%s' is not an absolute path", v);
 		return -1;
 	}
 	return 0;

@@ -48,6 +48,13 @@ struct config {
 	/* [aws] */
 	char *aws_region;		/* NULL: from the environment */
 	char *aws_endpoint;		/* NULL: the regional AWS endpoint */
+	char *aws_profile;		/* NULL: AWS_PROFILE, else "default" */
+	int aws_fips;			/* 1: FIPS endpoints (0: as the environment says) */
+	char *aws_ca_bundle;		/* NULL: the system's trust store */
+	unsigned int aws_connect_timeout;	/* seconds, to connect */
+	unsigned int aws_request_timeout;	/* seconds, one HTTP exchange */
+	unsigned int aws_upstream_timeout;	/* seconds, a whole request with retries */
+	unsigned int aws_max_retries;	/* retries after a failed attempt */
 
 	/* [cache] */
 	unsigned int cache_ttl;		/* seconds */

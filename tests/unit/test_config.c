@@ -130,6 +130,13 @@ static const char default_description[] =
     "file.path = conf/example-secrets.json\n"
     "aws.region = (from the environment)\n"
     "aws.endpoint = (default)\n"
+    "aws.profile = (AWS_PROFILE, else default)\n"
+    "aws.fips = false\n"
+    "aws.ca_bundle = (the system's)\n"
+    "aws.connect_timeout = 2\n"
+    "aws.request_timeout = 5\n"
+    "aws.upstream_timeout = 10\n"
+    "aws.max_retries = 3\n"
     "cache.ttl = 300\n"
     "cache.negative_ttl = 10\n"
     "cache.max_entries = 10000\n"
@@ -224,6 +231,13 @@ test_all_keys(void **state)
 	    "file.path = /etc/smcache/secrets.json\n"
 	    "aws.region = eu-central-1\n"
 	    "aws.endpoint = http://127.0.0.1:4566\n"
+	    "aws.profile = (AWS_PROFILE, else default)\n"
+	    "aws.fips = false\n"
+	    "aws.ca_bundle = (the system's)\n"
+	    "aws.connect_timeout = 2\n"
+	    "aws.request_timeout = 5\n"
+	    "aws.upstream_timeout = 10\n"
+	    "aws.max_retries = 3\n"
 	    "cache.ttl = 300\n"
 	    "cache.negative_ttl = 10\n"
 	    "cache.max_entries = 10000\n"
@@ -703,7 +717,10 @@ test_example_file(void **state)
 	free(cfg.socket_path);
 	free(cfg.aws_region);
 	free(cfg.aws_endpoint);
+	free(cfg.aws_profile);
+	free(cfg.aws_ca_bundle);
 	cfg.socket_path = cfg.aws_region = cfg.aws_endpoint = NULL;
+	cfg.aws_profile = cfg.aws_ca_bundle = NULL;
 	got = describe(&cfg);
 	config_free(&cfg);
 	assert_int_equal(config_defaults(&cfg), 0);
