@@ -548,6 +548,9 @@ smc_request_decode(const uint8_t *body, size_t len, struct smc_request *req,
 	if (h->flags & ~SMC_REQUEST_FLAGS_KNOWN)
 		return fail(err, SMC_STATUS_BAD_REQUEST, "reserved flags 0x%04x set",
 		    (unsigned)(h->flags & ~SMC_REQUEST_FLAGS_KNOWN));
+	if ((h->flags & SMC_FLAG_REFRESH) && h->op != SMC_OP_GET)
+		return fail(err, SMC_STATUS_BAD_REQUEST, "flag REFRESH not valid for %s",
+		    smc_op_name(h->op));
 
 	scope_init(&sc, SCOPE_REQUEST, IN_REQ(h->op), h->op, NULL);
 	while ((rc = next_field(&r, &sc, &f, &s, err)) == 1) {

@@ -57,8 +57,9 @@ enum smc_status {
 #define SMC_STATUS_MAX		9
 
 /* Header flags. Request bits not defined here must be zero. */
-#define SMC_FLAG_STALE		0x0001	/* reply: served from cache past its refresh time */
-#define SMC_REQUEST_FLAGS_KNOWN	0x0000
+#define SMC_FLAG_STALE		0x0001	/* reply: served from cache past its ttl (upstream failing) */
+#define SMC_FLAG_REFRESH	0x0001	/* request, GET only: ask the upstream now, not the cache */
+#define SMC_REQUEST_FLAGS_KNOWN	0x0001
 
 /*
  * Field tags. A tag with SMC_TAG_IGNORABLE set may be skipped by a receiver

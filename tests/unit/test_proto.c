@@ -785,10 +785,15 @@ test_req_nonzero_status(void **state)
 static void
 test_req_reserved_flags(void **state)
 {
-	body_begin(1, SMC_OP_PING, SMC_FLAG_STALE, 1, 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "reserved flags 0x0001 set");
+	body_begin(1, SMC_OP_PING, 0x0002, 1, 0);
+	expect_req_error(SMC_STATUS_BAD_REQUEST, "reserved flags 0x0002 set");
 	body_begin(1, SMC_OP_PING, 0x8000, 1, 0);
 	expect_req_error(SMC_STATUS_BAD_REQUEST, "reserved flags 0x8000 set");
+	/* REFRESH is a GET flag only. */
+	body_begin(1, SMC_OP_PING, SMC_FLAG_REFRESH, 1, 0);
+	expect_req_error(SMC_STATUS_BAD_REQUEST, "flag REFRESH not valid for PING");
+	body_begin(1, SMC_OP_DESCRIBE, SMC_FLAG_REFRESH, 1, 0);
+	expect_req_error(SMC_STATUS_BAD_REQUEST, "flag REFRESH not valid for DESCRIBE");
 }
 
 /* ---- request rejections: fields ----------------------------------------------------- */
