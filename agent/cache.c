@@ -100,6 +100,7 @@ struct cache {
 	struct event *key_close_ev;
 	uint8_t *plain;			/* guarded buffer for one unsealed value */
 	size_t plain_len;
+	bool plain_busy;		/* plain is lent to a callback now */
 };
 
 static uint64_t
@@ -365,6 +366,16 @@ evict_to_bounds(struct cache *c, const struct version *keep)
 	}
 }
 
+static bool
+stage_listed(const struct backend_value *value, const char *name)
+{
+	for (size_t i = 0; i < value->stage_count; i++) {
+		if (strcmp(value->stages[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Seals and stores a fetched value; returns its version (existing or new), or NULL. */
 static struct version *
 store_value(struct cache *c, const struct backend_value *value, uint64_t now)
@@ -399,9 +410,21 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		TAILQ_INSERT_HEAD(&c->lru, v, lru);
 		c->stats.versions++;
 		c->stats.sealed_bytes += v->blob_len;
+	} else {
+		/* Fetched again (its label had expired): that is a use. */
+		TAILQ_REMOVE(&c->lru, v, lru);
+		TAILQ_INSERT_HEAD(&c->lru, v, lru);
 	}
 	for (size_t i = 0; i < value->stage_count; i++)
 		label_set(c, s, value->stages[i], v, expires);
+	/* The fetched stage list is the freshest word on v: a label still mapped
+	 * to v that it no longer lists has moved, whatever its ttl says. */
+	if (s->current == v && !stage_listed(value, STAGE_CURRENT))
+		s->current = NULL;
+	for (struct label *l = s->labels; l != NULL; l = l->next) {
+		if (l->version == v && !stage_listed(value, l->name))
+			l->version = NULL;
+	}
 	evict_to_bounds(c, v);
 	return v;
 }
@@ -413,15 +436,28 @@ deliver_version(struct cache *c, struct version *v, cache_value_cb cb, void *arg
 	const char *stages[SMC_MAX_STAGES];
 	struct backend_value value;
 	struct backend_error error;
-	size_t len;
+	uint8_t *plain = c->plain;
+	size_t len, cap = c->plain_len;
 
+	/* A callback may read the cache again: a nested hit must not reuse (and
+	 * then wipe) the buffer the outer callback is still reading. */
+	if (c->plain_busy) {
+		cap = seal_plain_capacity(v->blob_len);
+		if (cap == 0 || (plain = sodium_malloc(cap)) == NULL) {
+			backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
+			cb(arg, NULL, &error);
+			return;
+		}
+	}
+	c->plain_busy = true;
 	if (key_hold(c) != 0 ||
 	    seal_unseal(c->seal, v->secret->arn, v->version_id, v->blob, v->blob_len,
-	    c->plain, c->plain_len, &len) != 0) {
+	    plain, cap, &len) != 0) {
 		backend_error_set(&error, SMC_STATUS_INTERNAL, "cached value failed to unseal");
 		log_error("cache: a sealed value failed its integrity check");
 		cb(arg, NULL, &error);
-		return;
+		len = 0;
+		goto out;
 	}
 	memset(&value, 0, sizeof(value));
 	value.arn = v->secret->arn;
@@ -431,10 +467,15 @@ deliver_version(struct cache *c, struct version *v, cache_value_cb cb, void *arg
 	value.stage_count = version_stages(v, stages, SMC_MAX_STAGES);
 	value.created_ms = v->created_ms;
 	value.is_binary = v->is_binary;
-	value.data = c->plain;
+	value.data = plain;
 	value.len = len;
 	cb(arg, &value, NULL);
-	sodium_memzero(c->plain, len);
+out:
+	sodium_memzero(plain, len);
+	if (plain != c->plain)
+		sodium_free(plain);
+	else
+		c->plain_busy = false;
 }
 
 /* ---- negative entries --------------------------------------------------------------- */
