@@ -46,6 +46,7 @@ enum cfg_type {
 	CT_SIZE,	/* size_t bytes; K/M/G suffix */
 	CT_LOGLEVEL,	/* enum log_level, via log_level_parse() */
 	CT_ENUM,	/* an int-sized enum; the value is the index in names */
+	CT_MODE,	/* unsigned int file permission bits, octal (0660) */
 };
 
 /* Extra checks for a string value; on error writes why and returns -1. */
@@ -69,6 +70,7 @@ static int check_region(const char *, char *, size_t);
 static int check_endpoint(const char *, char *, size_t);
 static int check_profile(const char *, char *, size_t);
 static int check_abs_path(const char *, char *, size_t);
+static int check_ident(const char *, char *, size_t);
 
 static const char *const backend_names[] = { "file", "aws", NULL };
 /* In secmem_mlock_policy order. */
@@ -85,6 +87,25 @@ static const struct cfg_key cfg_keys[] = {
 	  .offset = FIELD(socket_path), .check = check_socket,
 	  .unset = "(default)",
 	  .doc = "Unix socket clients connect to (absolute path)" },
+	{ .section = "agent", .key = "socket_mode", .type = CT_MODE,
+	  .offset = FIELD(socket_mode), .def = "0660", .min = 0, .max = 0777,
+	  .doc = "permissions of the socket file (octal)" },
+	{ .section = "agent", .key = "socket_user", .type = CT_STRING,
+	  .offset = FIELD(socket_user), .check = check_ident,
+	  .unset = "(the agent's user)",
+	  .doc = "owner of the socket file (name or uid)" },
+	{ .section = "agent", .key = "socket_group", .type = CT_STRING,
+	  .offset = FIELD(socket_group), .check = check_ident,
+	  .unset = "(the agent's group)",
+	  .doc = "group of the socket file (name or gid)" },
+	{ .section = "agent", .key = "user", .type = CT_STRING,
+	  .offset = FIELD(user), .check = check_ident,
+	  .unset = "(not changed)",
+	  .doc = "user to run as once the socket is bound (name or uid; needs root)" },
+	{ .section = "agent", .key = "group", .type = CT_STRING,
+	  .offset = FIELD(group), .check = check_ident,
+	  .unset = "(the user's group)",
+	  .doc = "group to run as once the socket is bound (name or gid; needs root)" },
 	{ .section = "agent", .key = "max_connections", .type = CT_COUNT,
 	  .offset = FIELD(max_connections), .def = "1024", .min = 1, .max = 65536,
 	  .doc = "most clients connected at once" },
@@ -195,6 +216,23 @@ inval:
 	return -1;
 }
 
+/* Octal digits only, like chmod's "0660" or "660"; at most 4 digits. */
+static int
+parse_mode(const char *text, unsigned long long *out)
+{
+	unsigned long long v = 0;
+	size_t i;
+
+	for (i = 0; text[i] >= '0' && text[i] <= '7'; i++)
+		v = v * 8 + (unsigned)(text[i] - '0');
+	if (i == 0 || i > 4 || text[i] != '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 static int
 parse_count(const char *text, unsigned long long *out)
 {
@@ -244,6 +282,9 @@ format_bounds(const struct cfg_key *k, char *buf, size_t len)
 		format_size(k->min, lo, sizeof(lo));
 		format_size(k->max, hi, sizeof(hi));
 		snprintf(buf, len, "%s..%s", lo, hi);
+		break;
+	case CT_MODE:
+		snprintf(buf, len, "%04llo..%04llo", k->min, k->max);
 		break;
 	default:
 		snprintf(buf, len, "%llu..%llu", k->min, k->max);
@@ -340,6 +381,28 @@ check_abs_path(const char *v, char *why, size_t whylen)
 	return 0;
 }
 
+/* A user or group: a portable name ([A-Za-z0-9._-], not starting with '-', an
+ * optional final '$') or a numeric id. Whether it exists is checked at start-up. */
+static int
+check_ident(const char *v, char *why, size_t whylen)
+{
+	size_t len = strlen(v), i;
+	bool ok = len > 0 && len <= 32 && v[0] != '-';
+
+	for (i = 0; ok && i < len; i++) {
+		char c = v[i];
+
+		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '.' || c == '_' || c == '-' || (c == '$' && i == len - 1 && i > 0);
+	}
+	if (!ok) {
+		snprintf(why, whylen, "'%s' is not a user or group name or id (at most 32 of"
+		    " letters, digits, '.', '_', '-')", v);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- setting one value ----------------------------------------------------------------- */
 
 static int
@@ -392,6 +455,10 @@ set_number(struct config *cfg, const struct cfg_key *k, const char *v, char *why
 		rc = config_parse_size(v, &n);
 		what = "a size (expected bytes, or a number with K/M/G)";
 		break;
+	case CT_MODE:
+		rc = parse_mode(v, &n);
+		what = "an octal file mode (like 0660)";
+		break;
 	default:
 		rc = parse_count(v, &n);
 		what = "a number";
@@ -430,6 +497,7 @@ cfg_set(struct config *cfg, const struct cfg_key *k, const char *v, char *why, s
 	case CT_COUNT:
 	case CT_DURATION:
 	case CT_SIZE:
+	case CT_MODE:
 		return set_number(cfg, k, v, why, whylen);
 	case CT_LOGLEVEL:
 		if (log_level_parse(v, &level) == -1) {
@@ -841,7 +909,8 @@ config_defaults(struct config *cfg)
 		const struct cfg_key *k = &cfg_keys[i];
 
 		/* A row whose bounds do not fit its field is a bug in the table. */
-		if ((k->type == CT_COUNT || k->type == CT_DURATION) && k->max > UINT_MAX)
+		if ((k->type == CT_COUNT || k->type == CT_DURATION || k->type == CT_MODE) &&
+		    k->max > UINT_MAX)
 			goto bad;
 		if (k->type == CT_SIZE && k->max > SIZE_MAX)
 			goto bad;
@@ -946,6 +1015,9 @@ format_value(const struct config *cfg, const struct cfg_key *k, char *buf, size_
 	case CT_SIZE:
 		format_size(*(const size_t *)field, buf, len);
 		break;
+	case CT_MODE:
+		snprintf(buf, len, "%04o", *(const unsigned int *)field);
+		break;
 	case CT_LOGLEVEL:
 		snprintf(buf, len, "%s", log_level_name(*(const enum log_level *)field));
 		break;
@@ -983,7 +1055,8 @@ config_help(FILE *out)
 
 		snprintf(def, sizeof(def), "%s", k->def != NULL ? k->def :
 		    k->unset != NULL ? k->unset : "none");
-		if (k->type == CT_COUNT || k->type == CT_DURATION || k->type == CT_SIZE) {
+		if (k->type == CT_COUNT || k->type == CT_DURATION || k->type == CT_SIZE ||
+		    k->type == CT_MODE) {
 			format_bounds(k, bounds, sizeof(bounds));
 			fprintf(out, "[%s] %s: %s (default %s, allowed %s)\n", k->section, k->key,
 			    k->doc, def, bounds);

@@ -34,6 +34,11 @@ enum config_backend {
 struct config {
 	/* [agent] */
 	char *socket_path;		/* NULL: smc_default_socket_path() */
+	unsigned int socket_mode;	/* permission bits of the socket file */
+	char *socket_user;		/* name or uid; NULL: the agent's own (after the drop) */
+	char *socket_group;		/* name or gid; NULL: the agent's own (after the drop) */
+	char *user;			/* name or uid to run as; NULL: stay as started */
+	char *group;			/* name or gid to run as; NULL: the user's primary group */
 	unsigned int max_connections;
 	unsigned int idle_timeout;	/* seconds */
 	size_t max_output;		/* bytes queued to one client */

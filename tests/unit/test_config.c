@@ -122,6 +122,11 @@ help_lines(void)
 
 static const char default_description[] =
     "agent.socket = (default)\n"
+    "agent.socket_mode = 0660\n"
+    "agent.socket_user = (the agent's user)\n"
+    "agent.socket_group = (the agent's group)\n"
+    "agent.user = (not changed)\n"
+    "agent.group = (the user's group)\n"
     "agent.max_connections = 1024\n"
     "agent.idle_timeout = 60\n"
     "agent.max_output = 4M\n"
@@ -197,6 +202,11 @@ test_all_keys(void **state)
 	load_ok(&cfg,
 	    "[agent]\n"
 	    "socket = /run/smcache/agent.sock\n"
+	    "socket_mode = 600\n"
+	    "socket_user = root\n"
+	    "socket_group = 1234\n"
+	    "user = smcache\n"
+	    "group = _smc.grp-1$\n"
 	    "max_connections = 65536\n"
 	    "idle_timeout = 2h\n"
 	    "max_output = 1G\n"
@@ -211,6 +221,11 @@ test_all_keys(void **state)
 	    "[cache]\n"
 	    "ttl = 5m\n");
 	assert_string_equal(cfg.socket_path, "/run/smcache/agent.sock");
+	assert_int_equal(cfg.socket_mode, 0600);
+	assert_string_equal(cfg.socket_user, "root");
+	assert_string_equal(cfg.socket_group, "1234");
+	assert_string_equal(cfg.user, "smcache");
+	assert_string_equal(cfg.group, "_smc.grp-1$");
 	assert_int_equal(cfg.max_connections, 65536);
 	assert_int_equal(cfg.idle_timeout, 7200);
 	assert_int_equal(cfg.max_output, 1024 * 1024 * 1024);
@@ -223,6 +238,11 @@ test_all_keys(void **state)
 	text = describe(&cfg);
 	assert_string_equal(text,
 	    "agent.socket = /run/smcache/agent.sock\n"
+	    "agent.socket_mode = 0600\n"
+	    "agent.socket_user = root\n"
+	    "agent.socket_group = 1234\n"
+	    "agent.user = smcache\n"
+	    "agent.group = _smc.grp-1$\n"
 	    "agent.max_connections = 65536\n"
 	    "agent.idle_timeout = 7200\n"
 	    "agent.max_output = 1G\n"
@@ -380,6 +400,48 @@ test_bad_socket(void **state)
 	    NULL);
 	expect_err("[agent]\nsocket = /run/\x1b[31mx\n", "t.conf:2: [agent] socket: ",
 	    "control character", NULL);
+}
+
+/* [agent] socket_mode, socket_user, socket_group, user, group. */
+static void
+test_socket_and_user_keys(void **state)
+{
+	struct config cfg;
+
+	load_ok(&cfg, "[agent]\nsocket_mode = 0\nuser = nobody\ngroup = 65534\n");
+	assert_int_equal(cfg.socket_mode, 0);
+	assert_string_equal(cfg.user, "nobody");
+	assert_string_equal(cfg.group, "65534");
+	config_free(&cfg);
+	load_ok(&cfg, "[agent]\nsocket_mode = 0777\nsocket_user = a.b_c-d\n");
+	assert_int_equal(cfg.socket_mode, 0777);
+	assert_string_equal(cfg.socket_user, "a.b_c-d");
+	config_free(&cfg);
+	load_ok(&cfg, "[agent]\nsocket_mode = 640\n");
+	assert_int_equal(cfg.socket_mode, 0640);
+	config_free(&cfg);
+
+	expect_err("[agent]\nsocket_mode = 0668\n", "t.conf:2: [agent] socket_mode: ",
+	    "'0668' is not an octal file mode (like 0660), allowed 0000..0777", NULL);
+	expect_err("[agent]\nsocket_mode = 1777\n", "t.conf:2: [agent] socket_mode: ",
+	    "out of range, allowed 0000..0777", NULL);
+	expect_err("[agent]\nsocket_mode = 00660\n", "t.conf:2: [agent] socket_mode: ",
+	    "is not an octal file mode", NULL);
+	expect_err("[agent]\nsocket_mode = 0o660\n", "t.conf:2: [agent] socket_mode: ",
+	    "is not an octal file mode", NULL);
+	expect_err("[agent]\nsocket_mode = -660\n", "t.conf:2: [agent] socket_mode: ",
+	    "is not an octal file mode", NULL);
+	expect_err("[agent]\nuser = -root\n", "t.conf:2: [agent] user: ",
+	    "'-root' is not a user or group name or id", NULL);
+	expect_err("[agent]\ngroup = a b\n", "t.conf:2: [agent] group: ",
+	    "is not a user or group name or id", NULL);
+	expect_err("[agent]\nsocket_user = a/b\n", "t.conf:2: [agent] socket_user: ",
+	    "is not a user or group name or id", NULL);
+	expect_err("[agent]\nsocket_group = $\n", "t.conf:2: [agent] socket_group: ",
+	    "is not a user or group name or id", NULL);
+	expect_err("[agent]\nsocket_group = abcdefghijabcdefghijabcdefghijabc\n",
+	    "t.conf:2: [agent] socket_group: ", "is not a user or group name or id", NULL);
+	expect_err("[agent]\nuser =\n", "t.conf:2: [agent] user: ", "empty value", NULL);
 }
 
 static void
@@ -719,6 +781,11 @@ test_example_file(void **state)
 	free(cfg.aws_endpoint);
 	free(cfg.aws_profile);
 	free(cfg.aws_ca_bundle);
+	free(cfg.socket_user);
+	free(cfg.socket_group);
+	free(cfg.user);
+	free(cfg.group);
+	cfg.socket_user = cfg.socket_group = cfg.user = cfg.group = NULL;
 	cfg.socket_path = cfg.aws_region = cfg.aws_endpoint = NULL;
 	cfg.aws_profile = cfg.aws_ca_bundle = NULL;
 	got = describe(&cfg);
@@ -886,6 +953,7 @@ main(void)
 		cmocka_unit_test(test_good_numbers),
 		cmocka_unit_test(test_good_strings),
 		cmocka_unit_test(test_bad_socket),
+		cmocka_unit_test(test_socket_and_user_keys),
 		cmocka_unit_test(test_bad_counts),
 		cmocka_unit_test(test_bad_durations),
 		cmocka_unit_test(test_bad_sizes),
