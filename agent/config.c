@@ -68,6 +68,7 @@ struct cfg_key {
 static int check_socket(const char *, char *, size_t);
 static int check_region(const char *, char *, size_t);
 static int check_endpoint(const char *, char *, size_t);
+static int check_prefetch(const char *, char *, size_t);
 static int check_profile(const char *, char *, size_t);
 static int check_abs_path(const char *, char *, size_t);
 static int check_ident(const char *, char *, size_t);
@@ -170,6 +171,30 @@ static const struct cfg_key cfg_keys[] = {
 	{ .section = "cache", .key = "mlock", .type = CT_ENUM,
 	  .offset = FIELD(cache_mlock), .def = "best-effort", .names = mlock_names,
 	  .doc = "lock the agent's memory: required, best-effort or off" },
+	{ .section = "cache", .key = "pending_ttl", .type = CT_DURATION,
+	  .offset = FIELD(cache_pending_ttl), .def = "10", .min = 1, .max = 86400,
+	  .doc = "how long an AWSPENDING label is trusted (at most ttl)" },
+	{ .section = "cache", .key = "refresh_ahead", .type = CT_COUNT,
+	  .offset = FIELD(cache_refresh_ahead), .def = "80", .min = 0, .max = 100,
+	  .doc = "refresh a hot secret at this percent of its ttl (0: off)" },
+	{ .section = "cache", .key = "refresh_jitter", .type = CT_COUNT,
+	  .offset = FIELD(cache_refresh_jitter), .def = "10", .min = 0, .max = 50,
+	  .doc = "refresh up to this percent of ttl earlier, at random" },
+	{ .section = "cache", .key = "refresh_idle", .type = CT_DURATION,
+	  .offset = FIELD(cache_refresh_idle), .def = "900", .min = 1, .max = 604800,
+	  .doc = "stop refreshing a secret not read for this long" },
+	{ .section = "cache", .key = "max_stale", .type = CT_DURATION,
+	  .offset = FIELD(cache_max_stale), .def = "3600", .min = 0, .max = 604800,
+	  .doc = "serve a value this long past its ttl while the upstream fails" },
+	{ .section = "cache", .key = "max_refreshes", .type = CT_COUNT,
+	  .offset = FIELD(cache_max_refreshes), .def = "16", .min = 1, .max = 1024,
+	  .doc = "background upstream calls in flight at most" },
+	{ .section = "cache", .key = "min_refresh_interval", .type = CT_DURATION,
+	  .offset = FIELD(cache_min_refresh_interval), .def = "1", .min = 0, .max = 3600,
+	  .doc = "forced refreshes of one secret at most this often" },
+	{ .section = "cache", .key = "prefetch", .type = CT_STRING,
+	  .offset = FIELD(cache_prefetch), .check = check_prefetch, .unset = "(none)",
+	  .doc = "secret ids fetched at start-up (comma or space separated)" },
 };
 
 /* ---- value syntax ---------------------------------------------------------------------- */
@@ -354,6 +379,23 @@ check_endpoint(const char *v, char *why, size_t whylen)
 	if (strpbrk(v, " \t") != NULL) {
 		snprintf(why, whylen, "'%s' contains a space", v);
 		return -1;
+	}
+	return 0;
+}
+
+/* Secret ids separated by commas and/or blanks; each within the protocol's limit. */
+static int
+check_prefetch(const char *v, char *why, size_t whylen)
+{
+	size_t len;
+
+	for (const char *p = v; *p != '\0'; p += len) {
+		p += strspn(p, ", \t");
+		len = strcspn(p, ", \t");
+		if (len > 2048) {
+			snprintf(why, whylen, "a secret id is longer than 2048 bytes");
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -67,6 +67,14 @@ struct config {
 	unsigned int cache_max_entries;	/* versions held at most */
 	size_t cache_max_bytes;		/* sealed bytes held at most */
 	int cache_mlock;		/* a secmem_mlock_policy: off, best-effort, required */
+	unsigned int cache_pending_ttl;	/* seconds AWSPENDING is trusted */
+	unsigned int cache_refresh_ahead;	/* percent of ttl; 0: no refresh-ahead */
+	unsigned int cache_refresh_jitter;	/* percent of ttl */
+	unsigned int cache_refresh_idle;	/* seconds without a read before refreshes stop */
+	unsigned int cache_max_stale;	/* seconds past ttl a value is served while the upstream fails */
+	unsigned int cache_max_refreshes;	/* background upstream calls in flight */
+	unsigned int cache_min_refresh_interval;	/* seconds between forced refreshes of a secret */
+	char *cache_prefetch;		/* secret ids fetched at start-up, comma/space separated */
 };
 
 /*

@@ -146,7 +146,15 @@ static const char default_description[] =
     "cache.negative_ttl = 10\n"
     "cache.max_entries = 10000\n"
     "cache.max_bytes = 64M\n"
-    "cache.mlock = best-effort\n";
+    "cache.mlock = best-effort\n"
+    "cache.pending_ttl = 10\n"
+    "cache.refresh_ahead = 80\n"
+    "cache.refresh_jitter = 10\n"
+    "cache.refresh_idle = 900\n"
+    "cache.max_stale = 3600\n"
+    "cache.max_refreshes = 16\n"
+    "cache.min_refresh_interval = 1\n"
+    "cache.prefetch = (none)\n";
 
 static void
 check_defaults(const struct config *cfg)
@@ -262,7 +270,15 @@ test_all_keys(void **state)
 	    "cache.negative_ttl = 10\n"
 	    "cache.max_entries = 10000\n"
 	    "cache.max_bytes = 64M\n"
-	    "cache.mlock = best-effort\n");
+	    "cache.mlock = best-effort\n"
+	    "cache.pending_ttl = 10\n"
+	    "cache.refresh_ahead = 80\n"
+	    "cache.refresh_jitter = 10\n"
+	    "cache.refresh_idle = 900\n"
+	    "cache.max_stale = 3600\n"
+	    "cache.max_refreshes = 16\n"
+	    "cache.min_refresh_interval = 1\n"
+	    "cache.prefetch = (none)\n");
 	free(text);
 	config_free(&cfg);
 
@@ -781,6 +797,9 @@ test_example_file(void **state)
 	free(cfg.aws_endpoint);
 	free(cfg.aws_profile);
 	free(cfg.aws_ca_bundle);
+	assert_non_null(cfg.cache_prefetch);
+	free(cfg.cache_prefetch);
+	cfg.cache_prefetch = NULL;
 	free(cfg.socket_user);
 	free(cfg.socket_group);
 	free(cfg.user);
