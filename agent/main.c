@@ -26,6 +26,7 @@
 #include "json_secure.h"
 #include "listen.h"
 #include "log.h"
+#include "privdrop.h"
 #include "secmem.h"
 #include "server.h"
 #include "sockpath.h"
@@ -33,6 +34,9 @@
 #define EXIT_USAGE	2
 #define LISTEN_BACKLOG	512
 #define MAX_IN_FLIGHT	128
+/* Descriptors the agent needs besides one per client: listener, log, epoll,
+ * the backend's files and upstream connections. */
+#define FD_RESERVE	64
 
 static void
 usage(FILE *out)
@@ -69,6 +73,81 @@ make_backend(struct event_base *base, const struct config *cfg, char *err, size_
 	}
 	snprintf(err, errlen, "unknown backend");
 	return NULL;
+}
+
+/* One descriptor per client: make room, and say so when max_connections cannot fit. */
+static void
+raise_fd_limit(const struct config *cfg)
+{
+	unsigned long long soft = 0;
+	char err[256];
+
+	if (privdrop_raise_nofile(&soft, err, sizeof(err)) != 0)
+		log_warn("%s", err);
+	if (soft > 0 && (unsigned long long)cfg->max_connections + FD_RESERVE > soft)
+		log_warn("[agent] max_connections = %u does not fit the open-file limit"
+		    " (RLIMIT_NOFILE %llu, of which the agent keeps %d for itself): connections"
+		    " past about %llu will wait; raise the hard limit (systemd: LimitNOFILE=)",
+		    cfg->max_connections, soft, FD_RESERVE,
+		    soft > FD_RESERVE ? soft - FD_RESERVE : 0);
+}
+
+/*
+ * Who may connect, and who the agent runs as: the socket is adopted from
+ * systemd or bound with the starting credentials, then root is dropped for
+ * good (privdrop.h, listen.h). Nothing runs as root after this.
+ */
+static int
+open_socket_and_drop(const struct config *cfg, const char *socket_path, struct listen_socket *ls)
+{
+	struct privdrop_plan plan;
+	struct listen_options lo;
+	char err[CONFIG_ERR_SIZE], why[256], note[256];
+	int rc;
+
+	if (privdrop_plan_make(cfg->user, cfg->group, &plan, err, sizeof(err)) != 0)
+		goto fail;
+	lo.mode = (mode_t)cfg->socket_mode;
+	lo.owner = lo.agent_uid = plan.uid;
+	lo.group = lo.agent_gid = plan.gid;
+	lo.backlog = LISTEN_BACKLOG;
+	if (cfg->socket_user != NULL &&
+	    privdrop_lookup_user(cfg->socket_user, &lo.owner, NULL, NULL, 0, why, sizeof(why)) != 0) {
+		snprintf(err, sizeof(err), "[agent] socket_user: %s", why);
+		goto fail;
+	}
+	if (cfg->socket_group != NULL &&
+	    privdrop_lookup_group(cfg->socket_group, &lo.group, why, sizeof(why)) != 0) {
+		snprintf(err, sizeof(err), "[agent] socket_group: %s", why);
+		goto fail;
+	}
+	if ((rc = listen_activated(ls, err, sizeof(err))) < 0)
+		goto fail;
+	if (rc == 1) {
+		log_info("socket activation: using %s from systemd", ls->path);
+		if (cfg->socket_path != NULL && strcmp(cfg->socket_path, ls->path) != 0)
+			log_warn("[agent] socket = %s is ignored: systemd passed %s",
+			    cfg->socket_path, ls->path);
+	} else if (listen_unix(ls, socket_path, &lo, err, sizeof(err)) != 0) {
+		goto fail;
+	}
+	if (privdrop_apply(&plan, note, sizeof(note), err, sizeof(err)) != 0)
+		goto fail;
+	if (note[0] != '\0')
+		log_info("%s", note);
+	if (plan.change) {
+		/* A credential change resets the dumpable flag to fs.suid_dumpable. */
+		if (secmem_disable_dumps(err, sizeof(err)) != 0)
+			goto fail;
+		log_info("running as uid %lu gid %lu", (unsigned long)plan.uid,
+		    (unsigned long)plan.gid);
+	}
+	if (privdrop_no_new_privs(err, sizeof(err)) != 0)
+		goto fail;
+	return 0;
+fail:
+	log_error("%s", err);
+	return -1;
 }
 
 int
@@ -138,6 +217,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level(cfg.log_level);
+	raise_fd_limit(&cfg);
 
 	/* Memory protection first, before any secret can be fetched. */
 	if (secmem_init() != 0) {
@@ -155,6 +235,8 @@ main(int argc, char **argv)
 	if (msg[0] != '\0')
 		log_warn("%s", msg);
 	json_secure_init();
+	if (open_socket_and_drop(&cfg, socket_path, &ls) != 0)
+		goto out;
 
 	agent.config = &cfg;
 	agent.started = time(NULL);
@@ -179,10 +261,6 @@ main(int argc, char **argv)
 		log_error("cache: %s", err);
 		goto out;
 	}
-	if (listen_unix(&ls, socket_path, LISTEN_BACKLOG, err, sizeof(err)) != 0) {
-		log_error("%s", err);
-		goto out;
-	}
 	limits.max_connections = cfg.max_connections;
 	limits.idle_timeout_s = cfg.idle_timeout;
 	limits.max_output = cfg.max_output;
@@ -200,7 +278,7 @@ main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		goto out;
 	}
-	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, socket_path,
+	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
 	    config_backend_name(cfg.backend));
 	if (event_base_dispatch(agent.base) != 0) {
 		log_error("event loop failed");
@@ -213,7 +291,8 @@ out:
 	if (sig_term != NULL)
 		event_free(sig_term);
 	server_free(agent.server);
-	listen_unix_close(&ls);
+	if (listen_unix_close(&ls) != 0)
+		log_warn("cannot remove the socket file %s: %s", ls.path, strerror(errno));
 	cache_free(agent.cache);
 	backend_free(agent.backend);
 	if (agent.base != NULL)
