@@ -1,0 +1,453 @@
+/*
+ * acl: rule parsing, name resolution and matching (see acl.h for the rules
+ * users rely on).
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "acl.h"
+
+#define RULE_MAX_LEN	4096
+#define NSS_BUF_MAX	(1024 * 1024)
+#define FNM_FLAGS	FNM_NOESCAPE
+
+/* Secrets Manager's random ARN suffix, as a glob appended to patterns. */
+static const char arn_suffix_glob[] =
+    "-[A-Za-z0-9][A-Za-z0-9][A-Za-z0-9][A-Za-z0-9][A-Za-z0-9][A-Za-z0-9]";
+
+struct acl_pattern {
+	char *glob;
+	char *suffixed;			/* glob + arn_suffix_glob */
+	bool arn;			/* starts with "arn:" */
+};
+
+struct acl_rule {
+	bool group;			/* false: a user */
+	uint32_t id;			/* uid or gid */
+	struct acl_pattern *patterns;
+	size_t npatterns;
+};
+
+struct acl {
+	struct acl_rule *rules;
+	size_t nrules;
+};
+
+/* ---- parsing ----------------------------------------------------------------------------- */
+
+/* Characters of a secret name (Secrets Manager allows these and no others). */
+static bool
+name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("/_+=.@-", c) != NULL);
+}
+
+/* Digits only, and a valid id (not (uid_t)-1). */
+static int
+parse_id(const char *s, uint32_t *id)
+{
+	unsigned long long v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned)(*s - '0');
+		if (v >= UINT32_MAX)
+			return -1;
+	}
+	*id = (uint32_t)v;
+	return 0;
+}
+
+static bool
+all_digits(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/* getpwnam_r / getgrnam_r with a growing buffer. 0 found, 1 unknown, -1 error (errno). */
+static int
+lookup_name(bool group, const char *name, uint32_t *id)
+{
+	long hint = sysconf(group ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
+	size_t len = hint > 0 && hint < NSS_BUF_MAX ? (size_t)hint : 4096;
+	struct passwd pw, *pwp = NULL;
+	struct group gr, *grp = NULL;
+	char *buf = NULL, *nbuf;
+	int rc;
+
+	for (;;) {
+		if ((nbuf = realloc(buf, len)) == NULL) {
+			free(buf);
+			errno = ENOMEM;
+			return -1;
+		}
+		buf = nbuf;
+		if (group)
+			rc = getgrnam_r(name, &gr, buf, len, &grp);
+		else
+			rc = getpwnam_r(name, &pw, buf, len, &pwp);
+		if (rc != ERANGE || len >= NSS_BUF_MAX)
+			break;
+		len *= 2;
+	}
+	free(buf);
+	if (rc != 0 && rc != ENOENT && rc != ESRCH && rc != EBADF && rc != EPERM) {
+		errno = rc;
+		return -1;
+	}
+	if (group ? grp == NULL : pwp == NULL)
+		return 1;
+	*id = group ? (uint32_t)gr.gr_gid : (uint32_t)pw.pw_uid;
+	return 0;
+}
+
+static int
+parse_principal(const char *tok, bool *group, uint32_t *id, char *why, size_t whylen)
+{
+	const char *name;
+	int rc;
+
+	if (strncmp(tok, "user:", 5) == 0) {
+		*group = false;
+		name = tok + 5;
+	} else if (strncmp(tok, "group:", 6) == 0) {
+		*group = true;
+		name = tok + 6;
+	} else {
+		snprintf(why, whylen, "'%s' is not user:NAME, user:UID, group:NAME or group:GID",
+		    tok);
+		return -1;
+	}
+	if (*name == '\0') {
+		snprintf(why, whylen, "'%s' names no %s", tok, *group ? "group" : "user");
+		return -1;
+	}
+	if (all_digits(name)) {
+		if (parse_id(name, id) != 0) {
+			snprintf(why, whylen, "'%s' is not a valid %s", tok, *group ? "gid" : "uid");
+			return -1;
+		}
+		return 0;
+	}
+	rc = lookup_name(*group, name, id);
+	if (rc == 1) {
+		snprintf(why, whylen, "unknown %s '%s'", *group ? "group" : "user", name);
+		return -1;
+	}
+	if (rc != 0) {
+		snprintf(why, whylen, "cannot look up %s '%s': %s", *group ? "group" : "user", name,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* A pattern uses only characters a secret id can hold, plus well-formed globs. */
+static int
+check_pattern(const char *p, char *why, size_t whylen)
+{
+	bool arn = strncmp(p, "arn:", 4) == 0;
+	const char *end;
+	size_t i, j;
+
+	for (i = 0; p[i] != '\0'; i++) {
+		char c = p[i];
+
+		if (c == '*' || c == '?' || (c == ':' && arn) || name_char(c))
+			continue;
+		if (c == ':') {
+			snprintf(why, whylen, "pattern '%s': a name cannot contain ':' (ARN patterns"
+			    " start with arn:)", p);
+			return -1;
+		}
+		if (c != '[') {
+			if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f)
+				snprintf(why, whylen, "pattern '%s': byte 0x%02x cannot appear in a"
+				    " secret id", p, (unsigned char)c);
+			else
+				snprintf(why, whylen, "pattern '%s': '%c' cannot appear in a secret id",
+				    p, c);
+			return -1;
+		}
+		/* A bracket expression: [!...] or [^...], a leading ']', [:class:] inside. */
+		j = i + 1;
+		if (p[j] == '!' || p[j] == '^')
+			j++;
+		if (p[j] == ']')
+			j++;
+		for (; p[j] != '\0' && p[j] != ']'; j++) {
+			if (p[j] == '[' && p[j + 1] == ':') {
+				if ((end = strstr(p + j + 2, ":]")) == NULL)
+					break;
+				j = (size_t)(end - p) + 1;
+				continue;
+			}
+			if (!name_char(p[j]) && p[j] != ':') {
+				snprintf(why, whylen, "pattern '%s': '%c' cannot appear in a secret"
+				    " id", p, p[j]);
+				return -1;
+			}
+		}
+		if (p[j] != ']') {
+			snprintf(why, whylen, "pattern '%s': '[' without a closing ']'", p);
+			return -1;
+		}
+		i = j;
+	}
+	return 0;
+}
+
+static void
+rule_clear(struct acl_rule *r)
+{
+	for (size_t i = 0; i < r->npatterns; i++) {
+		free(r->patterns[i].glob);
+		free(r->patterns[i].suffixed);
+	}
+	free(r->patterns);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Parses text into *r (zeroed on error). */
+static int
+rule_parse(const char *text, struct acl_rule *r, char *why, size_t whylen)
+{
+	char copy[RULE_MAX_LEN], *tok, *save, *principal;
+	struct acl_pattern *pat;
+	size_t len = strlen(text), n = 0;
+
+	memset(r, 0, sizeof(*r));
+	if (len >= sizeof(copy)) {
+		snprintf(why, whylen, "rule is too long");
+		return -1;
+	}
+	memcpy(copy, text, len + 1);
+	if ((tok = strtok_r(copy, " \t", &save)) == NULL) {
+		snprintf(why, whylen, "empty rule (expected user:NAME or group:NAME, then patterns)");
+		return -1;
+	}
+	principal = tok;
+	if (parse_principal(principal, &r->group, &r->id, why, whylen) != 0)
+		return -1;
+	/* At most one pattern per two characters of the rest, so one allocation fits all. */
+	if ((r->patterns = calloc(len / 2 + 1, sizeof(*r->patterns))) == NULL)
+		goto nomem;
+	while ((tok = strtok_r(NULL, " \t", &save)) != NULL) {
+		if (check_pattern(tok, why, whylen) != 0)
+			goto fail;
+		pat = &r->patterns[n];
+		pat->arn = strncmp(tok, "arn:", 4) == 0;
+		if ((pat->glob = strdup(tok)) == NULL ||
+		    asprintf(&pat->suffixed, "%s%s", tok, arn_suffix_glob) < 0) {
+			pat->suffixed = NULL;
+			r->npatterns = n + 1;
+			goto nomem;
+		}
+		r->npatterns = ++n;
+	}
+	if (n == 0) {
+		snprintf(why, whylen, "'%s' is granted no pattern (expected secret names or ARNs"
+		    " after it, like prod/app/*)", principal);
+		goto fail;
+	}
+	return 0;
+nomem:
+	snprintf(why, whylen, "out of memory");
+fail:
+	rule_clear(r);
+	return -1;
+}
+
+int
+acl_rule_check(const char *text, char *why, size_t whylen)
+{
+	struct acl_rule r;
+
+	if (rule_parse(text, &r, why, whylen) != 0)
+		return -1;
+	rule_clear(&r);
+	return 0;
+}
+
+struct acl *
+acl_new(const char *const *rules, size_t count, char *err, size_t errlen)
+{
+	char why[512];
+	struct acl *acl;
+
+	if ((acl = calloc(1, sizeof(*acl))) == NULL)
+		goto nomem;
+	if (count > 0 && (acl->rules = calloc(count, sizeof(*acl->rules))) == NULL)
+		goto nomem;
+	for (size_t i = 0; i < count; i++) {
+		if (rule_parse(rules[i], &acl->rules[i], why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "access rule %zu ('%s'): %s", i + 1, rules[i], why);
+			acl_free(acl);
+			return NULL;
+		}
+		acl->nrules = i + 1;
+	}
+	return acl;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	acl_free(acl);
+	return NULL;
+}
+
+void
+acl_free(struct acl *acl)
+{
+	if (acl == NULL)
+		return;
+	for (size_t i = 0; i < acl->nrules; i++)
+		rule_clear(&acl->rules[i]);
+	free(acl->rules);
+	free(acl);
+}
+
+/* ---- matching ---------------------------------------------------------------------------- */
+
+bool
+acl_enabled(const struct acl *acl)
+{
+	return acl != NULL && acl->nrules > 0;
+}
+
+size_t
+acl_rule_count(const struct acl *acl)
+{
+	return acl != NULL ? acl->nrules : 0;
+}
+
+static bool
+rule_names(const struct acl_rule *r, const struct acl_peer *p)
+{
+	if (!r->group)
+		return (uint32_t)p->uid == r->id;
+	if ((uint32_t)p->gid == r->id)
+		return true;
+	for (size_t i = 0; i < p->ngroups; i++)
+		if ((uint32_t)p->groups[i] == r->id)
+			return true;
+	return false;
+}
+
+static bool
+glob_match(const struct acl_pattern *pat, const char *s, bool with_suffix)
+{
+	return fnmatch(pat->glob, s, FNM_FLAGS) == 0 ||
+	    (with_suffix && fnmatch(pat->suffixed, s, FNM_FLAGS) == 0);
+}
+
+/*
+ * The name part of a Secrets Manager ARN,
+ * arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME[-XXXXXX], or NULL
+ * when the id is not shaped like one.
+ */
+static const char *
+arn_name_part(const char *arn)
+{
+	const char *field[7], *p = arn;
+	size_t n = 0;
+
+	field[n++] = p;
+	while (n < 7 && (p = strchr(p, ':')) != NULL)
+		field[n++] = ++p;
+	if (n < 7 || strchr(field[6], ':') != NULL || field[6][0] == '\0')
+		return NULL;
+	if (strncmp(field[2], "secretsmanager:", 15) != 0 || strncmp(field[5], "secret:", 7) != 0)
+		return NULL;
+	return field[6];
+}
+
+static bool
+is_arn(const char *id)
+{
+	return strncmp(id, "arn:", 4) == 0;
+}
+
+bool
+acl_allows_id(const struct acl *acl, const struct acl_peer *peer, const char *id)
+{
+	const char *name = NULL;
+	bool arn = is_arn(id);
+
+	if (!acl_enabled(acl))
+		return true;
+	if (arn)
+		name = arn_name_part(id);
+	for (size_t i = 0; i < acl->nrules; i++) {
+		const struct acl_rule *r = &acl->rules[i];
+
+		if (!rule_names(r, peer))
+			continue;
+		for (size_t j = 0; j < r->npatterns; j++) {
+			const struct acl_pattern *pat = &r->patterns[j];
+
+			if (!arn && !pat->arn && glob_match(pat, id, false))
+				return true;
+			if (arn && pat->arn && glob_match(pat, id, true))
+				return true;
+			if (arn && !pat->arn && name != NULL && glob_match(pat, name, true))
+				return true;
+		}
+	}
+	return false;
+}
+
+bool
+acl_allows_resolved(const struct acl *acl, const struct acl_peer *peer, const char *name,
+    const char *arn)
+{
+	if (!acl_enabled(acl))
+		return true;
+	for (size_t i = 0; i < acl->nrules; i++) {
+		const struct acl_rule *r = &acl->rules[i];
+
+		if (!rule_names(r, peer))
+			continue;
+		for (size_t j = 0; j < r->npatterns; j++) {
+			const struct acl_pattern *pat = &r->patterns[j];
+
+			if (!pat->arn && name != NULL && glob_match(pat, name, false))
+				return true;
+			if (pat->arn && arn != NULL && glob_match(pat, arn, true))
+				return true;
+		}
+	}
+	return false;
+}
+
+bool
+acl_names_peer(const struct acl *acl, const struct acl_peer *peer)
+{
+	if (acl == NULL)
+		return false;
+	for (size_t i = 0; i < acl->nrules; i++)
+		if (rule_names(&acl->rules[i], peer))
+			return true;
+	return false;
+}
+
+bool
+acl_allows_stats(const struct acl *acl, const struct acl_peer *peer, uid_t agent_uid)
+{
+	return !acl_enabled(acl) || peer->uid == 0 || peer->uid == agent_uid ||
+	    acl_names_peer(acl, peer);
+}
