@@ -8,6 +8,7 @@
 #   make asan       the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (needs clang)
 #   make bench      benchmarks (not part of `make test`)
+#   make valgrind   the agent's integration tests with smcached under valgrind memcheck
 #   make install    PREFIX=/usr/local DESTDIR=
 
 VERSION      := 0.1.0
@@ -88,7 +89,7 @@ TOOL_BINS   := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRCS))
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps check-deps test asan fuzz bench demo install uninstall clean
+.PHONY: all deps check-deps test asan fuzz bench demo install uninstall clean valgrind
 .DEFAULT_GOAL := all
 
 all: $(SMCACHED) $(SMCACHE) $(CLIENT_A) $(CLIENT_SO) $(BUILD)/smcache.pc
@@ -199,6 +200,16 @@ fuzz: $(FUZZ_BINS)
 	  echo "== $$name for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
 	done
+
+# ---- valgrind: smcached under memcheck through the harness's SMCACHE_WRAPPER (not in `make test`)
+VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
+            --errors-for-leak-kinds=definite --suppressions=tests/valgrind.supp
+
+valgrind: all $(TOOL_BINS)
+	@command -v valgrind >/dev/null || { echo "make valgrind needs valgrind: apt-get install -y valgrind"; exit 1; }
+	@rc=0; for t in test_agent.py test_cli.py; do \
+	  SMCACHE_WRAPPER="$(VALGRIND)" $(PYTHON) tests/run_tests.py --build $(BUILD) --only $$t || rc=1; \
+	done; exit $$rc
 
 # ---- benchmarks --------------------------------------------------------------------------
 $(BUILD)/bench/%: $(call obj,tests/bench/%.c) $(AGENT_LIB) $(CLIENT_A)

@@ -9,6 +9,7 @@
 import base64
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -23,6 +24,11 @@ if not os.path.isabs(BUILD):
     BUILD = os.path.join(ROOT, BUILD)
 SMCACHED = os.path.join(BUILD, "smcached")
 SMCACHE = os.path.join(BUILD, "smcache")
+
+# A command to run smcached under, e.g. "valgrind --error-exitcode=99 ..." (make valgrind).
+WRAPPER = shlex.split(os.environ.get("SMCACHE_WRAPPER", ""))
+# Start-up and shutdown are much slower under a wrapper like valgrind.
+WRAPPER_SLOWDOWN = 4.0 if WRAPPER else 1.0
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: UndefinedBehaviorSanitizer")
@@ -165,9 +171,9 @@ class Agent:
 
     def start(self, timeout=15.0):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([SMCACHED, "-c", self.config], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*WRAPPER, SMCACHED, "-c", self.config], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * WRAPPER_SLOWDOWN
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"smcached exited with {self.proc.returncode}:\n{self.read_log()}")
@@ -218,7 +224,7 @@ class Agent:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=20 * WRAPPER_SLOWDOWN)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
