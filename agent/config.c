@@ -30,6 +30,7 @@
 
 #include <ini.h>
 
+#include "acl.h"
 #include "config.h"
 #include "log.h"
 
@@ -47,6 +48,7 @@ enum cfg_type {
 	CT_LOGLEVEL,	/* enum log_level, via log_level_parse() */
 	CT_ENUM,	/* an int-sized enum; the value is the index in names */
 	CT_MODE,	/* unsigned int file permission bits, octal (0660) */
+	CT_LIST,	/* struct config_list; may repeat, each line checked like CT_STRING */
 };
 
 /* Extra checks for a string value; on error writes why and returns -1. */
@@ -63,6 +65,7 @@ struct cfg_key {
 	cfg_check_fn check;		/* CT_STRING, optional */
 	const char *unset;		/* CT_STRING: shown by describe when NULL */
 	const char *doc;
+	bool reload;			/* applied by a running agent on SIGHUP */
 };
 
 static int check_socket(const char *, char *, size_t);
@@ -77,6 +80,8 @@ static const char *const backend_names[] = { "file", "aws", NULL };
 /* In secmem_mlock_policy order. */
 static const char *const mlock_names[] = { "off", "best-effort", "required", NULL };
 static const char *const bool_names[] = { "false", "true", NULL };
+/* In enum audit_level order. */
+static const char *const audit_names[] = { "off", "denied", "all", NULL };
 
 /* CT_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum config_backend) == sizeof(int), "enum size");
@@ -117,7 +122,7 @@ static const struct cfg_key cfg_keys[] = {
 	  .offset = FIELD(max_output), .def = "4M", .min = 256 * KIB, .max = GIB,
 	  .doc = "most bytes queued to one client that is not reading" },
 	{ .section = "agent", .key = "log_level", .type = CT_LOGLEVEL,
-	  .offset = FIELD(log_level), .def = "info",
+	  .offset = FIELD(log_level), .def = "info", .reload = true,
 	  .doc = "error, warn, info or debug" },
 	{ .section = "backend", .key = "type", .type = CT_ENUM,
 	  .offset = FIELD(backend), .def = "file", .names = backend_names,
@@ -195,6 +200,34 @@ static const struct cfg_key cfg_keys[] = {
 	{ .section = "cache", .key = "prefetch", .type = CT_STRING,
 	  .offset = FIELD(cache_prefetch), .check = check_prefetch, .unset = "(none)",
 	  .doc = "secret ids fetched at start-up (comma or space separated)" },
+	{ .section = "access", .key = "allow", .type = CT_LIST,
+	  .offset = FIELD(access_allow), .check = acl_rule_check, .unset = "(none)",
+	  .reload = true,
+	  .doc = "a rule: user:NAME|UID or group:NAME|GID, then secret name or ARN patterns;"
+	    " may be repeated; none: access control off" },
+	{ .section = "audit", .key = "level", .type = CT_ENUM,
+	  .offset = FIELD(audit_level), .def = "denied", .names = audit_names, .reload = true,
+	  .doc = "which access decisions are logged: off, denied or all" },
+	{ .section = "audit", .key = "file", .type = CT_STRING,
+	  .offset = FIELD(audit_file), .check = check_abs_path, .unset = "(stderr)",
+	  .reload = true,
+	  .doc = "file audit lines are appended to (absolute path)" },
+	{ .section = "limits", .key = "connections_per_uid", .type = CT_COUNT,
+	  .offset = FIELD(limit_connections), .def = "256", .min = 1, .max = 65536,
+	  .reload = true,
+	  .doc = "connections one local user may hold at once" },
+	{ .section = "limits", .key = "requests_per_second_per_uid", .type = CT_COUNT,
+	  .offset = FIELD(limit_requests_per_second), .def = "10000", .min = 1, .max = 10000000,
+	  .reload = true,
+	  .doc = "requests per second one local user may send, sustained" },
+	{ .section = "limits", .key = "burst_per_uid", .type = CT_COUNT,
+	  .offset = FIELD(limit_burst), .def = "20000", .min = 1, .max = 10000000,
+	  .reload = true,
+	  .doc = "requests one local user may send at once after being idle" },
+	{ .section = "limits", .key = "refreshes_per_minute_per_uid", .type = CT_COUNT,
+	  .offset = FIELD(limit_refreshes_per_minute), .def = "60", .min = 1, .max = 100000,
+	  .reload = true,
+	  .doc = "forced refreshes (GET with the refresh flag) per minute of one local user" },
 };
 
 /* ---- value syntax ---------------------------------------------------------------------- */
@@ -447,13 +480,11 @@ check_ident(const char *v, char *why, size_t whylen)
 
 /* ---- setting one value ----------------------------------------------------------------- */
 
+/* Checks a string value and returns a copy of it in *out. */
 static int
-set_string(struct config *cfg, const struct cfg_key *k, const char *v, char *why,
-    size_t whylen)
+set_string_value(const struct cfg_key *k, const char *v, char **out, char *why, size_t whylen)
 {
-	char **field = (char **)(void *)((char *)cfg + k->offset);
 	size_t len = strlen(v), i;
-	char *copy;
 
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
@@ -468,13 +499,55 @@ set_string(struct config *cfg, const struct cfg_key *k, const char *v, char *why
 	}
 	if (k->check != NULL && k->check(v, why, whylen) == -1)
 		return -1;
-	if ((copy = strdup(v)) == NULL) {
+	if ((*out = strdup(v)) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return -1;
 	}
+	return 0;
+}
+
+static int
+set_string(struct config *cfg, const struct cfg_key *k, const char *v, char *why,
+    size_t whylen)
+{
+	char **field = (char **)(void *)((char *)cfg + k->offset);
+	char *copy;
+
+	if (set_string_value(k, v, &copy, why, whylen) == -1)
+		return -1;
 	free(*field);
 	*field = copy;
 	return 0;
+}
+
+/* A list item: the same checks as a string, then appended. */
+static int
+list_append(struct config *cfg, const struct cfg_key *k, const char *v, char *why,
+    size_t whylen)
+{
+	struct config_list *list = (struct config_list *)(void *)((char *)cfg + k->offset);
+	char *item = NULL, **items;
+
+	if (set_string_value(k, v, &item, why, whylen) == -1)
+		return -1;
+	if ((items = realloc(list->items, (list->count + 1) * sizeof(*items))) == NULL) {
+		free(item);
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	items[list->count++] = item;
+	list->items = items;
+	return 0;
+}
+
+static void
+list_free(struct config_list *list)
+{
+	for (size_t i = 0; i < list->count; i++)
+		free(list->items[i]);
+	free(list->items);
+	list->items = NULL;
+	list->count = 0;
 }
 
 static int
@@ -536,6 +609,8 @@ cfg_set(struct config *cfg, const struct cfg_key *k, const char *v, char *why, s
 	switch (k->type) {
 	case CT_STRING:
 		return set_string(cfg, k, v, why, whylen);
+	case CT_LIST:
+		return list_append(cfg, k, v, why, whylen);
 	case CT_COUNT:
 	case CT_DURATION:
 	case CT_SIZE:
@@ -847,12 +922,13 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
 		cfg_fail(p, p->lineno, "[%s] %s: missing '= value'", section, name);
 		return 0;
 	}
-	if (p->seen[i] != 0) {
+	if (p->seen[i] != 0 && k->type != CT_LIST) {
 		cfg_fail(p, p->lineno, "duplicate key '%s' in section [%s] (first set on line %d)",
 		    name, section, p->seen[i]);
 		return 0;
 	}
-	p->seen[i] = p->lineno;
+	if (p->seen[i] == 0)
+		p->seen[i] = p->lineno;
 	if (cfg_set(p->cfg, k, value, why, sizeof(why)) == -1) {
 		cfg_fail(p, p->lineno, "[%s] %s: %s", section, name, why);
 		return 0;
@@ -1024,6 +1100,8 @@ config_free(struct config *cfg)
 	for (i = 0; i < nitems(cfg_keys); i++) {
 		if (cfg_keys[i].type == CT_STRING)
 			free(*(char **)(void *)((char *)cfg + cfg_keys[i].offset));
+		else if (cfg_keys[i].type == CT_LIST)
+			list_free((struct config_list *)(void *)((char *)cfg + cfg_keys[i].offset));
 	}
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -1049,6 +1127,10 @@ format_value(const struct config *cfg, const struct cfg_key *k, char *buf, size_
 		if (s == NULL)
 			s = k->unset != NULL ? k->unset : "";
 		snprintf(buf, len, "%s", s);
+		break;
+	case CT_LIST:
+		/* config_describe() writes one line per item; this is the empty list. */
+		snprintf(buf, len, "%s", k->unset != NULL ? k->unset : "");
 		break;
 	case CT_COUNT:
 	case CT_DURATION:
@@ -1081,8 +1163,53 @@ config_describe(const struct config *cfg, FILE *out)
 	size_t i;
 
 	for (i = 0; i < nitems(cfg_keys); i++) {
-		format_value(cfg, &cfg_keys[i], value, sizeof(value));
-		fprintf(out, "%s.%s = %s\n", cfg_keys[i].section, cfg_keys[i].key, value);
+		const struct cfg_key *k = &cfg_keys[i];
+
+		if (k->type == CT_LIST) {
+			const struct config_list *list = (const struct config_list *)(const void *)
+			    ((const char *)cfg + k->offset);
+
+			for (size_t j = 0; j < list->count; j++)
+				fprintf(out, "%s.%s = %s\n", k->section, k->key, list->items[j]);
+			if (list->count > 0)
+				continue;
+		}
+		format_value(cfg, k, value, sizeof(value));
+		fprintf(out, "%s.%s = %s\n", k->section, k->key, value);
+	}
+}
+
+static bool
+list_equal(const struct config_list *a, const struct config_list *b)
+{
+	if (a->count != b->count)
+		return false;
+	for (size_t i = 0; i < a->count; i++)
+		if (strcmp(a->items[i], b->items[i]) != 0)
+			return false;
+	return true;
+}
+
+void
+config_diff(const struct config *a, const struct config *b, config_diff_fn fn, void *arg)
+{
+	char va[512], vb[512];
+
+	for (size_t i = 0; i < nitems(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+		bool same;
+
+		if (k->type == CT_LIST) {
+			same = list_equal((const struct config_list *)(const void *)
+			    ((const char *)a + k->offset), (const struct config_list *)(const void *)
+			    ((const char *)b + k->offset));
+		} else {
+			format_value(a, k, va, sizeof(va));
+			format_value(b, k, vb, sizeof(vb));
+			same = strcmp(va, vb) == 0;
+		}
+		if (!same)
+			fn(k->section, k->key, k->reload, arg);
 	}
 }
 
@@ -1102,7 +1229,10 @@ config_help(FILE *out)
 			format_bounds(k, bounds, sizeof(bounds));
 			fprintf(out, "[%s] %s: %s (default %s, allowed %s)\n", k->section, k->key,
 			    k->doc, def, bounds);
-		} else
+		} else if (k->type == CT_LIST)
+			fprintf(out, "[%s] %s: %s (default %s; may be repeated)\n", k->section,
+			    k->key, k->doc, def);
+		else
 			fprintf(out, "[%s] %s: %s (default %s)\n", k->section, k->key, k->doc, def);
 	}
 }

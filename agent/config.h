@@ -10,7 +10,8 @@
  *     ';' preceded by a blank also starts a comment at the end of a line.
  *   - Leading blanks are ignored: there are no multi-line values.
  *   - Values are taken literally (no quoting); empty values are an error
- *     (leave a key out to get its default). A key may appear once.
+ *     (leave a key out to get its default). A key may appear once, except
+ *     list keys ([access] allow), whose every line adds an item.
  *   - Durations: seconds, or a number with an s, m or h suffix ("90", "5m").
  *   - Sizes: bytes, or a number with a K, M or G suffix (powers of 1024).
  *   - Lines are at most 199 characters long.
@@ -25,6 +26,12 @@
 
 /* A buffer this large holds any message config_load() writes. */
 #define CONFIG_ERR_SIZE 512
+
+/* The items of a list key, in file order. */
+struct config_list {
+	char **items;
+	size_t count;
+};
 
 enum config_backend {
 	CONFIG_BACKEND_FILE = 0,
@@ -75,6 +82,19 @@ struct config {
 	unsigned int cache_max_refreshes;	/* background upstream calls in flight */
 	unsigned int cache_min_refresh_interval;	/* seconds between forced refreshes of a secret */
 	char *cache_prefetch;		/* secret ids fetched at start-up, comma/space separated */
+
+	/* [access] */
+	struct config_list access_allow;	/* rules in acl.h syntax; none: access control off */
+
+	/* [audit] */
+	int audit_level;		/* an enum audit_level: off, denied, all */
+	char *audit_file;		/* NULL: stderr */
+
+	/* [limits], each per peer uid */
+	unsigned int limit_connections;
+	unsigned int limit_requests_per_second;
+	unsigned int limit_burst;
+	unsigned int limit_refreshes_per_minute;
 };
 
 /*
@@ -106,6 +126,13 @@ void config_describe(const struct config *cfg, FILE *out);
 
 /* Every key with its meaning, default and bounds (for --help). */
 void config_help(FILE *out);
+
+/*
+ * Calls fn for every key whose value differs between a and b, saying
+ * whether a running agent can apply it (on SIGHUP) or needs a restart.
+ */
+typedef void (*config_diff_fn)(const char *section, const char *key, int reloadable, void *arg);
+void config_diff(const struct config *a, const struct config *b, config_diff_fn fn, void *arg);
 
 const char *config_backend_name(enum config_backend backend);
 

@@ -154,7 +154,14 @@ static const char default_description[] =
     "cache.max_stale = 3600\n"
     "cache.max_refreshes = 16\n"
     "cache.min_refresh_interval = 1\n"
-    "cache.prefetch = (none)\n";
+    "cache.prefetch = (none)\n"
+    "access.allow = (none)\n"
+    "audit.level = denied\n"
+    "audit.file = (stderr)\n"
+    "limits.connections_per_uid = 256\n"
+    "limits.requests_per_second_per_uid = 10000\n"
+    "limits.burst_per_uid = 20000\n"
+    "limits.refreshes_per_minute_per_uid = 60\n";
 
 static void
 check_defaults(const struct config *cfg)
@@ -278,7 +285,14 @@ test_all_keys(void **state)
 	    "cache.max_stale = 3600\n"
 	    "cache.max_refreshes = 16\n"
 	    "cache.min_refresh_interval = 1\n"
-	    "cache.prefetch = (none)\n");
+	    "cache.prefetch = (none)\n"
+	    "access.allow = (none)\n"
+	    "audit.level = denied\n"
+	    "audit.file = (stderr)\n"
+	    "limits.connections_per_uid = 256\n"
+	    "limits.requests_per_second_per_uid = 10000\n"
+	    "limits.burst_per_uid = 20000\n"
+	    "limits.refreshes_per_minute_per_uid = 60\n");
 	free(text);
 	config_free(&cfg);
 
@@ -800,6 +814,15 @@ test_example_file(void **state)
 	assert_non_null(cfg.cache_prefetch);
 	free(cfg.cache_prefetch);
 	cfg.cache_prefetch = NULL;
+	/* The list key is shown once, with one example rule. */
+	assert_int_equal(cfg.access_allow.count, 1);
+	free(cfg.access_allow.items[0]);
+	free(cfg.access_allow.items);
+	cfg.access_allow.items = NULL;
+	cfg.access_allow.count = 0;
+	assert_non_null(cfg.audit_file);
+	free(cfg.audit_file);
+	cfg.audit_file = NULL;
 	free(cfg.socket_user);
 	free(cfg.socket_group);
 	free(cfg.user);
@@ -835,6 +858,105 @@ test_help(void **state)
 	assert_non_null(strstr(buf, "default 300, allowed 1s..86400s"));
 	assert_non_null(strstr(buf, "default 4M, allowed 256K..1G"));
 	free(buf);
+}
+
+/* ---- [access], [audit], [limits] and reloading ------------------------------------------ */
+
+static void
+count_diff(const char *section, const char *key, int reloadable, void *arg)
+{
+	char *buf = arg;
+	size_t used = strlen(buf);
+
+	snprintf(buf + used, 512 - used, "%s.%s%s ", section, key, reloadable ? "" : "!");
+}
+
+static void
+test_access_keys(void **state)
+{
+	struct config cfg, other;
+	char diff[512] = "";
+	char *text;
+
+	/* allow repeats, in file order; describe shows one line per rule. */
+	load_ok(&cfg,
+	    "[access]\n"
+	    "allow = user:root prod/*\n"
+	    "allow = group:0   a b\n"
+	    "[cache]\n"
+	    "[access]\n"
+	    "allow = user:1000 arn:aws:secretsmanager:*:*:secret:x\n"
+	    "[audit]\n"
+	    "level = all\n"
+	    "file = /var/log/smcache-audit.log\n"
+	    "[limits]\n"
+	    "connections_per_uid = 4\n"
+	    "requests_per_second_per_uid = 100\n"
+	    "burst_per_uid = 7\n"
+	    "refreshes_per_minute_per_uid = 2\n");
+	assert_int_equal(cfg.access_allow.count, 3);
+	assert_string_equal(cfg.access_allow.items[0], "user:root prod/*");
+	assert_string_equal(cfg.access_allow.items[1], "group:0   a b");
+	assert_string_equal(cfg.access_allow.items[2], "user:1000 arn:aws:secretsmanager:*:*:secret:x");
+	assert_int_equal(cfg.audit_level, 2);
+	assert_string_equal(cfg.audit_file, "/var/log/smcache-audit.log");
+	assert_int_equal(cfg.limit_connections, 4);
+	assert_int_equal(cfg.limit_requests_per_second, 100);
+	assert_int_equal(cfg.limit_burst, 7);
+	assert_int_equal(cfg.limit_refreshes_per_minute, 2);
+	text = describe(&cfg);
+	assert_non_null(strstr(text, "access.allow = user:root prod/*\n"
+	    "access.allow = group:0   a b\n"
+	    "access.allow = user:1000 arn:aws:secretsmanager:*:*:secret:x\n"
+	    "audit.level = all\n"));
+	free(text);
+
+	/* What differs, and whether a running agent can take it. */
+	load_ok(&other,
+	    "[agent]\nlog_level = debug\nmax_connections = 5\n"
+	    "[access]\nallow = user:root prod/*\nallow = group:0 a b\n"
+	    "allow = user:1000 arn:aws:secretsmanager:*:*:secret:x\n"
+	    "[audit]\nlevel = all\nfile = /var/log/smcache-audit.log\n"
+	    "[limits]\nconnections_per_uid = 4\nrequests_per_second_per_uid = 100\n"
+	    "burst_per_uid = 8\nrefreshes_per_minute_per_uid = 2\n"
+	    "[cache]\nttl = 1\n");
+	config_diff(&cfg, &other, count_diff, diff);
+	assert_string_equal(diff, "agent.max_connections! agent.log_level cache.ttl! "
+	    "access.allow limits.burst_per_uid ");
+	diff[0] = '\0';
+	config_diff(&cfg, &cfg, count_diff, diff);
+	assert_string_equal(diff, "");
+	config_free(&other);
+	config_free(&cfg);
+
+	/* Bad rules name their line and say why. */
+	expect_err("[access]\nallow = user:root a\nallow = user:no-such-user-smc x\n",
+	    "t.conf:3: [access] allow: unknown user 'no-such-user-smc'", NULL);
+	expect_err("[access]\nallow = group:no-such-group-smc x\n",
+	    "t.conf:2: [access] allow: unknown group 'no-such-group-smc'", NULL);
+	expect_err("[access]\nallow = user:root\n",
+	    "t.conf:2: [access] allow: 'user:root' is granted no pattern", NULL);
+	expect_err("[access]\nallow = root prod/*\n", "t.conf:2: [access] allow: 'root' is not", NULL);
+	expect_err("[access]\nallow = user:root a:b\n", "t.conf:2: [access] allow: pattern 'a:b'",
+	    NULL);
+	expect_err("[access]\nallow = \"user:root a\"\n", "t.conf:2: [access] allow:", "quoted",
+	    NULL);
+	expect_err("[access]\nallow =\n", "t.conf:2: [access] allow: empty value", NULL);
+	expect_err("[access]\nalow = user:root a\n", "t.conf:2: unknown key 'alow' in section"
+	    " [access] (did you mean 'allow'?)", NULL);
+	expect_err("[audit]\nlevel = some\n", "t.conf:2: [audit] level: 'some' is not one of:"
+	    " off, denied, all", NULL);
+	expect_err("[audit]\nfile = audit.log\n", "t.conf:2: [audit] file: 'audit.log' is not an"
+	    " absolute path", NULL);
+	expect_err("[audit]\nlevel = all\nlevel = off\n", "t.conf:3: duplicate key 'level'", NULL);
+	expect_err("[limits]\nconnections_per_uid = 0\n", "t.conf:2: [limits] connections_per_uid:"
+	    " '0' is out of range, allowed 1..65536", NULL);
+	expect_err("[limits]\nburst_per_uid = many\n", "t.conf:2: [limits] burst_per_uid: 'many'"
+	    " is not a number", NULL);
+	expect_err("[limits]\nrequests_per_second_per_uid = 10000001\n", "t.conf:2: [limits]"
+	    " requests_per_second_per_uid: '10000001' is out of range", NULL);
+	expect_err("[limits]\nrefreshes_per_minute_per_uid = 0\n", "t.conf:2:", "out of range",
+	    NULL);
 }
 
 /* ---- value syntax ---------------------------------------------------------------------- */
@@ -980,6 +1102,7 @@ main(void)
 		cmocka_unit_test(test_bad_aws),
 		cmocka_unit_test(test_unknown_names),
 		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_access_keys),
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_buffer),
 		cmocka_unit_test(test_error_buffer),
