@@ -6,7 +6,8 @@
  *   region:   [aws] region, else AWS_REGION, else AWS_DEFAULT_REGION, else the
  *             profile's `region` in the shared config file.
  *   endpoint: [aws] endpoint, else AWS_ENDPOINT_URL_SECRETS_MANAGER, else
- *             AWS_ENDPOINT_URL, else https://secretsmanager[-fips].<region>.amazonaws.com
+ *             AWS_ENDPOINT_URL, else https://secretsmanager[-fips].<region>.<suffix>
+ *             (suffix amazonaws.com; amazonaws.com.cn for cn-* regions)
  *             (FIPS when [aws] fips = true, AWS_USE_FIPS_ENDPOINT=true or the
  *             profile's use_fips_endpoint = true).
  *   profile:  [aws] profile, else AWS_PROFILE, else "default".
@@ -34,6 +35,7 @@ struct aws_resolved {
 	char profile[128];
 	char config_file[4096];
 	char credentials_file[4096];
+	bool fips;			/* FIPS endpoints wanted (also for STS) */
 };
 
 /* Returns 0, or -1 with a clear message (e.g. no region from any source). */
@@ -48,5 +50,21 @@ int aws_resolve(const struct aws_settings *settings, struct aws_resolved *out,
  */
 int aws_profile_get(const char *path, bool is_config_file, const char *profile,
     const char *key, char *value, size_t value_len, char *err, size_t errlen);
+
+/* Whether the profile has a section in the file: 1 yes, 0 no (or no file), -1 error. */
+int aws_profile_exists(const char *path, bool is_config_file, const char *profile,
+    char *err, size_t errlen);
+
+/* Lowercase letters, digits and single inner dashes, 1 to 63 characters. */
+bool aws_region_valid(const char *region);
+
+/* "amazonaws.com", or the partition's suffix ("amazonaws.com.cn" for cn-*, ...). */
+const char *aws_region_dns_suffix(const char *region);
+
+/*
+ * Checks an endpoint URL (http:// or https://, a host, no blanks, control
+ * characters, '?', '#' or '@') and copies it without trailing slashes.
+ */
+int aws_endpoint_normalize(const char *url, char *out, size_t outlen, char *err, size_t errlen);
 
 #endif
