@@ -16,6 +16,10 @@ struct config;
 struct backend;
 struct cache;
 struct server;
+struct acl;
+struct audit;
+struct peer_limits;
+struct policy;
 
 struct agent_stats {
 	uint64_t requests_by_op[SMC_OP_STATS + 1];
@@ -28,6 +32,11 @@ struct agent {
 	struct backend *backend;
 	struct cache *cache;
 	struct server *server;
+	/* Run-time policy, swapped on SIGHUP (policy.h); NULL: allow all, no audit, no limits. */
+	struct acl *acl;
+	struct audit *audit;
+	struct peer_limits *peer_limits;
+	struct policy *policy;
 	struct agent_stats stats;
 	uint8_t *reply_scratch;		/* locked, guarded buffer where replies carrying values are built */
 	size_t reply_scratch_len;

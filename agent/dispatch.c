@@ -12,15 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
+#include "acl.h"
 #include "agent.h"
+#include "audit.h"
 #include "backend.h"
 #include "cache.h"
 #include "dispatch.h"
 #include "frame.h"
 #include "log.h"
+#include "peer_limits.h"
 #include "server.h"
 
 /* A request waiting for the backend, with NUL-terminated copies of its strings. */
@@ -29,6 +33,9 @@ struct pending {
 	struct agent *agent;
 	uint8_t op;
 	uint32_t request_id;
+	uid_t uid;		/* the peer, for the audit line once the backend answers */
+	gid_t gid;
+	pid_t pid;
 	struct backend_query query;
 	char strings[];		/* secret id, stage, version id, each NUL-terminated */
 };
@@ -46,6 +53,133 @@ reply_error(struct agent *agent, struct conn *conn, uint8_t op, uint32_t request
 {
 	count_reply(agent, status);
 	conn_send_error(conn, op, request_id, status, "%s", message);
+}
+
+/* ---- access control, audit, per-uid limits ----------------------------------------------- */
+
+/* The one answer to a refused request: it names nothing, so it tells nothing. */
+static const char access_denied[] = "access denied";
+
+static void
+peer_of(const struct conn *conn, struct acl_peer *peer)
+{
+	peer->uid = conn_peer_uid(conn);
+	peer->gid = conn_peer_gid(conn);
+	peer->groups = conn_peer_groups(conn, &peer->ngroups);
+}
+
+/* A NUL-terminated copy of a request string that fits buf (the decoder bounds them); NULL if absent. */
+static const char *
+str_copy(const struct smc_str *s, char *buf, size_t len)
+{
+	size_t n;
+
+	if (s->ptr == NULL)
+		return NULL;
+	n = s->len < len - 1 ? s->len : len - 1;
+	memcpy(buf, s->ptr, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void
+audit_request(struct agent *agent, struct conn *conn, const struct smc_request *req,
+    bool allowed, int status)
+{
+	char id[SMC_MAX_SECRET_ID + 1], stage[SMC_MAX_VERSION_STAGE + 1];
+	char vid[SMC_MAX_VERSION_ID + 1];
+	struct audit_event e;
+
+	if (!audit_wants(agent->audit, allowed))
+		return;
+	e.op = req->header.op;
+	e.uid = conn_peer_uid(conn);
+	e.gid = conn_peer_gid(conn);
+	e.pid = conn_peer_pid(conn);
+	e.secret_id = str_copy(&req->secret_id, id, sizeof(id));
+	e.version_stage = str_copy(&req->version_stage, stage, sizeof(stage));
+	e.version_id = str_copy(&req->version_id, vid, sizeof(vid));
+	e.allowed = allowed;
+	e.status = status;
+	audit_record(agent->audit, &e);
+}
+
+static void
+audit_pending(const struct pending *p, bool allowed, int status)
+{
+	const struct audit_event e = {
+		.op = p->op, .uid = p->uid, .gid = p->gid, .pid = p->pid,
+		.secret_id = p->query.secret_id, .version_stage = p->query.version_stage,
+		.version_id = p->query.version_id, .allowed = allowed, .status = status,
+	};
+
+	if (audit_wants(p->agent->audit, allowed))
+		audit_record(p->agent->audit, &e);
+}
+
+/*
+ * Access rules and the per-uid refresh limit, checked before the cache or
+ * the backend is asked: a refused peer gets the same answer whether the
+ * secret exists or not, and causes no upstream call. False: answered here.
+ */
+static bool
+admit_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
+{
+	char id[SMC_MAX_SECRET_ID + 1];
+	struct acl_peer peer;
+	uid_t uid = conn_peer_uid(conn);
+
+	if (acl_enabled(agent->acl)) {
+		peer_of(conn, &peer);
+		/* An id too long to copy whole is refused rather than judged by a prefix. */
+		if (req->secret_id.ptr == NULL || req->secret_id.len >= sizeof(id) ||
+		    !acl_allows_id(agent->acl, &peer, str_copy(&req->secret_id, id, sizeof(id)))) {
+			audit_request(agent, conn, req, false, SMC_STATUS_ACCESS_DENIED);
+			reply_error(agent, conn, req->header.op, req->header.request_id,
+			    SMC_STATUS_ACCESS_DENIED, access_denied);
+			return false;
+		}
+	}
+	if (req->header.op == SMC_OP_GET && (req->header.flags & SMC_FLAG_REFRESH) != 0 &&
+	    !peer_limits_allow_refresh(agent->peer_limits, uid)) {
+		if (peer_limits_should_warn(agent->peer_limits, uid))
+			log_warn("uid %ld (pid %ld) exceeds refreshes_per_minute_per_uid; answering"
+			    " its forced refreshes with LIMIT_EXCEEDED", (long)uid,
+			    (long)conn_peer_pid(conn));
+		reply_error(agent, conn, req->header.op, req->header.request_id,
+		    SMC_STATUS_LIMIT_EXCEEDED, "too many forced refreshes from your user;"
+		    " try again later");
+		return false;
+	}
+	return true;
+}
+
+/* After the lookup: may the peer read the secret the id resolved to? */
+static bool
+resolved_granted(const struct agent *agent, const struct conn *conn, const char *name,
+    const char *arn)
+{
+	struct acl_peer peer;
+
+	if (!acl_enabled(agent->acl))
+		return true;
+	peer_of(conn, &peer);
+	return acl_allows_resolved(agent->acl, &peer, name, arn);
+}
+
+static bool
+admit_stats(struct agent *agent, struct conn *conn, const struct smc_request *req)
+{
+	struct acl_peer peer;
+	bool ok;
+
+	peer_of(conn, &peer);
+	ok = acl_allows_stats(agent->acl, &peer, geteuid());
+	audit_request(agent, conn, req, ok, ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED);
+	if (!ok)
+		reply_error(agent, conn, req->header.op, req->header.request_id,
+		    SMC_STATUS_ACCESS_DENIED, access_denied);
+	return ok;
 }
 
 /* Sends the frame built in the scratch buffer; wipes the scratch. */
@@ -120,12 +254,22 @@ get_done(void *arg, const struct backend_value *value, const struct backend_erro
 	struct conn *conn = p->waiter.conn;
 	struct smc_writer w;
 
-	if (conn == NULL)
+	if (conn == NULL) {
+		audit_pending(p, true, -1);
 		goto out;	/* the client left; nothing to answer */
+	}
 	if (error != NULL) {
+		audit_pending(p, true, error->status);
 		reply_error(agent, conn, p->op, p->request_id, error->status, error->message);
 		goto out;
 	}
+	if (!resolved_granted(agent, conn, value->name, value->arn)) {
+		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
+		reply_error(agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
+		    access_denied);
+		goto out;
+	}
+	audit_pending(p, true, SMC_STATUS_OK);
 	smc_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
 	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, p->request_id, SMC_STATUS_OK);
 	smc_put_cstr(&w, SMC_TAG_ARN, value->arn);
@@ -151,12 +295,22 @@ describe_done(void *arg, const struct backend_description *d, const struct backe
 	struct smc_writer w;
 	size_t mark;
 
-	if (conn == NULL)
+	if (conn == NULL) {
+		audit_pending(p, true, -1);
 		goto out;
+	}
 	if (error != NULL) {
+		audit_pending(p, true, error->status);
 		reply_error(agent, conn, p->op, p->request_id, error->status, error->message);
 		goto out;
 	}
+	if (!resolved_granted(agent, conn, d->name, d->arn)) {
+		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
+		reply_error(agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
+		    access_denied);
+		goto out;
+	}
+	audit_pending(p, true, SMC_STATUS_OK);
 	smc_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
 	smc_message_begin(&w, SMC_OP_DESCRIBE | SMC_OP_REPLY, 0, p->request_id, SMC_STATUS_OK);
 	smc_put_cstr(&w, SMC_TAG_ARN, d->arn);
@@ -191,11 +345,16 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 	struct pending *p;
 	int r;
 
+	if (!admit_backend_op(agent, conn, req))
+		return;
 	if ((p = pending_new(agent, req)) == NULL) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
 		    SMC_STATUS_INTERNAL, "out of memory");
 		return;
 	}
+	p->uid = conn_peer_uid(conn);
+	p->gid = conn_peer_gid(conn);
+	p->pid = conn_peer_pid(conn);
 	conn_waiter_attach(conn, &p->waiter);
 	if (req->header.op == SMC_OP_GET) {
 		cache_get(agent->cache, &p->query, get_done, p);
@@ -250,6 +409,8 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	const struct server_stats *ss = server_get_stats(agent->server);
 	const struct backend_counters *bc = &agent->backend->counters;
 	const struct cache_stats *cs = cache_get_stats(agent->cache);
+	const struct peer_limits_stats *ls = agent->peer_limits != NULL ?
+	    peer_limits_get_stats(agent->peer_limits) : NULL;
 	uint8_t frame[8192];
 	struct smc_writer w;
 	size_t len;
@@ -268,6 +429,10 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "frames_rejected", ss->frames_rejected);
 	put_stat(&w, "requests_total", ss->requests);
 	put_stat(&w, "requests_malformed", ss->requests_bad);
+	put_stat(&w, "access_rules", acl_rule_count(agent->acl));
+	put_stat(&w, "limits_connections_rejected", ls != NULL ? ls->connections_rejected : 0);
+	put_stat(&w, "limits_requests_rejected", ls != NULL ? ls->requests_rejected : 0);
+	put_stat(&w, "limits_refreshes_rejected", ls != NULL ? ls->refreshes_rejected : 0);
 	for (unsigned op = SMC_OP_PING; op <= SMC_OP_STATS; op++)
 		put_stat(&w, op_names[op], agent->stats.requests_by_op[op]);
 	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)
@@ -302,6 +467,15 @@ dispatch_request(struct agent *agent, struct conn *conn, const struct smc_reques
 {
 	if (req->header.op <= SMC_OP_STATS)
 		agent->stats.requests_by_op[req->header.op]++;
+	if (!peer_limits_allow_request(agent->peer_limits, conn_peer_entry(conn))) {
+		if (peer_limits_should_warn(agent->peer_limits, conn_peer_uid(conn)))
+			log_warn("uid %ld (pid %ld) exceeds requests_per_second_per_uid; answering its"
+			    " requests with LIMIT_EXCEEDED", (long)conn_peer_uid(conn),
+			    (long)conn_peer_pid(conn));
+		reply_error(agent, conn, req->header.op, req->header.request_id,
+		    SMC_STATUS_LIMIT_EXCEEDED, "too many requests from your user; slow down");
+		return;
+	}
 	switch (req->header.op) {
 	case SMC_OP_PING:
 		handle_ping(agent, conn, req);
@@ -311,7 +485,8 @@ dispatch_request(struct agent *agent, struct conn *conn, const struct smc_reques
 		handle_backend_op(agent, conn, req);
 		break;
 	case SMC_OP_STATS:
-		handle_stats(agent, conn, req);
+		if (admit_stats(agent, conn, req))
+			handle_stats(agent, conn, req);
 		break;
 	default:
 		/* The decoder admits only known ops; this is a bug if reached. */

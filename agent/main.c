@@ -26,6 +26,7 @@
 #include "json_secure.h"
 #include "listen.h"
 #include "log.h"
+#include "policy.h"
 #include "privdrop.h"
 #include "secmem.h"
 #include "server.h"
@@ -270,6 +271,11 @@ main(int argc, char **argv)
 		log_error("cannot start the server");
 		goto out;
 	}
+	/* Access rules, audit, per-uid limits; SIGHUP re-reads them. */
+	if (policy_init(&agent, &cfg, config_path, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	sig_int = evsignal_new(agent.base, SIGINT, on_stop_signal, agent.base);
 	sig_term = evsignal_new(agent.base, SIGTERM, on_stop_signal, agent.base);
@@ -291,6 +297,7 @@ out:
 	if (sig_term != NULL)
 		event_free(sig_term);
 	server_free(agent.server);
+	policy_free(&agent);	/* after the connections that hold per-uid entries */
 	if (listen_unix_close(&ls) != 0)
 		log_warn("cannot remove the socket file %s: %s", ls.path, strerror(errno));
 	cache_free(agent.cache);

@@ -251,6 +251,7 @@ peer_limits_conn_open(struct peer_limits *pl, uid_t uid)
 	}
 	if (e->conns >= pl->cfg.connections) {
 		pl->stats.connections_rejected++;
+		e->refused_since_warn = true;
 		errno = EUSERS;
 		return NULL;
 	}
@@ -261,8 +262,8 @@ peer_limits_conn_open(struct peer_limits *pl, uid_t uid)
 void
 peer_limits_conn_close(struct peer_limits *pl, struct peer_entry *e)
 {
-	(void)pl;
-	if (e != NULL && e->conns > 0)
+	/* Without the limits object (torn down first) the entry is gone too. */
+	if (pl != NULL && e != NULL && e->conns > 0)
 		e->conns--;
 }
 
@@ -279,11 +280,13 @@ peer_limits_allow_request(struct peer_limits *pl, struct peer_entry *e)
 }
 
 bool
-peer_limits_should_warn(struct peer_limits *pl, struct peer_entry *e)
+peer_limits_should_warn(struct peer_limits *pl, uid_t uid)
 {
+	struct peer_entry *e;
 	uint64_t now;
 
-	if (pl == NULL || e == NULL || !e->refused_since_warn)
+	if (pl == NULL || (e = entry_find(pl, uid, uid_hash(pl, uid))) == NULL ||
+	    !e->refused_since_warn)
 		return false;
 	now = now_ns(pl);
 	if (e->warned && now - e->last_warn_ns < WARN_INTERVAL_NS)

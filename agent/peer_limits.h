@@ -58,10 +58,11 @@ void peer_limits_conn_close(struct peer_limits *limits, struct peer_entry *entry
 bool peer_limits_allow_request(struct peer_limits *limits, struct peer_entry *entry);
 
 /*
- * True at most once per warning interval (10 s) per uid after requests were
- * refused, so the caller can log one line instead of one per request.
+ * True at most once per warning interval (10 s) per uid after its requests
+ * or connections were refused, so the caller can log one line instead of
+ * one per refusal.
  */
-bool peer_limits_should_warn(struct peer_limits *limits, struct peer_entry *entry);
+bool peer_limits_should_warn(struct peer_limits *limits, uid_t uid);
 
 /* Takes one forced-refresh token of uid; false: over refreshes_per_minute. */
 bool peer_limits_allow_refresh(struct peer_limits *limits, uid_t uid);

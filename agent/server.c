@@ -20,16 +20,21 @@
 #include "frame.h"
 #include "log.h"
 #include "message.h"
+#include "peer_limits.h"
 #include "server.h"
 
 #define READ_CHUNK		65536
 #define ACCEPTS_PER_CALLBACK	64
+#define PEER_GROUPS_INLINE	32	/* supplementary groups read without a second call */
 
 struct conn {
 	struct server *server;
 	int fd;
 	uint64_t id;
 	struct ucred peer;
+	gid_t *groups;			/* supplementary groups (SO_PEERGROUPS), malloc'ed */
+	size_t ngroups;
+	struct peer_entry *limit;	/* held from accept to close; NULL: no per-uid limits */
 	struct event *read_ev;
 	struct event *write_ev;
 	struct event *idle_ev;
@@ -54,6 +59,7 @@ struct server {
 	server_request_fn on_request;
 	struct agent *agent;
 	uint64_t next_conn_id;
+	struct peer_limits *peer_limits;
 	struct server_stats stats;
 	TAILQ_HEAD(, conn) conns;
 };
@@ -67,10 +73,35 @@ conn_peer_uid(const struct conn *c)
 	return c->peer.uid;
 }
 
+gid_t
+conn_peer_gid(const struct conn *c)
+{
+	return c->peer.gid;
+}
+
 pid_t
 conn_peer_pid(const struct conn *c)
 {
 	return c->peer.pid;
+}
+
+const gid_t *
+conn_peer_groups(const struct conn *c, size_t *count)
+{
+	*count = c->ngroups;
+	return c->groups;
+}
+
+struct peer_entry *
+conn_peer_entry(const struct conn *c)
+{
+	return c->limit;
+}
+
+void
+server_set_peer_limits(struct server *s, struct peer_limits *limits)
+{
+	s->peer_limits = limits;
 }
 
 const struct server_stats *
@@ -328,6 +359,8 @@ conn_close(struct conn *c, const char *why)
 	}
 	TAILQ_REMOVE(&s->conns, c, entry);
 	s->stats.connections_active--;
+	peer_limits_conn_close(s->peer_limits, c->limit);
+	free(c->groups);
 	event_free(c->read_ev);
 	event_free(c->write_ev);
 	event_free(c->idle_ev);
@@ -359,9 +392,9 @@ conn_waiter_finish(struct conn_waiter *w)
 		conn_after_io(c);
 }
 
-/* Over the cap: say so in one frame the client can read, then close. */
+/* Over a cap: say so in one frame the client can read, then close. */
 static void
-reject_connection(struct server *s, int fd)
+reject_connection(struct server *s, int fd, const char *why)
 {
 	uint8_t frame[256];
 	struct smc_writer w;
@@ -369,8 +402,7 @@ reject_connection(struct server *s, int fd)
 
 	s->stats.connections_rejected++;
 	smc_writer_init(&w, frame, sizeof(frame));
-	if (smc_encode_error(&w, 0, 0, SMC_STATUS_LIMIT_EXCEEDED,
-	    "too many connections to the agent; try again later") == 0 &&
+	if (smc_encode_error(&w, 0, 0, SMC_STATUS_LIMIT_EXCEEDED, why) == 0 &&
 	    smc_message_end(&w, &len) == 0)
 		(void)send(fd, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
@@ -386,6 +418,48 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 	event_add(s->listen_ev, NULL);
 }
 
+/*
+ * The peer's supplementary groups, for group rules (Linux >= 4.13). Where the
+ * kernel cannot say, the connection has none and only its gid counts.
+ */
+static int
+read_peer_groups(struct conn *c)
+{
+	gid_t inline_groups[PEER_GROUPS_INLINE];
+	socklen_t len = sizeof(inline_groups);
+	gid_t *buf = inline_groups;
+	int rc;
+
+	rc = getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len);
+	if (rc != 0 && errno == ERANGE) {
+		/* len now says how much is needed. */
+		if ((buf = malloc(len > 0 ? len : 1)) == NULL)
+			return -1;
+		rc = getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len);
+	}
+	if (rc != 0) {
+		if (errno != ENOPROTOOPT)
+			log_debug("conn %llu: SO_PEERGROUPS failed: %s", (unsigned long long)c->id,
+			    strerror(errno));
+		if (buf != inline_groups)
+			free(buf);
+		return 0;
+	}
+	if (len / sizeof(gid_t) == 0) {
+		if (buf != inline_groups)
+			free(buf);
+		return 0;
+	}
+	if (buf == inline_groups) {
+		if ((buf = malloc(len)) == NULL)
+			return -1;
+		memcpy(buf, inline_groups, len);
+	}
+	c->groups = buf;
+	c->ngroups = len / sizeof(gid_t);
+	return 0;
+}
+
 static void
 accept_one(struct server *s, int fd)
 {
@@ -394,7 +468,7 @@ accept_one(struct server *s, int fd)
 	socklen_t len = sizeof(c->peer);
 
 	if (s->stats.connections_active >= s->limits.max_connections) {
-		reject_connection(s, fd);
+		reject_connection(s, fd, "too many connections to the agent; try again later");
 		return;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -406,6 +480,20 @@ accept_one(struct server *s, int fd)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->peer, &len) != 0) {
 		log_warn("accept: SO_PEERCRED failed: %s", strerror(errno));
 		goto fail;
+	}
+	if (read_peer_groups(c) != 0)
+		goto fail;
+	if (s->peer_limits != NULL &&
+	    (c->limit = peer_limits_conn_open(s->peer_limits, c->peer.uid)) == NULL) {
+		if (errno != EUSERS)
+			goto fail;
+		if (peer_limits_should_warn(s->peer_limits, c->peer.uid))
+			log_warn("uid %ld (pid %ld) is at connections_per_uid; refusing its new"
+			    " connections with LIMIT_EXCEEDED", (long)c->peer.uid, (long)c->peer.pid);
+		free(c->groups);
+		free(c);
+		reject_connection(s, fd, "too many connections from your user; try again later");
+		return;
 	}
 	c->in = evbuffer_new();
 	c->out = evbuffer_new();
@@ -426,6 +514,8 @@ accept_one(struct server *s, int fd)
 	return;
 fail:
 	if (c != NULL) {
+		peer_limits_conn_close(s->peer_limits, c->limit);
+		free(c->groups);
 		if (c->read_ev)
 			event_free(c->read_ev);
 		if (c->write_ev)

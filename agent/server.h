@@ -19,6 +19,8 @@ struct server;
 struct conn;
 struct agent;
 struct smc_request;
+struct peer_limits;
+struct peer_entry;
 
 struct server_limits {
 	unsigned max_connections;
@@ -48,9 +50,21 @@ struct server *server_new(struct event_base *base, int listen_fd, const struct s
 void server_free(struct server *server);
 const struct server_stats *server_get_stats(const struct server *server);
 
-/* Who is on the other end (SO_PEERCRED at accept time). */
+/*
+ * Per-uid limits: from now on every accepted connection is counted against
+ * its peer's uid, and refused with LIMIT_EXCEEDED past the uid's limit.
+ * NULL: no per-uid limits. limits must outlive the server.
+ */
+void server_set_peer_limits(struct server *server, struct peer_limits *limits);
+
+/* Who is on the other end (SO_PEERCRED and SO_PEERGROUPS at accept time). */
 uid_t conn_peer_uid(const struct conn *conn);
+gid_t conn_peer_gid(const struct conn *conn);
 pid_t conn_peer_pid(const struct conn *conn);
+/* Supplementary groups; *count 0 when the kernel could not say (then only the gid counts). */
+const gid_t *conn_peer_groups(const struct conn *conn, size_t *count);
+/* The uid's limits entry the connection holds; NULL without per-uid limits. */
+struct peer_entry *conn_peer_entry(const struct conn *conn);
 
 /* Queue a reply frame (copied). */
 void conn_send(struct conn *conn, const void *frame, size_t len);

@@ -226,17 +226,31 @@ test_warning_throttle(void **state)
 	struct peer_limits *pl = make(4, 1, 1, 60);
 	struct peer_entry *e = peer_limits_conn_open(pl, 1000);
 
-	assert_false(peer_limits_should_warn(pl, e));	/* nothing refused yet */
+	assert_false(peer_limits_should_warn(pl, 1000));	/* nothing refused yet */
 	assert_true(peer_limits_allow_request(pl, e));
 	assert_false(peer_limits_allow_request(pl, e));
-	assert_true(peer_limits_should_warn(pl, e));
+	assert_true(peer_limits_should_warn(pl, 1000));
 	assert_false(peer_limits_allow_request(pl, e));
-	assert_false(peer_limits_should_warn(pl, e));	/* within 10 s */
+	assert_false(peer_limits_should_warn(pl, 1000));	/* within 10 s */
 	fake_now += 10 * S;
 	assert_true(peer_limits_allow_request(pl, e));
 	assert_false(peer_limits_allow_request(pl, e));
-	assert_true(peer_limits_should_warn(pl, e));
-	assert_false(peer_limits_should_warn(pl, NULL));
+	assert_true(peer_limits_should_warn(pl, 1000));
+	assert_false(peer_limits_should_warn(pl, 2000));	/* unknown uid */
+	/* Refused connections warn too. */
+	peer_limits_conn_close(pl, e);
+	{
+		const struct peer_limits_config one = { 1, 1, 1, 60 };
+		struct peer_entry *c1;
+
+		peer_limits_set_config(pl, &one);
+		c1 = peer_limits_conn_open(pl, 3000);
+		assert_false(peer_limits_should_warn(pl, 3000));
+		assert_null(peer_limits_conn_open(pl, 3000));
+		assert_true(peer_limits_should_warn(pl, 3000));
+		peer_limits_conn_close(pl, c1);
+	}
+	e = peer_limits_conn_open(pl, 1000);
 	peer_limits_conn_close(pl, e);
 	peer_limits_free(pl);
 }
