@@ -156,7 +156,7 @@ static const struct cfg_key cfg_keys[] = {
 	  .offset = FIELD(aws_request_timeout), .def = "5", .min = 1, .max = 300,
 	  .doc = "how long one HTTP exchange with Secrets Manager may take" },
 	{ .section = "aws", .key = "upstream_timeout", .type = CT_DURATION,
-	  .offset = FIELD(aws_upstream_timeout), .def = "10", .min = 1, .max = 600,
+	  .offset = FIELD(aws_upstream_timeout), .def = "8", .min = 1, .max = 600,
 	  .doc = "how long a request may take in all, retries included" },
 	{ .section = "aws", .key = "max_retries", .type = CT_COUNT,
 	  .offset = FIELD(aws_max_retries), .def = "3", .min = 0, .max = 10,
