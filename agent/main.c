@@ -31,6 +31,7 @@
 #include "secmem.h"
 #include "server.h"
 #include "sockpath.h"
+#include "upstream_aws.h"
 
 #define EXIT_USAGE	2
 #define LISTEN_BACKLOG	512
@@ -69,8 +70,7 @@ make_backend(struct event_base *base, const struct config *cfg, char *err, size_
 	case CONFIG_BACKEND_FILE:
 		return backend_file_new(base, cfg->file_path, err, errlen);
 	case CONFIG_BACKEND_AWS:
-		snprintf(err, errlen, "[backend] type = aws is not available in this build yet");
-		return NULL;
+		return upstream_aws_new_from_config(base, cfg, err, errlen);
 	}
 	snprintf(err, errlen, "unknown backend");
 	return NULL;
