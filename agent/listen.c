@@ -47,11 +47,13 @@ parent_of(const char *path, char *dir, size_t len)
 		*slash = '\0';
 }
 
-/* Search permission on the directory for those the socket's mode lets in. */
+/* Search permission on the directory for those the socket's mode lets in; a
+ * socket owner other than the agent (who owns the directory) counts as other. */
 static mode_t
-dir_mode_for(mode_t sock_mode)
+dir_mode_for(const struct listen_options *o)
 {
-	return 0700 | ((sock_mode & 0070) ? 0050 : 0) | ((sock_mode & 0007) ? 0005 : 0);
+	return 0700 | ((o->mode & 0070) ? 0050 : 0) |
+	    ((o->mode & 0007) || o->owner != o->agent_uid ? 0005 : 0);
 }
 
 static int
@@ -163,13 +165,20 @@ prepare_dir(const char *path, const struct listen_options *o, char *err, size_t 
 		return -1;
 	}
 	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "cannot open socket directory %s: %s%s", dir, strerror(errno),
-		    errno == ELOOP ? " (a symbolic link is not accepted)" : "");
+		struct stat lst;
+		int saved = errno;
+
+		if (lstat(dir, &lst) == 0 && S_ISLNK(lst.st_mode))
+			snprintf(err, errlen, "socket directory %s is a symbolic link; refusing to"
+			    " start (name the real directory)", dir);
+		else
+			snprintf(err, errlen, "cannot open socket directory %s: %s", dir,
+			    strerror(saved));
 		return -1;
 	}
 	/* Created 0700 by us: give it its owner, then open it up as far as needed. */
 	if (created && (fchown(dfd, o->agent_uid, o->group) != 0 ||
-	    fchmod(dfd, dir_mode_for(o->mode)) != 0)) {
+	    fchmod(dfd, dir_mode_for(o)) != 0)) {
 		snprintf(err, errlen, "cannot set owner or mode of socket directory %s: %s", dir,
 		    strerror(errno));
 		goto out;

@@ -42,7 +42,7 @@ struct listen_options {
  *
  * The directory holding it is created when missing (one level) owned by
  * agent_uid and the socket's group, with search permission for those the
- * mode lets in (0750 for 0660). It, and every directory above it, must be
+ * mode lets in (0750 for 0660; 0755 for 0666 or another owner). It, and every directory above it, must be
  * owned by root or agent_uid; it must not be writable by others or by a
  * group that is not agent_gid (sticky directories like /tmp included,
  * since anyone could create names there); directories above it may be

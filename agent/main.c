@@ -142,6 +142,11 @@ open_socket_and_drop(const struct config *cfg, const char *socket_path, struct l
 			goto fail;
 		log_info("running as uid %lu gid %lu", (unsigned long)plan.uid,
 		    (unsigned long)plan.gid);
+		/* Lock (again) as the new user: a no-op if still locked with room to grow. */
+		if (secmem_mlock_apply((secmem_mlock_policy)cfg->cache_mlock, err, sizeof(err)) != 0)
+			goto fail;
+		if (err[0] != '\0')
+			log_warn("%s", err);
 	}
 	if (privdrop_no_new_privs(err, sizeof(err)) != 0)
 		goto fail;

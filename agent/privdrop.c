@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -193,7 +194,12 @@ privdrop_plan_make(const char *user, const char *group, struct privdrop_plan *pl
 	return 0;
 }
 
-/* Locked memory must be able to grow once CAP_IPC_LOCK is gone. */
+/*
+ * Locked memory must be able to grow once CAP_IPC_LOCK is gone: raise the
+ * limit, or (without CAP_SYS_RESOURCE) unlock, so that the caller locks
+ * again within the limit as the new user, by its policy. Nothing secret is
+ * in memory yet at this point.
+ */
 static int
 keep_memlock(char *note, size_t notelen, char *err, size_t errlen)
 {
@@ -212,12 +218,13 @@ keep_memlock(char *note, size_t notelen, char *err, size_t errlen)
 	    " RLIMIT_MEMLOCK from %llu KiB to unlimited so locked memory can still grow",
 	    (unsigned long long)rl.rlim_cur / 1024);
 	rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
-	if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0) {
-		snprintf(err, errlen, "memory is locked, but RLIMIT_MEMLOCK cannot be raised to"
-		    " unlimited before dropping root (%s): allocations would fail afterwards;"
-		    " raise the limit (systemd: LimitMEMLOCK=infinity) or set [cache] mlock = off",
-		    strerror(errno));
-		note[0] = '\0';
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) == 0)
+		return 0;
+	snprintf(note, notelen, "cannot raise RLIMIT_MEMLOCK to unlimited before dropping"
+	    " root (%s): memory unlocked, to be locked again within the limit",
+	    strerror(errno));
+	if (munlockall() != 0) {
+		snprintf(err, errlen, "munlockall: %s", strerror(errno));
 		return -1;
 	}
 	return 0;

@@ -54,11 +54,13 @@ int privdrop_plan_make(const char *user, const char *group, struct privdrop_plan
  * only the gid), then real/effective/saved gid, then uid; verifies all
  * three of each and that root cannot be regained (setuid(0) must fail).
  * Memory locked with mlockall(MCL_FUTURE) stays locked, but CAP_IPC_LOCK is
- * gone, so later mappings count against RLIMIT_MEMLOCK: when memory is
- * locked the limit is raised to unlimited first (root may), or mappings
- * would start failing. note gets a line for the log when that happened
- * ("" otherwise). A no-op when !plan->change. Returns 0, or -1 with err:
- * the caller must then exit.
+ * gone, so later mappings count against RLIMIT_MEMLOCK and would start
+ * failing: when memory is locked the limit is raised to unlimited first
+ * (root may, given CAP_SYS_RESOURCE); when that fails, memory is unlocked
+ * and the caller must apply its mlock policy again after the drop (which
+ * then locks within the limit, warns, or fails, as the policy says). note
+ * gets a line for the log when either happened ("" otherwise). A no-op
+ * when !plan->change. Returns 0, or -1 with err: the caller must then exit.
  */
 int privdrop_apply(const struct privdrop_plan *plan, char *note, size_t notelen,
     char *err, size_t errlen);
