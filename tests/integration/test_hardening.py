@@ -12,6 +12,7 @@ import pwd
 import re
 import resource
 import secrets as pysecrets
+import shutil
 import signal
 import socket
 import stat
@@ -511,6 +512,48 @@ class SocketActivation(unittest.TestCase):
             for f in os.listdir(d):
                 os.unlink(os.path.join(d, f))
             os.rmdir(d)
+
+
+@unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze is not installed")
+class SystemdUnits(unittest.TestCase):
+    """conf/smcached.service and .socket are valid units that agree with the agent."""
+
+    def test_units_verify_and_match_the_agent(self):
+        conf = os.path.join(h.ROOT, "conf")
+        with tempfile.TemporaryDirectory(prefix="smc-units-") as d:
+            # ExecStart must exist and man:smcached(8) resolve for `verify` to pass.
+            with open(os.path.join(conf, "smcached.service")) as f:
+                service = f.read()
+            self.assertIn("ExecStart=/usr/local/sbin/smcached -c /etc/smcache/smcached.conf\n", service)
+            with open(os.path.join(d, "smcached.service"), "w") as f:
+                f.write(service.replace("/usr/local/sbin/smcached", h.SMCACHED))
+            shutil.copy(os.path.join(conf, "smcached.socket"), d)
+            os.makedirs(os.path.join(d, "man", "man8"))
+            os.symlink(os.path.join(h.ROOT, "man", "smcached.8"),
+                       os.path.join(d, "man", "man8", "smcached.8"))
+            env = dict(os.environ, MANPATH=os.path.join(d, "man"), SYSTEMD_LOG_LEVEL="warning")
+            units = [os.path.join(d, "smcached.socket"), os.path.join(d, "smcached.service")]
+            p = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True,
+                               text=True, env=env, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertEqual(p.stderr.strip(), "", p.stderr)
+            p = subprocess.run(["systemd-analyze", "security", "--offline=true", units[1]],
+                               capture_output=True, text=True, env=env, timeout=60)
+            m = re.search(r"Overall exposure level for smcached.service: ([0-9.]+)", p.stdout)
+            self.assertIsNotNone(m, p.stdout + p.stderr)
+            self.assertLessEqual(float(m.group(1)), 2.0, p.stdout)
+        with open(os.path.join(conf, "smcached.socket")) as f:
+            socket_unit = f.read()
+        # The socket where clients look by default, for the user the service runs as.
+        self.assertIn("ListenStream=/run/smcache/smcached.sock\n", socket_unit)
+        self.assertIn("SocketUser=smcache\n", socket_unit)
+        self.assertIn("User=smcache\n", service)
+        self.assertIn("RuntimeDirectory=smcache\n", service)
+        for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
+                     "PrivateDevices=yes", "MemoryDenyWriteExecute=yes", "LimitMEMLOCK=infinity",
+                     "LimitCORE=0", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+                     "SystemCallArchitectures=native", "CapabilityBoundingSet=", "Restart=on-failure"):
+            self.assertRegex(service, rf"(?m)^{re.escape(line)}$")
 
 
 @unittest.skipUnless(h.have_binaries(), "build/smcached and build/smcache are not built")
