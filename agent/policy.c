@@ -120,6 +120,8 @@ policy_init(struct agent *agent, const struct config *cfg, const char *config_pa
 nomem:
 	snprintf(err, errlen, "out of memory");
 fail:
+	if (agent->server != NULL)
+		server_set_peer_limits(agent->server, NULL);
 	policy_free(agent);
 	return -1;
 }
@@ -198,8 +200,6 @@ policy_free(struct agent *agent)
 		free(pol->config_path);
 		free(pol);
 	}
-	if (agent->server != NULL)
-		server_set_peer_limits(agent->server, NULL);
 	acl_free(agent->acl);
 	audit_free(agent->audit);
 	peer_limits_free(agent->peer_limits);

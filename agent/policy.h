@@ -27,7 +27,10 @@ int policy_init(struct agent *agent, const struct config *cfg, const char *confi
 /* What SIGHUP does. 0: the file was valid and its policy applied; -1: nothing changed. */
 int policy_reload(struct agent *agent);
 
-/* Frees what policy_init made; agent's policy pointers become NULL. */
+/*
+ * Frees what policy_init made; agent's policy pointers become NULL. Call it
+ * after server_free(): connections hold per-uid entries until they close.
+ */
 void policy_free(struct agent *agent);
 
 #endif
