@@ -310,6 +310,7 @@ peer_limits_allow_refresh(struct peer_limits *pl, uid_t uid)
 	if (bucket_take(&e->refreshes, refresh_rate(pl), refresh_capacity(pl), now_ns(pl)))
 		return true;
 	pl->stats.refreshes_rejected++;
+	e->refused_since_warn = true;
 	return false;
 }
 

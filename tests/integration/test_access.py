@@ -29,6 +29,7 @@ import smc_harness as h
 ACCOUNT_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
 ARN_ALLOWED = ACCOUNT_ARN + "app/allowed-AbCdEf"
 V1 = "11111111-1111-1111-1111-111111111111"
+FLAG_REFRESH = 0x0001        # GET request flag (proto/PROTOCOL.md)
 SETPRIV = shutil.which("setpriv")
 
 NOBODY = "nobody"
@@ -94,10 +95,10 @@ def as_user(user, group, *argv, groups=None):
 # and prints the statuses it got as JSON.
 PEER_CLIENT = textwrap.dedent(r"""
     import json, socket, struct, sys
-    path, mode, n, sid = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    path, mode, n, sid, flags = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 
-    def frame(op, rid, fields=b""):
-        body = struct.pack(">BBHIH", 1, op, 0, rid, 0) + fields
+    def frame(op, rid, fields=b"", flags=0):
+        body = struct.pack(">BBHIH", 1, op, flags, rid, 0) + fields
         return struct.pack(">I", len(body)) + body
 
     def read_reply(s):
@@ -118,7 +119,7 @@ PEER_CLIENT = textwrap.dedent(r"""
     out = []
     if mode == "pipeline":
         s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(path)
-        s.sendall(b"".join(frame(2, i + 1, field) for i in range(n)))
+        s.sendall(b"".join(frame(2, i + 1, field, flags) for i in range(n)))
         # Replies come in order of completion: report statuses in request order.
         out = [st for _, st in sorted(read_reply(s) for _ in range(n))]
     else:  # "connections": open n, PING on each, report each outcome
@@ -181,10 +182,10 @@ class AccessAgent(h.Agent):
     def cli_as(self, user, group, *args, groups=None):
         return self.run(as_user(user, group, h.SMCACHE, *args, groups=groups))
 
-    def peer_client(self, user, group, mode, n, sid="app/allowed"):
+    def peer_client(self, user, group, mode, n, sid="app/allowed", flags=0):
         import json
         _, rc, out, err = self.run(as_user(user, group, sys.executable, "-c", PEER_CLIENT,
-                                           self.socket, mode, str(n), sid))
+                                           self.socket, mode, str(n), sid, str(flags)))
         if rc != 0:
             raise AssertionError(f"peer client failed ({rc}): {err.decode(errors='replace')}")
         return json.loads(out)
@@ -320,6 +321,33 @@ class AccessLimits(unittest.TestCase):
             st = stats(agent)
             self.assertGreaterEqual(st["limits_requests_rejected"], 16)
             self.assertGreaterEqual(st["replies_limit_exceeded"], 16)
+
+    def test_forced_refreshes_per_uid(self):
+        config = (RULES + "[limits]\nrefreshes_per_minute_per_uid = 2\n"
+                  "[cache]\nmin_refresh_interval = 0\n")
+        with AccessAgent(config) as agent:
+            with agent.connect() as s:
+                got = []
+                for i in range(3):
+                    s.sendall(h.frame(h.OP_GET, i + 1, h.field(h.T_SECRET_ID, "app/root-only"),
+                                      flags=FLAG_REFRESH))
+                    got.append(h.read_reply(s))
+                    if i == 1:
+                        upstream = stats(agent)["upstream_get_ok"]
+            self.assertEqual([r.status for r in got], [h.ST_OK, h.ST_OK, h.ST_LIMIT_EXCEEDED])
+            self.assertEqual(got[2].message, "too many forced refreshes from your user;"
+                                             " try again later")
+            self.assertEqual(stats(agent)["upstream_get_ok"], upstream)
+            # Plain reads are not refreshes; another uid has its own allowance.
+            self.assertEqual(agent.request(h.get_frame("app/root-only")).status, h.ST_OK)
+            self.assertEqual(agent.peer_client(NOBODY, NOGROUP, "pipeline", 2, flags=FLAG_REFRESH),
+                             [h.ST_OK, h.ST_OK])
+            # A refresh access control refuses costs nothing and says only "access denied".
+            self.assertEqual(agent.peer_client(NOBODY, NOGROUP, "pipeline", 1, sid="app/other",
+                                               flags=FLAG_REFRESH), [h.ST_ACCESS_DENIED])
+            st = stats(agent)
+            self.assertEqual(st["limits_refreshes_rejected"], 1)
+            agent.wait_log(r"warn: uid 0 \(pid \d+\) exceeds refreshes_per_minute_per_uid")
 
     def test_connection_limit_per_uid(self):
         with AccessAgent(RULES + "[limits]\nconnections_per_uid = 2\n") as agent:

@@ -176,8 +176,10 @@ test_refreshes(void **state)
 
 	for (int i = 0; i < 3; i++)
 		assert_true(peer_limits_allow_refresh(pl, 1000));
+	assert_false(peer_limits_should_warn(pl, 1000));
 	assert_false(peer_limits_allow_refresh(pl, 1000));
 	assert_int_equal(peer_limits_get_stats(pl)->refreshes_rejected, 1);
+	assert_true(peer_limits_should_warn(pl, 1000));
 	/* Requests are a separate bucket. */
 	assert_true(peer_limits_allow_request(pl, e));
 	/* Another uid has its own minute. */
