@@ -1,6 +1,6 @@
 /*
- * cache: sealed, version-aware secret cache with single-flight fetches
- * (see cache.h for the model).
+ * cache: sealed, version-aware secret cache with single-flight fetches,
+ * refresh-ahead and stale-if-error (see cache.h for the model).
  *
  * Layout, chosen to keep per-version overhead small:
  *   - secrets live in one table keyed by name; a full or partial ARN is
@@ -9,6 +9,9 @@
  *   - each secret keeps its few cached versions in a short list, with the
  *     sealed blob in the same allocation as the version record;
  *   - the AWSCURRENT label is a field of the secret; other labels are a list.
+ *
+ * Background work runs from one periodic timer that walks the secrets: cheap
+ * (a few nanoseconds a secret) and free of per-entry timers.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -27,8 +30,15 @@
 #include "table.h"
 
 #define STAGE_CURRENT		"AWSCURRENT"
+#define STAGE_PENDING		"AWSPENDING"
 #define MAX_NEGATIVES		4096
 #define ARN_SUFFIX_LEN		7	/* "-" and six random characters */
+#define TICK_MS			250	/* background scan period */
+#define BACKOFF_BASE_MS		1000
+#define BACKOFF_CAP_MS		60000
+#define BREAKER_THRESHOLD	5	/* consecutive upstream failures that open it */
+#define BREAKER_COOLDOWN_MS	2000	/* first wait before a probe; doubles */
+#define BREAKER_COOLDOWN_CAP_MS	60000
 
 struct version;
 
@@ -45,6 +55,12 @@ struct secret {
 	struct label *labels;		/* labels other than AWSCURRENT */
 	struct version *current;	/* AWSCURRENT -> version, NULL when unknown */
 	uint64_t current_expires_ms;
+	uint64_t last_read_ms;
+	uint64_t refresh_at_ms;		/* next background refresh; 0: none planned */
+	uint64_t retry_at_ms;		/* backoff: no refresh before this */
+	uint64_t last_forced_ms;
+	uint16_t failures;		/* consecutive failed refreshes */
+	bool refreshing;
 	const char *name;		/* stored right after arn */
 	char arn[];
 };
@@ -64,6 +80,7 @@ struct version {
 struct negative {
 	struct table_node node;
 	TAILQ_ENTRY(negative) fifo;
+	uint64_t created_ms;
 	uint64_t expires_ms;
 	struct backend_error error;
 	const char *id, *stage, *version_id;
@@ -76,13 +93,23 @@ struct flight_waiter {
 	void *arg;
 };
 
-/* One backend fetch and everyone waiting for it. */
+/* One backend fetch for readers and everyone waiting for it. */
 struct flight {
 	struct table_node node;
 	struct cache *cache;
 	struct flight_waiter *waiters, **waiters_tail;
+	bool probe;			/* the circuit breaker's probe */
 	struct backend_query query;	/* points into strings */
 	char strings[];
+};
+
+/* One background refresh of a secret: DescribeSecret, then the missing versions. */
+struct refresh {
+	struct cache *cache;
+	unsigned pending;		/* upstream calls not answered yet */
+	bool failed;
+	bool probe;
+	char arn[];
 };
 
 struct cache {
@@ -98,9 +125,16 @@ struct cache {
 	seal_ctx *seal;
 	bool key_held;			/* open until the end of this loop pass */
 	struct event *key_close_ev;
+	struct event *tick_ev;
 	uint8_t *plain;			/* guarded buffer for one unsealed value */
 	size_t plain_len;
 	bool plain_busy;		/* plain is lent to a callback now */
+	unsigned refresh_calls;		/* background upstream calls in flight */
+	/* circuit breaker over every upstream call */
+	unsigned breaker_failures;
+	uint64_t breaker_open_until_ms;	/* 0: closed */
+	uint64_t breaker_cooldown_ms;
+	bool breaker_probing;
 };
 
 static uint64_t
@@ -118,6 +152,25 @@ streq_opt(const char *a, const char *b)
 	if (a == NULL || b == NULL)
 		return a == b;
 	return strcmp(a, b) == 0;
+}
+
+/* Uniform in [0, n). */
+static uint64_t
+random_below(uint64_t n)
+{
+	if (n == 0)
+		return 0;
+	if (n <= UINT32_MAX)
+		return randombytes_uniform((uint32_t)n);
+	return (((uint64_t)randombytes_random() << 32) | randombytes_random()) % n;
+}
+
+/* Errors that say the upstream could not answer, as opposed to a real answer. */
+static bool
+is_upstream_failure(enum smc_status status)
+{
+	return status == SMC_STATUS_UPSTREAM_UNAVAILABLE || status == SMC_STATUS_UPSTREAM_AUTH ||
+	    status == SMC_STATUS_INTERNAL;
 }
 
 /* ---- the sealing key: opened once per loop pass, closed at its end ---------------- */
@@ -146,6 +199,64 @@ key_hold(struct cache *c)
 	/* Runs after the callbacks already due in this pass: one toggle per batch. */
 	event_active(c->key_close_ev, EV_TIMEOUT, 0);
 	return 0;
+}
+
+/* Background work is due sometime: make sure the tick runs. The tick only
+ * runs while there is something to refresh, so an idle loop can exit. */
+static void
+tick_arm(struct cache *c)
+{
+	struct timeval tick = { 0, TICK_MS * 1000 };
+
+	if (c->opts.refresh_ahead_pct != 0 && !event_pending(c->tick_ev, EV_TIMEOUT, NULL))
+		event_add(c->tick_ev, &tick);
+}
+
+/* ---- circuit breaker ---------------------------------------------------------------- */
+
+/* May an upstream call start now? *probe is set when it is the half-open probe. */
+static bool
+breaker_allow(struct cache *c, uint64_t now, bool *probe)
+{
+	*probe = false;
+	if (c->breaker_open_until_ms == 0)
+		return true;
+	if (now < c->breaker_open_until_ms || c->breaker_probing)
+		return false;
+	c->breaker_probing = true;
+	*probe = true;
+	return true;
+}
+
+static void
+breaker_record(struct cache *c, bool ok, bool probe, uint64_t now)
+{
+	if (probe)
+		c->breaker_probing = false;
+	if (ok) {
+		if (c->breaker_open_until_ms != 0)
+			log_info("cache: upstream answers again; circuit breaker closed");
+		c->breaker_failures = 0;
+		c->breaker_open_until_ms = 0;
+		c->breaker_cooldown_ms = BREAKER_COOLDOWN_MS;
+		c->stats.breaker_open = 0;
+		return;
+	}
+	c->breaker_failures++;
+	if (probe || (c->breaker_open_until_ms == 0 && c->breaker_failures >= BREAKER_THRESHOLD)) {
+		if (probe && c->breaker_cooldown_ms < BREAKER_COOLDOWN_CAP_MS)
+			c->breaker_cooldown_ms *= 2;
+		if (c->breaker_cooldown_ms > BREAKER_COOLDOWN_CAP_MS)
+			c->breaker_cooldown_ms = BREAKER_COOLDOWN_CAP_MS;
+		if (c->breaker_open_until_ms == 0) {
+			c->stats.breaker_opens++;
+			log_warn("cache: %u upstream failures in a row; circuit breaker open, "
+			    "probing every %llu ms at first", c->breaker_failures,
+			    (unsigned long long)c->breaker_cooldown_ms);
+		}
+		c->breaker_open_until_ms = now + c->breaker_cooldown_ms;
+		c->stats.breaker_open = 1;
+	}
 }
 
 /* ---- secrets, versions, labels ------------------------------------------------------ */
@@ -230,33 +341,50 @@ label_slot(struct secret *s, const char *name)
 	return pp;
 }
 
-/* The version a label points to while trusted, else NULL. */
+/* The version a label points to (or NULL) and until when it is trusted. */
 static struct version *
-label_lookup(struct secret *s, const char *name, uint64_t now)
+label_get(struct secret *s, const char *name, uint64_t *expires)
 {
 	struct label *l;
 
-	if (strcmp(name, STAGE_CURRENT) == 0)
-		return now < s->current_expires_ms ? s->current : NULL;
-	l = *label_slot(s, name);
-	return l != NULL && now < l->expires_ms ? l->version : NULL;
+	if (strcmp(name, STAGE_CURRENT) == 0) {
+		*expires = s->current_expires_ms;
+		return s->current;
+	}
+	if ((l = *label_slot(s, name)) == NULL) {
+		*expires = 0;
+		return NULL;
+	}
+	*expires = l->expires_ms;
+	return l->version;
+}
+
+static uint64_t
+label_expiry(const struct cache *c, const char *name, uint64_t now)
+{
+	unsigned ttl = c->opts.ttl_s;
+
+	if (strcmp(name, STAGE_PENDING) == 0 && c->opts.pending_ttl_s != 0 &&
+	    c->opts.pending_ttl_s < ttl)
+		ttl = c->opts.pending_ttl_s;
+	return now + (uint64_t)ttl * 1000u;
 }
 
 static void
-label_set(struct cache *c, struct secret *s, const char *name, struct version *v, uint64_t expires)
+label_set(struct cache *c, struct secret *s, const char *name, struct version *v, uint64_t now)
 {
 	struct label **pp, *l;
 	size_t len;
 
 	if (strcmp(name, STAGE_CURRENT) == 0) {
 		s->current = v;
-		s->current_expires_ms = expires;
+		s->current_expires_ms = label_expiry(c, name, now);
 		return;
 	}
 	pp = label_slot(s, name);
 	if ((l = *pp) == NULL) {
 		len = strlen(name);
-		if ((l = malloc(sizeof(*l) + len + 1)) == NULL)
+		if (len > SMC_MAX_VERSION_STAGE || (l = malloc(sizeof(*l) + len + 1)) == NULL)
 			return;		/* not cached; the next read fetches again */
 		memcpy(l->name, name, len + 1);
 		l->next = NULL;
@@ -264,7 +392,26 @@ label_set(struct cache *c, struct secret *s, const char *name, struct version *v
 		c->stats.labels++;
 	}
 	l->version = v;
-	l->expires_ms = expires;
+	l->expires_ms = label_expiry(c, name, now);
+}
+
+/* Forgets a label the upstream no longer has. */
+static void
+label_drop(struct cache *c, struct secret *s, const char *name)
+{
+	struct label **pp, *l;
+
+	if (strcmp(name, STAGE_CURRENT) == 0) {
+		s->current = NULL;
+		s->current_expires_ms = 0;
+		return;
+	}
+	pp = label_slot(s, name);
+	if ((l = *pp) != NULL) {
+		*pp = l->next;
+		free(l);
+		c->stats.labels--;
+	}
 }
 
 /* Labels that point to v (what GET replies list as VersionStages). */
@@ -361,9 +508,32 @@ evict_to_bounds(struct cache *c, const struct version *keep)
 
 		version_free(c, v);
 		c->stats.evictions++;
+		/* A secret with a refresh in flight stays: the refresh looks it up again. */
 		if (s->versions == NULL)
 			secret_free(c, s);
 	}
+}
+
+/* The upstream confirmed the secret now: plan its next refresh, never later than planned. */
+static void
+plan_refresh(struct cache *c, struct secret *s, uint64_t now)
+{
+	uint64_t ttl_ms = (uint64_t)c->opts.ttl_s * 1000u, at, jitter;
+
+	if (c->opts.refresh_ahead_pct == 0)
+		return;
+	at = now + ttl_ms * c->opts.refresh_ahead_pct / 100u;
+	jitter = ttl_ms * c->opts.refresh_jitter_pct / 100u;
+	/* Only earlier, never past expiry: a fleet of agents spreads out. */
+	if (jitter > 0) {
+		uint64_t j = random_below(jitter + 1);
+
+		if (j < at - now)
+			at -= j;
+	}
+	if (s->refresh_at_ms <= now || at < s->refresh_at_ms)
+		s->refresh_at_ms = at;
+	tick_arm(c);
 }
 
 static bool
@@ -383,7 +553,6 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 	struct secret *s;
 	struct version *v;
 	size_t vid_len, blob_len, out_len;
-	uint64_t expires = now + (uint64_t)c->opts.ttl_s * 1000u;
 
 	if ((s = secret_upsert(c, value->arn, value->name)) == NULL)
 		return NULL;
@@ -416,7 +585,7 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		TAILQ_INSERT_HEAD(&c->lru, v, lru);
 	}
 	for (size_t i = 0; i < value->stage_count; i++)
-		label_set(c, s, value->stages[i], v, expires);
+		label_set(c, s, value->stages[i], v, now);
 	/* The fetched stage list is the freshest word on v: a label still mapped
 	 * to v that it no longer lists has moved, whatever its ttl says. */
 	if (s->current == v && !stage_listed(value, STAGE_CURRENT))
@@ -425,13 +594,15 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		if (l->version == v && !stage_listed(value, l->name))
 			l->version = NULL;
 	}
+	s->last_read_ms = now;
+	plan_refresh(c, s, now);
 	evict_to_bounds(c, v);
 	return v;
 }
 
 /* Unseals v and hands it to cb; the plaintext is wiped before returning. */
 static void
-deliver_version(struct cache *c, struct version *v, cache_value_cb cb, void *arg)
+deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb cb, void *arg)
 {
 	const char *stages[SMC_MAX_STAGES];
 	struct backend_value value;
@@ -445,7 +616,7 @@ deliver_version(struct cache *c, struct version *v, cache_value_cb cb, void *arg
 		cap = seal_plain_capacity(v->blob_len);
 		if (cap == 0 || (plain = sodium_malloc(cap)) == NULL) {
 			backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
-			cb(arg, NULL, &error);
+			cb(arg, NULL, false, &error);
 			return;
 		}
 	}
@@ -455,7 +626,7 @@ deliver_version(struct cache *c, struct version *v, cache_value_cb cb, void *arg
 	    plain, cap, &len) != 0) {
 		backend_error_set(&error, SMC_STATUS_INTERNAL, "cached value failed to unseal");
 		log_error("cache: a sealed value failed its integrity check");
-		cb(arg, NULL, &error);
+		cb(arg, NULL, false, &error);
 		len = 0;
 		goto out;
 	}
@@ -469,13 +640,76 @@ deliver_version(struct cache *c, struct version *v, cache_value_cb cb, void *arg
 	value.is_binary = v->is_binary;
 	value.data = plain;
 	value.len = len;
-	cb(arg, &value, NULL);
+	if (stale)
+		c->stats.stale_serves++;
+	cb(arg, &value, stale, NULL);
 out:
 	sodium_memzero(plain, len);
 	if (plain != c->plain)
 		sodium_free(plain);
 	else
 		c->plain_busy = false;
+}
+
+/*
+ * What the cache can answer for q without the upstream: a trusted version,
+ * or with allow_stale one past its ttl but within max_stale (*stale set).
+ */
+static struct version *
+lookup(struct cache *c, const struct backend_query *q, uint64_t now, bool allow_stale,
+    bool *stale)
+{
+	struct secret *s;
+	struct version *v, *by_label;
+	uint64_t expires = 0, stale_ms = (uint64_t)c->opts.max_stale_s * 1000u;
+
+	*stale = false;
+	if ((s = secret_find(c, q->secret_id)) == NULL)
+		return NULL;
+	if (q->version_id != NULL) {
+		/* A version's value never changes: held is as good as fresh. */
+		if ((v = version_find(s, q->version_id)) == NULL || q->version_stage == NULL)
+			return v;
+		/* With a stage too, it must still be that version's. */
+		by_label = label_get(s, q->version_stage, &expires);
+		if (by_label != v)
+			return NULL;
+	} else if ((v = label_get(s, q->version_stage, &expires)) == NULL) {
+		return NULL;
+	}
+	if (now < expires)
+		return v;
+	if (allow_stale && now < expires + stale_ms) {
+		*stale = true;
+		return v;
+	}
+	return NULL;
+}
+
+static void
+touch(struct cache *c, struct version *v, uint64_t now)
+{
+	TAILQ_REMOVE(&c->lru, v, lru);
+	TAILQ_INSERT_HEAD(&c->lru, v, lru);
+	v->secret->last_read_ms = now;
+}
+
+/* The upstream failed for s: retry later, capped exponential backoff with full jitter. */
+static void
+secret_backoff(struct cache *c, struct secret *s, uint64_t now)
+{
+	uint64_t backoff;
+
+	if (s->failures < UINT16_MAX)
+		s->failures++;
+	backoff = (uint64_t)BACKOFF_BASE_MS << (s->failures < 7 ? s->failures - 1 : 6);
+	if (backoff > BACKOFF_CAP_MS)
+		backoff = BACKOFF_CAP_MS;
+	s->retry_at_ms = now + 1 + random_below(backoff);
+	if (s->refresh_at_ms == 0)
+		s->refresh_at_ms = now;	/* the tick retries it once the backoff is over */
+	c->stats.backoffs++;
+	tick_arm(c);
 }
 
 /* ---- negative entries --------------------------------------------------------------- */
@@ -503,8 +737,10 @@ negative_free(struct cache *c, struct negative *n)
 }
 
 static struct negative *
-negative_find(struct cache *c, const struct backend_query *q, uint64_t h)
+negative_find(struct cache *c, const struct backend_query *q)
 {
+	uint64_t h = query_hash(&c->negatives, q);
+
 	for (struct table_node *n = table_chain(&c->negatives, h); n != NULL; n = n->next) {
 		struct negative *neg = table_entry(n, struct negative, node);
 
@@ -544,6 +780,8 @@ negative_add(struct cache *c, const struct backend_query *q, const struct backen
 
 	if (c->opts.negative_ttl_s == 0)
 		return;
+	if ((n = negative_find(c, q)) != NULL)
+		negative_free(c, n);
 	if (c->stats.negatives >= MAX_NEGATIVES)
 		negative_free(c, TAILQ_FIRST(&c->negative_fifo));
 	if ((n = malloc(sizeof(*n) + query_strings_len(q))) == NULL)
@@ -553,13 +791,14 @@ negative_add(struct cache *c, const struct backend_query *q, const struct backen
 	n->stage = copy_opt(&p, q->version_stage);
 	n->version_id = copy_opt(&p, q->version_id);
 	n->error = *error;
+	n->created_ms = now;
 	n->expires_ms = now + (uint64_t)c->opts.negative_ttl_s * 1000u;
 	table_insert(&c->negatives, &n->node, query_hash(&c->negatives, q));
 	TAILQ_INSERT_TAIL(&c->negative_fifo, n, fifo);
 	c->stats.negatives++;
 }
 
-/* ---- fetches ------------------------------------------------------------------------ */
+/* ---- fetches for readers ------------------------------------------------------------ */
 
 static void
 flight_done(void *arg, const struct backend_value *value, const struct backend_error *error)
@@ -568,126 +807,416 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 	struct cache *c = f->cache;
 	struct flight_waiter *w, *next;
 	struct backend_error stored_error;
+	struct secret *s;
+	struct version *v = NULL;
 	uint64_t now = now_ms();
+	bool stale = false;
 
 	table_remove(&c->flights, &f->node);
 	c->stats.in_flight--;
 	if (error != NULL) {
 		c->stats.fetch_errors++;
+		stored_error = *error;
+		breaker_record(c, !is_upstream_failure(error->status), f->probe, now);
+		s = secret_find(c, f->query.secret_id);
+		if (is_upstream_failure(error->status)) {
+			/* Stale-if-error: the last good value, within max_stale; and later
+			 * readers get it at once instead of waiting on the upstream again. */
+			v = lookup(c, &f->query, now, true, &stale);
+			if (s != NULL)
+				secret_backoff(c, s, now);
+		} else if (s != NULL && (error->status == SMC_STATUS_ACCESS_DENIED ||
+		    (error->status == SMC_STATUS_NOT_FOUND && f->query.version_id == NULL &&
+		    strcmp(f->query.version_stage, STAGE_CURRENT) == 0))) {
+			/* Access revoked, or the secret is gone: a definitive answer. */
+			secret_free(c, s);
+		} else if (s != NULL && error->status == SMC_STATUS_NOT_FOUND &&
+		    f->query.version_id == NULL) {
+			label_drop(c, s, f->query.version_stage);	/* that label moved away */
+		}
 		if (error->status == SMC_STATUS_NOT_FOUND)
 			negative_add(c, &f->query, error, now);
-	} else if (store_value(c, value, now) == NULL) {
-		/* Still answer from the fetched value; only caching failed. */
-		log_warn("cache: could not store a fetched version (out of memory or too large)");
+	} else {
+		breaker_record(c, true, f->probe, now);
+		if ((s = secret_find(c, value->arn)) != NULL)
+			s->failures = 0;
+		if (store_value(c, value, now) == NULL)
+			log_warn("cache: could not store a fetched version (out of memory or too large)");
 	}
 	for (w = f->waiters; w != NULL; w = next) {
 		next = w->next;
-		if (error != NULL) {
-			stored_error = *error;
-			w->cb(w->arg, NULL, &stored_error);
-		} else {
-			w->cb(w->arg, value, NULL);
-		}
+		if (error == NULL)
+			w->cb(w->arg, value, false, NULL);
+		else if (v != NULL)
+			deliver_version(c, v, stale, w->cb, w->arg);
+		else
+			w->cb(w->arg, NULL, false, &stored_error);
 		free(w);
 	}
 	free(f);
 }
 
-static void
-flight_join(struct cache *c, const struct backend_query *q, uint64_t h, cache_value_cb cb, void *arg)
+static struct flight *
+flight_find(struct cache *c, const struct backend_query *q, uint64_t h)
 {
-	struct flight_waiter *w;
+	for (struct table_node *n = table_chain(&c->flights, h); n != NULL; n = n->next) {
+		struct flight *f = table_entry(n, struct flight, node);
+
+		if (n->hash == h && query_equal(&f->query, q->secret_id, q->version_stage,
+		    q->version_id))
+			return f;
+	}
+	return NULL;
+}
+
+/* Joins the fetch in flight for q, or starts one. cb may be NULL (prefetch). */
+static void
+flight_join(struct cache *c, const struct backend_query *q, cache_value_cb cb, void *arg)
+{
+	struct flight_waiter *w = NULL;
 	struct backend_error error;
-	struct flight *f = NULL;
+	struct flight *f;
+	uint64_t h = query_hash(&c->flights, q);
+	bool probe;
 	char *p;
 
-	for (struct table_node *n = table_chain(&c->flights, h); n != NULL; n = n->next) {
-		struct flight *cand = table_entry(n, struct flight, node);
-
-		if (n->hash == h && query_equal(&cand->query, q->secret_id, q->version_stage,
-		    q->version_id)) {
-			f = cand;
-			break;
+	if ((f = flight_find(c, q, h)) != NULL) {
+		c->stats.joins++;
+	} else {
+		if (!breaker_allow(c, now_ms(), &probe)) {
+			c->stats.breaker_rejects++;
+			backend_error_set(&error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			    "the upstream is failing; not asking it again before the next probe");
+			if (cb != NULL)
+				cb(arg, NULL, false, &error);
+			return;
 		}
+		if ((f = calloc(1, sizeof(*f) + query_strings_len(q))) == NULL)
+			goto fail;
+		f->cache = c;
+		f->probe = probe;
+		f->waiters_tail = &f->waiters;
+		p = f->strings;
+		f->query.secret_id = copy_opt(&p, q->secret_id);
+		f->query.version_stage = copy_opt(&p, q->version_stage);
+		f->query.version_id = copy_opt(&p, q->version_id);
+		if (backend_get_value(c->backend, &f->query, flight_done, f) != 0) {
+			if (probe)
+				c->breaker_probing = false;
+			free(f);
+			goto fail;
+		}
+		c->stats.fetches++;
+		table_insert(&c->flights, &f->node, h);
+		c->stats.in_flight++;
 	}
+	if (cb == NULL)
+		return;
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		goto fail;
 	w->cb = cb;
 	w->arg = arg;
-	if (f != NULL) {
-		c->stats.joins++;
-		*f->waiters_tail = w;
-		f->waiters_tail = &w->next;
-		return;
-	}
-	if ((f = calloc(1, sizeof(*f) + query_strings_len(q))) == NULL)
-		goto fail;
-	f->cache = c;
-	f->waiters = w;
+	*f->waiters_tail = w;
 	f->waiters_tail = &w->next;
-	p = f->strings;
-	f->query.secret_id = copy_opt(&p, q->secret_id);
-	f->query.version_stage = copy_opt(&p, q->version_stage);
-	f->query.version_id = copy_opt(&p, q->version_id);
-	c->stats.fetches++;
-	if (backend_get_value(c->backend, &f->query, flight_done, f) != 0) {
-		free(f);
-		goto fail;
-	}
-	table_insert(&c->flights, &f->node, h);
-	c->stats.in_flight++;
 	return;
 fail:
-	free(w);
 	backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
-	cb(arg, NULL, &error);
+	if (cb != NULL)
+		cb(arg, NULL, false, &error);
+}
+
+static bool
+forced_refresh_allowed(struct cache *c, const struct backend_query *q, uint64_t now)
+{
+	uint64_t interval = (uint64_t)c->opts.min_refresh_interval_s * 1000u;
+	struct negative *neg;
+	struct secret *s;
+
+	if ((s = secret_find(c, q->secret_id)) != NULL) {
+		if (s->last_forced_ms != 0 && now < s->last_forced_ms + interval)
+			return false;
+		s->last_forced_ms = now;
+		return true;
+	}
+	/* Unknown ids are limited through their "not found" memory. */
+	neg = negative_find(c, q);
+	return neg == NULL || now >= neg->created_ms + interval;
 }
 
 void
-cache_get(struct cache *c, const struct backend_query *query, cache_value_cb cb, void *arg)
+cache_get(struct cache *c, const struct backend_query *query, unsigned flags, cache_value_cb cb,
+    void *arg)
 {
 	struct backend_query q = *query;
+	struct backend_error error;
 	struct negative *neg;
+	struct version *v;
 	struct secret *s;
-	struct version *v = NULL;
-	uint64_t now = now_ms(), h;
+	uint64_t now = now_ms();
+	bool stale;
 
 	if (q.version_stage == NULL && q.version_id == NULL)
 		q.version_stage = STAGE_CURRENT;
-	if ((s = secret_find(c, q.secret_id)) != NULL) {
-		if (q.version_id != NULL) {
-			v = version_find(s, q.version_id);
-			/* With a stage too, it must still be that version's. */
-			if (v != NULL && q.version_stage != NULL && label_lookup(s, q.version_stage, now) != v)
-				v = NULL;
-		} else {
-			v = label_lookup(s, q.version_stage, now);
+	if (flags & CACHE_FORCE_REFRESH) {
+		if (!forced_refresh_allowed(c, &q, now)) {
+			c->stats.forced_refresh_limited++;
+			backend_error_set(&error, SMC_STATUS_LIMIT_EXCEEDED,
+			    "this secret was refreshed less than %us ago; try again later",
+			    c->opts.min_refresh_interval_s);
+			cb(arg, NULL, false, &error);
+			return;
 		}
-	}
-	if (v != NULL) {
-		c->stats.hits++;
-		TAILQ_REMOVE(&c->lru, v, lru);
-		TAILQ_INSERT_HEAD(&c->lru, v, lru);
-		deliver_version(c, v, cb, arg);
+		c->stats.forced_refreshes++;
+		c->stats.misses++;
+		flight_join(c, &q, cb, arg);
 		return;
 	}
-	h = query_hash(&c->negatives, &q);
-	if ((neg = negative_find(c, &q, h)) != NULL) {
+	/* While the upstream is known to fail, serve stale at once rather than wait for it. */
+	s = secret_find(c, q.secret_id);
+	v = lookup(c, &q, now, s != NULL && (s->failures > 0 || c->breaker_open_until_ms != 0),
+	    &stale);
+	if (v != NULL) {
+		c->stats.hits++;
+		touch(c, v, now);
+		deliver_version(c, v, stale, cb, arg);
+		return;
+	}
+	if ((neg = negative_find(c, &q)) != NULL) {
 		if (now < neg->expires_ms) {
 			c->stats.negative_hits++;
-			cb(arg, NULL, &neg->error);
+			error = neg->error;
+			cb(arg, NULL, false, &error);
 			return;
 		}
 		negative_free(c, neg);
 	}
 	c->stats.misses++;
-	flight_join(c, &q, query_hash(&c->flights, &q), cb, arg);
+	flight_join(c, &q, cb, arg);
+}
+
+void
+cache_prefetch(struct cache *c, const char *secret_id)
+{
+	struct backend_query q = { .secret_id = secret_id, .version_stage = STAGE_CURRENT };
+
+	c->stats.prefetches++;
+	flight_join(c, &q, NULL, NULL);
+}
+
+/* ---- background refresh ------------------------------------------------------------- */
+
+static void
+refresh_finish(struct cache *c, struct refresh *r)
+{
+	struct secret *s = secret_find(c, r->arn);
+	uint64_t now = now_ms();
+
+	if (s != NULL) {
+		s->refreshing = false;
+		if (r->failed) {
+			secret_backoff(c, s, now);
+		} else {
+			s->failures = 0;
+			s->retry_at_ms = 0;
+			s->refresh_at_ms = 0;
+			plan_refresh(c, s, now);
+		}
+	}
+	free(r);
+}
+
+/* A refresh failed. Definitive answers end the secret's cached life at once. */
+static void
+refresh_failed(struct cache *c, struct refresh *r, const struct backend_error *error)
+{
+	struct secret *s;
+
+	c->stats.refresh_errors++;
+	if (is_upstream_failure(error->status)) {
+		r->failed = true;
+		log_debug("cache: refresh failed (%s); serving what is held", error->message);
+		return;
+	}
+	if ((s = secret_find(c, r->arn)) != NULL) {
+		log_info("cache: refresh got %s; dropping the cached secret",
+		    smc_status_name(error->status));
+		secret_free(c, s);
+	}
+}
+
+static void
+refresh_call_done(struct cache *c, struct refresh *r, const struct backend_error *error)
+{
+	c->refresh_calls--;
+	breaker_record(c, error == NULL || !is_upstream_failure(error->status), r->probe, now_ms());
+	r->probe = false;
+	if (error != NULL)
+		refresh_failed(c, r, error);
+	if (--r->pending == 0)
+		refresh_finish(c, r);
+}
+
+static void
+refresh_fetched(void *arg, const struct backend_value *value, const struct backend_error *error)
+{
+	struct refresh *r = arg;
+	struct cache *c = r->cache;
+
+	if (value != NULL && store_value(c, value, now_ms()) == NULL)
+		log_warn("cache: could not store a refreshed version");
+	refresh_call_done(c, r, error);
+}
+
+static void
+refresh_described(void *arg, const struct backend_description *d, const struct backend_error *error)
+{
+	struct refresh *r = arg;
+	struct cache *c = r->cache;
+	struct backend_query q = { .secret_id = r->arn };
+	const char *held[SMC_MAX_STAGES + 1];
+	struct secret *s;
+	struct version *v;
+	size_t nheld = 0;
+	uint64_t now = now_ms();
+
+	r->pending++;	/* keep r alive while the fetches below start */
+	if (error != NULL || (s = secret_find(c, r->arn)) == NULL)
+		goto out;
+	if (d->deleted_ms != 0) {
+		/* Scheduled for deletion: a definitive answer, no stale service. */
+		log_info("cache: a cached secret was deleted upstream; dropping it");
+		secret_free(c, s);
+		goto out;
+	}
+	/* Every label the upstream has, for versions we hold: trusted again. */
+	for (size_t i = 0; i < d->version_count; i++) {
+		const struct backend_version_stages *vs = &d->versions[i];
+
+		v = version_find(s, vs->version_id);
+		for (size_t j = 0; j < vs->stage_count; j++) {
+			if (v != NULL)
+				label_set(c, s, vs->stages[j], v, now);
+		}
+	}
+	/* Labels we hold that now name a version we do not hold: fetch that version
+	 * (only these cost a GetSecretValue). Labels the upstream no longer has go. */
+	if (s->current != NULL || s->current_expires_ms != 0)
+		held[nheld++] = STAGE_CURRENT;
+	for (struct label *l = s->labels; l != NULL && nheld < SMC_MAX_STAGES; l = l->next)
+		held[nheld++] = l->name;
+	for (size_t k = 0; k < nheld; k++) {
+		const char *vid = NULL;
+
+		if (held[k][0] == '\0')
+			continue;	/* already covered by a fetch started below */
+
+		for (size_t i = 0; i < d->version_count && vid == NULL; i++) {
+			for (size_t j = 0; j < d->versions[i].stage_count; j++) {
+				if (strcmp(d->versions[i].stages[j], held[k]) == 0) {
+					vid = d->versions[i].version_id;
+					break;
+				}
+			}
+		}
+		if (vid == NULL) {
+			label_drop(c, s, held[k]);	/* held[k] may be freed: nothing reads it after */
+			continue;
+		}
+		if (version_find(s, vid) != NULL)
+			continue;
+		q.version_id = vid;
+		/* Two labels moving to one new version need one fetch: check our own calls. */
+		r->pending++;
+		c->refresh_calls++;
+		c->stats.refresh_fetches++;
+		if (backend_get_value(c->backend, &q, refresh_fetched, r) != 0) {
+			c->refresh_calls--;
+			r->pending--;
+			r->failed = true;
+		}
+		/* Later labels naming the same version are satisfied by this fetch. */
+		for (size_t m = k + 1; m < nheld; m++) {
+			for (size_t i = 0; i < d->version_count; i++) {
+				for (size_t j = 0; j < d->versions[i].stage_count; j++) {
+					if (strcmp(d->versions[i].stages[j], held[m]) == 0 &&
+					    strcmp(d->versions[i].version_id, vid) == 0)
+						held[m] = "";
+				}
+			}
+		}
+	}
+out:
+	refresh_call_done(c, r, error);
+	if (--r->pending == 0)
+		refresh_finish(c, r);
+}
+
+static void
+refresh_start(struct cache *c, struct secret *s, bool probe)
+{
+	size_t len = strlen(s->arn);
+	struct refresh *r;
+
+	if ((r = calloc(1, sizeof(*r) + len + 1)) == NULL)
+		return;
+	r->cache = c;
+	r->probe = probe;
+	r->pending = 1;
+	memcpy(r->arn, s->arn, len + 1);
+	s->refreshing = true;
+	c->refresh_calls++;
+	c->stats.refreshes++;
+	if (backend_describe(c->backend, r->arn, refresh_described, r) != 0) {
+		c->refresh_calls--;
+		if (probe)
+			c->breaker_probing = false;
+		s->refreshing = false;
+		free(r);
+	}
+}
+
+/* Every tick: refresh what is hot and due, within the in-flight cap and the breaker. */
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cache *c = arg;
+	uint64_t now = now_ms(), idle = (uint64_t)c->opts.refresh_idle_s * 1000u;
+	struct table_node *n;
+	bool probe, more = false;
+
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i <= c->secrets.mask; i++) {
+		for (n = c->secrets.buckets[i]; n != NULL; n = n->next) {
+			struct secret *s = table_entry(n, struct secret, node);
+
+			if (s->refresh_at_ms == 0 || now >= s->last_read_ms + idle)
+				continue;	/* nothing planned, or cold: left to expire */
+			more = true;
+			if (s->refreshing || now < s->refresh_at_ms || now < s->retry_at_ms)
+				continue;
+			if (c->refresh_calls >= c->opts.max_refreshes ||
+			    !breaker_allow(c, now, &probe))
+				goto out;
+			refresh_start(c, s, probe);
+		}
+	}
+out:
+	if (more)
+		tick_arm(c);
 }
 
 const struct cache_stats *
 cache_get_stats(const struct cache *c)
 {
 	return &c->stats;
+}
+
+void
+cache_set_options(struct cache *c, const struct cache_options *opts)
+{
+	c->opts = *opts;
+	evict_to_bounds(c, NULL);
 }
 
 struct cache *
@@ -703,6 +1232,7 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	c->base = base;
 	c->backend = backend;
 	c->opts = *opts;
+	c->breaker_cooldown_ms = BREAKER_COOLDOWN_MS;
 	TAILQ_INIT(&c->lru);
 	TAILQ_INIT(&c->negative_fifo);
 	c->plain_len = SEAL_MAX_PADDED;
@@ -719,7 +1249,9 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "cannot allocate the guarded plaintext buffer");
 		goto fail;
 	}
-	if ((c->key_close_ev = event_new(base, -1, 0, key_close_cb, c)) == NULL) {
+	c->key_close_ev = event_new(base, -1, 0, key_close_cb, c);
+	c->tick_ev = evtimer_new(base, tick_cb, c);
+	if (c->key_close_ev == NULL || c->tick_ev == NULL) {
 		snprintf(err, errlen, "cannot create an event");
 		goto fail;
 	}
@@ -742,8 +1274,9 @@ cache_free(struct cache *c)
 	}
 	while (!TAILQ_EMPTY(&c->negative_fifo))
 		negative_free(c, TAILQ_FIRST(&c->negative_fifo));
-	/* Flights still in the backend are released when the backend is freed
-	 * (its callbacks never run after that); their waiters are not called. */
+	/* Fetches still in the backend are released when the backend is freed
+	 * (its callbacks never run after that); their waiters are not called.
+	 * Background refreshes in flight are owned by the backend call likewise. */
 	for (size_t i = 0; c->flights.buckets != NULL && i <= c->flights.mask; i++) {
 		while ((n = c->flights.buckets[i]) != NULL) {
 			struct flight *f = table_entry(n, struct flight, node);
@@ -757,6 +1290,8 @@ cache_free(struct cache *c)
 			free(f);
 		}
 	}
+	if (c->tick_ev != NULL)
+		event_free(c->tick_ev);
 	if (c->key_close_ev != NULL)
 		event_free(c->key_close_ev);
 	if (c->key_held)

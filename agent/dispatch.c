@@ -247,7 +247,7 @@ pending_done(struct pending *p)
 }
 
 static void
-get_done(void *arg, const struct backend_value *value, const struct backend_error *error)
+get_done(void *arg, const struct backend_value *value, bool stale, const struct backend_error *error)
 {
 	struct pending *p = arg;
 	struct agent *agent = p->agent;
@@ -271,7 +271,8 @@ get_done(void *arg, const struct backend_value *value, const struct backend_erro
 	}
 	audit_pending(p, true, SMC_STATUS_OK);
 	smc_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, p->request_id, SMC_STATUS_OK);
+	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, stale ? SMC_FLAG_STALE : 0, p->request_id,
+	    SMC_STATUS_OK);
 	smc_put_cstr(&w, SMC_TAG_ARN, value->arn);
 	smc_put_cstr(&w, SMC_TAG_NAME, value->name);
 	smc_put_cstr(&w, SMC_TAG_VERSION_ID, value->version_id);
@@ -357,7 +358,8 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 	p->pid = conn_peer_pid(conn);
 	conn_waiter_attach(conn, &p->waiter);
 	if (req->header.op == SMC_OP_GET) {
-		cache_get(agent->cache, &p->query, get_done, p);
+		cache_get(agent->cache, &p->query,
+		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, get_done, p);
 		return;
 	}
 	r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
@@ -450,6 +452,17 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "cache_fetches", cs->fetches);
 	put_stat(&w, "cache_fetch_errors", cs->fetch_errors);
 	put_stat(&w, "cache_fetches_in_flight", cs->in_flight);
+	put_stat(&w, "cache_stale_serves", cs->stale_serves);
+	put_stat(&w, "cache_refreshes", cs->refreshes);
+	put_stat(&w, "cache_refresh_errors", cs->refresh_errors);
+	put_stat(&w, "cache_refresh_fetches", cs->refresh_fetches);
+	put_stat(&w, "cache_backoffs", cs->backoffs);
+	put_stat(&w, "cache_forced_refreshes", cs->forced_refreshes);
+	put_stat(&w, "cache_forced_refreshes_limited", cs->forced_refresh_limited);
+	put_stat(&w, "cache_prefetches", cs->prefetches);
+	put_stat(&w, "upstream_breaker_opens", cs->breaker_opens);
+	put_stat(&w, "upstream_breaker_open", cs->breaker_open);
+	put_stat(&w, "upstream_breaker_rejects", cs->breaker_rejects);
 	put_stat(&w, "upstream_get_ok", bc->get_ok);
 	put_stat(&w, "upstream_get_error", bc->get_error);
 	put_stat(&w, "upstream_describe_ok", bc->describe_ok);

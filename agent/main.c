@@ -76,6 +76,25 @@ make_backend(struct event_base *base, const struct config *cfg, char *err, size_
 	return NULL;
 }
 
+/* Fetches the configured secrets in the background so first reads are hits. */
+static void
+prefetch(struct cache *cache, const char *list)
+{
+	char id[SMC_MAX_SECRET_ID + 1];
+	size_t len;
+
+	for (const char *p = list; p != NULL && *p != '\0'; p += len) {
+		p += strspn(p, ", \t");
+		if ((len = strcspn(p, ", \t")) == 0)
+			continue;
+		if (len >= sizeof(id))
+			continue;	/* the config check refuses these */
+		memcpy(id, p, len);
+		id[len] = '\0';
+		cache_prefetch(cache, id);
+	}
+}
+
 /* One descriptor per client: make room, and say so when max_connections cannot fit. */
 static void
 raise_fd_limit(const struct config *cfg)
@@ -263,6 +282,13 @@ main(int argc, char **argv)
 	cache_opts.negative_ttl_s = cfg.cache_negative_ttl;
 	cache_opts.max_versions = cfg.cache_max_entries;
 	cache_opts.max_bytes = cfg.cache_max_bytes;
+	cache_opts.pending_ttl_s = cfg.cache_pending_ttl;
+	cache_opts.refresh_ahead_pct = cfg.cache_refresh_ahead;
+	cache_opts.refresh_jitter_pct = cfg.cache_refresh_jitter;
+	cache_opts.refresh_idle_s = cfg.cache_refresh_idle;
+	cache_opts.max_stale_s = cfg.cache_max_stale;
+	cache_opts.max_refreshes = cfg.cache_max_refreshes;
+	cache_opts.min_refresh_interval_s = cfg.cache_min_refresh_interval;
 	if ((agent.cache = cache_new(agent.base, agent.backend, &cache_opts, err, sizeof(err))) == NULL) {
 		log_error("cache: %s", err);
 		goto out;
@@ -289,6 +315,7 @@ main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		goto out;
 	}
+	prefetch(agent.cache, cfg.cache_prefetch);
 	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
 	    config_backend_name(cfg.backend));
 	if (event_base_dispatch(agent.base) != 0) {

@@ -371,10 +371,12 @@ struct t {
 static struct t T;
 
 static void
-on_answer(void *arg, const struct backend_value *value, const struct backend_error *error)
+on_answer(void *arg, const struct backend_value *value, bool stale,
+    const struct backend_error *error)
 {
 	struct answer *a = arg;
 
+	assert_false(stale);	/* these tests never allow stale serving (max_stale 0) */
 	assert_true((value == NULL) != (error == NULL));
 	a->calls++;
 	a->sync = T.in_get;
@@ -468,7 +470,7 @@ get_async(size_t slot, const char *id, const char *stage, const char *vid)
 	assert_true(slot < MAX_WAITERS);
 	reset_answer(&T.answers[slot]);
 	T.in_get = true;
-	cache_get(T.cache, &q, on_answer, &T.answers[slot]);
+	cache_get(T.cache, &q, 0, on_answer, &T.answers[slot]);
 	T.in_get = false;
 }
 
@@ -1128,13 +1130,14 @@ test_value_is_copied_and_sealed(void **state)
 static struct answer reentrant_inner;
 
 static void
-on_answer_reenter(void *arg, const struct backend_value *value, const struct backend_error *error)
+on_answer_reenter(void *arg, const struct backend_value *value, bool stale,
+    const struct backend_error *error)
 {
 	struct backend_query q = { .secret_id = "s2" };
 	struct answer *a = arg;
 
-	cache_get(T.cache, &q, on_answer, &reentrant_inner);
-	on_answer(a, value, error);
+	cache_get(T.cache, &q, 0, on_answer, &reentrant_inner);
+	on_answer(a, value, stale, error);
 }
 
 static void
@@ -1150,7 +1153,7 @@ test_get_from_callback(void **state)
 	want_numbered(2, 1);
 	/* A hit whose callback reads another hit before using its own value. */
 	reset_answer(&T.answers[1]);
-	cache_get(T.cache, &q, on_answer_reenter, &T.answers[1]);
+	cache_get(T.cache, &q, 0, on_answer_reenter, &T.answers[1]);
 	assert_int_equal(reentrant_inner.calls, 1);
 	assert_string_equal((const char *)reentrant_inner.value, "value-2");
 	assert_int_equal(T.answers[1].calls, 1);
