@@ -42,6 +42,7 @@ struct cli_args {
 	const char *version_stage;
 	const char *version_id;
 	int json;
+	int refresh;
 	const char *command;
 	const char *secret_id;
 };
@@ -50,8 +51,10 @@ static const char usage_text[] =
 "usage: smcache [--socket PATH] [--timeout MS] COMMAND [ARGS]\n"
 "\n"
 "commands:\n"
-"  get SECRET_ID [--version-stage STAGE] [--version-id ID] [--json]\n"
+"  get SECRET_ID [--version-stage STAGE] [--version-id ID] [--refresh] [--json]\n"
 "                       print a secret's value (exact bytes, no newline added)\n"
+"  refresh SECRET_ID [--version-stage STAGE]\n"
+"                       make the agent ask the upstream now; print the version\n"
 "  describe SECRET_ID [--json]\n"
 "                       print a secret's metadata and versions\n"
 "  ping                 check that the agent answers; print its version\n"
@@ -63,6 +66,8 @@ static const char usage_text[] =
 "  -t, --timeout MS     give up after MS milliseconds (default 10000)\n"
 "      --version-stage STAGE   the version with this staging label (get)\n"
 "      --version-id ID          the version with this id (get)\n"
+"      --refresh        ask the upstream now, not the agent's cache (get;\n"
+"                       rate-limited by the agent)\n"
 "      --json           print JSON shaped like the AWS CLI's output\n"
 "  -h, --help           print this help\n"
 "  -V, --version        print the version\n"
@@ -263,7 +268,7 @@ secret_json(const smc_secret *s, cJSON *obj)
 static int
 cmd_get(smc_client *c, const struct cli_args *a)
 {
-	smc_get_options opts = { a->version_stage, a->version_id };
+	smc_get_options opts = { a->version_stage, a->version_id, a->refresh };
 	smc_secret *s = NULL;
 	smc_error err;
 	cJSON *obj = NULL;
@@ -271,6 +276,15 @@ cmd_get(smc_client *c, const struct cli_args *a)
 
 	if (smc_get(c, a->secret_id, &opts, &s, &err) == -1)
 		return fail(&err);
+	if (strcmp(a->command, "refresh") == 0) {
+		/* Report what is current now; the value itself is not printed. */
+		printf("%s %s", smc_secret_name(s), smc_secret_version_id(s));
+		for (size_t i = 0; i < smc_secret_stage_count(s); i++)
+			printf("%s%s", i == 0 ? " " : ",", smc_secret_stage(s, i));
+		printf("\n");
+		rc = 0;
+		goto out;
+	}
 	if (smc_secret_is_stale(s))
 		message("warning: %s was served from cache past its refresh time "
 		    "(the backend is unreachable)", a->secret_id);
@@ -447,13 +461,14 @@ parse_timeout(const char *text, int *ms)
 static int
 parse_args(int argc, char **argv, struct cli_args *a)
 {
-	enum { OPT_STAGE = 256, OPT_VERSION_ID, OPT_JSON };
+	enum { OPT_STAGE = 256, OPT_VERSION_ID, OPT_JSON, OPT_REFRESH };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "version-stage", required_argument, NULL, OPT_STAGE },
 		{ "version-id", required_argument, NULL, OPT_VERSION_ID },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "refresh", no_argument, NULL, OPT_REFRESH },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -484,6 +499,9 @@ parse_args(int argc, char **argv, struct cli_args *a)
 		case OPT_JSON:
 			a->json = 1;
 			break;
+		case OPT_REFRESH:
+			a->refresh = 1;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
@@ -501,7 +519,10 @@ parse_args(int argc, char **argv, struct cli_args *a)
 	a->command = argv[optind++];
 	nargs = argc - optind;
 
-	if (strcmp(a->command, "get") == 0 || strcmp(a->command, "describe") == 0) {
+	if (strcmp(a->command, "refresh") == 0)
+		a->refresh = 1;
+	if (strcmp(a->command, "get") == 0 || strcmp(a->command, "describe") == 0 ||
+	    strcmp(a->command, "refresh") == 0) {
 		if (nargs != 1)
 			return usage_error("%s takes one SECRET_ID", a->command);
 		a->secret_id = argv[optind];
@@ -513,9 +534,13 @@ parse_args(int argc, char **argv, struct cli_args *a)
 	} else
 		return usage_error("unknown command '%s'", a->command);
 
-	if ((a->version_stage != NULL || a->version_id != NULL) &&
-	    strcmp(a->command, "get") != 0)
-		return usage_error("--version-stage and --version-id go with get only");
+	if (a->version_id != NULL && strcmp(a->command, "get") != 0)
+		return usage_error("--version-id goes with get only");
+	if (a->version_stage != NULL && strcmp(a->command, "get") != 0 &&
+	    strcmp(a->command, "refresh") != 0)
+		return usage_error("--version-stage goes with get and refresh only");
+	if (a->refresh && strcmp(a->command, "get") != 0 && strcmp(a->command, "refresh") != 0)
+		return usage_error("--refresh goes with get only");
 	if ((a->version_stage != NULL && a->version_stage[0] == '\0') ||
 	    (a->version_id != NULL && a->version_id[0] == '\0'))
 		return usage_error("--version-stage and --version-id need a non-empty value");
@@ -542,7 +567,7 @@ main(int argc, char **argv)
 
 	if ((c = smc_connect(a.socket_path, a.timeout_ms, &err)) == NULL)
 		return fail(&err);
-	if (strcmp(a.command, "get") == 0)
+	if (strcmp(a.command, "get") == 0 || strcmp(a.command, "refresh") == 0)
 		rc = cmd_get(c, &a);
 	else if (strcmp(a.command, "describe") == 0)
 		rc = cmd_describe(c, &a);

@@ -299,6 +299,8 @@ request(smc_client *c, uint8_t op, const char *secret_id, const smc_get_options 
 	req.header.version = SMC_PROTO_VERSION;
 	req.header.op = op;
 	req.header.request_id = id;
+	if (op == SMC_OP_GET && opts != NULL && opts->refresh)
+		req.header.flags |= SMC_FLAG_REFRESH;
 	smc_writer_init(&w, frame, sizeof(frame));
 	if (smc_request_encode(&w, &req, &frame_len) != 0) {
 		smci_err_set(err, SMC_ERR_USAGE, "the request cannot be encoded");

@@ -121,6 +121,10 @@ void smc_close(smc_client *c);
 typedef struct smc_get_options {
 	const char *version_stage;
 	const char *version_id;
+	/* Nonzero: the agent asks the upstream now instead of trusting its cache
+	 * (for "I know it just rotated"). The agent rate-limits this per secret
+	 * and per user; over the limit the call fails with SMC_ERR_LIMIT_EXCEEDED. */
+	int refresh;
 } smc_get_options;
 
 /* Fetches a secret's value. secret_id is a name, full ARN or partial ARN.
