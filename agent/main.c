@@ -123,6 +123,7 @@ open_socket_and_drop(const struct config *cfg, const char *socket_path, struct l
 	struct privdrop_plan plan;
 	struct listen_options lo;
 	char err[CONFIG_ERR_SIZE], why[256], note[256];
+	bool unlocked;
 	int rc;
 
 	if (privdrop_plan_make(cfg->user, cfg->group, &plan, err, sizeof(err)) != 0)
@@ -151,7 +152,7 @@ open_socket_and_drop(const struct config *cfg, const char *socket_path, struct l
 	} else if (listen_unix(ls, socket_path, &lo, err, sizeof(err)) != 0) {
 		goto fail;
 	}
-	if (privdrop_apply(&plan, note, sizeof(note), err, sizeof(err)) != 0)
+	if (privdrop_apply(&plan, &unlocked, note, sizeof(note), err, sizeof(err)) != 0)
 		goto fail;
 	if (note[0] != '\0')
 		log_info("%s", note);
@@ -161,7 +162,9 @@ open_socket_and_drop(const struct config *cfg, const char *socket_path, struct l
 			goto fail;
 		log_info("running as uid %lu gid %lu", (unsigned long)plan.uid,
 		    (unsigned long)plan.gid);
-		/* Lock (again) as the new user: a no-op if still locked with room to grow. */
+	}
+	if (unlocked) {
+		/* Lock again as the new user, within its RLIMIT_MEMLOCK, by the policy. */
 		if (secmem_mlock_apply((secmem_mlock_policy)cfg->cache_mlock, err, sizeof(err)) != 0)
 			goto fail;
 		if (err[0] != '\0')

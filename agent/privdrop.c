@@ -201,7 +201,7 @@ privdrop_plan_make(const char *user, const char *group, struct privdrop_plan *pl
  * in memory yet at this point.
  */
 static int
-keep_memlock(char *note, size_t notelen, char *err, size_t errlen)
+keep_memlock(bool *unlocked, char *note, size_t notelen, char *err, size_t errlen)
 {
 	struct rlimit rl;
 	uint64_t locked = 0;
@@ -227,21 +227,23 @@ keep_memlock(char *note, size_t notelen, char *err, size_t errlen)
 		snprintf(err, errlen, "munlockall: %s", strerror(errno));
 		return -1;
 	}
+	*unlocked = true;
 	return 0;
 }
 
 int
-privdrop_apply(const struct privdrop_plan *plan, char *note, size_t notelen, char *err,
-    size_t errlen)
+privdrop_apply(const struct privdrop_plan *plan, bool *unlocked, char *note, size_t notelen,
+    char *err, size_t errlen)
 {
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg;
 
+	*unlocked = false;
 	if (notelen > 0)
 		note[0] = '\0';
 	if (!plan->change)
 		return 0;
-	if (plan->uid != 0 && keep_memlock(note, notelen, err, errlen) != 0)
+	if (plan->uid != 0 && keep_memlock(unlocked, note, notelen, err, errlen) != 0)
 		return -1;
 	/* Groups first: once the uid is not 0 they can no longer be changed. */
 	if (plan->user[0] != '\0') {

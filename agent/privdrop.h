@@ -56,13 +56,14 @@ int privdrop_plan_make(const char *user, const char *group, struct privdrop_plan
  * Memory locked with mlockall(MCL_FUTURE) stays locked, but CAP_IPC_LOCK is
  * gone, so later mappings count against RLIMIT_MEMLOCK and would start
  * failing: when memory is locked the limit is raised to unlimited first
- * (root may, given CAP_SYS_RESOURCE); when that fails, memory is unlocked
- * and the caller must apply its mlock policy again after the drop (which
- * then locks within the limit, warns, or fails, as the policy says). note
- * gets a line for the log when either happened ("" otherwise). A no-op
- * when !plan->change. Returns 0, or -1 with err: the caller must then exit.
+ * (root may, given CAP_SYS_RESOURCE); when that fails, memory is unlocked,
+ * *unlocked is set, and the caller must apply its mlock policy again after
+ * the drop (which then locks within the limit, warns, or fails, as the
+ * policy says). note gets a line for the log when either happened (""
+ * otherwise). A no-op when !plan->change. Returns 0, or -1 with err: the
+ * caller must then exit.
  */
-int privdrop_apply(const struct privdrop_plan *plan, char *note, size_t notelen,
+int privdrop_apply(const struct privdrop_plan *plan, bool *unlocked, char *note, size_t notelen,
     char *err, size_t errlen);
 
 /* PR_SET_NO_NEW_PRIVS: no exec can gain privileges (the agent never execs).

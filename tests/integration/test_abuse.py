@@ -53,6 +53,18 @@ RSS_BOUND_KIB = 64 * 1024
 REPORT = os.path.join(h.BUILD, "abuse-report.txt")
 
 
+def _asan_build():
+    with open(h.SMCACHED, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+# AddressSanitizer keeps freed memory in quarantine and maps shadow memory for
+# it: make the quarantine small for the agent, and allow for the shadow.
+ASAN = h.have_binaries() and _asan_build()
+if ASAN:
+    RSS_BOUND_KIB = 128 * 1024
+
+
 def _secrets():
     return [h.secret("app/hot", [h.version(V1, ["AWSCURRENT"], string=VALUE.decode())]),
             h.secret("app/big", [h.version(V1, ["AWSCURRENT"], string=BIG)])]
@@ -265,7 +277,10 @@ class Abuse(unittest.TestCase):
         if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2048:
             self.skipTest("RLIMIT_NOFILE hard limit below 2048: cannot hold 1,000 connections")
         self.ctx = multiprocessing.get_context("fork")
-        self.agent = h.Agent(_secrets())
+        env = {}
+        if ASAN:
+            env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"
+        self.agent = h.Agent(_secrets(), env=env)
         with open(self.agent.config, "w") as f:
             f.write(f"[agent]\nsocket = {self.agent.socket}\nlog_level = info\n"
                     f"max_connections = 4096\nidle_timeout = {IDLE_TIMEOUT}\n"
