@@ -333,12 +333,13 @@ class FaultProxy:
             return self.counts.get(op, 0)
 
     def last(self, op):
-        """The last request for op as (headers, parsed JSON body), or None."""
+        """The last request for op as (headers, parsed JSON body); AssertionError if none."""
         with self._lock:
             for o, headers, body in reversed(self.requests):
                 if o == op:
                     return headers, json.loads(body or b"{}")
-        return None
+            seen = [o for o, _, _ in self.requests]
+        raise AssertionError(f"no {op} request went through the proxy (saw {seen})")
 
     def _record(self, op, headers, body):
         with self._lock:
