@@ -34,6 +34,7 @@
 
 struct seen_request {
 	uint8_t op;
+	uint16_t flags;
 	uint32_t id;
 	int connection;
 	char secret_id[SMC_MAX_SECRET_ID + 1];
@@ -148,6 +149,7 @@ srv_read_request(struct fake *f, int fd, int conn, struct smc_request *req)
 	if (f->nreqs < MAX_REQS) {
 		s = &f->reqs[f->nreqs++];
 		s->op = req->header.op;
+		s->flags = req->header.flags;
 		s->id = req->header.request_id;
 		s->connection = conn;
 		copy_str(s->secret_id, sizeof(s->secret_id), req->secret_id);
@@ -427,10 +429,12 @@ test_get_sends_options(void **state)
 {
 	struct fake *f = fake_start(script_serve, 1);
 	smc_client *c = connect_ok(f, 2000);
-	smc_get_options o1 = { "AWSPREVIOUS", NULL }, o3 = { "AWSCURRENT", "v-456" };
+	smc_get_options o1 = { .version_stage = "AWSPREVIOUS" };
+	smc_get_options o3 = { .version_stage = "AWSCURRENT", .version_id = "v-456" };
+	smc_get_options o4 = { .refresh = 1 };
 	smc_secret *s;
 	smc_error err;
-	struct seen_request r[3];
+	struct seen_request r[4];
 
 	assert_int_equal(smc_get(c, "a", NULL, &s, &err), 0);
 	smc_secret_free(s);
@@ -438,10 +442,17 @@ test_get_sends_options(void **state)
 	smc_secret_free(s);
 	assert_int_equal(smc_get(c, "c", &o3, &s, &err), 0);
 	smc_secret_free(s);
+	assert_int_equal(smc_get(c, "d", &o4, &s, &err), 0);
+	smc_secret_free(s);
 	smc_close(c);
 	fake_join(f);
 	memcpy(r, f->reqs, sizeof(r));
-	assert_int_equal(f->nreqs, 3);
+	assert_int_equal(f->nreqs, 4);
+	/* Only a refresh request carries the REFRESH flag. */
+	assert_int_equal(r[0].flags, 0);
+	assert_int_equal(r[2].flags, 0);
+	assert_int_equal(r[3].flags, SMC_FLAG_REFRESH);
+	assert_string_equal(r[3].secret_id, "d");
 	assert_int_equal(r[0].op, SMC_OP_GET);
 	assert_string_equal(r[0].secret_id, "a");
 	assert_false(r[0].has_stage);
