@@ -1,6 +1,6 @@
 /*
  * seal: XChaCha20-Poly1305 sealing of cached values under a guarded process
- * key, with identity-bound associated data and size-bucket padding.
+ * key, with identity-bound associated data and size-class padding.
  * See seal.h for the blob layout and the padding scheme.
  */
 #include "seal.h"
@@ -13,12 +13,12 @@
 
 #include <sodium.h>
 
-#define SEAL_MIN_BUCKET 64u
+#define SEAL_MIN_CLASS  64u
 #define SEAL_PAGE       4096u
 
 _Static_assert(SEAL_NONCEBYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce size");
 _Static_assert(SEAL_TAGBYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag size");
-_Static_assert(SEAL_MAX_PADDED % SEAL_PAGE == 0, "largest bucket is whole pages");
+_Static_assert(SEAL_MAX_PLAIN % SEAL_PAGE == 0, "largest class is whole pages");
 
 /* Associated data: a fixed context label, then each identifier as a 32-bit
  * big-endian length and its bytes.  The label keeps these blobs apart from
@@ -109,27 +109,28 @@ seal_key_addr(const seal_ctx *s)
 	return s->key;
 }
 
-/* Bucket for a plaintext of len <= SEAL_MAX_PLAIN bytes plus its trailer:
- * the smallest power of two >= 64 that holds it up to a page, else whole
- * pages. */
+/* Padded size for a plaintext of len <= SEAL_MAX_PLAIN bytes: its class (the
+ * smallest power of two >= 64 that holds it up to a page, else whole pages)
+ * plus the trailer. */
 static size_t
 padded_size(size_t len)
 {
-	size_t n = len + SEAL_TRAILERBYTES, b;
+	size_t b;
 
-	if (n > SEAL_PAGE)
-		return (n + SEAL_PAGE - 1) / SEAL_PAGE * SEAL_PAGE;
-	for (b = SEAL_MIN_BUCKET; b < n; b <<= 1)
+	if (len > SEAL_PAGE)
+		return (len + SEAL_PAGE - 1) / SEAL_PAGE * SEAL_PAGE + SEAL_TRAILERBYTES;
+	for (b = SEAL_MIN_CLASS; b < len; b <<= 1)
 		;
-	return b;
+	return b + SEAL_TRAILERBYTES;
 }
 
-/* Whether n is a bucket size, i.e. a padded length seal_seal() produces. */
+/* Whether n is a padded length seal_seal() produces: a class plus the trailer. */
 static int
-bucket_valid(size_t n)
+padded_valid(size_t n)
 {
-	if (n < SEAL_MIN_BUCKET || n > SEAL_MAX_PADDED)
+	if (n < SEAL_MIN_CLASS + SEAL_TRAILERBYTES || n > SEAL_MAX_PADDED)
 		return 0;
+	n -= SEAL_TRAILERBYTES;
 	if (n <= SEAL_PAGE)
 		return (n & (n - 1)) == 0;
 	return n % SEAL_PAGE == 0;
@@ -146,7 +147,7 @@ seal_sealed_size(size_t plain_len)
 size_t
 seal_plain_capacity(size_t blob_len)
 {
-	if (blob_len < SEAL_OVERHEAD || !bucket_valid(blob_len - SEAL_OVERHEAD))
+	if (blob_len < SEAL_OVERHEAD || !padded_valid(blob_len - SEAL_OVERHEAD))
 		return 0;
 	return blob_len - SEAL_OVERHEAD;
 }
@@ -282,7 +283,7 @@ seal_unseal(seal_ctx *s, const char *arn, const char *version_id,
 		goto out;
 	}
 	/* Authentic, so the trailer is ours; still insist on the canonical
-	 * bucket for the length rather than trust it blindly. */
+	 * class for the length rather than trust it blindly. */
 	len = get_be32(out + cap - SEAL_TRAILERBYTES);
 	if (len > cap - SEAL_TRAILERBYTES || padded_size(len) != cap) {
 		errno = EBADMSG;

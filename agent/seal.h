@@ -14,20 +14,23 @@
  * The associated data binds a blob to its identity (ARN, VersionId) with
  * length-prefixed fields, so a blob moved to another entry fails to unseal.
  *
- * Plaintext is padded to a bucket before sealing, with its true length in a
- * 4-byte trailer:  value || zeros || be32(length), the whole a bucket size:
+ * Plaintext is padded to a size class before sealing, with its true length
+ * in a 4-byte trailer on top:  value || zeros || be32(length), where
+ * value || zeros is a class:
  *   - powers of two from 64 B to 4 KiB, then
- *   - whole 4 KiB pages up to SEAL_MAX_PADDED.
- * Why these buckets: nearly all secrets (passwords, API keys, JSON credential
+ *   - whole 4 KiB pages up to SEAL_MAX_PLAIN.
+ * Why these classes: nearly all secrets (passwords, API keys, JSON credential
  * maps, PEM keys) are under 4 KiB, where only the size class leaks (7 classes)
  * and a value costs at most twice its size; the few large ones (certificate
  * chains, bundles) would double with pure powers of two, so above 4 KiB the
- * overhead is capped at one page and the length leaks only to 4 KiB.  Every
- * capacity is a power of two or a page multiple, which suits a size-class pool
- * of locked buffers.
+ * overhead is capped at one page and the length leaks only to 4 KiB.
+ * Why the trailer is on top of the class rather than inside it: the common
+ * sizes are powers of two (a 1 KiB or 4 KiB value), and a trailer inside
+ * would push each of them into the next class, doubling both its memory and
+ * its decryption time for 4 bytes.
  * Why a length trailer rather than sodium_pad()/sodium_unpad(): those run in
  * constant time over the whole block at ~2.2 ns/byte here, so unpadding a
- * 2 KiB bucket cost twice its decryption.  Constant time buys nothing here:
+ * 2 KiB block cost twice its decryption.  Constant time buys nothing here:
  * the tag is verified before the length is read, and the length is sent to
  * the client anyway.  The trailer is read in O(1).
  *
@@ -46,13 +49,13 @@
 
 /* Largest Secrets Manager secret value (SecretString or SecretBinary). */
 #define SEAL_SECRET_MAX 65536u
-/* Length trailer inside the padded plaintext. */
+/* Length trailer after the padded value. */
 #define SEAL_TRAILERBYTES 4u
-/* Largest padded plaintext: 17 pages, i.e. a maximal secret plus one page. */
-#define SEAL_MAX_PADDED (SEAL_SECRET_MAX + 4096u)
-/* Largest plaintext.  This leaves 4092 bytes beside a maximal secret for a
- * header the caller may seal with it. */
-#define SEAL_MAX_PLAIN  (SEAL_MAX_PADDED - SEAL_TRAILERBYTES)
+/* Largest plaintext, and its class: 17 pages, i.e. a maximal secret plus one
+ * page for a header the caller may seal with it. */
+#define SEAL_MAX_PLAIN  (SEAL_SECRET_MAX + 4096u)
+/* Largest padded plaintext (class plus trailer): what seal_unseal() may need. */
+#define SEAL_MAX_PADDED (SEAL_MAX_PLAIN + SEAL_TRAILERBYTES)
 #define SEAL_MAX_BLOB   (SEAL_MAX_PADDED + SEAL_OVERHEAD)
 
 /* Longest ARN or VersionId accepted in the associated data (IAM's ARN limit). */

@@ -1,5 +1,5 @@
 /*
- * Unit tests for agent/seal: round trips, padding buckets, tampering, identity
+ * Unit tests for agent/seal: round trips, padding classes, tampering, identity
  * binding, key protection (fork + SIGSEGV) and open/close nesting.
  */
 #include <errno.h>
@@ -26,6 +26,10 @@
 #define ARN_B "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db/other-XyZ123"
 #define VER_1 "EXAMPLE1-90ab-cdef-fedc-ba987EXAMPLE"
 #define VER_2 "EXAMPLE2-90ab-cdef-fedc-ba987EXAMPLE"
+
+/* The padded size of the smallest class (values up to 64 bytes), and its blob. */
+#define SMALL_PADDED (64 + SEAL_TRAILERBYTES)
+#define SMALL_BLOB   (SEAL_OVERHEAD + SMALL_PADDED)
 
 static seal_ctx *ctx;
 
@@ -98,8 +102,8 @@ all_zero(const uint8_t *p, size_t n)
 static void
 test_round_trip_sizes(void **state)
 {
-	static const size_t sizes[] = { 0, 1, 60, 61, 63, 64, 65, 1024, 4092, 4093,
-	                                4095, 4096, 4097, 65536, SEAL_MAX_PLAIN };
+	static const size_t sizes[] = { 0, 1, 60, 61, 63, 64, 65, 1023, 1024, 1025, 4092,
+	                                4093, 4095, 4096, 4097, 65536, 65537, SEAL_MAX_PLAIN };
 	size_t i;
 
 	(void)state;
@@ -130,7 +134,7 @@ static void
 test_batch_open(void **state)
 {
 	static const uint8_t v[] = "hunter2";
-	uint8_t blob[SEAL_OVERHEAD + 64], out[64];
+	uint8_t blob[SMALL_BLOB], out[SMALL_PADDED];
 	size_t blen, n, i;
 
 	(void)state;
@@ -147,16 +151,17 @@ test_batch_open(void **state)
 }
 
 static void
-test_sizes_and_buckets(void **state)
+test_sizes_and_classes(void **state)
 {
 	static const struct { size_t plain, padded; } t[] = {
-		/* 4 bytes of each bucket carry the length. */
-		{ 0, 64 }, { 1, 64 }, { 60, 64 }, { 61, 128 }, { 63, 128 },
-		{ 64, 128 }, { 65, 128 }, { 124, 128 }, { 125, 256 },
-		{ 1000, 1024 }, { 1020, 1024 }, { 1024, 2048 }, { 4092, 4096 },
-		{ 4093, 8192 }, { 4096, 8192 }, { 8188, 8192 }, { 8189, 12288 },
-		{ 65532, 65536 }, { 65533, 69632 }, { 65536, 69632 },
-		{ SEAL_MAX_PLAIN, SEAL_MAX_PADDED },
+		/* A class holds the value; the 4-byte length trailer comes on top, so
+		 * a value of exactly a class's size stays in that class. */
+		{ 0, 68 }, { 1, 68 }, { 60, 68 }, { 63, 68 }, { 64, 68 },
+		{ 65, 132 }, { 124, 132 }, { 128, 132 }, { 129, 260 },
+		{ 1000, 1028 }, { 1020, 1028 }, { 1024, 1028 }, { 1025, 2052 },
+		{ 4092, 4100 }, { 4096, 4100 }, { 4097, 8196 }, { 8188, 8196 },
+		{ 8192, 8196 }, { 8193, 12292 }, { 65532, 65540 }, { 65536, 65540 },
+		{ 65537, 69636 }, { SEAL_MAX_PLAIN, SEAL_MAX_PADDED },
 	};
 	size_t i;
 
@@ -166,17 +171,27 @@ test_sizes_and_buckets(void **state)
 		assert_int_equal(seal_plain_capacity(t[i].padded + SEAL_OVERHEAD), t[i].padded);
 	}
 	assert_int_equal(SEAL_OVERHEAD, 40);
-	assert_int_equal(SEAL_MAX_PLAIN, 69628);
+	assert_int_equal(SEAL_MAX_PLAIN, 69632);
+	assert_int_equal(SEAL_MAX_PADDED, 69636);
+	assert_int_equal(SEAL_MAX_BLOB, 69676);
 	assert_int_equal(seal_sealed_size(SEAL_MAX_PLAIN + 1), 0);
 	assert_int_equal(seal_sealed_size(SIZE_MAX), 0);
-	/* Lengths no bucket produces. */
+	/* Lengths no class produces, among them the old trailer-inside sizes. */
 	assert_int_equal(seal_plain_capacity(0), 0);
 	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 4), 0);
 	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 32), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 36), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 64), 0);
 	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 65), 0);
-	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 96), 0);
-	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 6144), 0);
-	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 8193), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 67), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 69), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 100), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 1024), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 2048), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 6148), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 8192), 0);
+	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + 8197), 0);
 	assert_int_equal(seal_plain_capacity(SEAL_OVERHEAD + SEAL_MAX_PADDED + 4096), 0);
 	assert_int_equal(seal_plain_capacity(SIZE_MAX), 0);
 }
@@ -184,9 +199,12 @@ test_sizes_and_buckets(void **state)
 static void
 test_padding_hides_length(void **state)
 {
-	static const size_t pairs[][2] = { { 10, 50 }, { 100, 120 }, { 300, 500 },
+	/* Lengths within one class seal to the same size; includes both ends
+	 * of classes (0 and 64, 65 and 128, 1000 and 1024, 4097 and 8192). */
+	static const size_t pairs[][2] = { { 0, 64 }, { 10, 50 }, { 65, 128 }, { 100, 120 },
+	                                   { 300, 500 }, { 1000, 1024 }, { 4097, 8192 },
 	                                   { 5000, 8000 } };
-	uint8_t plain[8000];
+	uint8_t plain[8192];
 	size_t i;
 
 	(void)state;
@@ -212,8 +230,8 @@ test_tamper_every_byte(void **state)
 	(void)state;
 	randombytes_buf(plain, sizeof plain);
 	s = seal_value(ARN_A, VER_1, plain, sizeof plain);
-	assert_int_equal(s.len, SEAL_NONCEBYTES + 128 + SEAL_TAGBYTES);
-	/* Nonce [0,24), ciphertext [24,152), tag [152,168): every byte, two bits. */
+	assert_int_equal(s.len, SEAL_NONCEBYTES + 128 + SEAL_TRAILERBYTES + SEAL_TAGBYTES);
+	/* Nonce [0,24), ciphertext [24,156), tag [156,172): every byte, two bits. */
 	for (i = 0; i < s.len; i++) {
 		for (bit = 0; bit < 8; bit += 7) {
 			s.blob[i] ^= (uint8_t)(1u << bit);
@@ -237,12 +255,12 @@ test_tamper_every_byte(void **state)
 static void
 test_truncated_and_extended(void **state)
 {
-	uint8_t plain[10] = "0123456789", blob[SEAL_OVERHEAD + 64 + 1], out[128];
+	uint8_t plain[10] = "0123456789", blob[SMALL_BLOB + 1], out[128];
 	size_t blen, got;
 
 	(void)state;
 	assert_int_equal(seal_seal_once(ctx, ARN_A, VER_1, plain, sizeof plain, blob, sizeof blob, &blen), 0);
-	assert_int_equal(blen, SEAL_OVERHEAD + 64);
+	assert_int_equal(blen, SMALL_BLOB);
 	blob[blen] = 0;
 	memset(out, 0xAA, sizeof out);
 	errno = 0;
@@ -335,7 +353,7 @@ test_other_key_fails(void **state)
 {
 	static const uint8_t v[] = "value";
 	seal_ctx *other = seal_ctx_new();
-	uint8_t blob[SEAL_OVERHEAD + 64], out[64];
+	uint8_t blob[SMALL_BLOB], out[SMALL_PADDED];
 	size_t blen, got;
 
 	(void)state;
@@ -366,7 +384,7 @@ static void
 test_bad_arguments(void **state)
 {
 	static const uint8_t v[] = "value";
-	uint8_t blob[SEAL_OVERHEAD + 64], out[64], *big;
+	uint8_t blob[SMALL_BLOB], out[SMALL_PADDED], *big;
 	char *long_id;
 	size_t blen = 7, got = 7;
 
@@ -444,7 +462,7 @@ probe_in_child(enum probe what)
 
 			(void)k[0];
 		} else {
-			uint8_t blob[SEAL_OVERHEAD + 64];
+			uint8_t blob[SMALL_BLOB];
 			size_t blen;
 
 			(void)seal_seal(ctx, ARN_A, VER_1, (const uint8_t *)"x", 1, blob,
@@ -496,7 +514,7 @@ static void
 test_nesting(void **state)
 {
 	static const uint8_t v[] = "nested";
-	uint8_t blob[SEAL_OVERHEAD + 64], out[64];
+	uint8_t blob[SMALL_BLOB], out[SMALL_PADDED];
 	size_t blen, got;
 	int st;
 
@@ -544,7 +562,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_sizes),
 		cmocka_unit_test(test_batch_open),
-		cmocka_unit_test(test_sizes_and_buckets),
+		cmocka_unit_test(test_sizes_and_classes),
 		cmocka_unit_test(test_padding_hides_length),
 		cmocka_unit_test(test_tamper_every_byte),
 		cmocka_unit_test(test_truncated_and_extended),
