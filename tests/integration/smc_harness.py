@@ -97,6 +97,15 @@ class Reply:
         return m.decode() if m is not None else ""
 
 
+def parse_stats(reply):
+    """A STATS reply as {name: value}."""
+    out = {}
+    for v in reply.all(T_STAT):
+        f = dict(parse_fields(v))
+        out[f[T_STAT_NAME].decode()] = struct.unpack(">Q", f[T_STAT_VALUE])[0]
+    return out
+
+
 def recv_exact(sock, n):
     buf = b""
     while len(buf) < n:
@@ -198,6 +207,10 @@ class Agent:
         with self.connect(timeout) as s:
             s.sendall(frame_bytes)
             return read_reply(s)
+
+    def stats(self):
+        """The agent's STATS counters as a dict."""
+        return parse_stats(self.request(frame(OP_STATS, 1)))
 
     def read_log(self):
         try:

@@ -253,14 +253,6 @@ def _fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _stats(agent):
-    r = agent.request(h.frame(h.OP_STATS, 1))
-    out = {}
-    for v in r.all(h.T_STAT):
-        f = dict(h.parse_fields(v))
-        out[f[h.T_STAT_NAME].decode()] = struct.unpack(">Q", f[h.T_STAT_VALUE])[0]
-    return out
-
 
 def _pct(sorted_vals, p):
     if not sorted_vals:
@@ -363,7 +355,7 @@ class Abuse(unittest.TestCase):
                     p.start()
                 self.assertTrue(ready.wait(20))
                 time.sleep(0.5)
-                active = _stats(self.agent)["connections_active"]
+                active = self.agent.stats()["connections_active"]
                 time.sleep(2.5)
                 self.sample()
                 release.set()
@@ -437,7 +429,7 @@ class Abuse(unittest.TestCase):
         os.unlink(result_path)
         samples = list(zip(data[0::2], data[1::2]))
 
-        stats = _stats(self.agent)
+        stats = self.agent.stats()
         fds_after = self.idle_fds(want=fds_before)
         rows = []
         for name, start, end, notes in self.phases:

@@ -91,7 +91,7 @@ class AgentValues(unittest.TestCase):
         r = self.agent.request(h.frame(h.OP_PING, 5))
         self.assertEqual((r.status, r.request_id), (h.ST_OK, 5))
         self.assertTrue(r.get(h.T_AGENT_VERSION).startswith(b"smcached "))
-        stats = _stats(self.agent)
+        stats = self.agent.stats()
         self.assertGreaterEqual(stats["requests_total"], 2)
         self.assertGreaterEqual(stats["connections_active"], 1)
         self.assertIn("upstream_get_ok", stats)
@@ -292,7 +292,7 @@ class AgentBounds(unittest.TestCase):
         with a:
             # The start-up probe's connection must be gone before we count to five.
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _stats(a)["connections_active"] > 1:
+            while time.monotonic() < deadline and a.stats()["connections_active"] > 1:
                 time.sleep(0.02)
             held = [a.connect() for _ in range(5)]
             try:
@@ -413,14 +413,6 @@ class AgentLifecycle(unittest.TestCase):
         finally:
             a.close()
 
-
-def _stats(agent):
-    r = agent.request(h.frame(h.OP_STATS, 1))
-    out = {}
-    for v in r.all(h.T_STAT):
-        f = dict(h.parse_fields(v))
-        out[f[h.T_STAT_NAME].decode()] = struct.unpack(">Q", f[h.T_STAT_VALUE])[0]
-    return out
 
 
 def _rss_kib(pid):

@@ -8,7 +8,6 @@ in test_resilience.py.)
 """
 import json
 import os
-import struct
 import time
 import unittest
 
@@ -33,14 +32,6 @@ def secrets(current="v2-value", current_id=V2, deleted=False):
     return [s, h.secret("app/other", [h.version(V1, ["AWSCURRENT"], string="other")])]
 
 
-def stats(agent):
-    r = agent.request(h.frame(h.OP_STATS, 1))
-    out = {}
-    for v in r.all(h.T_STAT):
-        f = dict(h.parse_fields(v))
-        out[f[h.T_STAT_NAME].decode()] = struct.unpack(">Q", f[h.T_STAT_VALUE])[0]
-    return out
-
 
 def upstream_calls(st):
     return (st["upstream_get_ok"] + st["upstream_get_error"] + st["upstream_describe_ok"] +
@@ -57,7 +48,7 @@ class Freshness(unittest.TestCase):
         cfg = "[cache]\nttl = 2\nrefresh_ahead = 50\nrefresh_jitter = 0\n"
         with h.Agent(secrets(), config_extra=cfg) as a:
             self.assertEqual(get(a).get(h.T_SECRET_STRING), b"v2-value")
-            base = stats(a)
+            base = a.stats()
             reads, start = 0, time.monotonic()
             while time.monotonic() - start < 5:
                 r = get(a)
@@ -65,7 +56,7 @@ class Freshness(unittest.TestCase):
                 self.assertEqual(r.flags & 1, 0, "a hot secret is never stale")
                 reads += 1
                 time.sleep(0.01)
-            st = stats(a)
+            st = a.stats()
             # Every read after the first was a hit: refresh kept the label trusted.
             self.assertEqual(st["cache_misses"], base["cache_misses"], st)
             self.assertGreaterEqual(st["cache_hits"] - base["cache_hits"], reads)
@@ -89,7 +80,7 @@ class Freshness(unittest.TestCase):
             self.assertLess(time.monotonic() - changed, 2.5)
             self.assertEqual(get(a, stage="AWSPREVIOUS").get(h.T_SECRET_STRING), b"v2-value")
             # Only the new version was fetched; the describe told us the rest.
-            self.assertGreaterEqual(stats(a)["cache_refresh_fetches"], 1)
+            self.assertGreaterEqual(a.stats()["cache_refresh_fetches"], 1)
 
     def test_cold_secret_is_left_to_expire(self):
         cfg = "[cache]\nttl = 1\nrefresh_ahead = 50\nrefresh_idle = 1\n"
@@ -97,7 +88,7 @@ class Freshness(unittest.TestCase):
             get(a, "app/other")
             time.sleep(3)
             # Not read for longer than refresh_idle: at most the first refresh happened.
-            self.assertLessEqual(stats(a)["cache_refreshes"], 1)
+            self.assertLessEqual(a.stats()["cache_refreshes"], 1)
 
     def test_forced_refresh_sees_a_change_at_once_and_is_rate_limited(self):
         cfg = "[cache]\nttl = 300\nmin_refresh_interval = 2\n"
@@ -112,12 +103,12 @@ class Freshness(unittest.TestCase):
             self.assertIn(V3.encode(), p.stdout)
             self.assertEqual(a.cli("get", "app/db").stdout, b"v3-value")
             # Again within min_refresh_interval: refused, clearly, nothing asked upstream.
-            before = upstream_calls(stats(a))
+            before = upstream_calls(a.stats())
             p = a.cli("get", "app/db", "--refresh")
             self.assertEqual(p.returncode, 1)
             self.assertIn(b"try again later", p.stderr)
-            self.assertEqual(upstream_calls(stats(a)), before)
-            st = stats(a)
+            self.assertEqual(upstream_calls(a.stats()), before)
+            st = a.stats()
             self.assertEqual(st["cache_forced_refreshes"], 1)
             self.assertGreaterEqual(st["cache_forced_refreshes_limited"], 1)
             time.sleep(2.1)
@@ -153,7 +144,7 @@ class Freshness(unittest.TestCase):
             r = get(a)
             self.assertEqual(r.status, h.ST_UPSTREAM_UNAVAILABLE, r.message)
             self.assertEqual(a.cli("get", "app/db").returncode, 5)
-            st = stats(a)
+            st = a.stats()
             self.assertGreater(st["cache_stale_serves"], 0)
             self.assertGreater(st["cache_backoffs"], 0)
             # The upstream comes back: served fresh again without a restart.
@@ -183,13 +174,13 @@ class Freshness(unittest.TestCase):
         cfg = "[cache]\nprefetch = app/db, app/other\n"
         with h.Agent(secrets(), config_extra=cfg) as a:
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and stats(a)["cache_entries"] < 2:
+            while time.monotonic() < deadline and a.stats()["cache_entries"] < 2:
                 time.sleep(0.02)
-            before = stats(a)
+            before = a.stats()
             self.assertEqual(before["cache_prefetches"], 2)
             self.assertEqual(get(a).get(h.T_SECRET_STRING), b"v2-value")
             self.assertEqual(get(a, "app/other").get(h.T_SECRET_STRING), b"other")
-            after = stats(a)
+            after = a.stats()
             self.assertEqual(after["cache_misses"], before["cache_misses"])
             self.assertEqual(after["cache_hits"], before["cache_hits"] + 2)
 
