@@ -12,6 +12,11 @@
  *
  * Background work runs from one periodic timer that walks the secrets: cheap
  * (a few nanoseconds a secret) and free of per-entry timers.
+ *
+ * Hits cost one unseal per version per event-loop pass, not per request:
+ * cache_get_shared() keeps what the front end renders from a version (an
+ * encoded reply body) in a small table of the pass, direct-mapped by version,
+ * and the end-of-pass event releases the table's references.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -39,6 +44,26 @@
 #define BREAKER_THRESHOLD	5	/* consecutive upstream failures that open it */
 #define BREAKER_COOLDOWN_MS	2000	/* first wait before a probe; doubles */
 #define BREAKER_COOLDOWN_CAP_MS	60000
+#define PASS_SLOTS		64	/* shared bodies kept per loop pass (direct-mapped) */
+
+/*
+ * The sealing key closes after KEY_LINGER_MS without a seal or unseal (between
+ * one and two periods after the last use), 0: at the end of every loop pass
+ * that used it.
+ *
+ * Why linger: opening and closing the key is an mprotect pair (~2-3 us, more
+ * than unsealing a 1 KiB value), and with one request per loop pass (one
+ * client, or a few) closing per pass doubled the cost of a hit. What PROT_NONE
+ * defends against is an in-process read of the key (an over-read bug), and
+ * code runs in this single-threaded process only during loop passes: closing
+ * at the end of a pass already left the key readable for the rest of any pass
+ * that served a hit, including for requests handled after it. Lingering
+ * widens that to the passes within a millisecond or two of a hit; a key idle
+ * longer than that is closed, as before. No cap under continuous load: while
+ * hits keep coming the key is in use, and closing it between them would only
+ * have it reopened within microseconds, without making it less exposed.
+ */
+#define KEY_LINGER_MS		1
 
 struct version;
 
@@ -103,6 +128,20 @@ struct flight {
 	char strings[];
 };
 
+/*
+ * What a front end rendered from a version, shared by the replies of one loop
+ * pass (see cache.h). While in the pass table it is keyed by the version, the
+ * render function and the version's labels, which are stored after the data.
+ */
+struct cache_body {
+	unsigned refs;
+	const struct version *version;	/* the key; NULL once out of the table */
+	cache_render_fn render;
+	size_t len;			/* of data */
+	size_t stages_len;		/* of the labels after it: each name and its NUL */
+	uint8_t data[];
+};
+
 /* One background refresh of a secret: DescribeSecret, then the missing versions. */
 struct refresh {
 	struct cache *cache;
@@ -123,8 +162,12 @@ struct cache {
 	TAILQ_HEAD(version_lru, version) lru;	/* most recently used first */
 	TAILQ_HEAD(, negative) negative_fifo;
 	seal_ctx *seal;
-	bool key_held;			/* open until the end of this loop pass */
-	struct event *key_close_ev;
+	bool key_held;			/* open (see KEY_LINGER_MS) */
+	bool key_used;			/* used since the linger timer last looked */
+	struct event *key_idle_ev;	/* closes the key once it is not used */
+	struct event *pass_end_ev;	/* end of the loop pass: release the pass's bodies */
+	struct cache_body *pass_bodies[PASS_SLOTS];
+	unsigned pass_count;		/* occupied slots */
 	struct event *tick_ev;
 	uint8_t *plain;			/* guarded buffer for one unsealed value */
 	size_t plain_len;
@@ -173,32 +216,122 @@ is_upstream_failure(enum smc_status status)
 	    status == SMC_STATUS_INTERNAL;
 }
 
-/* ---- the sealing key: opened once per loop pass, closed at its end ---------------- */
+/* ---- the sealing key: open while in use (see KEY_LINGER_MS) ------------------------- */
 
 static void
-key_close_cb(evutil_socket_t fd, short what, void *arg)
+key_close(struct cache *c)
 {
-	struct cache *c = arg;
-
-	(void)fd;
-	(void)what;
 	if (c->key_held) {
 		seal_key_close(c->seal);
 		c->key_held = false;
 	}
+	if (c->key_idle_ev != NULL)
+		event_del(c->key_idle_ev);
+}
+
+/* Every KEY_LINGER_MS while the key is open: close it unless it was used meanwhile. */
+static void
+key_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cache *c = arg;
+	const struct timeval linger = { 0, KEY_LINGER_MS * 1000 };
+
+	(void)fd;
+	(void)what;
+	if (c->key_held && c->key_used) {
+		c->key_used = false;
+		evtimer_add(c->key_idle_ev, &linger);
+		return;
+	}
+	key_close(c);
 }
 
 static int
 key_hold(struct cache *c)
 {
+	const struct timeval linger = { 0, KEY_LINGER_MS * 1000 };
+
+	c->key_used = true;
 	if (c->key_held)
 		return 0;
 	if (seal_key_open(c->seal) != 0)
 		return -1;
 	c->key_held = true;
-	/* Runs after the callbacks already due in this pass: one toggle per batch. */
-	event_active(c->key_close_ev, EV_TIMEOUT, 0);
+	c->key_used = false;	/* this period's use is the opening itself */
+	if (KEY_LINGER_MS > 0)
+		evtimer_add(c->key_idle_ev, &linger);
+	else	/* Runs after the callbacks already due in this pass: one toggle per batch. */
+		event_active(c->pass_end_ev, EV_TIMEOUT, 0);
 	return 0;
+}
+
+/* ---- shared bodies of this loop pass ------------------------------------------------ */
+
+const uint8_t *
+cache_body_data(const struct cache_body *b, size_t *len)
+{
+	*len = b->len;
+	return b->data;
+}
+
+void
+cache_body_hold(struct cache_body *b)
+{
+	b->refs++;
+}
+
+void
+cache_body_release(struct cache_body *b)
+{
+	if (b == NULL || --b->refs > 0)
+		return;
+	sodium_memzero(b->data, b->len);
+	free(b);
+}
+
+static size_t
+pass_slot(const struct version *v)
+{
+	/* Fibonacci hashing of the address: versions are malloc'ed, low bits alike. */
+	return (size_t)(((uint64_t)(uintptr_t)v * 0x9E3779B97F4A7C15u) >> 58) & (PASS_SLOTS - 1);
+}
+
+static void
+pass_drop(struct cache *c, size_t slot)
+{
+	struct cache_body *b = c->pass_bodies[slot];
+
+	if (b == NULL)
+		return;
+	c->pass_bodies[slot] = NULL;
+	c->pass_count--;
+	b->version = NULL;
+	cache_body_release(b);
+}
+
+/* A version is going: its body (if any) must not be found by a newcomer at its address. */
+static void
+pass_forget(struct cache *c, const struct version *v)
+{
+	size_t slot = pass_slot(v);
+
+	if (c->pass_count > 0 && c->pass_bodies[slot] != NULL &&
+	    c->pass_bodies[slot]->version == v)
+		pass_drop(c, slot);
+}
+
+/* End of the loop pass: the table lets go of its bodies (replies still queued keep theirs). */
+static void
+pass_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cache *c = arg;
+
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < PASS_SLOTS && c->pass_count > 0; i++)
+		pass_drop(c, i);
+	if (KEY_LINGER_MS == 0)
+		key_close(c);
 }
 
 /* Background work is due sometime: make sure the tick runs. The tick only
@@ -448,6 +581,7 @@ version_free(struct cache *c, struct version *v)
 		if (l->version == v)
 			l->version = NULL;
 	}
+	pass_forget(c, v);
 	TAILQ_REMOVE(&c->lru, v, lru);
 	c->stats.versions--;
 	c->stats.sealed_bytes -= v->blob_len;
@@ -600,13 +734,12 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 	return v;
 }
 
-/* Unseals v and hands it to cb; the plaintext is wiped before returning. */
-static void
-deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb cb, void *arg)
+/* Unseals v into the guarded buffer (or a new one if it is lent out) and fills
+ * value; returns the buffer, or NULL (error set). Give it back with plain_put(). */
+static uint8_t *
+plain_get(struct cache *c, struct version *v, struct backend_value *value,
+    const char **stages, struct backend_error *error)
 {
-	const char *stages[SMC_MAX_STAGES];
-	struct backend_value value;
-	struct backend_error error;
 	uint8_t *plain = c->plain;
 	size_t len, cap = c->plain_len;
 
@@ -615,35 +748,37 @@ deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb c
 	if (c->plain_busy) {
 		cap = seal_plain_capacity(v->blob_len);
 		if (cap == 0 || (plain = sodium_malloc(cap)) == NULL) {
-			backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
-			cb(arg, NULL, false, &error);
-			return;
+			backend_error_set(error, SMC_STATUS_INTERNAL, "out of memory");
+			return NULL;
 		}
 	}
-	c->plain_busy = true;
 	if (key_hold(c) != 0 ||
 	    seal_unseal(c->seal, v->secret->arn, v->version_id, v->blob, v->blob_len,
 	    plain, cap, &len) != 0) {
-		backend_error_set(&error, SMC_STATUS_INTERNAL, "cached value failed to unseal");
+		backend_error_set(error, SMC_STATUS_INTERNAL, "cached value failed to unseal");
 		log_error("cache: a sealed value failed its integrity check");
-		cb(arg, NULL, false, &error);
-		len = 0;
-		goto out;
+		if (plain != c->plain)
+			sodium_free(plain);
+		return NULL;
 	}
-	memset(&value, 0, sizeof(value));
-	value.arn = v->secret->arn;
-	value.name = v->secret->name;
-	value.version_id = v->version_id;
-	value.stages = stages;
-	value.stage_count = version_stages(v, stages, SMC_MAX_STAGES);
-	value.created_ms = v->created_ms;
-	value.is_binary = v->is_binary;
-	value.data = plain;
-	value.len = len;
-	if (stale)
-		c->stats.stale_serves++;
-	cb(arg, &value, stale, NULL);
-out:
+	if (plain == c->plain)
+		c->plain_busy = true;
+	memset(value, 0, sizeof(*value));
+	value->arn = v->secret->arn;
+	value->name = v->secret->name;
+	value->version_id = v->version_id;
+	value->stages = stages;
+	value->stage_count = version_stages(v, stages, SMC_MAX_STAGES);
+	value->created_ms = v->created_ms;
+	value->is_binary = v->is_binary;
+	value->data = plain;
+	value->len = len;
+	return plain;
+}
+
+static void
+plain_put(struct cache *c, uint8_t *plain, size_t len)
+{
 	sodium_memzero(plain, len);
 	if (plain != c->plain)
 		sodium_free(plain);
@@ -651,20 +786,123 @@ out:
 		c->plain_busy = false;
 }
 
+/* Unseals v and hands it to cb; the plaintext is wiped before returning. */
+static void
+deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb cb, void *arg)
+{
+	const char *stages[SMC_MAX_STAGES];
+	struct backend_value value;
+	struct backend_error error;
+	uint8_t *plain;
+
+	if ((plain = plain_get(c, v, &value, stages, &error)) == NULL) {
+		cb(arg, NULL, false, &error);
+		return;
+	}
+	if (stale)
+		c->stats.stale_serves++;
+	cb(arg, &value, stale, NULL);
+	plain_put(c, plain, value.len);
+}
+
+/* Whether b was rendered from v as it is labelled now. */
+static bool
+body_matches(const struct cache_body *b, const struct version *v, cache_render_fn render)
+{
+	const char *stages[SMC_MAX_STAGES];
+	const char *key = (const char *)b->data + b->len, *end = key + b->stages_len;
+	size_t n, len;
+
+	if (b->version != v || b->render != render)
+		return false;
+	n = version_stages(v, stages, SMC_MAX_STAGES);
+	for (size_t i = 0; i < n; i++) {
+		len = strlen(stages[i]) + 1;
+		if ((size_t)(end - key) < len || memcmp(key, stages[i], len) != 0)
+			return false;
+		key += len;
+	}
+	return key == end;
+}
+
+/* Unseals and renders v into a new body (one reference); NULL on failure. */
+static struct cache_body *
+body_make(struct cache *c, struct version *v, cache_render_fn render)
+{
+	const char *stages[SMC_MAX_STAGES];
+	struct backend_value value;
+	struct backend_error error;
+	struct cache_body *b = NULL;
+	uint8_t *plain;
+	size_t need, stages_len = 0;
+	char *p;
+
+	if ((plain = plain_get(c, v, &value, stages, &error)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < value.stage_count; i++)
+		stages_len += strlen(stages[i]) + 1;
+	need = render(&value, NULL, 0);
+	if (need == 0 || (b = malloc(sizeof(*b) + need + stages_len)) == NULL)
+		goto out;
+	if (render(&value, b->data, need) != need) {
+		sodium_memzero(b->data, need);
+		free(b);
+		b = NULL;
+		goto out;
+	}
+	b->refs = 1;
+	b->version = v;
+	b->render = render;
+	b->len = need;
+	b->stages_len = stages_len;
+	p = (char *)b->data + need;
+	for (size_t i = 0; i < value.stage_count; i++) {
+		size_t len = strlen(stages[i]) + 1;
+
+		memcpy(p, stages[i], len);
+		p += len;
+	}
+out:
+	plain_put(c, plain, value.len);
+	return b;
+}
+
+/* The body for v in this pass, made if need be; a new reference, or NULL. */
+static struct cache_body *
+body_get(struct cache *c, struct version *v, cache_render_fn render)
+{
+	size_t slot = pass_slot(v);
+	struct cache_body *b = c->pass_bodies[slot];
+
+	if (b != NULL && body_matches(b, v, render)) {
+		b->refs++;
+		return b;
+	}
+	if ((b = body_make(c, v, render)) == NULL)
+		return NULL;
+	/* The slot's previous body (another version, or v labelled otherwise)
+	 * lives on in the replies that hold it. */
+	pass_drop(c, slot);
+	b->refs++;
+	c->pass_bodies[slot] = b;
+	if (c->pass_count++ == 0)
+		event_active(c->pass_end_ev, EV_TIMEOUT, 0);
+	return b;
+}
+
 /*
  * What the cache can answer for q without the upstream: a trusted version,
  * or with allow_stale one past its ttl but within max_stale (*stale set).
  */
 static struct version *
-lookup(struct cache *c, const struct backend_query *q, uint64_t now, bool allow_stale,
-    bool *stale)
+lookup(struct cache *c, struct secret *s, const struct backend_query *q, uint64_t now,
+    bool allow_stale, bool *stale)
 {
-	struct secret *s;
 	struct version *v, *by_label;
 	uint64_t expires = 0, stale_ms = (uint64_t)c->opts.max_stale_s * 1000u;
 
 	*stale = false;
-	if ((s = secret_find(c, q->secret_id)) == NULL)
+	if (s == NULL)
 		return NULL;
 	if (q->version_id != NULL) {
 		/* A version's value never changes: held is as good as fresh. */
@@ -822,7 +1060,7 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 		if (is_upstream_failure(error->status)) {
 			/* Stale-if-error: the last good value, within max_stale; and later
 			 * readers get it at once instead of waiting on the upstream again. */
-			v = lookup(c, &f->query, now, true, &stale);
+			v = lookup(c, s, &f->query, now, true, &stale);
 			if (s != NULL)
 				secret_backoff(c, s, now);
 		} else if (s != NULL && (error->status == SMC_STATUS_ACCESS_DENIED ||
@@ -973,7 +1211,7 @@ cache_get(struct cache *c, const struct backend_query *query, unsigned flags, ca
 	}
 	/* While the upstream is known to fail, serve stale at once rather than wait for it. */
 	s = secret_find(c, q.secret_id);
-	v = lookup(c, &q, now, s != NULL && (s->failures > 0 || c->breaker_open_until_ms != 0),
+	v = lookup(c, s, &q, now, s != NULL && (s->failures > 0 || c->breaker_open_until_ms != 0),
 	    &stale);
 	if (v != NULL) {
 		c->stats.hits++;
@@ -992,6 +1230,36 @@ cache_get(struct cache *c, const struct backend_query *query, unsigned flags, ca
 	}
 	c->stats.misses++;
 	flight_join(c, &q, cb, arg);
+}
+
+int
+cache_get_shared(struct cache *c, const struct backend_query *query, unsigned flags,
+    cache_render_fn render, cache_body_cb cb, void *arg)
+{
+	struct backend_query q = *query;
+	struct cache_body *b;
+	struct version *v;
+	struct secret *s;
+	uint64_t now;
+	bool stale;
+
+	if (flags & CACHE_FORCE_REFRESH)
+		return 0;
+	if (q.version_stage == NULL && q.version_id == NULL)
+		q.version_stage = STAGE_CURRENT;
+	if ((s = secret_find(c, q.secret_id)) == NULL)
+		return 0;
+	now = now_ms();
+	/* As cache_get(): serve stale at once while the upstream is known to fail. */
+	v = lookup(c, s, &q, now, s->failures > 0 || c->breaker_open_until_ms != 0, &stale);
+	if (v == NULL || (b = body_get(c, v, render)) == NULL)
+		return 0;
+	c->stats.hits++;
+	if (stale)
+		c->stats.stale_serves++;
+	touch(c, v, now);
+	cb(arg, s->arn, s->name, stale, b);
+	return 1;
 }
 
 void
@@ -1249,9 +1517,10 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "cannot allocate the guarded plaintext buffer");
 		goto fail;
 	}
-	c->key_close_ev = event_new(base, -1, 0, key_close_cb, c);
+	c->key_idle_ev = evtimer_new(base, key_idle_cb, c);
+	c->pass_end_ev = event_new(base, -1, 0, pass_end_cb, c);
 	c->tick_ev = evtimer_new(base, tick_cb, c);
-	if (c->key_close_ev == NULL || c->tick_ev == NULL) {
+	if (c->key_idle_ev == NULL || c->pass_end_ev == NULL || c->tick_ev == NULL) {
 		snprintf(err, errlen, "cannot create an event");
 		goto fail;
 	}
@@ -1292,10 +1561,13 @@ cache_free(struct cache *c)
 	}
 	if (c->tick_ev != NULL)
 		event_free(c->tick_ev);
-	if (c->key_close_ev != NULL)
-		event_free(c->key_close_ev);
-	if (c->key_held)
-		seal_key_close(c->seal);
+	for (size_t i = 0; i < PASS_SLOTS; i++)
+		pass_drop(c, i);
+	if (c->pass_end_ev != NULL)
+		event_free(c->pass_end_ev);
+	key_close(c);
+	if (c->key_idle_ev != NULL)
+		event_free(c->key_idle_ev);
 	if (c->seal != NULL)
 		seal_ctx_free(c->seal);
 	if (c->plain != NULL)

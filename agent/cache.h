@@ -22,9 +22,11 @@
  * that at once. Failing refreshes back off per secret, and a circuit breaker
  * stops calling an upstream that fails everything, probing it now and then.
  *
- * Values are sealed (seal.h) under a key that is closed except during one
- * event-loop pass that needs it; plaintext exists only in a guarded buffer
- * for the duration of a callback.
+ * Values are sealed (seal.h) under a key that is inaccessible except while
+ * values are being sealed or unsealed (it closes about a millisecond after
+ * its last use; see cache.c). Plaintext exists only in a guarded buffer for
+ * the duration of a callback, or in a shared body (below) for at most one
+ * event-loop pass plus the time its replies take to be written.
  */
 #ifndef SMC_AGENT_CACHE_H
 #define SMC_AGENT_CACHE_H
@@ -102,6 +104,47 @@ void cache_free(struct cache *cache);
  */
 void cache_get(struct cache *cache, const struct backend_query *query, unsigned flags,
     cache_value_cb cb, void *arg);
+
+/*
+ * Shared bodies: the fast path for hits. A front end that answers every hit
+ * on a version with the same bytes (an encoded reply body) gives the cache a
+ * render function; the cache unseals and renders a version once per
+ * event-loop pass, keeps the bytes in a reference-counted buffer, and every
+ * hit on that version in the same pass gets a reference to them. The bytes
+ * are plaintext: locked memory (the process is mlockall'd), wiped and freed
+ * when the pass has ended and the last reference is released.
+ *
+ * render writes the bytes for value into out[0..cap) and returns their
+ * length; with cap too small (out may be NULL) it writes nothing and returns
+ * the length it needs. 0: cannot render. It must not call the cache.
+ */
+struct cache_body;
+typedef size_t (*cache_render_fn)(const struct backend_value *value, uint8_t *out, size_t cap);
+
+/*
+ * A hit: body is a reference the callee owns (pass it on or release it);
+ * arn and name identify the secret (for access checks) and are valid only
+ * during the call; stale as for cache_value_cb.
+ */
+typedef void (*cache_body_cb)(void *arg, const char *arn, const char *name, bool stale,
+    struct cache_body *body);
+
+/*
+ * Answers query from the cache alone when it can: a hit (fresh, or stale
+ * while the upstream fails) goes to cb before this returns, and 1 is
+ * returned. 0: nothing was called and nothing counted; use cache_get()
+ * (a miss, a remembered "not found", a forced refresh, or a failure to
+ * unseal or render).
+ */
+int cache_get_shared(struct cache *cache, const struct backend_query *query, unsigned flags,
+    cache_render_fn render, cache_body_cb cb, void *arg);
+
+const uint8_t *cache_body_data(const struct cache_body *body, size_t *len);
+/* Another reference (for one more reply sending the same bytes). */
+void cache_body_hold(struct cache_body *body);
+/* Drops a reference; the last one wipes and frees the body. NULL is a no-op.
+ * Needs no cache: bodies may outlive it. */
+void cache_body_release(struct cache_body *body);
 
 /* Fetches AWSCURRENT of secret_id in the background (start-up prefetch). */
 void cache_prefetch(struct cache *cache, const char *secret_id);

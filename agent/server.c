@@ -178,6 +178,25 @@ conn_send_owned_secret(struct conn *c, uint8_t *frame, size_t len)
 }
 
 void
+conn_send_shared(struct conn *c, const void *head, size_t head_len, const void *body,
+    size_t body_len, conn_release_fn release, void *arg)
+{
+	if (evbuffer_add(c->out, head, head_len) != 0) {
+		log_error("conn %llu: out of memory queuing a reply", (unsigned long long)c->id);
+		release(body, body_len, arg);
+		return;
+	}
+	if (evbuffer_add_reference(c->out, body, body_len, release, arg) != 0) {
+		/* Half a frame is queued: the stream cannot go on. */
+		log_error("conn %llu: out of memory queuing a reply; closing",
+		    (unsigned long long)c->id);
+		release(body, body_len, arg);
+		c->close_after_flush = true;
+		conn_set_reading(c, false);
+	}
+}
+
+void
 conn_send_error(struct conn *c, uint8_t op, uint32_t request_id, int status, const char *fmt, ...)
 {
 	uint8_t frame[SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + SMC_FIELD_HEADER_LEN + SMC_MAX_MESSAGE];

@@ -71,6 +71,14 @@ void conn_send(struct conn *conn, const void *frame, size_t len);
 /* Queue a reply frame that holds a secret value: frame must come from
  * malloc; the connection zeroes and frees it once written or dropped. */
 void conn_send_owned_secret(struct conn *conn, uint8_t *frame, size_t len);
+/*
+ * Queue a reply in two parts: head (copied) and body, sent by reference
+ * without a copy. release(body, body_len, arg) runs once the body is written
+ * or dropped, or before this returns if it cannot be queued.
+ */
+typedef void (*conn_release_fn)(const void *body, size_t body_len, void *arg);
+void conn_send_shared(struct conn *conn, const void *head, size_t head_len, const void *body,
+    size_t body_len, conn_release_fn release, void *arg);
 /* Encode-and-send an error reply. */
 void conn_send_error(struct conn *conn, uint8_t op, uint32_t request_id, int status,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
