@@ -397,19 +397,17 @@ breaker_record(struct cache *c, bool ok, bool probe, uint64_t now)
 static struct secret *
 secret_by_name(struct cache *c, const char *name, size_t name_len)
 {
-	char buf[SMC_MAX_NAME + 1];
 	struct table_node *n;
 	uint64_t h;
 
 	if (name_len > SMC_MAX_NAME)
 		return NULL;
-	memcpy(buf, name, name_len);
-	buf[name_len] = '\0';
-	h = table_hash(&c->secrets, buf, NULL, NULL);
+	h = table_hash_bytes(&c->secrets, name, name_len);
 	for (n = table_chain(&c->secrets, h); n != NULL; n = n->next) {
 		struct secret *s = table_entry(n, struct secret, node);
 
-		if (n->hash == h && strcmp(s->name, buf) == 0)
+		if (n->hash == h && strncmp(s->name, name, name_len) == 0 &&
+		    s->name[name_len] == '\0')
 			return s;
 	}
 	return NULL;
@@ -625,7 +623,7 @@ secret_upsert(struct cache *c, const char *arn, const char *name)
 	memcpy(s->arn, arn, arn_len + 1);
 	memcpy(s->arn + arn_len + 1, name, name_len + 1);
 	s->name = s->arn + arn_len + 1;
-	table_insert(&c->secrets, &s->node, table_hash(&c->secrets, s->name, NULL, NULL));
+	table_insert(&c->secrets, &s->node, table_hash_bytes(&c->secrets, s->name, name_len));
 	c->stats.secrets++;
 	return s;
 }

@@ -7,9 +7,9 @@
  * Replies that carry a secret value are built in the agent's locked scratch
  * buffer, copied once into an exact-size buffer the connection wipes after
  * writing, and the scratch is wiped at once. GET hits take a shorter way:
- * the reply's fields are rendered once per version and loop pass into a
- * body the cache shares (cache_get_shared), and each reply is its own
- * 14-byte head (length, header with the request id) plus that body, sent by
+ * the reply is rendered once per version and loop pass into a body the
+ * cache shares (cache_get_shared), and each reply is its own 14-byte head
+ * (length, header with the request id) plus the rest of that body, sent by
  * reference.
  */
 #include <stdio.h>
@@ -233,26 +233,41 @@ cstr_field_len(const char *s)
 	return s != NULL ? SMC_FIELD_HEADER_LEN + strlen(s) : 0;
 }
 
-/* cache_render_fn: a GET reply's fields, shared by the hits of one loop pass. */
+/*
+ * A shared body is a whole GET reply frame whose header has request id 0 and
+ * no flags: each reply copies those first bytes, patches in its own request
+ * id and STALE flag, and sends the rest by reference. Where they sit
+ * (proto/PROTOCOL.md: length u32, then version u8, op u8, flags u16,
+ * request id u32, status u16):
+ */
+#define HEAD_LEN	(SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN)
+#define HEAD_FLAGS_AT	(SMC_FRAME_PREFIX_LEN + 2)
+#define HEAD_ID_AT	(SMC_FRAME_PREFIX_LEN + 4)
+_Static_assert(SMC_HEADER_LEN == 10, "the header layout the offsets above follow");
+
+/* cache_render_fn: a GET reply frame, shared by the hits of one loop pass. */
 static size_t
-render_get_body(const struct backend_value *value, uint8_t *out, size_t cap)
+render_get_reply(const struct backend_value *value, uint8_t *out, size_t cap)
 {
 	struct smc_writer w;
-	size_t need;
+	size_t need, len;
 
-	need = cstr_field_len(value->arn) + cstr_field_len(value->name) +
+	need = HEAD_LEN + cstr_field_len(value->arn) + cstr_field_len(value->name) +
 	    cstr_field_len(value->version_id) + SMC_FIELD_HEADER_LEN + value->len;
 	for (size_t i = 0; i < value->stage_count; i++)
 		need += cstr_field_len(value->stages[i]);
 	if (value->created_ms > 0)
 		need += SMC_FIELD_HEADER_LEN + 8;
-	if (need > SMC_FRAME_MAX_BODY - SMC_HEADER_LEN)
+	if (need > SMC_FRAME_PREFIX_LEN + SMC_FRAME_MAX_BODY)
 		return 0;
 	if (out == NULL || cap < need)
 		return need;
 	smc_writer_init(&w, out, cap);
+	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, 0, SMC_STATUS_OK);
 	put_get_fields(&w, value);
-	return w.overflow || w.len != need ? 0 : need;
+	if (smc_message_end(&w, &len) != 0 || len != need)
+		return 0;
+	return need;
 }
 
 static void
@@ -274,8 +289,7 @@ static void
 get_hit(void *arg, const char *arn, const char *name, bool stale, struct cache_body *body)
 {
 	const struct hit *h = arg;
-	uint8_t head[SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN];
-	struct smc_writer w;
+	uint8_t head[HEAD_LEN];
 	const uint8_t *data;
 	size_t len;
 
@@ -287,13 +301,14 @@ get_hit(void *arg, const char *arn, const char *name, bool stale, struct cache_b
 		return;
 	}
 	audit_request(h->agent, h->conn, h->req, true, SMC_STATUS_OK);
-	data = cache_body_data(body, &len);
-	smc_writer_init(&w, head, sizeof(head));
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, stale ? SMC_FLAG_STALE : 0,
-	    h->req->header.request_id, SMC_STATUS_OK);
-	smc_store_u32(head, (uint32_t)(SMC_HEADER_LEN + len));	/* render_get_body bounds len */
+	data = cache_body_data(body, &len);	/* render_get_reply made len > HEAD_LEN */
+	memcpy(head, data, HEAD_LEN);
+	head[HEAD_FLAGS_AT] = (uint8_t)((stale ? SMC_FLAG_STALE : 0) >> 8);
+	head[HEAD_FLAGS_AT + 1] = (uint8_t)(stale ? SMC_FLAG_STALE : 0);
+	smc_store_u32(head + HEAD_ID_AT, h->req->header.request_id);
 	count_reply(h->agent, SMC_STATUS_OK);
-	conn_send_shared(h->conn, head, sizeof(head), data, len, release_body, body);
+	conn_send_shared(h->conn, head, HEAD_LEN, data + HEAD_LEN, len - HEAD_LEN, release_body,
+	    body);
 }
 
 /* A GET the cache can answer at once, without a pending request; false: not answered. */
@@ -312,7 +327,7 @@ get_cached(struct agent *agent, struct conn *conn, const struct smc_request *req
 	q.secret_id = str_copy(&req->secret_id, id, sizeof(id));
 	q.version_stage = str_copy(&req->version_stage, stage, sizeof(stage));
 	q.version_id = str_copy(&req->version_id, vid, sizeof(vid));
-	return cache_get_shared(agent->cache, &q, 0, render_get_body, get_hit, (void *)&h) == 1;
+	return cache_get_shared(agent->cache, &q, 0, render_get_reply, get_hit, (void *)&h) == 1;
 }
 
 static struct pending *

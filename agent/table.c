@@ -74,6 +74,17 @@ long_key:
 	return h;
 }
 
+uint64_t
+table_hash_bytes(const struct table *t, const void *p, size_t len)
+{
+	unsigned char out[crypto_shorthash_BYTES];
+	uint64_t h;
+
+	crypto_shorthash(out, p, len, t->key);
+	memcpy(&h, out, sizeof(h));
+	return h;
+}
+
 static void
 table_grow(struct table *t)
 {

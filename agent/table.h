@@ -32,6 +32,9 @@ void table_destroy(struct table *t);	/* frees buckets only; entries are the call
 
 /* Hash of up to three strings (NULL allowed), unambiguous: each is length-prefixed. */
 uint64_t table_hash(const struct table *t, const char *a, const char *b, const char *c);
+/* Hash of one byte string, for tables keyed by a single string (no copy, no prefix);
+ * not comparable with table_hash(): use one or the other for a given table. */
+uint64_t table_hash_bytes(const struct table *t, const void *p, size_t len);
 
 /* Inserts n with hash h; grows the table (best effort) to keep chains short. */
 void table_insert(struct table *t, struct table_node *n, uint64_t h);
