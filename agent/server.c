@@ -1,9 +1,16 @@
 /*
  * server: connections on the agent's Unix socket (see server.h).
  *
- * Each connection uses plain events and evbuffer_read/evbuffer_write rather
- * than bufferevents: replies are written straight from the read callback,
- * which saves a loop pass and two epoll_ctl calls per request.
+ * Each connection uses plain events rather than bufferevents: replies are
+ * written straight from the read callback, which saves a loop pass and two
+ * epoll_ctl calls per request. The hot path avoids evbuffers altogether:
+ *   - input is read(2) into one server-wide buffer and whole frames are
+ *     handled where they landed; only a partial frame (or frames held back
+ *     by the bounds) is kept in the connection's input evbuffer;
+ *   - replies sent by reference are gathered in one server-wide batch while
+ *     a connection's input is handled, and written with one writev(2).
+ * The evbuffers (and evbuffer_write) take over whenever the socket cannot
+ * take everything at once.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -11,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -23,7 +31,9 @@
 #include "peer_limits.h"
 #include "server.h"
 
-#define READ_CHUNK		65536
+#define READ_CHUNK		65536	/* bytes read(2) at once, into the server's buffer */
+#define BATCH_IOV		64	/* iovecs in one writev(2): a head and a body per reply */
+#define BATCH_HEAD_MAX		32	/* longest head copied into the batch */
 #define ACCEPTS_PER_CALLBACK	64
 #define PEER_GROUPS_INLINE	32	/* supplementary groups read without a second call */
 
@@ -50,8 +60,27 @@ struct conn {
 	TAILQ_ENTRY(conn) entry;
 };
 
+/*
+ * Replies sent by reference (conn_send_shared), gathered while one
+ * connection's input is handled and written with one writev(2) when it is
+ * done. Anything that must follow them in order, and whatever writev did not
+ * take, moves to the connection's output evbuffer (batch_spill). While the
+ * batch holds a connection's replies, that connection's evbuffer is empty.
+ */
+struct out_batch {
+	struct conn *conn;		/* whose replies these are; NULL: empty */
+	int n;
+	size_t bytes;
+	struct iovec iov[BATCH_IOV];
+	conn_release_fn release[BATCH_IOV];	/* NULL: a head, copied into heads[i] */
+	void *arg[BATCH_IOV];
+	uint8_t heads[BATCH_IOV][BATCH_HEAD_MAX];
+};
+
 struct server {
 	struct event_base *base;
+	uint8_t *rbuf;			/* READ_CHUNK bytes: where every read lands */
+	struct out_batch batch;
 	int listen_fd;
 	struct event *listen_ev;
 	struct event *accept_pause_ev;
@@ -128,12 +157,140 @@ conn_set_reading(struct conn *c, bool on)
 	c->reading = on;
 }
 
+/* ---- the reply batch ----------------------------------------------------------------- */
+
+/* Bytes queued for c, in the batch and in its evbuffer. */
+static size_t
+conn_out_len(const struct conn *c)
+{
+	const struct out_batch *b = &c->server->batch;
+
+	return evbuffer_get_length(c->out) + (b->conn == c ? b->bytes : 0);
+}
+
+static void
+batch_clear(struct out_batch *b)
+{
+	b->conn = NULL;
+	b->n = 0;
+	b->bytes = 0;
+}
+
+/* Releases the bodies of entries [from, n) unsent and empties the batch. */
+static void
+batch_drop(struct out_batch *b, int from)
+{
+	for (int i = from; i < b->n; i++) {
+		if (b->release[i] != NULL)
+			b->release[i](b->iov[i].iov_base, b->iov[i].iov_len, b->arg[i]);
+	}
+	batch_clear(b);
+}
+
+/*
+ * Moves entries [from, n) to their connection's evbuffer, in order, and
+ * empties the batch. Out of memory midway breaks the stream: what could
+ * not be queued is released and the connection closes once the rest is out.
+ */
+static void
+batch_spill(struct out_batch *b, int from)
+{
+	struct conn *c = b->conn;
+	int i;
+
+	for (i = from; i < b->n; i++) {
+		const struct iovec *v = &b->iov[i];
+		int r = b->release[i] == NULL ? evbuffer_add(c->out, v->iov_base, v->iov_len) :
+		    evbuffer_add_reference(c->out, v->iov_base, v->iov_len, b->release[i], b->arg[i]);
+
+		if (r != 0)
+			break;
+	}
+	if (i < b->n) {
+		log_error("conn %llu: out of memory queuing replies; closing",
+		    (unsigned long long)c->id);
+		c->close_after_flush = true;
+		conn_set_reading(c, false);
+		batch_drop(b, i);
+		return;
+	}
+	batch_clear(b);
+}
+
+/*
+ * Writes the batch of c (whose evbuffer is empty) with one writev. Returns 1
+ * when all of it went out, 0 when the socket is full (the rest is spilled to
+ * the evbuffer), -1 on an error (errno set; the batch is dropped).
+ */
+static int
+batch_write(struct conn *c)
+{
+	struct out_batch *b = &c->server->batch;
+	ssize_t n;
+	size_t left;
+	int i;
+
+	do
+		n = writev(c->fd, b->iov, b->n);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			batch_spill(b, 0);
+			return 0;
+		}
+		batch_drop(b, 0);
+		return -1;
+	}
+	conn_touch(c);
+	left = (size_t)n;
+	for (i = 0; i < b->n && left >= b->iov[i].iov_len; i++) {
+		left -= b->iov[i].iov_len;
+		if (b->release[i] != NULL)
+			b->release[i](b->iov[i].iov_base, b->iov[i].iov_len, b->arg[i]);
+	}
+	if (i == b->n) {
+		batch_clear(b);
+		return 1;
+	}
+	/* Partly written: the rest of entry i, and those after it, wait in the evbuffer. */
+	if (b->release[i] == NULL) {
+		memmove(b->heads[i], b->heads[i] + left, b->iov[i].iov_len - left);
+		b->iov[i].iov_base = b->heads[i];
+	} else {
+		b->iov[i].iov_base = (uint8_t *)b->iov[i].iov_base + left;
+	}
+	b->iov[i].iov_len -= left;
+	batch_spill(b, i);
+	return 0;
+}
+
+/* Anything about to be queued for c must come after its batched replies. */
+static void
+conn_unbatch(struct conn *c)
+{
+	if (c->server->batch.conn == c)
+		batch_spill(&c->server->batch, 0);
+}
+
+/* ---- output ---------------------------------------------------------------------------- */
+
 /* Writes what is queued; returns -1 when the connection was closed. */
 static int
 conn_flush(struct conn *c)
 {
 	int n;
 
+	if (c->server->batch.conn == c) {
+		n = batch_write(c);
+		if (n < 0) {
+			conn_close(c, strerror(errno));
+			return -1;
+		}
+		if (n == 0) {
+			event_add(c->write_ev, NULL);
+			return 0;
+		}
+	}
 	while (evbuffer_get_length(c->out) > 0) {
 		n = evbuffer_write(c->out, c->fd);
 		if (n > 0) {
@@ -156,6 +313,7 @@ conn_flush(struct conn *c)
 void
 conn_send(struct conn *c, const void *frame, size_t len)
 {
+	conn_unbatch(c);
 	if (evbuffer_add(c->out, frame, len) != 0)
 		log_error("conn %llu: out of memory queuing a reply", (unsigned long long)c->id);
 }
@@ -171,6 +329,7 @@ wipe_and_free(const void *data, size_t len, void *arg)
 void
 conn_send_owned_secret(struct conn *c, uint8_t *frame, size_t len)
 {
+	conn_unbatch(c);
 	if (evbuffer_add_reference(c->out, frame, len, wipe_and_free, NULL) != 0) {
 		log_error("conn %llu: out of memory queuing a reply", (unsigned long long)c->id);
 		wipe_and_free(frame, len, NULL);
@@ -181,6 +340,36 @@ void
 conn_send_shared(struct conn *c, const void *head, size_t head_len, const void *body,
     size_t body_len, conn_release_fn release, void *arg)
 {
+	struct out_batch *b = &c->server->batch;
+
+	if (b->conn != c && b->conn != NULL) {
+		/* Another connection's replies (not expected: batches are written
+		 * before the loop moves on); they leave through its evbuffer. */
+		struct conn *other = b->conn;
+
+		batch_spill(b, 0);
+		event_add(other->write_ev, NULL);
+	}
+	if (b->conn == c && b->n + 2 > BATCH_IOV && batch_write(c) < 0) {
+		/* Full, and written early: the connection is broken. */
+		release(body, body_len, arg);
+		c->close_after_flush = true;
+		conn_set_reading(c, false);
+		return;
+	}
+	if (head_len <= BATCH_HEAD_MAX && (b->conn == c || evbuffer_get_length(c->out) == 0)) {
+		b->conn = c;
+		memcpy(b->heads[b->n], head, head_len);
+		b->iov[b->n].iov_base = b->heads[b->n];
+		b->iov[b->n].iov_len = head_len;
+		b->release[b->n++] = NULL;
+		b->iov[b->n].iov_base = (void *)(uintptr_t)body;
+		b->iov[b->n].iov_len = body_len;
+		b->release[b->n] = release;
+		b->arg[b->n++] = arg;
+		b->bytes += head_len + body_len;
+		return;
+	}
 	if (evbuffer_add(c->out, head, head_len) != 0) {
 		log_error("conn %llu: out of memory queuing a reply", (unsigned long long)c->id);
 		release(body, body_len, arg);
@@ -217,29 +406,33 @@ conn_send_error(struct conn *c, uint8_t op, uint32_t request_id, int status, con
 	conn_send(c, frame, len);
 }
 
-/* Handles every complete frame in the input buffer, within the output and in-flight bounds. */
-static void
-conn_process_input(struct conn *c)
+/* ---- input ----------------------------------------------------------------------------- */
+
+/*
+ * Handles the complete frames in data[0..avail), within the output and
+ * in-flight bounds; returns how many bytes it consumed (all of them once the
+ * framing is lost). Request strings point into data: it must stay put
+ * during the call.
+ */
+static size_t
+conn_handle_frames(struct conn *c, const uint8_t *data, size_t avail)
 {
 	const struct server_limits *lim = &c->server->limits;
 	struct smc_decode_error derr;
 	struct smc_request req;
-	uint8_t prefix[SMC_FRAME_PREFIX_LEN];
-	const uint8_t *frame;
-	size_t avail, body_len;
+	size_t used = 0, body_len;
+	bool touched = false;
 
 	c->processing = true;
 	while (!c->close_after_flush) {
-		if (evbuffer_get_length(c->out) >= lim->max_output || c->in_flight >= lim->max_in_flight) {
+		if (conn_out_len(c) >= lim->max_output || c->in_flight >= lim->max_in_flight) {
 			/* Back-pressure: resume once the client reads or the backend answers. */
 			conn_set_reading(c, false);
 			break;
 		}
-		avail = evbuffer_get_length(c->in);
-		if (avail < sizeof(prefix))
+		if (avail - used < SMC_FRAME_PREFIX_LEN)
 			break;
-		evbuffer_copyout(c->in, prefix, sizeof(prefix));
-		switch (smc_frame_check(prefix, avail, SMC_FRAME_MAX_BODY, &body_len)) {
+		switch (smc_frame_check(data + used, avail - used, SMC_FRAME_MAX_BODY, &body_len)) {
 		case SMC_FRAME_NEED_MORE:
 			goto out;
 		case SMC_FRAME_TOO_LARGE:
@@ -257,30 +450,47 @@ conn_process_input(struct conn *c)
 		case SMC_FRAME_READY:
 			break;
 		}
-		frame = evbuffer_pullup(c->in, (ssize_t)(SMC_FRAME_PREFIX_LEN + body_len));
-		if (frame == NULL) {
-			conn_close(c, "out of memory");
-			return;
-		}
 		c->server->stats.requests++;
-		conn_touch(c);
-		if (smc_request_decode(frame + SMC_FRAME_PREFIX_LEN, body_len, &req, &derr) != 0) {
+		if (!touched) {
+			conn_touch(c);	/* a request is progress; bytes of one are not */
+			touched = true;
+		}
+		if (smc_request_decode(data + used + SMC_FRAME_PREFIX_LEN, body_len, &req,
+		    &derr) != 0) {
 			c->server->stats.requests_bad++;
 			conn_send_error(c, req.header.op, req.header.request_id, derr.status, "%s",
 			    derr.message);
 		} else {
 			c->server->on_request(c->server->agent, c, &req);
 		}
-		evbuffer_drain(c->in, SMC_FRAME_PREFIX_LEN + body_len);
+		used += SMC_FRAME_PREFIX_LEN + body_len;
 	}
 	goto out;
 framing_lost:
 	/* Past a bad length prefix nothing in the stream can be trusted. */
 	c->close_after_flush = true;
 	conn_set_reading(c, false);
-	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	used = avail;
 out:
 	c->processing = false;
+	return used;
+}
+
+/* Handles the frames waiting in the input evbuffer; -1 when the connection was closed. */
+static int
+conn_process_input(struct conn *c)
+{
+	size_t avail = evbuffer_get_length(c->in);
+	const uint8_t *data = NULL;
+
+	/* Frames there may straddle chains: one contiguous run (bounded by a
+	 * frame plus a read, since reading stops while frames wait). */
+	if (avail > 0 && (data = evbuffer_pullup(c->in, -1)) == NULL) {
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	evbuffer_drain(c->in, conn_handle_frames(c, data, avail));
+	return 0;
 }
 
 /* After any I/O or completed request: write, resume reading, or close. */
@@ -291,19 +501,20 @@ conn_after_io(struct conn *c)
 
 	if (conn_flush(c) != 0)
 		return;
-	if (evbuffer_get_length(c->out) == 0 && c->close_after_flush) {
+	if (conn_out_len(c) == 0 && c->close_after_flush) {
 		conn_close(c, "protocol error");
 		return;
 	}
-	if (c->read_eof && c->in_flight == 0 && evbuffer_get_length(c->out) == 0) {
+	if (c->read_eof && c->in_flight == 0 && conn_out_len(c) == 0) {
 		conn_close(c, NULL);
 		return;
 	}
 	if (!c->reading && !c->read_eof && !c->close_after_flush && !c->processing &&
-	    evbuffer_get_length(c->out) < lim->max_output / 2 + 1 && c->in_flight < lim->max_in_flight) {
+	    conn_out_len(c) < lim->max_output / 2 + 1 && c->in_flight < lim->max_in_flight) {
 		conn_set_reading(c, true);
 		/* Frames may already be buffered: handle them now, not on the next byte. */
-		conn_process_input(c);
+		if (conn_process_input(c) != 0)
+			return;
 		conn_after_io(c);
 	}
 }
@@ -312,10 +523,12 @@ static void
 conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	int n;
+	uint8_t *buf = c->server->rbuf;
+	ssize_t n;
+	size_t used;
 
 	(void)what;
-	n = evbuffer_read(c->in, fd, READ_CHUNK);
+	n = read(fd, buf, READ_CHUNK);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -326,7 +539,22 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		c->read_eof = true;
 		conn_set_reading(c, false);
 	}
-	conn_process_input(c);
+	if (n > 0 && evbuffer_get_length(c->in) == 0) {
+		/* The common case: whole frames, handled where they landed; only
+		 * what is left (a partial frame, frames held back) is kept. */
+		used = conn_handle_frames(c, buf, (size_t)n);
+		if (used < (size_t)n && evbuffer_add(c->in, buf + used, (size_t)n - used) != 0) {
+			conn_close(c, "out of memory");
+			return;
+		}
+	} else {
+		if (n > 0 && evbuffer_add(c->in, buf, (size_t)n) != 0) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		if (conn_process_input(c) != 0)
+			return;
+	}
 	conn_after_io(c);
 }
 
@@ -376,6 +604,8 @@ conn_close(struct conn *c, const char *why)
 		TAILQ_REMOVE(&c->waiters, w, entry);
 		w->conn = NULL;
 	}
+	if (s->batch.conn == c)
+		batch_drop(&s->batch, 0);
 	TAILQ_REMOVE(&s->conns, c, entry);
 	s->stats.connections_active--;
 	peer_limits_conn_close(s->peer_limits, c->limit);
@@ -594,6 +824,10 @@ server_new(struct event_base *base, int listen_fd, const struct server_limits *l
 	s->on_request = on_request;
 	s->agent = agent;
 	TAILQ_INIT(&s->conns);
+	if ((s->rbuf = malloc(READ_CHUNK)) == NULL) {
+		free(s);
+		return NULL;
+	}
 	s->listen_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, listen_cb, s);
 	s->accept_pause_ev = evtimer_new(base, accept_resume_cb, s);
 	if (s->listen_ev == NULL || s->accept_pause_ev == NULL || event_add(s->listen_ev, NULL) != 0) {
@@ -617,5 +851,6 @@ server_free(struct server *s)
 		conn_close(c, "agent shutting down");
 	if (s->accept_pause_ev != NULL)
 		event_free(s->accept_pause_ev);
+	free(s->rbuf);
 	free(s);
 }
