@@ -167,7 +167,8 @@ struct cache {
 	struct event *key_idle_ev;	/* closes the key once it is not used */
 	struct event *pass_end_ev;	/* end of the loop pass: release the pass's bodies */
 	struct cache_body *pass_bodies[PASS_SLOTS];
-	unsigned pass_count;		/* occupied slots */
+	uint8_t pass_used[PASS_SLOTS];	/* the occupied slots, in pass_used[0..pass_count) */
+	unsigned pass_count;
 	struct event *tick_ev;
 	uint8_t *plain;			/* guarded buffer for one unsealed value */
 	size_t plain_len;
@@ -304,7 +305,12 @@ pass_drop(struct cache *c, size_t slot)
 	if (b == NULL)
 		return;
 	c->pass_bodies[slot] = NULL;
-	c->pass_count--;
+	for (unsigned i = 0; i < c->pass_count; i++) {
+		if (c->pass_used[i] == slot) {
+			c->pass_used[i] = c->pass_used[--c->pass_count];
+			break;
+		}
+	}
 	b->version = NULL;
 	cache_body_release(b);
 }
@@ -328,8 +334,8 @@ pass_end_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	for (size_t i = 0; i < PASS_SLOTS && c->pass_count > 0; i++)
-		pass_drop(c, i);
+	while (c->pass_count > 0)
+		pass_drop(c, c->pass_used[c->pass_count - 1]);
 	if (KEY_LINGER_MS == 0)
 		key_close(c);
 }
@@ -883,6 +889,7 @@ body_get(struct cache *c, struct version *v, cache_render_fn render)
 	pass_drop(c, slot);
 	b->refs++;
 	c->pass_bodies[slot] = b;
+	c->pass_used[c->pass_count] = (uint8_t)slot;
 	if (c->pass_count++ == 0)
 		event_active(c->pass_end_ev, EV_TIMEOUT, 0);
 	return b;
@@ -1559,8 +1566,8 @@ cache_free(struct cache *c)
 	}
 	if (c->tick_ev != NULL)
 		event_free(c->tick_ev);
-	for (size_t i = 0; i < PASS_SLOTS; i++)
-		pass_drop(c, i);
+	while (c->pass_count > 0)
+		pass_drop(c, c->pass_used[c->pass_count - 1]);
 	if (c->pass_end_ev != NULL)
 		event_free(c->pass_end_ev);
 	key_close(c);
