@@ -144,6 +144,7 @@ struct cache_body {
 
 /* One background refresh of a secret: DescribeSecret, then the missing versions. */
 struct refresh {
+	LIST_ENTRY(refresh) entry;	/* cache->refreshes, so cache_free() can release it */
 	struct cache *cache;
 	unsigned pending;		/* upstream calls not answered yet */
 	bool failed;
@@ -161,6 +162,7 @@ struct cache {
 	struct table flights;
 	TAILQ_HEAD(version_lru, version) lru;	/* most recently used first */
 	TAILQ_HEAD(, negative) negative_fifo;
+	LIST_HEAD(, refresh) refreshes;	/* background refreshes in flight */
 	seal_ctx *seal;
 	bool key_held;			/* open (see KEY_LINGER_MS) */
 	bool key_used;			/* used since the linger timer last looked */
@@ -1295,6 +1297,7 @@ refresh_finish(struct cache *c, struct refresh *r)
 			plan_refresh(c, s, now);
 		}
 	}
+	LIST_REMOVE(r, entry);
 	free(r);
 }
 
@@ -1439,11 +1442,13 @@ refresh_start(struct cache *c, struct secret *s, bool probe)
 	s->refreshing = true;
 	c->refresh_calls++;
 	c->stats.refreshes++;
+	LIST_INSERT_HEAD(&c->refreshes, r, entry);
 	if (backend_describe(c->backend, r->arn, refresh_described, r) != 0) {
 		c->refresh_calls--;
 		if (probe)
 			c->breaker_probing = false;
 		s->refreshing = false;
+		LIST_REMOVE(r, entry);
 		free(r);
 	}
 }
@@ -1508,6 +1513,7 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	c->breaker_cooldown_ms = BREAKER_COOLDOWN_MS;
 	TAILQ_INIT(&c->lru);
 	TAILQ_INIT(&c->negative_fifo);
+	LIST_INIT(&c->refreshes);
 	c->plain_len = SEAL_MAX_PADDED;
 	if (table_init(&c->secrets, 1024) != 0 || table_init(&c->negatives, 64) != 0 ||
 	    table_init(&c->flights, 64) != 0) {
@@ -1539,6 +1545,7 @@ void
 cache_free(struct cache *c)
 {
 	struct table_node *n;
+	struct refresh *r;
 
 	if (c == NULL)
 		return;
@@ -1548,9 +1555,13 @@ cache_free(struct cache *c)
 	}
 	while (!TAILQ_EMPTY(&c->negative_fifo))
 		negative_free(c, TAILQ_FIRST(&c->negative_fifo));
-	/* Fetches still in the backend are released when the backend is freed
-	 * (its callbacks never run after that); their waiters are not called.
-	 * Background refreshes in flight are owned by the backend call likewise. */
+	/* Fetches and refreshes still in the backend: the backend is freed right
+	 * after the cache and never calls back after that, so their records go
+	 * here; waiters are not called. */
+	while ((r = LIST_FIRST(&c->refreshes)) != NULL) {
+		LIST_REMOVE(r, entry);
+		free(r);
+	}
 	for (size_t i = 0; c->flights.buckets != NULL && i <= c->flights.mask; i++) {
 		while ((n = c->flights.buckets[i]) != NULL) {
 			struct flight *f = table_entry(n, struct flight, node);
