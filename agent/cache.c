@@ -63,7 +63,9 @@
  * hits keep coming the key is in use, and closing it between them would only
  * have it reopened within microseconds, without making it less exposed.
  */
+#ifndef KEY_LINGER_MS
 #define KEY_LINGER_MS		1
+#endif
 
 struct version;
 
