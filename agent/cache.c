@@ -2,12 +2,21 @@
  * cache: sealed, version-aware secret cache with single-flight fetches,
  * refresh-ahead and stale-if-error (see cache.h for the model).
  *
- * Layout, chosen to keep per-version overhead small:
- *   - secrets live in one table keyed by name; a full or partial ARN is
- *     resolved by taking the name out of it and checking the stored ARN, so
- *     no alias entries are needed (secret names cannot contain ':');
+ * Layout, chosen to keep per-version overhead small (the memory bench holds
+ * it under 200 bytes per cached 1 KiB version beyond the sealed value):
+ *   - secrets live in one hash index keyed by name, chained through the
+ *     records (no separate nodes); a full or partial ARN is resolved by
+ *     taking the name out of it and checking the stored ARN, so no alias
+ *     entries are needed (secret names cannot contain ':');
+ *   - a secret stores its ARN as a shared, refcounted prefix
+ *     ("arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:", the same for
+ *     every secret of an account and region) plus the rest, "NAME-XXXXXX",
+ *     which also gives the name; ARNs of another shape are stored whole,
+ *     with the name after them;
  *   - each secret keeps its few cached versions in a short list, with the
- *     sealed blob in the same allocation as the version record;
+ *     VersionId (16 bytes when it is a canonical UUID, as AWS makes them,
+ *     else the string) and the sealed blob in the same allocation as the
+ *     version record;
  *   - the AWSCURRENT label is a field of the secret; other labels are a list.
  *
  * Background work runs from one periodic timer that walks the secrets: cheap
@@ -45,6 +54,10 @@
 #define BREAKER_COOLDOWN_MS	2000	/* first wait before a probe; doubles */
 #define BREAKER_COOLDOWN_CAP_MS	60000
 #define PASS_SLOTS		64	/* shared bodies kept per loop pass (direct-mapped) */
+#define INDEX_BUCKETS		1024	/* initial buckets of the secrets index */
+#define MAX_PREFIXES		256	/* distinct ARN prefixes shared; past that, ARNs are whole */
+#define NO_PREFIX		UINT16_MAX
+#define UUID_LEN		36	/* 8-4-4-4-12 hex digits */
 
 /*
  * The sealing key closes after KEY_LINGER_MS without a seal or unseal (between
@@ -76,8 +89,15 @@ struct label {
 	char name[];
 };
 
+/* An ARN prefix shared by the secrets of one account and region. */
+struct arn_prefix {
+	unsigned refs;
+	size_t len;
+	char s[];			/* "arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:" */
+};
+
 struct secret {
-	struct table_node node;		/* by name */
+	struct secret *hnext;		/* chain in the name index */
 	struct version *versions;	/* singly linked, few */
 	struct label *labels;		/* labels other than AWSCURRENT */
 	struct version *current;	/* AWSCURRENT -> version, NULL when unknown */
@@ -86,10 +106,11 @@ struct secret {
 	uint64_t refresh_at_ms;		/* next background refresh; 0: none planned */
 	uint64_t retry_at_ms;		/* backoff: no refresh before this */
 	uint64_t last_forced_ms;
+	uint32_t hash;			/* of the name, in the index */
+	uint16_t prefix;		/* in cache->prefixes; NO_PREFIX: tail is "ARN\0NAME" */
 	uint16_t failures;		/* consecutive failed refreshes */
 	bool refreshing;
-	const char *name;		/* stored right after arn */
-	char arn[];
+	char tail[];			/* the ARN after the prefix: "NAME-XXXXXX" */
 };
 
 struct version {
@@ -97,10 +118,19 @@ struct version {
 	struct secret *secret;
 	TAILQ_ENTRY(version) lru;
 	int64_t created_ms;
-	uint32_t blob_len;
-	bool is_binary;
-	uint8_t *blob;			/* points just past version_id, same allocation */
-	char version_id[];
+	uint32_t blob_len : 24;		/* SEAL_MAX_BLOB fits */
+	uint32_t is_binary : 1;
+	uint32_t id_is_uuid : 1;	/* id: 16 bytes; else the VersionId string, NUL-terminated */
+	uint8_t id[];			/* the VersionId, then the sealed blob */
+};
+_Static_assert(SEAL_MAX_BLOB < (1u << 24), "blob_len holds any blob length");
+
+/* The secrets, by name: chained through secret->hnext. */
+struct secret_index {
+	struct secret **buckets;
+	size_t mask;			/* bucket count - 1 (a power of two) */
+	size_t count;
+	unsigned char key[crypto_shorthash_KEYBYTES];
 };
 
 /* A remembered "not found" for one (id, stage, version id). */
@@ -159,7 +189,8 @@ struct cache {
 	struct backend *backend;
 	struct cache_options opts;
 	struct cache_stats stats;
-	struct table secrets;
+	struct secret_index secrets;
+	struct arn_prefix *prefixes[MAX_PREFIXES];
 	struct table negatives;
 	struct table flights;
 	TAILQ_HEAD(version_lru, version) lru;	/* most recently used first */
@@ -402,22 +433,272 @@ breaker_record(struct cache *c, bool ok, bool probe, uint64_t now)
 	}
 }
 
+/* ---- the secrets index --------------------------------------------------------------- */
+
+static int
+index_init(struct secret_index *x)
+{
+	memset(x, 0, sizeof(*x));
+	if ((x->buckets = calloc(INDEX_BUCKETS, sizeof(*x->buckets))) == NULL)
+		return -1;
+	x->mask = INDEX_BUCKETS - 1;
+	crypto_shorthash_keygen(x->key);
+	return 0;
+}
+
+static uint32_t
+index_hash(const struct secret_index *x, const char *name, size_t len)
+{
+	unsigned char out[crypto_shorthash_BYTES];
+	uint32_t h;
+
+	crypto_shorthash(out, (const unsigned char *)name, len, x->key);
+	memcpy(&h, out, sizeof(h));
+	return h;
+}
+
+/* Up to two entries a bucket on average: chains stay short (the hash is
+ * compared first) and the buckets cost 4-8 bytes a secret. */
+static void
+index_grow(struct secret_index *x)
+{
+	size_t n = (x->mask + 1) * 2;
+	struct secret **nb, *s, *next;
+
+	if ((nb = calloc(n, sizeof(*nb))) == NULL)
+		return;		/* longer chains, still correct */
+	for (size_t i = 0; i <= x->mask; i++) {
+		for (s = x->buckets[i]; s != NULL; s = next) {
+			next = s->hnext;
+			s->hnext = nb[s->hash & (n - 1)];
+			nb[s->hash & (n - 1)] = s;
+		}
+	}
+	free(x->buckets);
+	x->buckets = nb;
+	x->mask = n - 1;
+}
+
+static void
+index_insert(struct secret_index *x, struct secret *s)
+{
+	if (x->count >= 2 * (x->mask + 1))
+		index_grow(x);
+	s->hnext = x->buckets[s->hash & x->mask];
+	x->buckets[s->hash & x->mask] = s;
+	x->count++;
+}
+
+static void
+index_remove(struct secret_index *x, struct secret *s)
+{
+	for (struct secret **pp = &x->buckets[s->hash & x->mask]; *pp != NULL; pp = &(*pp)->hnext) {
+		if (*pp == s) {
+			*pp = s->hnext;
+			x->count--;
+			return;
+		}
+	}
+}
+
+/* ---- ARN prefixes, names, VersionIds ---------------------------------------------------- */
+
+/* Length of "arn:...:secret:" at the start of arn (up to its sixth colon); 0: none. */
+static size_t
+arn_prefix_len(const char *arn)
+{
+	int colons = 0;
+
+	if (strncmp(arn, "arn:", 4) != 0)
+		return 0;
+	for (const char *p = arn; *p != '\0'; p++) {
+		if (*p == ':' && ++colons == 6)
+			return (size_t)(p + 1 - arn);
+	}
+	return 0;
+}
+
+/* A reference to the shared copy of arn[0..len); NO_PREFIX when none can be had. */
+static uint16_t
+prefix_get(struct cache *c, const char *arn, size_t len)
+{
+	size_t free_slot = MAX_PREFIXES;
+	struct arn_prefix *p;
+
+	for (size_t i = 0; i < MAX_PREFIXES; i++) {
+		p = c->prefixes[i];
+		if (p == NULL) {
+			if (free_slot == MAX_PREFIXES)
+				free_slot = i;
+			continue;
+		}
+		if (p->len == len && memcmp(p->s, arn, len) == 0) {
+			p->refs++;
+			return (uint16_t)i;
+		}
+	}
+	if (free_slot == MAX_PREFIXES || (p = malloc(sizeof(*p) + len + 1)) == NULL)
+		return NO_PREFIX;
+	p->refs = 1;
+	p->len = len;
+	memcpy(p->s, arn, len);
+	p->s[len] = '\0';
+	c->prefixes[free_slot] = p;
+	return (uint16_t)free_slot;
+}
+
+static void
+prefix_put(struct cache *c, uint16_t i)
+{
+	if (i == NO_PREFIX || --c->prefixes[i]->refs > 0)
+		return;
+	free(c->prefixes[i]);
+	c->prefixes[i] = NULL;
+}
+
+static size_t
+secret_name_len(const struct secret *s)
+{
+	if (s->prefix != NO_PREFIX)
+		return strlen(s->tail) - ARN_SUFFIX_LEN;
+	return strlen(s->tail + strlen(s->tail) + 1);
+}
+
+/* Whether s is named name[0..len). */
+static bool
+secret_named(const struct secret *s, const char *name, size_t len)
+{
+	const char *name_at;
+
+	if (s->prefix != NO_PREFIX)
+		return strncmp(s->tail, name, len) == 0 && s->tail[len] == '-' &&
+		    strlen(s->tail + len) == ARN_SUFFIX_LEN;
+	name_at = s->tail + strlen(s->tail) + 1;
+	return strncmp(name_at, name, len) == 0 && name_at[len] == '\0';
+}
+
+/* The name, NUL-terminated: in the record, or in buf (SMC_MAX_NAME + 1 bytes). */
+static const char *
+secret_name(const struct secret *s, char *buf)
+{
+	size_t len;
+
+	if (s->prefix == NO_PREFIX)
+		return s->tail + strlen(s->tail) + 1;
+	len = secret_name_len(s);
+	memcpy(buf, s->tail, len);
+	buf[len] = '\0';
+	return buf;
+}
+
+/* The whole ARN: in the record, or in buf (SMC_MAX_ARN + 1 bytes). */
+static const char *
+secret_arn(const struct cache *c, const struct secret *s, char *buf)
+{
+	const struct arn_prefix *p;
+	size_t len;
+
+	if (s->prefix == NO_PREFIX)
+		return s->tail;
+	p = c->prefixes[s->prefix];
+	len = strlen(s->tail);
+	memcpy(buf, p->s, p->len);
+	memcpy(buf + p->len, s->tail, len + 1);
+	return buf;
+}
+
+/* Whether s's ARN is arn. */
+static bool
+secret_arn_is(const struct cache *c, const struct secret *s, const char *arn)
+{
+	const struct arn_prefix *p;
+
+	if (s->prefix == NO_PREFIX)
+		return strcmp(s->tail, arn) == 0;
+	p = c->prefixes[s->prefix];
+	return strncmp(arn, p->s, p->len) == 0 && strcmp(arn + p->len, s->tail) == 0;
+}
+
+static int
+hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;		/* upper case is not canonical: it would not print back the same */
+}
+
+/* A VersionId in canonical UUID form (lower-case 8-4-4-4-12) as 16 bytes; false: another form. */
+static bool
+uuid_parse(const char *id, uint8_t out[16])
+{
+	size_t j = 0;
+	int hi, lo;
+
+	for (size_t i = 0; i < UUID_LEN; ) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (id[i++] != '-')
+				return false;
+			continue;
+		}
+		if ((hi = hex_digit(id[i])) < 0 || (lo = hex_digit(id[i + 1])) < 0)
+			return false;
+		out[j++] = (uint8_t)(hi << 4 | lo);
+		i += 2;
+	}
+	return id[UUID_LEN] == '\0';
+}
+
+static void
+uuid_format(const uint8_t in[16], char out[UUID_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t j = 0;
+
+	for (size_t i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = digits[in[i] >> 4];
+		out[j++] = digits[in[i] & 0xf];
+	}
+	out[j] = '\0';
+}
+
+static size_t
+version_id_size(const struct version *v)
+{
+	return v->id_is_uuid ? 16 : strlen((const char *)v->id) + 1;
+}
+
+static uint8_t *
+version_blob(struct version *v)
+{
+	return v->id + version_id_size(v);
+}
+
+/* The VersionId string: in the record, or in buf (SMC_MAX_VERSION_ID + 1 bytes). */
+static const char *
+version_id(const struct version *v, char *buf)
+{
+	if (!v->id_is_uuid)
+		return (const char *)v->id;
+	uuid_format(v->id, buf);
+	return buf;
+}
+
 /* ---- secrets, versions, labels ------------------------------------------------------ */
 
 static struct secret *
 secret_by_name(struct cache *c, const char *name, size_t name_len)
 {
-	struct table_node *n;
-	uint64_t h;
+	uint32_t h;
 
 	if (name_len > SMC_MAX_NAME)
 		return NULL;
-	h = table_hash_bytes(&c->secrets, name, name_len);
-	for (n = table_chain(&c->secrets, h); n != NULL; n = n->next) {
-		struct secret *s = table_entry(n, struct secret, node);
-
-		if (n->hash == h && strncmp(s->name, name, name_len) == 0 &&
-		    s->name[name_len] == '\0')
+	h = index_hash(&c->secrets, name, name_len);
+	for (struct secret *s = c->secrets.buckets[h & c->secrets.mask]; s != NULL; s = s->hnext) {
+		if (s->hash == h && secret_named(s, name, name_len))
 			return s;
 	}
 	return NULL;
@@ -431,40 +712,44 @@ secret_by_name(struct cache *c, const char *name, size_t name_len)
 static struct secret *
 secret_find(struct cache *c, const char *id)
 {
-	const char *rest = id;
+	char buf[SMC_MAX_ARN + 1];
+	const char *rest, *arn;
 	struct secret *s;
-	size_t id_len, rest_len;
-	int colons = 0;
+	size_t id_len, rest_len, plen;
 
-	if (strncmp(id, "arn:", 4) != 0)
+	if ((plen = arn_prefix_len(id)) == 0) {
+		if (strncmp(id, "arn:", 4) == 0)
+			return NULL;	/* not a name (it has ':'), and no ARN */
 		return secret_by_name(c, id, strlen(id));
-	for (const char *p = id; *p != '\0' && colons < 6; p++) {
-		if (*p == ':' && ++colons == 6)
-			rest = p + 1;
 	}
-	if (colons < 6)
-		return NULL;
+	rest = id + plen;
 	id_len = strlen(id);
-	rest_len = strlen(rest);
+	rest_len = id_len - plen;
 	/* Partial ARN: the stored ARN is the id plus a suffix. */
-	s = secret_by_name(c, rest, rest_len);
-	if (s != NULL && strlen(s->arn) == id_len + ARN_SUFFIX_LEN &&
-	    strncmp(s->arn, id, id_len) == 0 && s->arn[id_len] == '-')
-		return s;
+	if ((s = secret_by_name(c, rest, rest_len)) != NULL) {
+		arn = secret_arn(c, s, buf);
+		if (strlen(arn) == id_len + ARN_SUFFIX_LEN && strncmp(arn, id, id_len) == 0 &&
+		    arn[id_len] == '-')
+			return s;
+	}
 	/* Full ARN. */
 	if (rest_len > ARN_SUFFIX_LEN && rest[rest_len - ARN_SUFFIX_LEN] == '-') {
 		s = secret_by_name(c, rest, rest_len - ARN_SUFFIX_LEN);
-		if (s != NULL && strcmp(s->arn, id) == 0)
+		if (s != NULL && secret_arn_is(c, s, id))
 			return s;
 	}
 	return NULL;
 }
 
 static struct version *
-version_find(const struct secret *s, const char *version_id)
+version_find(const struct secret *s, const char *vid)
 {
+	uint8_t uuid[16];
+	bool is_uuid = uuid_parse(vid, uuid);
+
 	for (struct version *v = s->versions; v != NULL; v = v->next) {
-		if (strcmp(v->version_id, version_id) == 0)
+		if (v->id_is_uuid ? is_uuid && memcmp(v->id, uuid, 16) == 0 :
+		    !is_uuid && strcmp((const char *)v->id, vid) == 0)
 			return v;
 	}
 	return NULL;
@@ -608,7 +893,8 @@ secret_free(struct cache *c, struct secret *s)
 		free(l);
 		c->stats.labels--;
 	}
-	table_remove(&c->secrets, &s->node);
+	index_remove(&c->secrets, s);
+	prefix_put(c, s->prefix);
 	c->stats.secrets--;
 	free(s);
 }
@@ -618,22 +904,36 @@ secret_free(struct cache *c, struct secret *s)
 static struct secret *
 secret_upsert(struct cache *c, const char *arn, const char *name)
 {
-	struct secret *s = secret_by_name(c, name, strlen(name));
-	size_t arn_len = strlen(arn), name_len = strlen(name);
+	size_t arn_len = strlen(arn), name_len = strlen(name), plen, tail_len;
+	struct secret *s = secret_by_name(c, name, name_len);
+	uint16_t prefix = NO_PREFIX;
 
 	if (s != NULL) {
-		if (strcmp(s->arn, arn) == 0)
+		if (secret_arn_is(c, s, arn))
 			return s;
 		secret_free(c, s);
 	}
 	if (arn_len > SMC_MAX_ARN || name_len > SMC_MAX_NAME)
 		return NULL;
-	if ((s = calloc(1, sizeof(*s) + arn_len + 1 + name_len + 1)) == NULL)
+	/* The usual shape, prefix + NAME-XXXXXX: share the prefix, keep the rest. */
+	plen = arn_prefix_len(arn);
+	if (plen > 0 && arn_len == plen + name_len + ARN_SUFFIX_LEN &&
+	    memcmp(arn + plen, name, name_len) == 0 && arn[plen + name_len] == '-')
+		prefix = prefix_get(c, arn, plen);
+	tail_len = prefix != NO_PREFIX ? arn_len - plen + 1 : arn_len + 1 + name_len + 1;
+	if ((s = calloc(1, offsetof(struct secret, tail) + tail_len)) == NULL) {
+		prefix_put(c, prefix);
 		return NULL;
-	memcpy(s->arn, arn, arn_len + 1);
-	memcpy(s->arn + arn_len + 1, name, name_len + 1);
-	s->name = s->arn + arn_len + 1;
-	table_insert(&c->secrets, &s->node, table_hash_bytes(&c->secrets, s->name, name_len));
+	}
+	s->prefix = prefix;
+	if (prefix != NO_PREFIX) {
+		memcpy(s->tail, arn + plen, arn_len - plen + 1);
+	} else {
+		memcpy(s->tail, arn, arn_len + 1);
+		memcpy(s->tail + arn_len + 1, name, name_len + 1);
+	}
+	s->hash = index_hash(&c->secrets, name, name_len);
+	index_insert(&c->secrets, s);
 	c->stats.secrets++;
 	return s;
 }
@@ -694,21 +994,25 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 {
 	struct secret *s;
 	struct version *v;
-	size_t vid_len, blob_len, out_len;
+	size_t id_size, blob_len, out_len;
+	uint8_t uuid[16];
+	bool is_uuid;
 
 	if ((s = secret_upsert(c, value->arn, value->name)) == NULL)
 		return NULL;
 	if ((v = version_find(s, value->version_id)) == NULL) {
-		vid_len = strlen(value->version_id);
+		is_uuid = uuid_parse(value->version_id, uuid);
+		id_size = is_uuid ? sizeof(uuid) : strlen(value->version_id) + 1;
 		blob_len = seal_sealed_size(value->len);
-		if (blob_len == 0 || vid_len > SMC_MAX_VERSION_ID)
+		if (blob_len == 0 || id_size > SMC_MAX_VERSION_ID + 1)
 			return NULL;
-		if ((v = malloc(sizeof(*v) + vid_len + 1 + blob_len)) == NULL)
+		if ((v = malloc(offsetof(struct version, id) + id_size + blob_len)) == NULL)
 			return NULL;
-		memcpy(v->version_id, value->version_id, vid_len + 1);
-		v->blob = (uint8_t *)v->version_id + vid_len + 1;
-		if (key_hold(c) != 0 || seal_seal(c->seal, s->arn, v->version_id, value->data,
-		    value->len, v->blob, blob_len, &out_len) != 0) {
+		v->id_is_uuid = is_uuid;
+		memcpy(v->id, is_uuid ? uuid : (const uint8_t *)value->version_id, id_size);
+		/* The identity the blob is bound to: the ARN and VersionId as received. */
+		if (key_hold(c) != 0 || seal_seal(c->seal, value->arn, value->version_id,
+		    value->data, value->len, v->id + id_size, blob_len, &out_len) != 0) {
 			free(v);
 			return NULL;
 		}
@@ -742,14 +1046,23 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 	return v;
 }
 
+/* Room for a version's identity as strings. */
+struct ident_buf {
+	char arn[SMC_MAX_ARN + 1];
+	char name[SMC_MAX_NAME + 1];
+	char vid[SMC_MAX_VERSION_ID + 1];
+};
+
 /* Unseals v into the guarded buffer (or a new one if it is lent out) and fills
  * value; returns the buffer, or NULL (error set). Give it back with plain_put(). */
 static uint8_t *
 plain_get(struct cache *c, struct version *v, struct backend_value *value,
-    const char **stages, struct backend_error *error)
+    const char **stages, struct ident_buf *ident, struct backend_error *error)
 {
 	uint8_t *plain = c->plain;
 	size_t len, cap = c->plain_len;
+	const char *arn = secret_arn(c, v->secret, ident->arn);
+	const char *vid = version_id(v, ident->vid);
 
 	/* A callback may read the cache again: a nested hit must not reuse (and
 	 * then wipe) the buffer the outer callback is still reading. */
@@ -761,8 +1074,7 @@ plain_get(struct cache *c, struct version *v, struct backend_value *value,
 		}
 	}
 	if (key_hold(c) != 0 ||
-	    seal_unseal(c->seal, v->secret->arn, v->version_id, v->blob, v->blob_len,
-	    plain, cap, &len) != 0) {
+	    seal_unseal(c->seal, arn, vid, version_blob(v), v->blob_len, plain, cap, &len) != 0) {
 		backend_error_set(error, SMC_STATUS_INTERNAL, "cached value failed to unseal");
 		log_error("cache: a sealed value failed its integrity check");
 		if (plain != c->plain)
@@ -772,9 +1084,9 @@ plain_get(struct cache *c, struct version *v, struct backend_value *value,
 	if (plain == c->plain)
 		c->plain_busy = true;
 	memset(value, 0, sizeof(*value));
-	value->arn = v->secret->arn;
-	value->name = v->secret->name;
-	value->version_id = v->version_id;
+	value->arn = arn;
+	value->name = secret_name(v->secret, ident->name);
+	value->version_id = vid;
 	value->stages = stages;
 	value->stage_count = version_stages(v, stages, SMC_MAX_STAGES);
 	value->created_ms = v->created_ms;
@@ -801,9 +1113,10 @@ deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb c
 	const char *stages[SMC_MAX_STAGES];
 	struct backend_value value;
 	struct backend_error error;
+	struct ident_buf ident;
 	uint8_t *plain;
 
-	if ((plain = plain_get(c, v, &value, stages, &error)) == NULL) {
+	if ((plain = plain_get(c, v, &value, stages, &ident, &error)) == NULL) {
 		cb(arg, NULL, false, &error);
 		return;
 	}
@@ -841,11 +1154,12 @@ body_make(struct cache *c, struct version *v, cache_render_fn render)
 	struct backend_value value;
 	struct backend_error error;
 	struct cache_body *b = NULL;
+	struct ident_buf ident;
 	uint8_t *plain;
 	size_t need, stages_len = 0;
 	char *p;
 
-	if ((plain = plain_get(c, v, &value, stages, &error)) == NULL)
+	if ((plain = plain_get(c, v, &value, stages, &ident, &error)) == NULL)
 		return NULL;
 	for (size_t i = 0; i < value.stage_count; i++)
 		stages_len += strlen(stages[i]) + 1;
@@ -1241,11 +1555,25 @@ cache_get(struct cache *c, const struct backend_query *query, unsigned flags, ca
 	flight_join(c, &q, cb, arg);
 }
 
+struct cache_hit {
+	const struct cache *cache;
+	const struct secret *secret;
+	struct ident_buf ident;		/* filled by cache_hit_names() */
+};
+
+void
+cache_hit_names(struct cache_hit *hit, const char **arn, const char **name)
+{
+	*arn = secret_arn(hit->cache, hit->secret, hit->ident.arn);
+	*name = secret_name(hit->secret, hit->ident.name);
+}
+
 int
 cache_get_shared(struct cache *c, const struct backend_query *query, unsigned flags,
     cache_render_fn render, cache_body_cb cb, void *arg)
 {
 	struct backend_query q = *query;
+	struct cache_hit hit;
 	struct cache_body *b;
 	struct version *v;
 	struct secret *s;
@@ -1267,7 +1595,9 @@ cache_get_shared(struct cache *c, const struct backend_query *query, unsigned fl
 	if (stale)
 		c->stats.stale_serves++;
 	touch(c, v, now);
-	cb(arg, s->arn, s->name, stale, b);
+	hit.cache = c;
+	hit.secret = s;
+	cb(arg, &hit, stale, b);
 	return 1;
 }
 
@@ -1432,7 +1762,9 @@ out:
 static void
 refresh_start(struct cache *c, struct secret *s, bool probe)
 {
-	size_t len = strlen(s->arn);
+	char buf[SMC_MAX_ARN + 1];
+	const char *arn = secret_arn(c, s, buf);
+	size_t len = strlen(arn);
 	struct refresh *r;
 
 	if ((r = calloc(1, sizeof(*r) + len + 1)) == NULL)
@@ -1440,7 +1772,7 @@ refresh_start(struct cache *c, struct secret *s, bool probe)
 	r->cache = c;
 	r->probe = probe;
 	r->pending = 1;
-	memcpy(r->arn, s->arn, len + 1);
+	memcpy(r->arn, arn, len + 1);
 	s->refreshing = true;
 	c->refresh_calls++;
 	c->stats.refreshes++;
@@ -1461,15 +1793,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cache *c = arg;
 	uint64_t now = now_ms(), idle = (uint64_t)c->opts.refresh_idle_s * 1000u;
-	struct table_node *n;
 	bool probe, more = false;
 
 	(void)fd;
 	(void)what;
 	for (size_t i = 0; i <= c->secrets.mask; i++) {
-		for (n = c->secrets.buckets[i]; n != NULL; n = n->next) {
-			struct secret *s = table_entry(n, struct secret, node);
-
+		for (struct secret *s = c->secrets.buckets[i]; s != NULL; s = s->hnext) {
 			if (s->refresh_at_ms == 0 || now >= s->last_read_ms + idle)
 				continue;	/* nothing planned, or cold: left to expire */
 			more = true;
@@ -1517,7 +1846,7 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	TAILQ_INIT(&c->negative_fifo);
 	LIST_INIT(&c->refreshes);
 	c->plain_len = SEAL_MAX_PADDED;
-	if (table_init(&c->secrets, 1024) != 0 || table_init(&c->negatives, 64) != 0 ||
+	if (index_init(&c->secrets) != 0 || table_init(&c->negatives, 64) != 0 ||
 	    table_init(&c->flights, 64) != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -1552,8 +1881,8 @@ cache_free(struct cache *c)
 	if (c == NULL)
 		return;
 	for (size_t i = 0; c->secrets.buckets != NULL && i <= c->secrets.mask; i++) {
-		while ((n = c->secrets.buckets[i]) != NULL)
-			secret_free(c, table_entry(n, struct secret, node));
+		while (c->secrets.buckets[i] != NULL)
+			secret_free(c, c->secrets.buckets[i]);
 	}
 	while (!TAILQ_EMPTY(&c->negative_fifo))
 		negative_free(c, TAILQ_FIRST(&c->negative_fifo));
@@ -1590,7 +1919,7 @@ cache_free(struct cache *c)
 		seal_ctx_free(c->seal);
 	if (c->plain != NULL)
 		sodium_free(c->plain);
-	table_destroy(&c->secrets);
+	free(c->secrets.buckets);
 	table_destroy(&c->negatives);
 	table_destroy(&c->flights);
 	free(c);

@@ -123,11 +123,14 @@ typedef size_t (*cache_render_fn)(const struct backend_value *value, uint8_t *ou
 
 /*
  * A hit: body is a reference the callee owns (pass it on or release it);
- * arn and name identify the secret (for access checks) and are valid only
- * during the call; stale as for cache_value_cb.
+ * stale as for cache_value_cb; hit says which secret it is, during the call.
  */
-typedef void (*cache_body_cb)(void *arg, const char *arn, const char *name, bool stale,
+struct cache_hit;
+typedef void (*cache_body_cb)(void *arg, struct cache_hit *hit, bool stale,
     struct cache_body *body);
+/* The hit's secret, for access checks: ARN and name, valid during the callback.
+ * (Made on demand: the cache stores them compactly.) */
+void cache_hit_names(struct cache_hit *hit, const char **arn, const char **name);
 
 /*
  * Answers query from the cache alone when it can: a hit (fresh, or stale

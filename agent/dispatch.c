@@ -286,14 +286,17 @@ struct hit {
 };
 
 static void
-get_hit(void *arg, const char *arn, const char *name, bool stale, struct cache_body *body)
+get_hit(void *arg, struct cache_hit *hit, bool stale, struct cache_body *body)
 {
 	const struct hit *h = arg;
 	uint8_t head[HEAD_LEN];
+	const char *arn, *name;
 	const uint8_t *data;
 	size_t len;
 
-	if (!resolved_granted(h->agent, h->conn, name, arn)) {
+	if (acl_enabled(h->agent->acl))
+		cache_hit_names(hit, &arn, &name);
+	if (acl_enabled(h->agent->acl) && !resolved_granted(h->agent, h->conn, name, arn)) {
 		cache_body_release(body);
 		audit_request(h->agent, h->conn, h->req, false, SMC_STATUS_ACCESS_DENIED);
 		reply_error(h->agent, h->conn, h->req->header.op, h->req->header.request_id,
