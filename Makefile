@@ -91,6 +91,8 @@ BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 .PHONY: all deps check-deps test asan fuzz bench demo install uninstall clean valgrind
 .DEFAULT_GOAL := all
+# Objects made through pattern rules are kept, so a second run rebuilds nothing.
+.SECONDARY:
 
 all: $(SMCACHED) $(SMCACHE) $(CLIENT_A) $(CLIENT_SO) $(BUILD)/smcache.pc
 
