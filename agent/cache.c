@@ -190,6 +190,9 @@ struct cache {
 	struct cache_options opts;
 	struct cache_stats stats;
 	struct secret_index secrets;
+	struct secret *found;		/* secret_find()'s last answer, for found_id */
+	size_t found_len;
+	char found_id[256];
 	struct arn_prefix *prefixes[MAX_PREFIXES];
 	struct table negatives;
 	struct table flights;
@@ -710,7 +713,7 @@ secret_by_name(struct cache *c, const char *name, size_t name_len)
  * follows the sixth colon, with or without the random suffix.
  */
 static struct secret *
-secret_find(struct cache *c, const char *id)
+secret_find_uncached(struct cache *c, const char *id)
 {
 	char buf[SMC_MAX_ARN + 1];
 	const char *rest, *arn;
@@ -739,6 +742,33 @@ secret_find(struct cache *c, const char *id)
 			return s;
 	}
 	return NULL;
+}
+
+/*
+ * secret_find_uncached(), remembering the last id found: hits on a hot secret
+ * skip hashing and the chain walk. Any secret made or freed forgets it, so
+ * the answer is always the one a fresh lookup would give.
+ */
+static struct secret *
+secret_find(struct cache *c, const char *id)
+{
+	size_t len = strnlen(id, sizeof(c->found_id));
+	struct secret *s;
+
+	if (c->found != NULL && len == c->found_len && memcmp(id, c->found_id, len) == 0)
+		return c->found;
+	if ((s = secret_find_uncached(c, id)) != NULL && len < sizeof(c->found_id)) {
+		memcpy(c->found_id, id, len);
+		c->found_len = len;
+		c->found = s;
+	}
+	return s;
+}
+
+static void
+secret_find_forget(struct cache *c)
+{
+	c->found = NULL;
 }
 
 static struct version *
@@ -894,6 +924,7 @@ secret_free(struct cache *c, struct secret *s)
 		c->stats.labels--;
 	}
 	index_remove(&c->secrets, s);
+	secret_find_forget(c);
 	prefix_put(c, s->prefix);
 	c->stats.secrets--;
 	free(s);
@@ -934,6 +965,7 @@ secret_upsert(struct cache *c, const char *arn, const char *name)
 	}
 	s->hash = index_hash(&c->secrets, name, name_len);
 	index_insert(&c->secrets, s);
+	secret_find_forget(c);	/* a newcomer may answer an id better (a partial ARN) */
 	c->stats.secrets++;
 	return s;
 }
@@ -1250,8 +1282,10 @@ lookup(struct cache *c, struct secret *s, const struct backend_query *q, uint64_
 static void
 touch(struct cache *c, struct version *v, uint64_t now)
 {
-	TAILQ_REMOVE(&c->lru, v, lru);
-	TAILQ_INSERT_HEAD(&c->lru, v, lru);
+	if (TAILQ_FIRST(&c->lru) != v) {
+		TAILQ_REMOVE(&c->lru, v, lru);
+		TAILQ_INSERT_HEAD(&c->lru, v, lru);
+	}
 	v->secret->last_read_ms = now;
 }
 

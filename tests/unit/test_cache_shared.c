@@ -672,6 +672,33 @@ test_many_secrets_index(void **state)
 	expect_identity("bulk/04999", NULL, PFX "bulk/04999-X04999", "bulk/04999", UUID1, "v4999");
 }
 
+static void
+test_lookups_see_newcomers(void **state)
+{
+	struct shared s;
+
+	(void)state;
+	/* Names may hold '-': "foo-abcdef" is also how a partial ARN of a secret
+	 * named "foo-abcdef" ends. An id answered once must be answered afresh
+	 * once a secret that answers it better is cached. */
+	fake_put(PFX "foo-abcdef", "foo", UUID1, "AWSCURRENT", "old");
+	fake_put(PFX "foo-abcdef-ghijkl", "foo-abcdef", UUID2, "AWSCURRENT", "new");
+	assert_string_equal(get(PFX "foo-abcdef", NULL, NULL).name, "foo");
+	s = get_shared(PFX "foo-abcdef", NULL, NULL);
+	assert_string_equal(s.name, "foo");
+	cache_body_release(s.body);
+	assert_string_equal(get("foo-abcdef", NULL, NULL).name, "foo-abcdef");
+	s = get_shared(PFX "foo-abcdef", NULL, NULL);
+	assert_string_equal(s.name, "foo-abcdef");	/* the partial ARN of the newcomer */
+	cache_body_release(s.body);
+	s = get_shared(PFX "foo-abcdef-ghijkl", NULL, NULL);
+	assert_string_equal(s.name, "foo-abcdef");
+	cache_body_release(s.body);
+	s = get_shared("foo", NULL, NULL);
+	assert_string_equal(s.name, "foo");
+	cache_body_release(s.body);
+}
+
 /* ---- the key's linger timer ----------------------------------------------------------------- */
 
 static void
@@ -715,6 +742,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_shared_prefix_outlives_its_secrets,
 		    setup_one_version, teardown),
 		cmocka_unit_test_setup_teardown(test_many_secrets_index, setup_large, teardown),
+		cmocka_unit_test_setup_teardown(test_lookups_see_newcomers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_loop_is_not_kept_alive, setup, teardown),
 	};
 
