@@ -4,11 +4,11 @@
  * Each connection uses plain events rather than bufferevents: replies are
  * written straight from the read callback, which saves a loop pass and two
  * epoll_ctl calls per request. The hot path avoids evbuffers altogether:
- *   - input is read(2) into one server-wide buffer and whole frames are
+ *   - input is recv(2)'d into one server-wide buffer and whole frames are
  *     handled where they landed; only a partial frame (or frames held back
  *     by the bounds) is kept in the connection's input evbuffer;
  *   - replies sent by reference are gathered in one server-wide batch while
- *     a connection's input is handled, and written with one writev(2).
+ *     a connection's input is handled, and written with one sendmsg(2).
  * The evbuffers (and evbuffer_write) take over whenever the socket cannot
  * take everything at once.
  */
@@ -31,8 +31,8 @@
 #include "peer_limits.h"
 #include "server.h"
 
-#define READ_CHUNK		65536	/* bytes read(2) at once, into the server's buffer */
-#define BATCH_IOV		64	/* iovecs in one writev(2): a head and a body per reply */
+#define READ_CHUNK		65536	/* bytes received at once, into the server's buffer */
+#define BATCH_IOV		64	/* iovecs in one sendmsg(2): a head and a body per reply */
 #define BATCH_HEAD_MAX		32	/* longest head copied into the batch */
 #define ACCEPTS_PER_CALLBACK	64
 #define PEER_GROUPS_INLINE	32	/* supplementary groups read without a second call */
@@ -62,7 +62,7 @@ struct conn {
 
 /*
  * Replies sent by reference (conn_send_shared), gathered while one
- * connection's input is handled and written with one writev(2) when it is
+ * connection's input is handled and written with one sendmsg(2) when it is
  * done. Anything that must follow them in order, and whatever writev did not
  * take, moves to the connection's output evbuffer (batch_spill). While the
  * batch holds a connection's replies, that connection's evbuffer is empty.
@@ -218,7 +218,7 @@ batch_spill(struct out_batch *b, int from)
 }
 
 /*
- * Writes the batch of c (whose evbuffer is empty) with one writev. Returns 1
+ * Writes the batch of c (whose evbuffer is empty) with one sendmsg. Returns 1
  * when all of it went out, 0 when the socket is full (the rest is spilled to
  * the evbuffer), -1 on an error (errno set; the batch is dropped).
  */
@@ -226,12 +226,15 @@ static int
 batch_write(struct conn *c)
 {
 	struct out_batch *b = &c->server->batch;
+	struct msghdr msg = { .msg_iov = b->iov, .msg_iovlen = (size_t)b->n };
 	ssize_t n;
 	size_t left;
 	int i;
 
+	/* sendmsg rather than writev: a socket call skips the file layer's
+	 * position lock and checks, measurably cheaper per call. */
 	do
-		n = writev(c->fd, b->iov, b->n);
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -528,7 +531,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	size_t used;
 
 	(void)what;
-	n = read(fd, buf, READ_CHUNK);
+	n = recv(fd, buf, READ_CHUNK, 0);	/* as sendmsg: no file layer */
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
