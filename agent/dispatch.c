@@ -294,14 +294,17 @@ get_hit(void *arg, struct cache_hit *hit, bool stale, struct cache_body *body)
 	const uint8_t *data;
 	size_t len;
 
-	if (acl_enabled(h->agent->acl))
+	/* The names are made only when access rules will read them. */
+	if (acl_enabled(h->agent->acl)) {
 		cache_hit_names(hit, &arn, &name);
-	if (acl_enabled(h->agent->acl) && !resolved_granted(h->agent, h->conn, name, arn)) {
-		cache_body_release(body);
-		audit_request(h->agent, h->conn, h->req, false, SMC_STATUS_ACCESS_DENIED);
-		reply_error(h->agent, h->conn, h->req->header.op, h->req->header.request_id,
-		    SMC_STATUS_ACCESS_DENIED, access_denied);
-		return;
+		if (!resolved_granted(h->agent, h->conn, name, arn)) {
+			cache_body_release(body);
+			audit_request(h->agent, h->conn, h->req, false,
+			    SMC_STATUS_ACCESS_DENIED);
+			reply_error(h->agent, h->conn, h->req->header.op,
+			    h->req->header.request_id, SMC_STATUS_ACCESS_DENIED, access_denied);
+			return;
+		}
 	}
 	audit_request(h->agent, h->conn, h->req, true, SMC_STATUS_OK);
 	data = cache_body_data(body, &len);	/* render_get_reply made len > HEAD_LEN */

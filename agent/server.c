@@ -63,7 +63,7 @@ struct conn {
 /*
  * Replies sent by reference (conn_send_shared), gathered while one
  * connection's input is handled and written with one sendmsg(2) when it is
- * done. Anything that must follow them in order, and whatever writev did not
+ * done. Anything that must follow them in order, and whatever sendmsg did not
  * take, moves to the connection's output evbuffer (batch_spill). While the
  * batch holds a connection's replies, that connection's evbuffer is empty.
  */
@@ -165,7 +165,9 @@ conn_out_len(const struct conn *c)
 {
 	const struct out_batch *b = &c->server->batch;
 
-	return evbuffer_get_length(c->out) + (b->conn == c ? b->bytes : 0);
+	if (b->conn == c)
+		return b->bytes;	/* its evbuffer is empty meanwhile */
+	return evbuffer_get_length(c->out);
 }
 
 static void
