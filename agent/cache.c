@@ -96,6 +96,12 @@ struct arn_prefix {
 	char s[];			/* "arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:" */
 };
 
+/*
+ * Mind the size: with a 15-character name this record is 104 bytes, a
+ * 112-byte malloc chunk; 8 bytes more make it 128 (16 bytes per secret),
+ * and the memory bench's 200-byte budget per version has about 5 to spare.
+ * Rarely used state belongs in a side structure, not here.
+ */
 struct secret {
 	struct secret *hnext;		/* chain in the name index */
 	struct version *versions;	/* singly linked, few */
@@ -113,6 +119,8 @@ struct secret {
 	char tail[];			/* the ARN after the prefix: "NAME-XXXXXX" */
 };
 
+/* 44 bytes before the VersionId: with a UUID and a 1 KiB value's 1068-byte blob,
+ * a 1136-byte chunk (68 bytes of overhead); 4 bytes more would cost 16. */
 struct version {
 	struct version *next;		/* in secret->versions */
 	struct secret *secret;
@@ -124,6 +132,7 @@ struct version {
 	uint8_t id[];			/* the VersionId, then the sealed blob */
 };
 _Static_assert(SEAL_MAX_BLOB < (1u << 24), "blob_len holds any blob length");
+_Static_assert(offsetof(struct version, id) <= 44, "the version header grew (see above)");
 
 /* The secrets, by name: chained through secret->hnext. */
 struct secret_index {
