@@ -70,7 +70,9 @@ check_request(const uint8_t *body, size_t len)
 		return;
 	}
 	CHECK(req.header.version == SMC_PROTO_VERSION);
-	CHECK(req.header.status == 0 && req.header.flags == 0);
+	CHECK(req.header.status == 0 && (req.header.flags & ~SMC_REQUEST_FLAGS_KNOWN) == 0);
+	/* REFRESH is a GET flag only. */
+	CHECK(!(req.header.flags & SMC_FLAG_REFRESH) || req.header.op == SMC_OP_GET);
 	if (req.header.op == SMC_OP_GET || req.header.op == SMC_OP_DESCRIBE)
 		CHECK(req.secret_id.ptr != NULL && req.secret_id.len > 0 &&
 		    req.secret_id.len <= SMC_MAX_SECRET_ID);
