@@ -374,30 +374,49 @@ pending_done(struct pending *p)
 	free(p);
 }
 
+/*
+ * What every backend answer goes through first: the client may have left,
+ * the answer may be an error, and the secret it resolved to must be granted.
+ * Returns the connection to write the reply on, or NULL when that is all
+ * done already (audited and, where someone is listening, answered).
+ */
+static struct conn *
+answer_or_refuse(struct pending *p, const struct backend_error *error, const char *name,
+    const char *arn)
+{
+	struct conn *conn = p->waiter.conn;
+
+	if (conn == NULL) {
+		audit_pending(p, true, -1);	/* the client left; nothing to answer */
+		return NULL;
+	}
+	if (error != NULL) {
+		audit_pending(p, true, error->status);
+		reply_error(p->agent, conn, p->op, p->request_id, error->status, error->message);
+		return NULL;
+	}
+	if (!resolved_granted(p->agent, conn, name, arn)) {
+		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
+		reply_error(p->agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
+		    access_denied);
+		return NULL;
+	}
+	audit_pending(p, true, SMC_STATUS_OK);
+	return conn;
+}
+
 static void
 get_done(void *arg, const struct backend_value *value, bool stale, const struct backend_error *error)
 {
 	struct pending *p = arg;
 	struct agent *agent = p->agent;
-	struct conn *conn = p->waiter.conn;
+	struct conn *conn;
 	struct smc_writer w;
 
-	if (conn == NULL) {
-		audit_pending(p, true, -1);
-		goto out;	/* the client left; nothing to answer */
-	}
-	if (error != NULL) {
-		audit_pending(p, true, error->status);
-		reply_error(agent, conn, p->op, p->request_id, error->status, error->message);
+	conn = answer_or_refuse(p, error, error == NULL ? value->name : NULL,
+	    error == NULL ? value->arn : NULL);
+	if (conn == NULL)
 		goto out;
-	}
-	if (!resolved_granted(agent, conn, value->name, value->arn)) {
-		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
-		reply_error(agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
-		    access_denied);
-		goto out;
-	}
-	audit_pending(p, true, SMC_STATUS_OK);
 	smc_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
 	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, stale ? SMC_FLAG_STALE : 0, p->request_id,
 	    SMC_STATUS_OK);
@@ -412,26 +431,14 @@ describe_done(void *arg, const struct backend_description *d, const struct backe
 {
 	struct pending *p = arg;
 	struct agent *agent = p->agent;
-	struct conn *conn = p->waiter.conn;
+	struct conn *conn;
 	struct smc_writer w;
 	size_t mark;
 
-	if (conn == NULL) {
-		audit_pending(p, true, -1);
+	conn = answer_or_refuse(p, error, error == NULL ? d->name : NULL,
+	    error == NULL ? d->arn : NULL);
+	if (conn == NULL)
 		goto out;
-	}
-	if (error != NULL) {
-		audit_pending(p, true, error->status);
-		reply_error(agent, conn, p->op, p->request_id, error->status, error->message);
-		goto out;
-	}
-	if (!resolved_granted(agent, conn, d->name, d->arn)) {
-		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
-		reply_error(agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
-		    access_denied);
-		goto out;
-	}
-	audit_pending(p, true, SMC_STATUS_OK);
 	smc_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
 	smc_message_begin(&w, SMC_OP_DESCRIBE | SMC_OP_REPLY, 0, p->request_id, SMC_STATUS_OK);
 	smc_put_cstr(&w, SMC_TAG_ARN, d->arn);
