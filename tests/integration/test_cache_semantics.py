@@ -38,6 +38,19 @@ def upstream_gets(s):
     return s["upstream_get_ok"] + s["upstream_get_error"]
 
 
+def stop_and_wait(pid, timeout=5.0):
+    """SIGSTOP, then wait until the process is really stopped: kill() returns as soon as
+    the signal is queued, and a running agent could otherwise still read a request."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 class Counting:
     """Deltas of the agent's counters around a block."""
 
@@ -108,7 +121,7 @@ class SingleFlight(unittest.TestCase):
         # Stopped, the agent sees all requests at once when it resumes: those it
         # reads before the fetch is answered (the file backend answers on the
         # next loop pass) join it, so some joins are certain.
-        os.kill(self.agent.pid(), signal.SIGSTOP)
+        stop_and_wait(self.agent.pid())
         try:
             for i, s in enumerate(socks):
                 s.sendall(h.get_frame("app/db", request_id=i))
@@ -142,7 +155,7 @@ class SingleFlight(unittest.TestCase):
                 ("missing", {})]
         socks = self.open_clients()
         count = Counting(self.agent)
-        os.kill(self.agent.pid(), signal.SIGSTOP)
+        stop_and_wait(self.agent.pid())
         try:
             for i, s in enumerate(socks):
                 sid, kw = keys[i % len(keys)]
