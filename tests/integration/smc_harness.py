@@ -17,6 +17,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("SMCACHE_BUILD", os.path.join(ROOT, "build"))
@@ -271,6 +272,26 @@ class Agent:
         finally:
             self.close()
         return False
+
+
+class SharedAgentTest(unittest.TestCase):
+    """One agent for a whole test class: the class's make_agent() builds it."""
+
+    @classmethod
+    def make_agent(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.agent = cls.make_agent()
+        cls.agent.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.agent.stop()
+        finally:
+            cls.agent.close()
 
 
 def have_binaries():

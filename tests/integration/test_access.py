@@ -209,18 +209,10 @@ class AccessAgent(h.Agent):
 
 
 @unittest.skipIf(SKIP, SKIP or "")
-class AccessRules(unittest.TestCase):
+class AccessRules(h.SharedAgentTest):
     @classmethod
-    def setUpClass(cls):
-        cls.agent = AccessAgent()
-        cls.agent.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.agent.stop()
-        finally:
-            cls.agent.close()
+    def make_agent(cls):
+        return AccessAgent()
 
     def test_granted_user_reads_its_secret_by_name_and_arn(self):
         for sid in ("app/allowed", ARN_ALLOWED, ARN_ALLOWED[:-7]):

@@ -35,18 +35,10 @@ def sample_secrets():
 
 
 @unittest.skipUnless(h.have_binaries(), "build/smcached and build/smcache are not built")
-class AgentValues(unittest.TestCase):
+class AgentValues(h.SharedAgentTest):
     @classmethod
-    def setUpClass(cls):
-        cls.agent = h.Agent(sample_secrets())
-        cls.agent.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.agent.stop()
-        finally:
-            cls.agent.close()
+    def make_agent(cls):
+        return h.Agent(sample_secrets())
 
     def get(self, secret_id, **kw):
         return self.agent.request(h.get_frame(secret_id, request_id=77, **kw))
@@ -145,20 +137,12 @@ class AgentValues(unittest.TestCase):
 
 
 @unittest.skipUnless(h.have_binaries(), "build/smcached and build/smcache are not built")
-class AgentBadInput(unittest.TestCase):
+class AgentBadInput(h.SharedAgentTest):
     """Every bad input gets an error reply or a closed connection; others never notice."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.agent = h.Agent(sample_secrets())
-        cls.agent.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.agent.stop()
-        finally:
-            cls.agent.close()
+    def make_agent(cls):
+        return h.Agent(sample_secrets())
 
     def assert_agent_healthy(self):
         r = self.agent.request(h.get_frame("app/db", request_id=9))

@@ -61,18 +61,10 @@ def shape(obj):
 
 
 @unittest.skipUnless(h.have_binaries(), "build/smcached or build/smcache is not built")
-class CliAgainstAgent(unittest.TestCase):
+class CliAgainstAgent(h.SharedAgentTest):
     @classmethod
-    def setUpClass(cls):
-        cls.agent = h.Agent(sample_secrets())
-        cls.agent.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.agent.stop()
-        finally:
-            cls.agent.close()
+    def make_agent(cls):
+        return h.Agent(sample_secrets())
 
     def run_cli(self, *args, tz="UTC", socket_path=None, timeout=30):
         env = dict(os.environ, TZ=tz, SMCACHE_SOCKET=socket_path or self.agent.socket)
