@@ -199,6 +199,7 @@ struct cache {
 	struct cache_options opts;
 	struct cache_stats stats;
 	struct secret_index secrets;
+	size_t tick_cursor;		/* bucket the next background scan starts at */
 	struct secret *found;		/* secret_find()'s last answer, for found_id */
 	size_t found_len;
 	char found_id[256];
@@ -1830,17 +1831,25 @@ refresh_start(struct cache *c, struct secret *s, bool probe)
 	}
 }
 
-/* Every tick: refresh what is hot and due, within the in-flight cap and the breaker. */
+/*
+ * Every tick: refresh what is hot and due, within the in-flight cap and the
+ * breaker. A scan that stops early (cap reached, or the breaker's one probe
+ * sent) resumes after where it stopped, so due secrets take turns: a secret
+ * that keeps failing cannot be the breaker's probe every time while others,
+ * whose answers would close it, wait behind it.
+ */
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cache *c = arg;
 	uint64_t now = now_ms(), idle = (uint64_t)c->opts.refresh_idle_s * 1000u;
+	size_t buckets = c->secrets.mask + 1, i = 0;
 	bool probe, more = false;
 
 	(void)fd;
 	(void)what;
-	for (size_t i = 0; i <= c->secrets.mask; i++) {
+	for (size_t n = 0; n < buckets; n++) {
+		i = (c->tick_cursor + n) & c->secrets.mask;
 		for (struct secret *s = c->secrets.buckets[i]; s != NULL; s = s->hnext) {
 			if (s->refresh_at_ms == 0 || now >= s->last_read_ms + idle)
 				continue;	/* nothing planned, or cold: left to expire */
@@ -1849,10 +1858,15 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 				continue;
 			if (c->refresh_calls >= c->opts.max_refreshes ||
 			    !breaker_allow(c, now, &probe))
-				goto out;
+				goto stopped;
 			refresh_start(c, s, probe);
+			if (probe)
+				goto stopped;	/* the one call the open breaker lets through */
 		}
 	}
+	goto out;
+stopped:
+	c->tick_cursor = (i + 1) & c->secrets.mask;
 out:
 	if (more)
 		tick_arm(c);
