@@ -1,15 +1,16 @@
 # smcache: one Makefile for the agent, the client library, the CLI and the tests.
 # Objects go under $(BUILD)/ (build/ by default, build/asan for `make asan`).
 #
-#   make            build everything
-#   make deps       install missing Debian packages (as root; otherwise prints the line to run)
-#   make demo       run smcached on conf/example-secrets.json and fetch a secret with the CLI
-#   make test       the whole test suite; ends with "N passed, N failed"
-#   make asan       the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make fuzz       run every libFuzzer target for FUZZ_SECONDS each (needs clang)
-#   make bench      benchmarks (not part of `make test`)
-#   make valgrind   the agent's integration tests with smcached under valgrind memcheck
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make              build everything
+#   make deps         install missing Debian packages (as root; otherwise prints the line to run)
+#   make demo         run smcached on conf/example-secrets.json and fetch a secret with the CLI
+#   make test         the whole test suite; ends with "N passed, N failed"
+#   make asan         the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make check-layers prove the walls between the parts of the tree (part of `make test`)
+#   make fuzz         run every libFuzzer target for FUZZ_SECONDS each (needs clang)
+#   make bench        benchmarks (not part of `make test`)
+#   make valgrind     the agent's integration tests with smcached under valgrind memcheck
+#   make install      PREFIX=/usr/local DESTDIR=
 
 VERSION      := 0.1.0
 PREFIX       ?= /usr/local
@@ -27,33 +28,24 @@ SONAME_MAJOR := 0
 CC     ?= cc
 PYTHON ?= python3
 
-# pkg-config module -> Debian package that ships it.
-DEPS_PKGCONFIG := libevent libcurl libcjson libcrypto libsodium inih cmocka
-deb_libevent   := libevent-dev
-deb_libcurl    := libcurl4-openssl-dev
-deb_libcjson   := libcjson-dev
-deb_libcrypto  := libssl-dev
-deb_libsodium  := libsodium-dev
-deb_inih       := libinih-dev
-deb_cmocka     := libcmocka-dev
+# pkg-config module -> Debian package that ships it: the one mapping `deps` and `check-deps` use.
+DEPS_MAP       := libevent:libevent-dev libcurl:libcurl4-openssl-dev libcjson:libcjson-dev \
+                  libcrypto:libssl-dev libsodium:libsodium-dev inih:libinih-dev cmocka:libcmocka-dev
+DEPS_PKGCONFIG := $(foreach d,$(DEPS_MAP),$(firstword $(subst :, ,$(d))))
+DEPS_DEBS      := $(foreach d,$(DEPS_MAP),$(lastword $(subst :, ,$(d))))
 DEBS_BASE      := build-essential pkg-config
 DEBS_FUZZ      := clang libclang-rt-14-dev
 
 # Evaluated once, on first use (after `make deps` had its chance to install things).
-lazy = $(eval $(1) := $(2))$($(1))
-PKG_CFLAGS_AGENT = $(call lazy,PKG_CFLAGS_AGENT,$(shell pkg-config --cflags libevent libcurl libcjson libcrypto libsodium inih 2>/dev/null))
-PKG_LIBS_AGENT   = $(call lazy,PKG_LIBS_AGENT,$(shell pkg-config --libs libevent libcurl libcjson libcrypto libsodium inih 2>/dev/null))
-PKG_CFLAGS_CLI   = $(call lazy,PKG_CFLAGS_CLI,$(shell pkg-config --cflags libsodium libcjson 2>/dev/null))
-PKG_LIBS_CLI     = $(call lazy,PKG_LIBS_CLI,$(shell pkg-config --libs libsodium libcjson 2>/dev/null))
-PKG_CFLAGS_TEST  = $(call lazy,PKG_CFLAGS_TEST,$(shell pkg-config --cflags cmocka 2>/dev/null))
-PKG_LIBS_TEST    = $(call lazy,PKG_LIBS_TEST,$(shell pkg-config --libs cmocka 2>/dev/null))
+lazy       = $(eval $(1) := $(2))$($(1))
+pkg_cflags = $(foreach p,$(1),$(call lazy,PKGCF_$(p),$(shell pkg-config --cflags $(p) 2>/dev/null)))
+pkg_libs   = $(foreach p,$(1),$(call lazy,PKGLIB_$(p),$(shell pkg-config --libs $(p) 2>/dev/null)))
 
 WARN      := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith -Wstrict-prototypes \
              -Wmissing-prototypes -Wvla -Wno-unused-parameter
 HARDEN    := -fstack-protector-strong -fstack-clash-protection -fcf-protection -fPIC
 HARDEN_LD := -Wl,-z,relro,-z,now -Wl,-z,noexecstack
 DEFS      := -D_GNU_SOURCE -DSMC_VERSION='"$(VERSION)"'
-INCLUDES  := -Iproto -Iclient -Iagent
 
 ifeq ($(SANITIZE),1)
 OPT      := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -63,14 +55,51 @@ OPT      := -O2 -g -D_FORTIFY_SOURCE=2
 LDSAN    :=
 endif
 
-CFLAGS_ALL = -std=c11 $(OPT) $(WARN) $(HARDEN) $(DEFS) $(INCLUDES) $(CFLAGS)
+CFLAGS_ALL  = -std=c11 $(OPT) $(WARN) $(HARDEN) $(DEFS) $(CFLAGS)
 LDFLAGS_ALL = $(HARDEN_LD) $(LDSAN) $(LDFLAGS)
+
+# ---- layers: what each part of the tree may use ------------------------------------------
+# A part is a folder, or one file where a tighter wall holds. SEES_<part> lists the project
+# folders its objects get -I for, so a forbidden #include "x.h" does not compile; LIBS_<part>
+# the pkg-config modules whose headers it may include (system headers are always reachable,
+# so `make check-layers` checks those on the compiler's full include graph). agent/README.md
+# draws the same map; tests/check_layers.py proves every wall.
+SEES_proto            := proto
+LIBS_proto            :=
+SEES_client           := client proto
+LIBS_client           := libsodium libcjson
+SEES_agent/base       := agent/base
+LIBS_agent/base       := libsodium libcjson
+SEES_agent/backend    := agent/backend agent/base proto
+LIBS_agent/backend    := libevent libsodium libcjson
+SEES_agent/cache      := agent/cache agent/backend agent/base proto
+LIBS_agent/cache      := libevent libsodium
+SEES_agent/cache/seal := agent/cache agent/base
+LIBS_agent/cache/seal := libsodium
+SEES_agent/aws        := agent/aws agent/backend agent/base proto agent
+LIBS_agent/aws        := libevent libcurl libcrypto libsodium libcjson inih
+SEES_agent/aws/sigv4  := agent/aws agent/base
+LIBS_agent/aws/sigv4  := libcrypto
+SEES_agent/access     := agent/access agent/base proto agent agent/front
+LIBS_agent/access     := libevent libsodium
+SEES_agent/front      := agent/front agent/access agent/cache agent/backend agent/base proto agent
+LIBS_agent/front      := libevent libsodium
+SEES_agent            := agent agent/front agent/access agent/cache agent/aws agent/backend agent/base proto
+LIBS_agent            := libevent libcurl libcrypto libsodium libcjson inih
+SEES_tests            := $(SEES_agent) client
+LIBS_tests            := $(LIBS_agent) cmocka
+LAYER_PARTS := proto client agent agent/base agent/backend agent/cache agent/cache/seal \
+               agent/aws agent/aws/sigv4 agent/access agent/front
+
+# The part a source belongs to: its own row if it has one, else its folder's (all of tests/ is one).
+layer_of     = $(or $(if $(SEES_$(basename $(1))),$(basename $(1))),$(if $(filter tests/%,$(1)),tests),$(patsubst %/,%,$(dir $(1))))
+layer_cflags = $(addprefix -I,$(SEES_$(call layer_of,$(1)))) $(call pkg_cflags,$(LIBS_$(call layer_of,$(1))))
 
 # ---- sources, by folder ----------------------------------------------------------------
 PROTO_SRCS      := $(wildcard proto/*.c)
 CLIENT_LIB_SRCS := $(filter-out client/cli.c client/cli_%.c,$(wildcard client/*.c))
 CLI_SRCS        := $(filter client/cli.c client/cli_%.c,$(wildcard client/*.c))
-AGENT_LIB_SRCS  := $(filter-out agent/main.c,$(wildcard agent/*.c))
+AGENT_LIB_SRCS  := $(filter-out agent/main.c,$(wildcard agent/*.c agent/*/*.c))
 UNIT_SRCS       := $(wildcard tests/unit/test_*.c)
 TOOL_SRCS       := $(wildcard tests/tools/*.c)
 FUZZ_SRCS       := $(wildcard tests/fuzz/fuzz_*.c)
@@ -89,7 +118,7 @@ TOOL_BINS   := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRCS))
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps check-deps test asan fuzz bench demo install uninstall clean valgrind
+.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind
 .DEFAULT_GOAL := all
 # Objects made through pattern rules are kept, so a second run rebuilds nothing.
 .SECONDARY:
@@ -101,12 +130,8 @@ all: $(SMCACHED) $(SMCACHE) $(CLIENT_A) $(CLIENT_SO) $(BUILD)/smcache.pc
 check-deps:
 	@missing=""; \
 	command -v pkg-config >/dev/null 2>&1 || missing="pkg-config"; \
-	for m in $(DEPS_PKGCONFIG); do \
-	  pkg-config --exists $$m 2>/dev/null || case $$m in \
-	    libevent) missing="$$missing $(deb_libevent)";; libcurl) missing="$$missing $(deb_libcurl)";; \
-	    libcjson) missing="$$missing $(deb_libcjson)";; libcrypto) missing="$$missing $(deb_libcrypto)";; \
-	    libsodium) missing="$$missing $(deb_libsodium)";; inih) missing="$$missing $(deb_inih)";; \
-	    cmocka) missing="$$missing $(deb_cmocka)";; esac; \
+	for d in $(DEPS_MAP); do \
+	  pkg-config --exists $${d%%:*} 2>/dev/null || missing="$$missing $${d#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "smcache: missing build dependencies (Debian packages):$$missing" >&2; \
@@ -115,7 +140,7 @@ check-deps:
 	fi
 
 deps:
-	@pkgs="$(DEBS_BASE) $(deb_libevent) $(deb_libcurl) $(deb_libcjson) $(deb_libcrypto) $(deb_libsodium) $(deb_inih) $(deb_cmocka)"; \
+	@pkgs="$(DEBS_BASE) $(DEPS_DEBS)"; \
 	missing=""; for p in $$pkgs; do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then echo "smcache: all build dependencies are installed"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
@@ -130,56 +155,63 @@ deps:
 # ---- compilation -------------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c | check-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS_AGENT) $(PKG_CFLAGS_TEST) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(call layer_cflags,$<) -MMD -MP -c $< -o $@
+
+archive = @mkdir -p $(dir $@); rm -f $@ && ar rcs $@ $^
 
 $(PROTO_LIB): $(call obj,$(PROTO_SRCS))
-	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(archive)
 
 $(AGENT_LIB): $(call obj,$(AGENT_LIB_SRCS))
-	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(archive)
 
 # The client library carries its own copy of the codec so users link one library.
 $(CLIENT_A): $(call obj,$(CLIENT_LIB_SRCS) $(PROTO_SRCS))
-	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(archive)
 
 $(CLIENT_SO): $(call obj,$(CLIENT_LIB_SRCS) $(PROTO_SRCS))
 	$(CC) -shared -Wl,-soname,libsmcache.so.$(SONAME_MAJOR) -Wl,--version-script=client/libsmcache.map \
-	  $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS_CLI)
+	  $(LDFLAGS_ALL) -o $@ $^ $(call pkg_libs,$(LIBS_client))
 	ln -sf libsmcache.so.$(VERSION) $(BUILD)/libsmcache.so.$(SONAME_MAJOR)
 	ln -sf libsmcache.so.$(VERSION) $(BUILD)/libsmcache.so
 
+# One link rule for every program: objects and archives first, then the part's libraries.
+link = @mkdir -p $(dir $@); $(CC) -pie $(LDFLAGS_ALL) -o $@ $^ $(call pkg_libs,$(1)) -lpthread -lm
+
 $(SMCACHED): $(call obj,agent/main.c) $(AGENT_LIB) $(PROTO_LIB)
-	$(CC) -pie $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS_AGENT) -lm
+	$(call link,$(LIBS_agent))
 
 $(SMCACHE): $(call obj,$(CLI_SRCS)) $(CLIENT_A)
-	$(CC) -pie $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS_CLI)
+	$(call link,$(LIBS_client))
 
 $(BUILD)/smcache.pc: client/smcache.pc.in Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
 # ---- tests -------------------------------------------------------------------------------
-# Every unit test links the agent, client and codec libraries; the linker keeps what it uses.
-$(BUILD)/tests/test_%: $(call obj,tests/unit/test_%.c) $(AGENT_LIB) $(CLIENT_A)
-	@mkdir -p $(dir $@)
-	$(CC) -pie $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS_AGENT) $(PKG_LIBS_CLI) $(PKG_LIBS_TEST) -lpthread -lm
+# Test programs link the agent, client and codec libraries; the linker keeps what it uses.
+TEST_LINK_LIBS := $(AGENT_LIB) $(CLIENT_A)
+
+$(BUILD)/tests/test_%: $(call obj,tests/unit/test_%.c) $(TEST_LINK_LIBS)
+	$(call link,$(LIBS_tests))
 
 # Helper programs the integration tests drive (signers, raw clients, ...).
-$(BUILD)/tests/%: $(call obj,tests/tools/%.c) $(AGENT_LIB) $(CLIENT_A)
-	@mkdir -p $(dir $@)
-	$(CC) -pie $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS_AGENT) $(PKG_LIBS_CLI) -lpthread -lm
+$(BUILD)/tests/%: $(call obj,tests/tools/%.c) $(TEST_LINK_LIBS)
+	$(call link,$(LIBS_agent))
 
 # Fuzz targets built with a plain main() that replays the seed corpus: `make test` runs these.
-$(BUILD)/tests/replay_%: $(call obj,tests/fuzz/%.c tests/fuzz/replay_main.c) $(AGENT_LIB) $(CLIENT_A)
-	@mkdir -p $(dir $@)
-	$(CC) -pie $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS_AGENT) $(PKG_LIBS_CLI) -lpthread -lm
+$(BUILD)/tests/replay_%: $(call obj,tests/fuzz/%.c tests/fuzz/replay_main.c) $(TEST_LINK_LIBS)
+	$(call link,$(LIBS_agent))
 
 TEST_BINS := $(UNIT_BINS) $(TOOL_BINS) $(REPLAY_BINS)
 
-test: all $(TEST_BINS)
+# Prints one line per part: "part|-I flags|allowed pkg-config modules", for tests/check_layers.py.
+LAYER_CC_FLAGS = -std=c11 $(WARN) $(DEFS)
+check-layers: | check-deps
+	@$(PYTHON) tests/check_layers.py --cc "$(CC)" --cflags "$(LAYER_CC_FLAGS)" \
+	  $(foreach p,$(LAYER_PARTS),--part "$(p)|$(SEES_$(p))|$(LIBS_$(p))")
+
+test: all $(TEST_BINS) check-layers
 	$(PYTHON) tests/run_tests.py --build $(BUILD)
 
 asan:
@@ -187,20 +219,21 @@ asan:
 
 # ---- fuzzing (clang + libFuzzer), bounded in time ---------------------------------------
 FUZZ_CC       ?= clang
-FUZZ_FLAGS    := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(DEFS) $(INCLUDES)
-FUZZ_BINS     := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+FUZZ_DIR      := $(BUILD)/fuzz
+FUZZ_FLAGS    := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(DEFS) $(addprefix -I,$(SEES_tests))
+FUZZ_BINS     := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
 FUZZ_LIB_SRCS := $(PROTO_SRCS) $(AGENT_LIB_SRCS)
 
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) | check-deps
+$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) | check-deps
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS_AGENT) -o $@ $< $(FUZZ_LIB_SRCS) $(PKG_LIBS_AGENT) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pkg_cflags,$(LIBS_agent)) -o $@ $< $(FUZZ_LIB_SRCS) $(call pkg_libs,$(LIBS_agent)) -lm
 
 fuzz: $(FUZZ_BINS)
 	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs clang: apt-get install -y $(DEBS_FUZZ)"; exit 1; }
 	@for f in $(FUZZ_BINS); do \
-	  name=$$(basename $$f); mkdir -p build/fuzz/corpus/$$name; \
+	  name=$$(basename $$f); mkdir -p $(FUZZ_DIR)/corpus/$$name; \
 	  echo "== $$name for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_DIR)/corpus/$$name tests/fuzz/corpus/$$name || exit 1; \
 	done
 
 # ---- valgrind: smcached under memcheck through the harness's SMCACHE_WRAPPER (not in `make test`)
@@ -214,9 +247,8 @@ valgrind: all $(TOOL_BINS)
 	done; exit $$rc
 
 # ---- benchmarks --------------------------------------------------------------------------
-$(BUILD)/bench/%: $(call obj,tests/bench/%.c) $(AGENT_LIB) $(CLIENT_A)
-	@mkdir -p $(dir $@)
-	$(CC) -pie $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS_AGENT) $(PKG_LIBS_CLI) -lpthread -lm
+$(BUILD)/bench/%: $(call obj,tests/bench/%.c) $(TEST_LINK_LIBS)
+	$(call link,$(LIBS_agent))
 
 bench: all $(BENCH_BINS)
 	$(PYTHON) tests/bench/run_bench.py --build $(BUILD)
@@ -250,6 +282,6 @@ uninstall:
 	  $(DESTDIR)$(INCLUDEDIR)/smcache.h $(DESTDIR)$(LIBDIR)/pkgconfig/smcache.pc
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

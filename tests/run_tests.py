@@ -129,18 +129,17 @@ def main():
     tally = Tally()
     logs = {}
 
+    # Tests come from the source tree, so a stale binary of a removed test never runs and a
+    # test whose program was not built fails instead of vanishing.
     tests_dir = os.path.join(build, "tests")
     jobs = []
-    if os.path.isdir(tests_dir):
-        for f in sorted(os.listdir(tests_dir)):
-            p = os.path.join(tests_dir, f)
-            if args.only and args.only not in f:
-                continue
-            if f.startswith("test_") and os.access(p, os.X_OK) and not f.endswith(".d"):
-                jobs.append(("unit", f, p))
-            elif f.startswith("replay_fuzz_") and os.access(p, os.X_OK):
-                corpus = os.path.join(ROOT, "tests", "fuzz", "corpus", f[len("replay_"):])
-                jobs.append(("replay", f, [p, corpus]))
+    for f in sorted(os.listdir(os.path.join(ROOT, "tests", "unit"))):
+        if f.startswith("test_") and f.endswith(".c") and (not args.only or args.only in f):
+            jobs.append(("unit", f[:-2], os.path.join(tests_dir, f[:-2])))
+    for f in sorted(os.listdir(os.path.join(ROOT, "tests", "fuzz"))):
+        if f.startswith("fuzz_") and f.endswith(".c") and (not args.only or args.only in f):
+            corpus = os.path.join(ROOT, "tests", "fuzz", "corpus", f[:-2])
+            jobs.append(("replay", "replay_" + f[:-2], [os.path.join(tests_dir, "replay_" + f[:-2]), corpus]))
     integ = os.path.join(ROOT, "tests", "integration")
     for f in sorted(os.listdir(integ)) if os.path.isdir(integ) else []:
         if f.startswith("test_") and f.endswith(".py") and (not args.only or args.only in f):
@@ -150,6 +149,10 @@ def main():
 
     def run(job):
         kind, name, target = job
+        program = target if kind == "unit" else target[0] if kind == "replay" else None
+        if program is not None and not os.access(program, os.X_OK):
+            print(f"  {name}: FAILED (not built: {program})", flush=True)
+            return name, (0, 1, 0, [f"{name}: not built"], "")
         if kind == "unit":
             return name, run_tap(name, [target], unit_env, 300)
         if kind == "replay":

@@ -1,5 +1,5 @@
 /*
- * bench_seal: cost of agent/seal operations, to size the batching of key
+ * bench_seal: cost of agent/cache/seal operations, to size the batching of key
  * opens.  Prints ns/op for seal and unseal at a few sizes with the key held
  * open (batch), for one-shot unseal (an mprotect pair per op) and for the
  * open/close pair alone.  Usage: bench_seal [iterations]

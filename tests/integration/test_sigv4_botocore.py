@@ -1,4 +1,4 @@
-"""Cross-checks agent/sigv4 against botocore's own SigV4 signer.
+"""Cross-checks agent/aws/sigv4 against botocore's own SigV4 signer.
 
 About 300 random requests (seeded, so a failure reproduces) are signed by
 botocore.auth.SigV4Auth with a fixed clock and by build/tests/sigv4_sign (one
@@ -22,7 +22,7 @@ botocore takes the header over:
   its payload hash. The test adds X-Amz-Date (and the token header) to our
   request the way botocore does.
 - A query already in the URL is signed by botocore as is (no re-encoding),
-  while agent/sigv4 decodes and re-encodes it as the AWS test suite
+  while agent/aws/sigv4 decodes and re-encodes it as the AWS test suite
   requires. So URL-form queries are generated fully encoded, uppercase hex,
   and without empty '&&' pieces (botocore would sign those as "=").
 - Paths hold no '?', '#' or control characters (URL syntax: urlsplit cuts or
