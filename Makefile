@@ -10,6 +10,7 @@
 #   make fuzz         run every libFuzzer target for FUZZ_SECONDS each (needs clang)
 #   make bench        benchmarks (not part of `make test`)
 #   make valgrind     the agent's integration tests with smcached under valgrind memcheck
+#   make image        the container image as an OCI/docker archive (build/image/smcache-image.tar)
 #   make install      PREFIX=/usr/local DESTDIR=
 
 VERSION      := 0.1.0
@@ -118,7 +119,7 @@ TOOL_BINS   := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRCS))
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind
+.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind image
 .DEFAULT_GOAL := all
 # Objects made through pattern rules are kept, so a second run rebuilds nothing.
 .SECONDARY:
@@ -256,6 +257,15 @@ bench: all $(BENCH_BINS)
 # ---- demo: the README's first command ----------------------------------------------------
 demo: all
 	@sh tests/demo.sh $(BUILD)
+
+# ---- container image: deploy/container/mkimage.py (no base image, no engine needed) --------
+IMAGE_TAG ?= smcache:$(VERSION)
+image: all
+	$(PYTHON) deploy/container/mkimage.py --build $(BUILD) --out $(BUILD)/image/smcache-image.tar \
+	  --tag $(IMAGE_TAG) --version $(VERSION)
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  docker load -i $(BUILD)/image/smcache-image.tar; \
+	else echo "image: no Docker engine here; load it elsewhere with: docker load -i $(BUILD)/image/smcache-image.tar"; fi
 
 # ---- install -----------------------------------------------------------------------------
 install: all

@@ -104,6 +104,10 @@ static const struct cfg_key cfg_keys[] = {
 	  .offset = FIELD(socket_group), .check = check_ident,
 	  .unset = "(the agent's group)",
 	  .doc = "group of the socket file (name or gid)" },
+	{ .section = "agent", .key = "socket_dir_shared", .type = CT_ENUM,
+	  .offset = FIELD(socket_dir_shared), .def = "false", .names = bool_names,
+	  .doc = "the socket directory is a volume shared only with trusted containers"
+	    " (accept it writable by others)" },
 	{ .section = "agent", .key = "user", .type = CT_STRING,
 	  .offset = FIELD(user), .check = check_ident,
 	  .unset = "(not changed)",

@@ -44,6 +44,7 @@ struct config {
 	unsigned int socket_mode;	/* permission bits of the socket file */
 	char *socket_user;		/* name or uid; NULL: the agent's own (after the drop) */
 	char *socket_group;		/* name or gid; NULL: the agent's own (after the drop) */
+	int socket_dir_shared;		/* 1: the socket directory is a pod/task volume (0777) */
 	char *user;			/* name or uid to run as; NULL: stay as started */
 	char *group;			/* name or gid to run as; NULL: the user's primary group */
 	unsigned int max_connections;

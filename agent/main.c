@@ -132,6 +132,7 @@ open_socket_and_drop(const struct config *cfg, const char *socket_path, struct l
 	lo.owner = lo.agent_uid = plan.uid;
 	lo.group = lo.agent_gid = plan.gid;
 	lo.backlog = LISTEN_BACKLOG;
+	lo.dir_shared = cfg->socket_dir_shared != 0;
 	if (cfg->socket_user != NULL &&
 	    privdrop_lookup_user(cfg->socket_user, &lo.owner, NULL, NULL, 0, why, sizeof(why)) != 0) {
 		snprintf(err, sizeof(err), "[agent] socket_user: %s", why);

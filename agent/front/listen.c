@@ -83,10 +83,13 @@ check_socket_dir(int dfd, const char *dir, const struct listen_options *o, char 
 		    dir, (unsigned long)st.st_uid, (unsigned long)o->agent_uid);
 		return -1;
 	}
+	if (o->dir_shared)
+		return 0;	/* writable by the pod's own containers, by configuration */
 	if (st.st_mode & S_IWOTH) {
 		snprintf(err, errlen, "socket directory %s is writable by every user (mode %04o%s):"
 		    " another user could create or replace names in it; refusing to start (use a"
-		    " directory of its own, like /run/smcache)", dir,
+		    " directory of its own, like /run/smcache; for a container volume shared only"
+		    " with the pod's own containers, set [agent] socket_dir_shared = true)", dir,
 		    (unsigned)(st.st_mode & 07777), (st.st_mode & S_ISVTX) ? ", sticky" : "");
 		return -1;
 	}

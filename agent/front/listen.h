@@ -32,6 +32,10 @@ struct listen_options {
 	uid_t agent_uid;	/* who the agent runs as once started (after any drop) */
 	gid_t agent_gid;
 	int backlog;
+	/* The socket's directory is a volume the container runtime made writable
+	 * by everyone (a Kubernetes emptyDir, an ECS task volume) and shares only
+	 * with the pod's or task's own containers: accept it as it is. */
+	bool dir_shared;
 };
 
 /*
