@@ -85,12 +85,14 @@ SEES_agent/access     := agent/access agent/base proto agent agent/front
 LIBS_agent/access     := libevent libsodium
 SEES_agent/front      := agent/front agent/access agent/cache agent/backend agent/base proto agent
 LIBS_agent/front      := libevent libsodium
+SEES_agent/front/lambda_ext := agent/front agent/base
+LIBS_agent/front/lambda_ext := libevent libcjson
 SEES_agent            := agent agent/front agent/access agent/cache agent/aws agent/backend agent/base proto
 LIBS_agent            := libevent libcurl libcrypto libsodium libcjson inih
 SEES_tests            := $(SEES_agent) client
 LIBS_tests            := $(LIBS_agent) cmocka
 LAYER_PARTS := proto client agent agent/base agent/backend agent/cache agent/cache/seal \
-               agent/aws agent/aws/sigv4 agent/access agent/front
+               agent/aws agent/aws/sigv4 agent/access agent/front agent/front/lambda_ext
 
 # The part a source belongs to: its own row if it has one, else its folder's (all of tests/ is one).
 layer_of     = $(or $(if $(SEES_$(basename $(1))),$(basename $(1))),$(if $(filter tests/%,$(1)),tests),$(patsubst %/,%,$(dir $(1))))
