@@ -101,15 +101,18 @@ raise_fd_limit(const struct config *cfg)
 {
 	unsigned long long soft = 0;
 	char err[256];
+	/* The upstream's connections come out of the same limit ([aws] max_connections). */
+	unsigned long long reserve = FD_RESERVE +
+	    (cfg->backend == CONFIG_BACKEND_AWS ? cfg->aws_max_connections : 0);
 
 	if (privdrop_raise_nofile(&soft, err, sizeof(err)) != 0)
 		log_warn("%s", err);
-	if (soft > 0 && (unsigned long long)cfg->max_connections + FD_RESERVE > soft)
+	if (soft > 0 && (unsigned long long)cfg->max_connections + reserve > soft)
 		log_warn("[agent] max_connections = %u does not fit the open-file limit"
-		    " (RLIMIT_NOFILE %llu, of which the agent keeps %d for itself): connections"
-		    " past about %llu will wait; raise the hard limit (systemd: LimitNOFILE=)",
-		    cfg->max_connections, soft, FD_RESERVE,
-		    soft > FD_RESERVE ? soft - FD_RESERVE : 0);
+		    " (RLIMIT_NOFILE %llu, of which the agent keeps %llu for itself and its"
+		    " upstream connections): connections past about %llu will wait; raise the"
+		    " hard limit (systemd: LimitNOFILE=)",
+		    cfg->max_connections, soft, reserve, soft > reserve ? soft - reserve : 0);
 }
 
 /*

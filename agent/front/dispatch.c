@@ -467,9 +467,36 @@ out:
 	pending_done(p);
 }
 
+/* The upstream budget (peer_limits.h): what a refusal says, the one place it is worded. */
+static const char upstream_refusal[] = "your user's requests caused too many upstream calls"
+    " (upstream_per_second_per_uid); cached secrets are still served; try again later";
+
+struct charge {
+	struct agent *agent;
+	struct conn *conn;
+};
+
+/* cache_charge.allow: one upstream call on the peer's uid, or a refusal (logged once in a while). */
+static bool
+charge_upstream(void *arg)
+{
+	const struct charge *ch = arg;
+	uid_t uid = conn_peer_uid(ch->conn);
+
+	if (peer_limits_allow_upstream(ch->agent->peer_limits, conn_peer_entry(ch->conn)))
+		return true;
+	if (peer_limits_should_warn(ch->agent->peer_limits, uid))
+		log_warn("uid %ld (pid %ld) exceeds upstream_per_second_per_uid; answering its"
+		    " requests that need the upstream with LIMIT_EXCEEDED", (long)uid,
+		    (long)conn_peer_pid(ch->conn));
+	return false;
+}
+
 static void
 handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
+	struct charge ch = { agent, conn };
+	const struct cache_charge charge = { charge_upstream, &ch, upstream_refusal };
 	struct pending *p;
 	int r;
 
@@ -477,6 +504,12 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 		return;
 	if (req->header.op == SMC_OP_GET && get_cached(agent, conn, req))
 		return;
+	/* Every DESCRIBE is an upstream call today (not cached). */
+	if (req->header.op == SMC_OP_DESCRIBE && !charge_upstream(&ch)) {
+		reply_error(agent, conn, req->header.op, req->header.request_id,
+		    SMC_STATUS_LIMIT_EXCEEDED, upstream_refusal);
+		return;
+	}
 	if ((p = pending_new(agent, req)) == NULL) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
 		    SMC_STATUS_INTERNAL, "out of memory");
@@ -487,8 +520,9 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 	p->pid = conn_peer_pid(conn);
 	conn_waiter_attach(conn, &p->waiter);
 	if (req->header.op == SMC_OP_GET) {
-		cache_get(agent->cache, &p->query,
-		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, get_done, p);
+		cache_get_charged(agent->cache, &p->query,
+		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, &charge,
+		    get_done, p);
 		return;
 	}
 	r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
@@ -564,6 +598,7 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "limits_connections_rejected", ls != NULL ? ls->connections_rejected : 0);
 	put_stat(&w, "limits_requests_rejected", ls != NULL ? ls->requests_rejected : 0);
 	put_stat(&w, "limits_refreshes_rejected", ls != NULL ? ls->refreshes_rejected : 0);
+	put_stat(&w, "limits_upstream_rejected", ls != NULL ? ls->upstream_rejected : 0);
 	for (unsigned op = SMC_OP_PING; op <= SMC_OP_STATS; op++)
 		put_stat(&w, op_names[op], agent->stats.requests_by_op[op]);
 	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)
