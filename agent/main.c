@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +251,14 @@ main(int argc, char **argv)
 	log_set_level(cfg.log_level);
 	raise_fd_limit(&cfg);
 
+	/*
+	 * Blocks of 32 KiB and more (reply bodies of big secrets, their frames) get
+	 * their own mappings, returned to the system when freed: under mlockall the
+	 * heap's free pages cannot be given back (madvise refuses locked pages), so
+	 * replies queued to clients that left would stay resident for good (measured:
+	 * +309 MiB still held 5 s after 128 non-reading clients of a 64 KiB secret left).
+	 */
+	(void)mallopt(M_MMAP_THRESHOLD, 32 * 1024);
 	/* Memory protection first, before any secret can be fetched. */
 	if (secmem_init() != 0) {
 		log_error("libsodium initialisation failed");
@@ -302,6 +311,8 @@ main(int argc, char **argv)
 	limits.max_connections = cfg.max_connections;
 	limits.idle_timeout_s = cfg.idle_timeout;
 	limits.max_output = cfg.max_output;
+	limits.max_output_per_uid = cfg.max_output_per_uid;
+	limits.max_output_total = cfg.max_output_total;
 	limits.max_in_flight = MAX_IN_FLIGHT;
 	agent.server = server_new(agent.base, ls.fd, &limits, dispatch_request, &agent);
 	if (agent.server == NULL) {

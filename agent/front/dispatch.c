@@ -591,6 +591,8 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "connections_accepted", ss->connections_accepted);
 	put_stat(&w, "connections_rejected", ss->connections_rejected);
 	put_stat(&w, "connections_idle_closed", ss->connections_idle_closed);
+	put_stat(&w, "connections_output_closed", ss->connections_output_closed);
+	put_stat(&w, "output_queued_bytes", ss->output_queued);
 	put_stat(&w, "frames_rejected", ss->frames_rejected);
 	put_stat(&w, "requests_total", ss->requests);
 	put_stat(&w, "requests_malformed", ss->requests_bad);
