@@ -172,6 +172,15 @@ resolved_granted(const struct agent *agent, const struct conn *conn, const char 
 }
 
 static bool
+id_unambiguous(const struct agent *agent, const struct conn *conn, const char *id)
+{
+	struct acl_peer peer;
+
+	peer_of(conn, &peer);
+	return acl_id_unambiguous(agent->acl, &peer, id);
+}
+
+static bool
 admit_stats(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
 	struct acl_peer peer;
@@ -388,6 +397,15 @@ answer_or_refuse(struct pending *p, const struct backend_error *error, const cha
 
 	if (conn == NULL) {
 		audit_pending(p, true, -1);	/* the client left; nothing to answer */
+		return NULL;
+	}
+	if (error != NULL && error->status == SMC_STATUS_NOT_FOUND && acl_enabled(p->agent->acl) &&
+	    !id_unambiguous(p->agent, conn, p->query.secret_id)) {
+		/* An ARN that could name a secret the peer may not read: "not found"
+		 * is answered as a refusal is, so neither says whether it exists. */
+		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
+		reply_error(p->agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
+		    access_denied);
 		return NULL;
 	}
 	if (error != NULL) {
