@@ -65,6 +65,17 @@ RUN = aws_moto.have_moto() and h.have_binaries()
 MOTO = None
 
 
+def _asan_build():
+    with open(h.SMCACHED, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+# AddressSanitizer keeps freed memory in quarantine: keep it small for the agent (as
+# test_abuse.py does), so memory released by clients that left shows in RSS.
+ASAN_ENV = ({"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"}
+            if RUN and _asan_build() else None)
+
+
 def setUpModule():
     global MOTO
     if RUN:
@@ -93,7 +104,8 @@ class OutputBounds(unittest.TestCase):
         self.sm.create_secret(Name=self.name, SecretString=self.value.decode())
 
     def agent(self):
-        return aws_moto.AwsAgent(endpoint=MOTO.url, agent_extra="max_connections = 1024\n")
+        return aws_moto.AwsAgent(endpoint=MOTO.url, agent_extra="max_connections = 1024\n",
+                                 env=ASAN_ENV)
 
     def hostile(self, a, n, secs):
         p = subprocess.Popen([sys.executable, "-c", HOSTILE, a.socket, self.name, str(n), str(secs)],
