@@ -363,9 +363,8 @@ conn_unbatch(struct conn *c)
 static int
 conn_flush(struct conn *c)
 {
-	int n;
-
 	size_t before = conn_out_len(c);
+	int n;
 
 	if (c->server->batch.conn == c) {
 		n = batch_write(c);
