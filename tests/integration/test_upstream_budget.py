@@ -135,6 +135,8 @@ class UpstreamBudget(unittest.TestCase):
 
     def assert_bounded(self, calls, elapsed, statuses, messages):
         bound = UPSTREAM_BURST + UPSTREAM_RATE * elapsed + 5
+        print(f"\n  {calls} upstream calls for 2,000 requests in {elapsed:.1f} s (bound {bound:.0f}),"
+              f" {statuses.count(h.ST_LIMIT_EXCEEDED)} LIMIT_EXCEEDED", file=sys.stderr)
         self.assertLessEqual(calls, bound, f"{calls} upstream calls in {elapsed:.1f}s")
         self.assertGreater(statuses.count(h.ST_LIMIT_EXCEEDED), 2000 - bound - 1)
         limited = [m for s, m in zip(statuses, messages) if s == h.ST_LIMIT_EXCEEDED]
@@ -197,6 +199,9 @@ class UpstreamBudget(unittest.TestCase):
                 for s in socks:
                     s.close()
             self.assertEqual(self.proxy.count("GetSecretValue"), n)
+            print(f"\n  {n} cold reads at once: at most {self.proxy.peak('connections')}"
+                  f" upstream connections and {self.proxy.peak('requests')} requests in flight"
+                  f" (cap {cap})", file=sys.stderr)
             self.assertLessEqual(self.proxy.peak("connections"), cap)
             self.assertLessEqual(self.proxy.peak("requests"), cap)
             self.assertGreaterEqual(self.proxy.peak("requests"), 2)  # they did overlap
