@@ -50,6 +50,8 @@ struct config {
 	unsigned int max_connections;
 	unsigned int idle_timeout;	/* seconds */
 	size_t max_output;		/* bytes queued to one client */
+	size_t max_output_per_uid;	/* bytes queued to the clients of one uid */
+	size_t max_output_total;	/* bytes queued to all clients */
 	enum log_level log_level;
 
 	/* [backend] */
@@ -68,6 +70,7 @@ struct config {
 	unsigned int aws_request_timeout;	/* seconds, one HTTP exchange */
 	unsigned int aws_upstream_timeout;	/* seconds, a whole request with retries */
 	unsigned int aws_max_retries;	/* retries after a failed attempt */
+	unsigned int aws_max_connections;	/* connections to the upstream at once */
 
 	/* [cache] */
 	unsigned int cache_ttl;		/* seconds */
@@ -96,6 +99,8 @@ struct config {
 	unsigned int limit_requests_per_second;
 	unsigned int limit_burst;
 	unsigned int limit_refreshes_per_minute;
+	unsigned int limit_upstream_per_second;	/* 0: no upstream budget */
+	unsigned int limit_upstream_burst;
 };
 
 /*

@@ -2,6 +2,7 @@
  * acl: rule parsing, name resolution and matching (see acl.h for the rules
  * users rely on).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <grp.h>
@@ -432,6 +433,44 @@ acl_allows_resolved(const struct acl *acl, const struct acl_peer *peer, const ch
 		}
 	}
 	return false;
+}
+
+/* Does name end in what looks like Secrets Manager's suffix ("-" and 6 letters or digits)? */
+static bool
+has_arn_suffix(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len < 8 || name[len - 7] != '-')
+		return false;
+	for (size_t i = len - 6; i < len; i++)
+		if (!isalnum((unsigned char)name[i]))
+			return false;
+	return true;
+}
+
+bool
+acl_id_unambiguous(const struct acl *acl, const struct acl_peer *peer, const char *id)
+{
+	const char *name;
+	char *base;
+	bool ok;
+
+	if (!acl_enabled(acl) || !is_arn(id))
+		return true;
+	if ((name = arn_name_part(id)) == NULL)
+		return false;
+	/* The secret named like the name part itself... */
+	if (!acl_allows_resolved(acl, peer, name, NULL))
+		return false;
+	if (!has_arn_suffix(name))
+		return true;
+	/* ...and the one whose name is the name part without its suffix. */
+	if ((base = strndup(name, strlen(name) - 7)) == NULL)
+		return false;
+	ok = acl_allows_resolved(acl, peer, base, NULL);
+	free(base);
+	return ok;
 }
 
 bool

@@ -71,6 +71,18 @@ bool acl_allows_id(const struct acl *acl, const struct acl_peer *peer, const cha
 bool acl_allows_resolved(const struct acl *acl, const struct acl_peer *peer, const char *name,
     const char *arn);
 
+/*
+ * A request by ARN may name more than one secret (Secrets Manager's random
+ * "-XXXXXX" suffix: "...:secret:app/db-AbCdEf" is the secret app/db, or a
+ * secret named app/db-AbCdEf). True when every secret secret_id can resolve
+ * to is granted to peer by a name pattern, so that "not found" tells the peer
+ * nothing it could not read anyway; false (an ARN whose resolution may be
+ * refused): the caller answers "not found" exactly as it answers a refusal,
+ * or the difference would say whether a secret the peer may not read exists.
+ * True for names and with access control off.
+ */
+bool acl_id_unambiguous(const struct acl *acl, const struct acl_peer *peer, const char *secret_id);
+
 /* Does any rule name this peer (its user or one of its groups)? */
 bool acl_names_peer(const struct acl *acl, const struct acl_peer *peer);
 

@@ -29,6 +29,8 @@ struct peer_entry {
 	unsigned conns;
 	struct bucket requests;
 	struct bucket refreshes;
+	struct bucket upstream;
+	size_t output;			/* bytes queued to its connections */
 	bool refused_since_warn;	/* requests were refused since the last warning */
 	uint64_t last_warn_ns;
 	bool warned;
@@ -108,6 +110,27 @@ refresh_capacity(const struct peer_limits *pl)
 	return (double)pl->cfg.refreshes_per_minute;
 }
 
+static double
+upstream_rate(const struct peer_limits *pl)
+{
+	return (double)pl->cfg.upstream_per_second;
+}
+
+static double
+upstream_capacity(const struct peer_limits *pl)
+{
+	return (double)pl->cfg.upstream_burst;
+}
+
+/* Settles every bucket of e up to now (at the current rates). */
+static void
+entry_refill(struct peer_limits *pl, struct peer_entry *e, uint64_t now)
+{
+	bucket_refill(&e->requests, request_rate(pl), request_capacity(pl), now);
+	bucket_refill(&e->refreshes, refresh_rate(pl), refresh_capacity(pl), now);
+	bucket_refill(&e->upstream, upstream_rate(pl), upstream_capacity(pl), now);
+}
+
 /* ---- entries ----------------------------------------------------------------------------- */
 
 static uint64_t
@@ -150,12 +173,12 @@ sweep(struct peer_limits *pl, uint64_t now)
 
 	for (e = LIST_FIRST(&pl->entries); e != NULL; e = next) {
 		next = LIST_NEXT(e, link);
-		if (e->conns != 0)
+		if (e->conns != 0 || e->output != 0)
 			continue;
-		bucket_refill(&e->requests, request_rate(pl), request_capacity(pl), now);
-		bucket_refill(&e->refreshes, refresh_rate(pl), refresh_capacity(pl), now);
+		entry_refill(pl, e, now);
 		if (e->requests.tokens >= request_capacity(pl) &&
-		    e->refreshes.tokens >= refresh_capacity(pl))
+		    e->refreshes.tokens >= refresh_capacity(pl) &&
+		    e->upstream.tokens >= upstream_capacity(pl))
 			entry_remove(pl, e);
 	}
 	/* Entries still held are busy: sweep again only once as many more arrived. */
@@ -180,6 +203,8 @@ entry_get(struct peer_limits *pl, uid_t uid)
 	e->requests.last_ns = now;
 	e->refreshes.tokens = refresh_capacity(pl);
 	e->refreshes.last_ns = now;
+	e->upstream.tokens = upstream_capacity(pl);
+	e->upstream.last_ns = now;
 	table_insert(&pl->table, &e->node, h);
 	LIST_INSERT_HEAD(&pl->entries, e, link);
 	pl->stats.uids++;
@@ -229,15 +254,11 @@ peer_limits_set_config(struct peer_limits *pl, const struct peer_limits_config *
 	struct peer_entry *e;
 
 	/* Settle the old rates up to now, then clip to the new capacities. */
-	LIST_FOREACH(e, &pl->entries, link) {
-		bucket_refill(&e->requests, request_rate(pl), request_capacity(pl), now);
-		bucket_refill(&e->refreshes, refresh_rate(pl), refresh_capacity(pl), now);
-	}
+	LIST_FOREACH(e, &pl->entries, link)
+		entry_refill(pl, e, now);
 	pl->cfg = *cfg;
-	LIST_FOREACH(e, &pl->entries, link) {
-		bucket_refill(&e->requests, request_rate(pl), request_capacity(pl), now);
-		bucket_refill(&e->refreshes, refresh_rate(pl), refresh_capacity(pl), now);
-	}
+	LIST_FOREACH(e, &pl->entries, link)
+		entry_refill(pl, e, now);
 }
 
 struct peer_entry *
@@ -270,7 +291,7 @@ peer_limits_conn_close(struct peer_limits *pl, struct peer_entry *e)
 bool
 peer_limits_allow_request(struct peer_limits *pl, struct peer_entry *e)
 {
-	if (pl == NULL || e == NULL)
+	if (pl == NULL || e == NULL || pl->cfg.requests_per_second == 0)
 		return true;
 	if (bucket_take(&e->requests, request_rate(pl), request_capacity(pl), now_ns(pl)))
 		return true;
@@ -312,6 +333,38 @@ peer_limits_allow_refresh(struct peer_limits *pl, uid_t uid)
 	pl->stats.refreshes_rejected++;
 	e->refused_since_warn = true;
 	return false;
+}
+
+bool
+peer_limits_allow_upstream(struct peer_limits *pl, struct peer_entry *e)
+{
+	if (pl == NULL || e == NULL || pl->cfg.upstream_per_second == 0)
+		return true;
+	if (bucket_take(&e->upstream, upstream_rate(pl), upstream_capacity(pl), now_ns(pl)))
+		return true;
+	pl->stats.upstream_rejected++;
+	e->refused_since_warn = true;
+	return false;
+}
+
+void
+peer_limits_output_add(struct peer_entry *e, size_t bytes)
+{
+	if (e != NULL)
+		e->output += bytes;
+}
+
+void
+peer_limits_output_sub(struct peer_entry *e, size_t bytes)
+{
+	if (e != NULL)
+		e->output = bytes < e->output ? e->output - bytes : 0;
+}
+
+size_t
+peer_limits_output(const struct peer_entry *e)
+{
+	return e != NULL ? e->output : 0;
 }
 
 unsigned

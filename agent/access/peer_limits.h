@@ -1,8 +1,12 @@
 /*
  * peer_limits: what one local user (peer uid) may use of the agent, so one
  * busy or hostile user cannot starve the others: connections open at once,
- * requests per second (a token bucket with a burst), and forced refreshes
- * per minute (a token bucket holding a minute's worth).
+ * requests per second (a token bucket with a burst; off by default, since
+ * a cache hit costs next to nothing), forced refreshes per minute (a token
+ * bucket holding a minute's worth), and the upstream budget: calls to the
+ * upstream its requests cause (misses, version ids, DESCRIBE, forced
+ * refreshes), a token bucket with a burst. Queued output is counted per uid
+ * here too (the server bounds it).
  *
  * A connection holds its uid's entry from accept to close, so the
  * per-request check is a pointer dereference and some arithmetic. Entries
@@ -23,15 +27,18 @@ struct peer_entry;
 
 struct peer_limits_config {
 	unsigned connections;		/* per uid, at once */
-	unsigned requests_per_second;	/* per uid, sustained */
+	unsigned requests_per_second;	/* per uid, sustained; 0: no request rate limit */
 	unsigned burst;			/* per uid, requests at once (the bucket's size) */
 	unsigned refreshes_per_minute;	/* per uid, forced refreshes */
+	unsigned upstream_per_second;	/* per uid, upstream calls caused; 0: no budget */
+	unsigned upstream_burst;	/* per uid, upstream calls at once (the bucket's size) */
 };
 
 struct peer_limits_stats {
 	uint64_t connections_rejected;
 	uint64_t requests_rejected;
 	uint64_t refreshes_rejected;
+	uint64_t upstream_rejected;	/* requests refused for the upstream budget */
 	uint64_t uids;			/* entries held */
 };
 
@@ -66,6 +73,21 @@ bool peer_limits_should_warn(struct peer_limits *limits, uid_t uid);
 
 /* Takes one forced-refresh token of uid; false: over refreshes_per_minute. */
 bool peer_limits_allow_refresh(struct peer_limits *limits, uid_t uid);
+
+/*
+ * Takes one upstream token of the entry's uid: called when a request of
+ * that uid is about to cause an upstream call. False: over the budget,
+ * answer LIMIT_EXCEEDED. NULL entry: true.
+ */
+bool peer_limits_allow_upstream(struct peer_limits *limits, struct peer_entry *entry);
+
+/*
+ * Queued output of the entry's uid (bytes, all its connections): the
+ * server adds and subtracts as replies are queued and written.
+ */
+void peer_limits_output_add(struct peer_entry *entry, size_t bytes);
+void peer_limits_output_sub(struct peer_entry *entry, size_t bytes);
+size_t peer_limits_output(const struct peer_entry *entry);
 
 /* Connections uid holds now (0 when unknown). */
 unsigned peer_limits_connections(const struct peer_limits *limits, uid_t uid);

@@ -43,6 +43,8 @@ limits_from(const struct config *cfg, struct peer_limits_config *lc)
 	lc->requests_per_second = cfg->limit_requests_per_second;
 	lc->burst = cfg->limit_burst;
 	lc->refreshes_per_minute = cfg->limit_refreshes_per_minute;
+	lc->upstream_per_second = cfg->limit_upstream_per_second;
+	lc->upstream_burst = cfg->limit_upstream_burst;
 }
 
 static int
@@ -73,11 +75,13 @@ log_summary(const struct agent *agent, const struct config *cfg, const char *wha
 		    " who can connect to the socket may read every secret", what);
 	else
 		log_info("%s: access control on, %zu rule%s; audit %s to %s; per uid: %u connections,"
-		    " %u requests/s (burst %u), %u refreshes/min", what, n, n == 1 ? "" : "s",
+		    " %u requests/s (burst %u; 0: no limit), %u refreshes/min, %u upstream calls/s"
+		    " (burst %u; 0: no limit)", what, n, n == 1 ? "" : "s",
 		    audit_level_name((enum audit_level)cfg->audit_level),
 		    cfg->audit_file != NULL ? cfg->audit_file : "stderr", cfg->limit_connections,
 		    cfg->limit_requests_per_second, cfg->limit_burst,
-		    cfg->limit_refreshes_per_minute);
+		    cfg->limit_refreshes_per_minute, cfg->limit_upstream_per_second,
+		    cfg->limit_upstream_burst);
 }
 
 static void

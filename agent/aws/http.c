@@ -36,6 +36,7 @@
 #define HTTP_DEFAULT_TOTAL_MS		5000L
 #define HTTP_DEFAULT_MAX_RESPONSE	((size_t)1 << 20)
 #define HTTP_MAX_POOLED_CONNECTIONS	16L
+#define HTTP_DEFAULT_MAX_CONNECTIONS	32L
 #define HTTP_MIN_BODY_ALLOC		1024
 
 struct http_sock {
@@ -612,6 +613,7 @@ http_client_new(struct event_base *base, const struct http_client_options *opts,
     char *err, size_t errlen)
 {
 	struct http_client *client = NULL;
+	long max_conns = HTTP_DEFAULT_MAX_CONNECTIONS;
 	bool global = false;
 
 	if (base == NULL) {
@@ -640,6 +642,8 @@ http_client_new(struct event_base *base, const struct http_client_options *opts,
 			client->total_timeout_ms = opts->total_timeout_ms;
 		if (opts->max_response_bytes > 0)
 			client->max_response = opts->max_response_bytes;
+		if (opts->max_connections > 0)
+			max_conns = opts->max_connections;
 		if (opts->ca_bundle != NULL && (client->ca_bundle = strdup(opts->ca_bundle)) == NULL)
 			goto nomem;
 	}
@@ -651,7 +655,12 @@ http_client_new(struct event_base *base, const struct http_client_options *opts,
 	    curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb) != CURLM_OK ||
 	    curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client) != CURLM_OK ||
 	    curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
-	        HTTP_MAX_POOLED_CONNECTIONS) != CURLM_OK) {
+	        max_conns < HTTP_MAX_POOLED_CONNECTIONS ? max_conns :
+	        HTTP_MAX_POOLED_CONNECTIONS) != CURLM_OK ||
+	    /* The global cap on upstream connections (and so on fetches at once):
+	     * transfers beyond it wait in libcurl's queue for a free one. */
+	    curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+	        max_conns) != CURLM_OK) {
 		snprintf(err, errlen, "http: cannot configure libcurl");
 		goto fail;
 	}

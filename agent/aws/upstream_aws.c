@@ -1125,6 +1125,7 @@ upstream_aws_new(struct event_base *base, const struct upstream_aws_options *opt
 	ho.total_timeout_ms = be->request_timeout_ms;
 	ho.ca_bundle = opts->ca_bundle;
 	ho.max_response_bytes = AWS_JSON_MAX_BODY;
+	ho.max_connections = (long)opts->max_connections;
 	if ((be->http = http_client_new(base, &ho, why, sizeof(why))) == NULL) {
 		snprintf(err, errlen, "aws: HTTP client: %s", why);
 		goto fail;
@@ -1158,6 +1159,7 @@ upstream_aws_options_from_config(const struct config *cfg, struct upstream_aws_o
 	opts->request_timeout_ms = (long)cfg->aws_request_timeout * 1000;
 	opts->upstream_timeout_ms = (long)cfg->aws_upstream_timeout * 1000;
 	opts->max_retries = cfg->aws_max_retries;
+	opts->max_connections = cfg->aws_max_connections;
 }
 
 struct backend *

@@ -45,6 +45,7 @@ struct upstream_aws_options {
 	long request_timeout_ms;	/* one HTTP exchange; 0: 5000 */
 	long upstream_timeout_ms;	/* a whole request, retries included; 0: 8000 */
 	unsigned int max_retries;	/* retries after the first attempt */
+	unsigned int max_connections;	/* to the upstream at once; 0: 32 */
 };
 
 /* Counters beyond backend_counters (which counts GET and DESCRIBE outcomes). */

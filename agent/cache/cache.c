@@ -227,6 +227,7 @@ struct cache {
 	uint64_t breaker_open_until_ms;	/* 0: closed */
 	uint64_t breaker_cooldown_ms;
 	bool breaker_probing;
+	const struct cache_charge *charge;	/* who pays for a call started now (cache_get_charged) */
 };
 
 static uint64_t
@@ -1496,6 +1497,15 @@ flight_join(struct cache *c, const struct backend_query *q, cache_value_cb cb, v
 				cb(arg, NULL, false, &error);
 			return;
 		}
+		if (c->charge != NULL && !c->charge->allow(c->charge->arg)) {
+			if (probe)
+				c->breaker_probing = false;
+			backend_error_set(&error, SMC_STATUS_LIMIT_EXCEEDED, "%s",
+			    c->charge->refusal);
+			if (cb != NULL)
+				cb(arg, NULL, false, &error);
+			return;
+		}
 		if ((f = calloc(1, sizeof(*f) + query_strings_len(q))) == NULL)
 			goto fail;
 		f->cache = c;
@@ -1548,9 +1558,30 @@ forced_refresh_allowed(struct cache *c, const struct backend_query *q, uint64_t 
 	return neg == NULL || now >= neg->created_ms + interval;
 }
 
+static void get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
+    cache_value_cb cb, void *arg);
+
+void
+cache_get_charged(struct cache *c, const struct backend_query *query, unsigned flags,
+    const struct cache_charge *charge, cache_value_cb cb, void *arg)
+{
+	const struct cache_charge *outer = c->charge;	/* a callback may ask again */
+
+	c->charge = charge;
+	get_or_fetch(c, query, flags, cb, arg);
+	c->charge = outer;
+}
+
 void
 cache_get(struct cache *c, const struct backend_query *query, unsigned flags, cache_value_cb cb,
     void *arg)
+{
+	cache_get_charged(c, query, flags, NULL, cb, arg);
+}
+
+static void
+get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
+    cache_value_cb cb, void *arg)
 {
 	struct backend_query q = *query;
 	struct backend_error error;

@@ -106,6 +106,23 @@ void cache_get(struct cache *cache, const struct backend_query *query, unsigned 
     cache_value_cb cb, void *arg);
 
 /*
+ * The upstream budget of whoever asks. cache_get_charged() calls
+ * charge->allow(charge->arg) just before the request would start an upstream
+ * call (a miss, a version id not held, a forced refresh); never for a hit, a
+ * remembered "not found" or a join of a fetch already in flight. False: no
+ * call is made and the request is answered LIMIT_EXCEEDED with
+ * charge->refusal. Background refreshes and prefetches are charged to nobody.
+ */
+struct cache_charge {
+	bool (*allow)(void *arg);
+	void *arg;
+	const char *refusal;
+};
+/* cache_get(), charging the upstream calls it causes to charge (NULL: to nobody). */
+void cache_get_charged(struct cache *cache, const struct backend_query *query, unsigned flags,
+    const struct cache_charge *charge, cache_value_cb cb, void *arg);
+
+/*
  * Shared bodies: the fast path for hits. A front end that answers every hit
  * on a version with the same bytes (an encoded reply body) gives the cache a
  * render function; the cache unseals and renders a version once per

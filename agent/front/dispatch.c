@@ -172,6 +172,15 @@ resolved_granted(const struct agent *agent, const struct conn *conn, const char 
 }
 
 static bool
+id_unambiguous(const struct agent *agent, const struct conn *conn, const char *id)
+{
+	struct acl_peer peer;
+
+	peer_of(conn, &peer);
+	return acl_id_unambiguous(agent->acl, &peer, id);
+}
+
+static bool
 admit_stats(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
 	struct acl_peer peer;
@@ -390,6 +399,15 @@ answer_or_refuse(struct pending *p, const struct backend_error *error, const cha
 		audit_pending(p, true, -1);	/* the client left; nothing to answer */
 		return NULL;
 	}
+	if (error != NULL && error->status == SMC_STATUS_NOT_FOUND && acl_enabled(p->agent->acl) &&
+	    !id_unambiguous(p->agent, conn, p->query.secret_id)) {
+		/* An ARN that could name a secret the peer may not read: "not found"
+		 * is answered as a refusal is, so neither says whether it exists. */
+		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
+		reply_error(p->agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
+		    access_denied);
+		return NULL;
+	}
 	if (error != NULL) {
 		audit_pending(p, true, error->status);
 		reply_error(p->agent, conn, p->op, p->request_id, error->status, error->message);
@@ -467,9 +485,36 @@ out:
 	pending_done(p);
 }
 
+/* The upstream budget (peer_limits.h): what a refusal says, the one place it is worded. */
+static const char upstream_refusal[] = "your user's requests caused too many upstream calls"
+    " (upstream_per_second_per_uid); cached secrets are still served; try again later";
+
+struct charge {
+	struct agent *agent;
+	struct conn *conn;
+};
+
+/* cache_charge.allow: one upstream call on the peer's uid, or a refusal (logged once in a while). */
+static bool
+charge_upstream(void *arg)
+{
+	const struct charge *ch = arg;
+	uid_t uid = conn_peer_uid(ch->conn);
+
+	if (peer_limits_allow_upstream(ch->agent->peer_limits, conn_peer_entry(ch->conn)))
+		return true;
+	if (peer_limits_should_warn(ch->agent->peer_limits, uid))
+		log_warn("uid %ld (pid %ld) exceeds upstream_per_second_per_uid; answering its"
+		    " requests that need the upstream with LIMIT_EXCEEDED", (long)uid,
+		    (long)conn_peer_pid(ch->conn));
+	return false;
+}
+
 static void
 handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
+	struct charge ch = { agent, conn };
+	const struct cache_charge charge = { charge_upstream, &ch, upstream_refusal };
 	struct pending *p;
 	int r;
 
@@ -477,6 +522,12 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 		return;
 	if (req->header.op == SMC_OP_GET && get_cached(agent, conn, req))
 		return;
+	/* Every DESCRIBE is an upstream call today (not cached). */
+	if (req->header.op == SMC_OP_DESCRIBE && !charge_upstream(&ch)) {
+		reply_error(agent, conn, req->header.op, req->header.request_id,
+		    SMC_STATUS_LIMIT_EXCEEDED, upstream_refusal);
+		return;
+	}
 	if ((p = pending_new(agent, req)) == NULL) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
 		    SMC_STATUS_INTERNAL, "out of memory");
@@ -487,8 +538,9 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 	p->pid = conn_peer_pid(conn);
 	conn_waiter_attach(conn, &p->waiter);
 	if (req->header.op == SMC_OP_GET) {
-		cache_get(agent->cache, &p->query,
-		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, get_done, p);
+		cache_get_charged(agent->cache, &p->query,
+		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, &charge,
+		    get_done, p);
 		return;
 	}
 	r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
@@ -557,6 +609,8 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "connections_accepted", ss->connections_accepted);
 	put_stat(&w, "connections_rejected", ss->connections_rejected);
 	put_stat(&w, "connections_idle_closed", ss->connections_idle_closed);
+	put_stat(&w, "connections_output_closed", ss->connections_output_closed);
+	put_stat(&w, "output_queued_bytes", ss->output_queued);
 	put_stat(&w, "frames_rejected", ss->frames_rejected);
 	put_stat(&w, "requests_total", ss->requests);
 	put_stat(&w, "requests_malformed", ss->requests_bad);
@@ -564,6 +618,7 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "limits_connections_rejected", ls != NULL ? ls->connections_rejected : 0);
 	put_stat(&w, "limits_requests_rejected", ls != NULL ? ls->requests_rejected : 0);
 	put_stat(&w, "limits_refreshes_rejected", ls != NULL ? ls->refreshes_rejected : 0);
+	put_stat(&w, "limits_upstream_rejected", ls != NULL ? ls->upstream_rejected : 0);
 	for (unsigned op = SMC_OP_PING; op <= SMC_OP_STATS; op++)
 		put_stat(&w, op_names[op], agent->stats.requests_by_op[op]);
 	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)

@@ -13,6 +13,7 @@
  * take everything at once.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,12 @@
 #define BATCH_HEAD_MAX		32	/* longest head copied into the batch */
 #define ACCEPTS_PER_CALLBACK	64
 #define PEER_GROUPS_INLINE	32	/* supplementary groups read without a second call */
+/* A client held at an output bound that reads nothing for this long is disconnected. */
+#define OUTPUT_STALL_S		10
+/* Freed reply bytes after which the heap's free pages go back to the system: replies of
+ * clients that left must not stay resident (and locked, under mlockall) for good. */
+#define TRIM_AFTER_BYTES	(8u << 20)
+#define TRIM_DELAY_MS		200
 
 struct conn {
 	struct server *server;
@@ -52,6 +59,9 @@ struct conn {
 	struct evbuffer *out;
 	struct timeval last_activity;
 	unsigned in_flight;		/* attached waiters */
+	size_t counted;			/* output bytes counted to its uid and the server */
+	struct timeval last_write;	/* the client last took bytes (or output began) */
+	bool output_held;		/* reading stopped at an output bound */
 	bool reading;			/* read_ev is added */
 	bool read_eof;			/* peer finished sending */
 	bool close_after_flush;		/* a framing error: answer, then close */
@@ -89,7 +99,9 @@ struct server {
 	struct agent *agent;
 	uint64_t next_conn_id;
 	struct peer_limits *peer_limits;
-	struct server_stats stats;
+	struct server_stats stats;	/* stats.output_queued: the agent-wide output count */
+	size_t freed_since_trim;	/* output bytes released since the last malloc_trim */
+	struct event *trim_ev;
 	TAILQ_HEAD(, conn) conns;
 };
 
@@ -269,6 +281,74 @@ batch_write(struct conn *c)
 	return 0;
 }
 
+/* ---- output accounting (per connection, per uid, in all) --------------------------- */
+
+static void
+trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->freed_since_trim = 0;
+	malloc_trim(0);
+}
+
+/*
+ * Brings the uid's and the server's output counts up to date with what c
+ * holds now. A reply body shared by several connections counts once for
+ * each: what would be freed if they all left. Big releases schedule a
+ * malloc_trim, so memory of replies that were dropped or written goes back.
+ */
+static void
+conn_account(struct conn *c)
+{
+	struct server *s = c->server;
+	size_t now = c->out != NULL ? conn_out_len(c) : 0;	/* NULL: closing */
+
+	if (now > c->counted) {
+		if (c->counted == 0)
+			event_base_gettimeofday_cached(s->base, &c->last_write);
+		peer_limits_output_add(c->limit, now - c->counted);
+		s->stats.output_queued += now - c->counted;
+	} else if (now < c->counted) {
+		peer_limits_output_sub(c->limit, c->counted - now);
+		s->stats.output_queued -= c->counted - now;
+		s->freed_since_trim += c->counted - now;
+		if (s->freed_since_trim >= TRIM_AFTER_BYTES && s->trim_ev != NULL &&
+		    !event_pending(s->trim_ev, EV_TIMEOUT, NULL)) {
+			const struct timeval delay = { 0, TRIM_DELAY_MS * 1000 };
+
+			event_add(s->trim_ev, &delay);
+		}
+	}
+	c->counted = now;
+}
+
+/*
+ * May c take another request, as far as output goes? Not at max_output;
+ * and not when its uid's or everyone's output is at its bound, unless c has
+ * nothing queued (so a client that reads keeps being served, one reply at
+ * a time, whatever its uid's other connections do). resume: the lower
+ * marks at which a held connection is read again.
+ */
+static bool
+conn_output_ok(struct conn *c, bool resume)
+{
+	const struct server_limits *lim = &c->server->limits;
+	size_t out, mine, uid, all;
+
+	conn_account(c);
+	out = conn_out_len(c);
+	mine = resume ? lim->max_output / 2 + 1 : lim->max_output;
+	uid = resume ? lim->max_output_per_uid / 2 + 1 : lim->max_output_per_uid;
+	all = resume ? lim->max_output_total / 2 + 1 : lim->max_output_total;
+	if (out == 0)
+		return true;
+	return out < mine && (c->limit == NULL || peer_limits_output(c->limit) < uid) &&
+	    c->server->stats.output_queued < all;
+}
+
 /* Anything about to be queued for c must come after its batched replies. */
 static void
 conn_unbatch(struct conn *c)
@@ -283,6 +363,7 @@ conn_unbatch(struct conn *c)
 static int
 conn_flush(struct conn *c)
 {
+	size_t before = conn_out_len(c);
 	int n;
 
 	if (c->server->batch.conn == c) {
@@ -293,7 +374,7 @@ conn_flush(struct conn *c)
 		}
 		if (n == 0) {
 			event_add(c->write_ev, NULL);
-			return 0;
+			goto out;
 		}
 	}
 	while (evbuffer_get_length(c->out) > 0) {
@@ -304,7 +385,7 @@ conn_flush(struct conn *c)
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			event_add(c->write_ev, NULL);
-			return 0;
+			goto out;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -312,6 +393,10 @@ conn_flush(struct conn *c)
 		return -1;
 	}
 	event_del(c->write_ev);
+out:
+	if (conn_out_len(c) < before)
+		event_base_gettimeofday_cached(c->server->base, &c->last_write);
+	conn_account(c);
 	return 0;
 }
 
@@ -413,6 +498,19 @@ conn_send_error(struct conn *c, uint8_t op, uint32_t request_id, int status, con
 
 /* ---- input ----------------------------------------------------------------------------- */
 
+/* Stops reading c at an output bound; the idle timer checks within OUTPUT_STALL_S. */
+static void
+conn_output_hold(struct conn *c)
+{
+	const struct timeval stall = { OUTPUT_STALL_S, 0 };
+
+	conn_set_reading(c, false);
+	if (!c->output_held) {
+		c->output_held = true;
+		event_add(c->idle_ev, &stall);
+	}
+}
+
 /*
  * Handles the complete frames in data[0..avail), within the output and
  * in-flight bounds; returns how many bytes it consumed (all of them once the
@@ -430,8 +528,14 @@ conn_handle_frames(struct conn *c, const uint8_t *data, size_t avail)
 
 	c->processing = true;
 	while (!c->close_after_flush) {
-		if (conn_out_len(c) >= lim->max_output || c->in_flight >= lim->max_in_flight) {
-			/* Back-pressure: resume once the client reads or the backend answers. */
+		if (!conn_output_ok(c, false)) {
+			/* Back-pressure: resume once the client reads; disconnect it if it
+			 * reads nothing for OUTPUT_STALL_S (the idle timer looks). */
+			conn_output_hold(c);
+			break;
+		}
+		if (c->in_flight >= lim->max_in_flight) {
+			/* Resume once the backend answers. */
 			conn_set_reading(c, false);
 			break;
 		}
@@ -515,7 +619,8 @@ conn_after_io(struct conn *c)
 		return;
 	}
 	if (!c->reading && !c->read_eof && !c->close_after_flush && !c->processing &&
-	    conn_out_len(c) < lim->max_output / 2 + 1 && c->in_flight < lim->max_in_flight) {
+	    conn_output_ok(c, true) && c->in_flight < lim->max_in_flight) {
+		c->output_held = false;
 		conn_set_reading(c, true);
 		/* Frames may already be buffered: handle them now, not on the next byte. */
 		if (conn_process_input(c) != 0)
@@ -580,6 +685,23 @@ conn_idle_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	event_base_gettimeofday_cached(c->server->base, &now);
+	if (c->output_held && conn_out_len(c) > 0) {
+		/* Held at an output bound: has the client taken anything lately? */
+		const struct timeval stall = { OUTPUT_STALL_S, 0 };
+
+		evutil_timersub(&now, &c->last_write, &left);
+		if (!evutil_timercmp(&left, &stall, <)) {
+			c->server->stats.connections_output_closed++;
+			log_info("conn %llu (uid %ld pid %ld): disconnected: %zu bytes of replies"
+			    " unread for %d s", (unsigned long long)c->id, (long)c->peer.uid,
+			    (long)c->peer.pid, conn_out_len(c), OUTPUT_STALL_S);
+			conn_close(c, NULL);
+			return;
+		}
+		evutil_timersub(&stall, &left, &left);
+		event_add(c->idle_ev, &left);
+		return;
+	}
 	idle.tv_sec = c->server->limits.idle_timeout_s;
 	idle.tv_usec = 0;
 	evutil_timersub(&now, &c->last_activity, &left);
@@ -611,6 +733,9 @@ conn_close(struct conn *c, const char *why)
 	}
 	if (s->batch.conn == c)
 		batch_drop(&s->batch, 0);
+	evbuffer_free(c->out);	/* runs the wipe callbacks of unsent secret replies */
+	c->out = NULL;
+	conn_account(c);	/* nothing is queued any more */
 	TAILQ_REMOVE(&s->conns, c, entry);
 	s->stats.connections_active--;
 	peer_limits_conn_close(s->peer_limits, c->limit);
@@ -619,7 +744,6 @@ conn_close(struct conn *c, const char *why)
 	event_free(c->write_ev);
 	event_free(c->idle_ev);
 	evbuffer_free(c->in);
-	evbuffer_free(c->out);	/* runs the wipe callbacks of unsent secret replies */
 	close(c->fd);
 	free(c);
 }
@@ -826,6 +950,10 @@ server_new(struct event_base *base, int listen_fd, const struct server_limits *l
 	s->limits = *limits;
 	if (s->limits.max_in_flight == 0)
 		s->limits.max_in_flight = 1;
+	if (s->limits.max_output_per_uid == 0)
+		s->limits.max_output_per_uid = SIZE_MAX;
+	if (s->limits.max_output_total == 0)
+		s->limits.max_output_total = SIZE_MAX;
 	s->on_request = on_request;
 	s->agent = agent;
 	TAILQ_INIT(&s->conns);
@@ -835,7 +963,8 @@ server_new(struct event_base *base, int listen_fd, const struct server_limits *l
 	}
 	s->listen_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, listen_cb, s);
 	s->accept_pause_ev = evtimer_new(base, accept_resume_cb, s);
-	if (s->listen_ev == NULL || s->accept_pause_ev == NULL || event_add(s->listen_ev, NULL) != 0) {
+	s->trim_ev = evtimer_new(base, trim_cb, s);
+	if (s->listen_ev == NULL || s->accept_pause_ev == NULL || s->trim_ev == NULL || event_add(s->listen_ev, NULL) != 0) {
 		server_free(s);
 		return NULL;
 	}
@@ -856,6 +985,8 @@ server_free(struct server *s)
 		conn_close(c, "agent shutting down");
 	if (s->accept_pause_ev != NULL)
 		event_free(s->accept_pause_ev);
+	if (s->trim_ev != NULL)
+		event_free(s->trim_ev);
 	free(s->rbuf);
 	free(s);
 }

@@ -2,8 +2,9 @@
  * server: accepts connections on the agent's Unix socket and owns each
  * connection's life: reading frames incrementally, answering in order of
  * completion, and the bounds that keep one client from hurting the others
- * (frame size, idle timeout, connection cap, queued output, requests in
- * flight). What a request means is the dispatcher's business (dispatch.h).
+ * (frame size, idle timeout, connection cap, queued output per connection,
+ * per uid and in all, requests in flight). What a request means is the
+ * dispatcher's business (dispatch.h).
  */
 #ifndef SMC_AGENT_SERVER_H
 #define SMC_AGENT_SERVER_H
@@ -26,6 +27,8 @@ struct server_limits {
 	unsigned max_connections;
 	unsigned idle_timeout_s;	/* close a connection with no request and no progress this long */
 	size_t max_output;		/* stop reading a client whose unread replies reach this */
+	size_t max_output_per_uid;	/* ... or whose uid's clients' unread replies reach this */
+	size_t max_output_total;	/* ... or when all clients' unread replies reach this */
 	unsigned max_in_flight;		/* requests of one connection waiting for the backend */
 };
 
@@ -34,6 +37,8 @@ struct server_stats {
 	uint64_t connections_rejected;	/* over max_connections */
 	uint64_t connections_active;
 	uint64_t connections_idle_closed;
+	uint64_t connections_output_closed;	/* at an output bound, reading nothing for 10 s */
+	uint64_t output_queued;		/* gauge: bytes of unread replies, all clients */
 	uint64_t frames_rejected;	/* oversized or undersized frames (connection closed) */
 	uint64_t requests;
 	uint64_t requests_bad;		/* answered with a decode error */

@@ -203,8 +203,25 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def setup(self):
+        super().setup()
+        self.server.fault_proxy._gauge("connections", +1)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.fault_proxy._gauge("connections", -1)
+
     def do_POST(self):
         proxy = self.server.fault_proxy
+        proxy._gauge("requests", +1)
+        try:
+            self._post(proxy)
+        finally:
+            proxy._gauge("requests", -1)
+
+    def _post(self, proxy):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         target = self.headers.get("X-Amz-Target", "")
@@ -284,6 +301,8 @@ class FaultProxy:
     counts: requests seen per operation (the X-Amz-Target after "secretsmanager.").
     requests: the last 200 requests as (op, headers, body).
     inject(op, *faults): the next requests for op get these faults, in order ("*": any op).
+    peak("connections"|"requests"): the most open at once (TCP connections from the agent,
+    requests being answered) since start or reset_peaks().
     """
 
     def __init__(self, upstream_port):
@@ -293,6 +312,8 @@ class FaultProxy:
         self._stopping = threading.Event()
         self.counts = {}
         self.requests = []
+        self._now = {"connections": 0, "requests": 0}
+        self._peak = dict(self._now)
         self.server = _ThreadingServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.fault_proxy = self
         self.port = self.server.server_address[1]
@@ -327,6 +348,19 @@ class FaultProxy:
             self._faults.clear()
             self.counts.clear()
             self.requests.clear()
+
+    def _gauge(self, name, delta):
+        with self._lock:
+            self._now[name] += delta
+            self._peak[name] = max(self._peak[name], self._now[name])
+
+    def peak(self, name):
+        with self._lock:
+            return self._peak[name]
+
+    def reset_peaks(self):
+        with self._lock:
+            self._peak = dict(self._now)
 
     def count(self, op):
         with self._lock:

@@ -68,10 +68,14 @@ def secrets():
         h.secret("app/other", [h.version(V1, ["AWSCURRENT"], string="other-value-91c2")]),
         h.secret("app/root-only", [h.version(V1, ["AWSCURRENT"], string="root-value-55d0")]),
         h.secret("ops/tool", [h.version(V1, ["AWSCURRENT"], string="ops-value-0b1e")]),
+        # Named like app/allowed plus an ARN suffix, and not granted to nobody.
+        h.secret("app/allowed-XyZ123", [h.version(V1, ["AWSCURRENT"], string="twin-value-c4d2")],
+                 arn=ACCOUNT_ARN + "app/allowed-XyZ123-QwErTy"),
     ]
 
 
-VALUES = ("allowed-value-7f3a", "other-value-91c2", "root-value-55d0", "ops-value-0b1e")
+VALUES = ("allowed-value-7f3a", "other-value-91c2", "root-value-55d0", "ops-value-0b1e",
+          "twin-value-c4d2")
 
 RULES = textwrap.dedent(f"""\
     [access]
@@ -218,6 +222,21 @@ class AccessRules(h.SharedAgentTest):
         for sid in ("app/allowed", ARN_ALLOWED, ARN_ALLOWED[:-7]):
             _, rc, out, err = self.agent.cli_as(NOBODY, NOGROUP, "get", sid)
             self.assertEqual((rc, out), (0, b"allowed-value-7f3a"), (sid, err))
+
+    def test_arn_suffix_ambiguity_does_not_tell_existing_from_missing(self):
+        # "...:secret:app/allowed-XXXXXX" passes nobody's rule for app/allowed (the suffix);
+        # it may resolve to app/allowed-XyZ123, which nobody may not read, or to nothing.
+        # Both answers must be the same, for GET and DESCRIBE, cold and remembered.
+        results = {}
+        for sid in (ACCOUNT_ARN + "app/allowed-XyZ123", ACCOUNT_ARN + "app/allowed-Nope12"):
+            for op in ("get", "describe", "get"):
+                _, rc, out, err = self.agent.cli_as(NOBODY, NOGROUP, op, sid)
+                results[(sid, op)] = (rc, out, err)
+        for key, got in results.items():
+            self.assertEqual(got, (4, b"", b"smcache: access denied\n"), key)
+        # nobody's own secret by its full ARN still reads.
+        _, rc, out, err = self.agent.cli_as(NOBODY, NOGROUP, "get", ARN_ALLOWED)
+        self.assertEqual((rc, out), (0, b"allowed-value-7f3a"), err)
 
     def test_denied_is_the_same_for_existing_and_missing_secrets(self):
         before = stats(self.agent)

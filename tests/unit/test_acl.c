@@ -227,6 +227,30 @@ test_resolved(void **state)
 	acl_free(acl);
 }
 
+/* Which ids may resolve to a secret the peer may not read (then "not found" is a refusal). */
+static void
+test_unambiguous(void **state)
+{
+	static const char *const rules[] = { "user:1000 app/db app/* team/x" };
+	struct acl *acl = make(rules, 1);
+
+	(void)state;
+	assert_true(acl_id_unambiguous(acl, &user1000, "app/db"));		/* a name */
+	assert_true(acl_id_unambiguous(acl, &user1000, "team/nope"));
+	/* "app/" + "*" grants both app/db-AbCdEf and app/db. */
+	assert_true(acl_id_unambiguous(acl, &user1000, ACCT "app/db-AbCdEf"));
+	assert_true(acl_id_unambiguous(acl, &user1000, ACCT "app/db"));
+	/* team/x grants team/x but not a secret named team/x-AbCdEf. */
+	assert_false(acl_id_unambiguous(acl, &user1000, ACCT "team/x-AbCdEf"));
+	assert_false(acl_id_unambiguous(acl, &user1000, ACCT "team/y"));
+	assert_false(acl_id_unambiguous(acl, &user1000, "arn:aws:not-an-arn"));
+	/* No rules: nothing to hide. */
+	acl_free(acl);
+	acl = make(NULL, 0);
+	assert_true(acl_id_unambiguous(acl, &user1000, ACCT "team/x-AbCdEf"));
+	acl_free(acl);
+}
+
 static void
 test_principals(void **state)
 {
@@ -286,6 +310,7 @@ main(void)
 		cmocka_unit_test(test_arn_ids_against_name_patterns),
 		cmocka_unit_test(test_arn_patterns),
 		cmocka_unit_test(test_resolved),
+		cmocka_unit_test(test_unambiguous),
 		cmocka_unit_test(test_principals),
 		cmocka_unit_test(test_stats),
 	};

@@ -850,6 +850,69 @@ test_single_flight_200_waiters(void **state)
 	stop();
 }
 
+/* cache_charge: allows while tokens last, counting what it was asked. */
+struct tokens {
+	unsigned left;
+	unsigned asked;
+};
+
+static bool
+take_token(void *arg)
+{
+	struct tokens *t = arg;
+
+	t->asked++;
+	if (t->left == 0)
+		return false;
+	t->left--;
+	return true;
+}
+
+/* The upstream budget is charged only for calls the request starts: not hits, joins or negatives. */
+static void
+test_charge_only_upstream_calls(void **state)
+{
+	struct tokens tok = { .left = 2 };
+	const struct cache_charge charge = { take_token, &tok, "over budget" };
+	struct backend_query q = { .secret_id = "app/db" };
+	unsigned calls;
+
+	(void)state;
+	start_default();
+	T.fake->delay.tv_usec = 2000;
+	put_db();
+	for (size_t i = 0; i < 5; i++) {	/* one miss, four joins: one token */
+		reset_answer(&T.answers[i]);
+		cache_get_charged(T.cache, &q, 0, &charge, on_answer, &T.answers[i]);
+	}
+	run_loop();
+	assert_int_equal(tok.asked, 1);
+	for (size_t i = 0; i < 5; i++)
+		assert_true(T.answers[i].ok);
+	reset_answer(&T.answers[0]);	/* a hit: free */
+	cache_get_charged(T.cache, &q, 0, &charge, on_answer, &T.answers[0]);
+	assert_true(T.answers[0].ok && T.answers[0].calls == 1);
+	assert_int_equal(tok.asked, 1);
+	q.secret_id = "app/missing";	/* a miss: the second token; then remembered: free */
+	for (int round = 0; round < 2; round++) {
+		reset_answer(&T.answers[0]);
+		cache_get_charged(T.cache, &q, 0, &charge, on_answer, &T.answers[0]);
+		run_loop();
+		assert_int_equal(T.answers[0].status, SMC_STATUS_NOT_FOUND);
+	}
+	assert_int_equal(tok.asked, 2);
+	q.secret_id = "app/db";		/* a forced refresh over budget: refused, no call */
+	reset_answer(&T.answers[0]);
+	calls = T.fake->calls;
+	cache_get_charged(T.cache, &q, CACHE_FORCE_REFRESH, &charge, on_answer, &T.answers[0]);
+	assert_int_equal(T.answers[0].calls, 1);
+	assert_int_equal(T.answers[0].status, SMC_STATUS_LIMIT_EXCEEDED);
+	assert_int_equal(T.fake->calls, calls);
+	assert_int_equal(tok.asked, 3);
+	assert_int_equal(stats()->in_flight, 0);
+	stop();
+}
+
 static void
 test_single_flight_per_key(void **state)
 {
@@ -1212,6 +1275,7 @@ main(void)
 		cmocka_unit_test_teardown(test_binary_empty_and_largest_values, teardown),
 		cmocka_unit_test_teardown(test_single_flight_200_waiters, teardown),
 		cmocka_unit_test_teardown(test_single_flight_per_key, teardown),
+		cmocka_unit_test_teardown(test_charge_only_upstream_calls, teardown),
 		cmocka_unit_test_teardown(test_errors_fan_out, teardown),
 		cmocka_unit_test_teardown(test_negative_caching, teardown),
 		cmocka_unit_test_teardown(test_lru_by_count, teardown),

@@ -130,6 +130,8 @@ static const char default_description[] =
     "agent.max_connections = 1024\n"
     "agent.idle_timeout = 60\n"
     "agent.max_output = 4M\n"
+    "agent.max_output_per_uid = 32M\n"
+    "agent.max_output_total = 128M\n"
     "agent.log_level = info\n"
     "backend.type = file\n"
     "file.path = conf/example-secrets.json\n"
@@ -142,6 +144,7 @@ static const char default_description[] =
     "aws.request_timeout = 5\n"
     "aws.upstream_timeout = 8\n"
     "aws.max_retries = 3\n"
+    "aws.max_connections = 32\n"
     "cache.ttl = 300\n"
     "cache.negative_ttl = 10\n"
     "cache.max_entries = 10000\n"
@@ -159,9 +162,11 @@ static const char default_description[] =
     "audit.level = denied\n"
     "audit.file = (stderr)\n"
     "limits.connections_per_uid = 256\n"
-    "limits.requests_per_second_per_uid = 10000\n"
+    "limits.requests_per_second_per_uid = 0\n"
     "limits.burst_per_uid = 20000\n"
-    "limits.refreshes_per_minute_per_uid = 60\n";
+    "limits.refreshes_per_minute_per_uid = 60\n"
+    "limits.upstream_per_second_per_uid = 20\n"
+    "limits.upstream_burst_per_uid = 200\n";
 
 static void
 check_defaults(const struct config *cfg)
@@ -261,6 +266,8 @@ test_all_keys(void **state)
 	    "agent.max_connections = 65536\n"
 	    "agent.idle_timeout = 7200\n"
 	    "agent.max_output = 1G\n"
+	    "agent.max_output_per_uid = 32M\n"
+	    "agent.max_output_total = 128M\n"
 	    "agent.log_level = debug\n"
 	    "backend.type = aws\n"
 	    "file.path = /etc/smcache/secrets.json\n"
@@ -273,6 +280,7 @@ test_all_keys(void **state)
 	    "aws.request_timeout = 5\n"
 	    "aws.upstream_timeout = 8\n"
 	    "aws.max_retries = 3\n"
+	    "aws.max_connections = 32\n"
 	    "cache.ttl = 300\n"
 	    "cache.negative_ttl = 10\n"
 	    "cache.max_entries = 10000\n"
@@ -290,9 +298,11 @@ test_all_keys(void **state)
 	    "audit.level = denied\n"
 	    "audit.file = (stderr)\n"
 	    "limits.connections_per_uid = 256\n"
-	    "limits.requests_per_second_per_uid = 10000\n"
+	    "limits.requests_per_second_per_uid = 0\n"
 	    "limits.burst_per_uid = 20000\n"
-	    "limits.refreshes_per_minute_per_uid = 60\n");
+	    "limits.refreshes_per_minute_per_uid = 60\n"
+	    "limits.upstream_per_second_per_uid = 20\n"
+	    "limits.upstream_burst_per_uid = 200\n");
 	free(text);
 	config_free(&cfg);
 

@@ -242,7 +242,8 @@ test_warning_throttle(void **state)
 	/* Refused connections warn too. */
 	peer_limits_conn_close(pl, e);
 	{
-		const struct peer_limits_config one = { 1, 1, 1, 60 };
+		const struct peer_limits_config one = { .connections = 1, .requests_per_second = 1,
+		    .burst = 1, .refreshes_per_minute = 60 };
 		struct peer_entry *c1;
 
 		peer_limits_set_config(pl, &one);
@@ -283,6 +284,46 @@ test_sweep(void **state)
 	peer_limits_free(pl);
 }
 
+/* Rate 0 means no request limit; the upstream budget is its own bucket, per uid. */
+static void
+test_upstream_budget(void **state)
+{
+	const struct peer_limits_config cfg = {
+		.connections = 10, .requests_per_second = 0, .burst = 1,
+		.refreshes_per_minute = 60, .upstream_per_second = 20, .upstream_burst = 50,
+	};
+	struct peer_limits *pl;
+	struct peer_entry *a, *b;
+	unsigned n;
+
+	(void)state;
+	fake_now = 1000 * S;
+	assert_non_null(pl = peer_limits_new(&cfg, fake_clock, NULL));
+	a = peer_limits_conn_open(pl, 1000);
+	b = peer_limits_conn_open(pl, 2000);
+	assert_int_equal(drain(pl, a), 1000000);	/* no request limit at all */
+	for (n = 0; peer_limits_allow_upstream(pl, a) && n < 1000; n++)
+		;
+	assert_int_equal(n, 50);			/* the burst */
+	assert_false(peer_limits_allow_upstream(pl, a));
+	assert_true(peer_limits_allow_upstream(pl, b));	/* another uid is not affected */
+	fake_now += S / 2;				/* half a second: 10 more */
+	for (n = 0; peer_limits_allow_upstream(pl, a) && n < 1000; n++)
+		;
+	assert_int_equal(n, 10);
+	assert_int_equal(peer_limits_get_stats(pl)->upstream_rejected, 3);	/* each loop ends on one */
+	assert_true(peer_limits_allow_upstream(pl, NULL));
+	/* Queued output is counted per uid, and never below zero. */
+	peer_limits_output_add(a, 100);
+	peer_limits_output_sub(a, 40);
+	assert_int_equal(peer_limits_output(a), 60);
+	peer_limits_output_sub(a, 100);
+	assert_int_equal(peer_limits_output(a), 0);
+	peer_limits_conn_close(pl, a);
+	peer_limits_conn_close(pl, b);
+	peer_limits_free(pl);
+}
+
 static int
 setup(void **state)
 {
@@ -295,6 +336,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_token_bucket),
+		cmocka_unit_test(test_upstream_budget),
 		cmocka_unit_test(test_uid_isolation),
 		cmocka_unit_test(test_connections),
 		cmocka_unit_test(test_reconnect_keeps_bucket),
