@@ -89,9 +89,10 @@ http_door_parse_address(const char *text, struct sockaddr_storage *ss, socklen_t
 	unsigned long port;
 	char *stop;
 	size_t hlen;
+	const bool bracketed = text[0] == '[';
 
 	memset(ss, 0, sizeof(*ss));
-	if (text[0] == '[') {
+	if (bracketed) {
 		if ((end = strchr(text, ']')) == NULL || end[1] != ':')
 			goto bad;
 		hlen = (size_t)(end - text - 1);
@@ -112,15 +113,13 @@ http_door_parse_address(const char *text, struct sockaddr_storage *ss, socklen_t
 	port = strtoul(colon + 1, &stop, 10);
 	if (errno != 0 || *stop != '\0' || port == 0 || port > 65535)
 		goto bad;
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1 &&
-	    text[-1] != '[') {
+	if (!bracketed && inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
 		((struct sockaddr_in *)ss)->sin_family = AF_INET;
 		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
 		*len = sizeof(struct sockaddr_in);
 		return 0;
 	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1 &&
-	    text[-1] == '[') {
+	if (bracketed && inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
 		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
 		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 		*len = sizeof(struct sockaddr_in6);
