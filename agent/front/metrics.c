@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 
 #include "agent.h"
+#include "backend.h"
 #include "dispatch.h"
 #include "http_door.h"
 #include "metrics.h"
@@ -36,12 +37,53 @@ put_stat(const char *name, uint64_t value, bool counter, void *arg)
 	    full, name, full, counter ? "counter" : "gauge", full, value);
 }
 
+/* One operation's samples of the latency histogram (cumulative buckets, as the format wants). */
+static void
+put_latency(struct evbuffer *out, const char *op, const struct backend_latency *lat)
+{
+	uint64_t cum = 0;
+
+	for (size_t i = 0; i < BACKEND_LATENCY_BUCKETS; i++) {
+		cum += lat->buckets[i];
+		evbuffer_add_printf(out, "smcache_upstream_latency_seconds_bucket{operation=\"%s\","
+		    "le=\"%g\"} %" PRIu64 "\n", op, backend_latency_bounds[i], cum);
+	}
+	cum += lat->buckets[BACKEND_LATENCY_BUCKETS];
+	evbuffer_add_printf(out, "smcache_upstream_latency_seconds_bucket{operation=\"%s\","
+	    "le=\"+Inf\"} %" PRIu64 "\n", op, cum);
+	evbuffer_add_printf(out, "smcache_upstream_latency_seconds_sum{operation=\"%s\"} %.9f\n",
+	    op, (double)lat->sum_ns / 1e9);
+	evbuffer_add_printf(out, "smcache_upstream_latency_seconds_count{operation=\"%s\"} %"
+	    PRIu64 "\n", op, lat->count);
+}
+
+static void
+put_upstream(struct evbuffer *out, const struct backend_counters *bc)
+{
+	family(out, "smcache_upstream_calls_total", "counter",
+	    "backend calls (Secrets Manager API requests with the aws backend) by operation and"
+	    " outcome");
+	evbuffer_add_printf(out, "smcache_upstream_calls_total{operation=\"GetSecretValue\","
+	    "outcome=\"ok\"} %" PRIu64 "\n", bc->get_ok);
+	evbuffer_add_printf(out, "smcache_upstream_calls_total{operation=\"GetSecretValue\","
+	    "outcome=\"error\"} %" PRIu64 "\n", bc->get_error);
+	evbuffer_add_printf(out, "smcache_upstream_calls_total{operation=\"DescribeSecret\","
+	    "outcome=\"ok\"} %" PRIu64 "\n", bc->describe_ok);
+	evbuffer_add_printf(out, "smcache_upstream_calls_total{operation=\"DescribeSecret\","
+	    "outcome=\"error\"} %" PRIu64 "\n", bc->describe_error);
+	family(out, "smcache_upstream_latency_seconds", "histogram",
+	    "time from a backend call to its answer, retries included");
+	put_latency(out, "GetSecretValue", &bc->get_latency);
+	put_latency(out, "DescribeSecret", &bc->describe_latency);
+}
+
 void
 metrics_render(struct evbuffer *out, struct agent *agent, const struct http_door *door)
 {
 	uint64_t locked = 0;
 
 	dispatch_stats_each(agent, put_stat, out);
+	put_upstream(out, &agent->backend->counters);
 	family(out, "smcache_locked_bytes", "gauge", "bytes of the agent's memory locked in RAM");
 	if (secmem_locked_bytes(&locked) != 0)
 		locked = 0;

@@ -159,7 +159,29 @@ def parse_exposition(text):
         samples[key] = value
     for fam in types:
         assert fam in helps, f"{fam} has no HELP"
+    check_histograms(samples, types)
     return samples, types
+
+
+def check_histograms(samples, types):
+    """Buckets cumulative in le order, ending in +Inf equal to _count, with a _sum."""
+    for fam, kind in types.items():
+        if kind != "histogram":
+            continue
+        series = {}
+        for (name, labels), v in samples.items():
+            if name == fam + "_bucket":
+                le = re.search(r'le="([^"]*)"', labels).group(1)
+                rest = re.sub(r',?le="[^"]*"', "", labels).replace("{,", "{")
+                series.setdefault(rest, []).append((parse_value(le), v))
+        assert series, f"histogram {fam} has no buckets"
+        for rest, buckets in series.items():
+            buckets.sort()
+            assert buckets[-1][0] == math.inf, f"{fam}{rest}: no +Inf bucket"
+            counts = [v for _, v in buckets]
+            assert counts == sorted(counts), f"{fam}{rest}: buckets not cumulative"
+            assert samples[(fam + "_count", rest)] == counts[-1], f"{fam}{rest}: +Inf != _count"
+            assert (fam + "_sum", rest) in samples, f"{fam}{rest}: no _sum"
 
 
 # ---- values from moto, through every client ---------------------------------------------
@@ -292,6 +314,13 @@ class AwsValuesTest(h.SharedAgentTest):
             self.assertEqual(samples[(metric, "")], value, name)
             compared += 1
         self.assertGreater(compared, 20)
+        # The upstream calls by operation and their latency histogram agree with STATS.
+        get = '{operation="GetSecretValue"}'
+        self.assertEqual(samples[("smcache_upstream_calls_total",
+                                  '{operation="GetSecretValue",outcome="ok"}')], stats["upstream_get_ok"])
+        self.assertEqual(samples[("smcache_upstream_latency_seconds_count", get)],
+                         stats["upstream_get_ok"] + stats["upstream_get_error"])
+        self.assertGreater(samples[("smcache_upstream_latency_seconds_sum", get)], 0)
 
 
 # ---- the AWS agent's checks, ours, access rules, metrics (file backend) ---------------------
