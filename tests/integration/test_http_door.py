@@ -548,6 +548,33 @@ class TokenFileTest(unittest.TestCase):
 
 
 @unittest.skipUnless(h.have_binaries(), "needs build/smcached")
+class PerUidLimitsTest(unittest.TestCase):
+    def test_http_requests_spend_the_uids_budget(self):
+        # One budget per uid, shared by both doors: HTTP requests spend it like socket ones.
+        port = aws_moto.free_port()
+        extra = (f"[http]\nlisten = 127.0.0.1:{port}\n[limits]\nrequests_per_second_per_uid = 1\n"
+                 "burst_per_uid = 3\nrefreshes_per_minute_per_uid = 1\n")
+        with h.Agent(SECRETS, config_extra=extra, env={"AWS_TOKEN": TOKEN}) as agent:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            statuses = []
+            for _ in range(6):
+                c.request("GET", "/v1/app/db", headers={HDR: TOKEN})
+                r = c.getresponse()
+                statuses.append((r.status, json.loads(r.read()).get("__type")))
+            c.close()
+            self.assertEqual(statuses[0][0], 200)
+            self.assertIn((429, "ThrottlingException"), statuses)
+            # The forced-refresh budget too (a fresh second, one refresh a minute).
+            time.sleep(3.1)
+            got = []
+            for _ in range(2):
+                st, _, body = curl("-H", f"{HDR}: {TOKEN}",
+                                   f"http://localhost:{port}/v1/app/db?refreshNow=true")
+                got.append(st)
+            self.assertEqual(got, [200, 429])
+
+
+@unittest.skipUnless(h.have_binaries(), "needs build/smcached")
 class IdleAndSlowlorisTest(unittest.TestCase):
     """1,000 idle HTTP connections and slowloris headers: Unix-socket clients do not notice."""
 
