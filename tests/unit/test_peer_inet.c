@@ -1,5 +1,6 @@
 /*
- * test_peer_inet: the uid of a loopback TCP client, over IPv4 and IPv6,
+ * test_peer_inet: the uid of a loopback TCP client, over IPv4 and IPv6 and
+ * as another user (root only),
  * seen from the server's accepted socket (and from the client's side, the
  * same answer); a connection that no longer exists is an error, not a uid.
  */
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -88,6 +90,50 @@ test_ipv6(void **state)
 	check_family(AF_INET6);
 }
 
+/* A client of another uid (a child that dropped to nobody) is named as that uid. */
+static void
+test_other_uid(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int lfd, afd, status;
+	uid_t uid = 0;
+	char err[256] = "";
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, len), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+	if ((pid = fork()) == 0) {
+		char c;
+		int fd;
+
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(2);
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, len) != 0)
+			_exit(3);
+		if (read(fd, &c, 1) < 0)	/* until the parent has looked */
+			_exit(4);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	assert_true((afd = accept(lfd, NULL, NULL)) >= 0);
+	assert_int_equal(peer_inet_uid_fd(afd, &uid, err, sizeof(err)), 0);
+	assert_int_equal(uid, 65534);
+	close(afd);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(lfd);
+}
+
 /* A 4-tuple no socket has: an error, never a made-up uid. */
 static void
 test_no_such_socket(void **state)
@@ -127,6 +173,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ipv4),
 		cmocka_unit_test(test_ipv6),
+		cmocka_unit_test(test_other_uid),
 		cmocka_unit_test(test_no_such_socket),
 		cmocka_unit_test(test_not_tcp),
 	};
