@@ -279,6 +279,19 @@ send_service_error(struct http_door *door, struct evhttp_request *req, int code,
 		evbuffer_free(buf);
 }
 
+/*
+ * The AWS agent answers a timeout 504 and other I/O failures 502. The
+ * backend error says which only in words: these are the aws backend's
+ * (upstream_aws.c: "did not answer in time", "no answer from Secrets
+ * Manager within N ms"), tested in test_http_door.
+ */
+static bool
+upstream_timed_out(const char *message)
+{
+	return message != NULL && (strstr(message, "in time") != NULL ||
+	    strstr(message, "no answer") != NULL || strstr(message, "timed out") != NULL);
+}
+
 /* An answer other than a value, with the status the AWS agent would use. */
 static void
 send_status(struct http_door *door, struct evhttp_request *req, enum smc_status st,
@@ -298,8 +311,7 @@ send_status(struct http_door *door, struct evhttp_request *req, enum smc_status 
 		send_service_error(door, req, 429, "ThrottlingException", message);
 		break;
 	case SMC_STATUS_UPSTREAM_UNAVAILABLE:
-		/* The backends say "timed out" for timeouts; the rest is an I/O failure. */
-		if (strstr(message, "timed out") != NULL || strstr(message, "timeout") != NULL)
+		if (upstream_timed_out(message))
 			send_service_error(door, req, 504, "TimeoutError", "Timeout");
 		else
 			send_service_error(door, req, 502, "ConnectionError", message);

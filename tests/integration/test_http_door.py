@@ -323,6 +323,57 @@ class AwsValuesTest(h.SharedAgentTest):
         self.assertGreater(samples[("smcache_upstream_latency_seconds_sum", get)], 0)
 
 
+@unittest.skipUnless(aws_moto.have_moto() and h.have_binaries(), "needs moto, boto3 and the binaries")
+class AwsSlowUpstreamTest(unittest.TestCase):
+    """Through a fault proxy: timeouts are 504, a client that leaves while its GET waits is
+    no harm, and the agent stops cleanly with a GET still waiting (run under ASan too)."""
+
+    def test_timeout_leaving_client_and_stop_while_waiting(self):
+        sm = MOTO.client()
+        names = [f"http/slow{i}-{os.getpid()}" for i in range(3)]
+        for n in names:
+            sm.create_secret(Name=n, SecretString="v-" + n)
+        port = aws_moto.free_port()
+        with aws_moto.FaultProxy(MOTO.port) as proxy:
+            agent = aws_moto.AwsAgent(endpoint=proxy.url, env={"AWS_TOKEN": TOKEN},
+                                      aws_extra="request_timeout = 1\nupstream_timeout = 2\nmax_retries = 1\n",
+                                      cache_extra=f"negative_ttl = 0\n[http]\nlisten = 127.0.0.1:{port}\n")
+            try:
+                agent.start()
+                url = f"http://localhost:{port}/secretsmanager/get?secretId="
+                # 1. The upstream never answers: 504 TimeoutError, as the AWS agent.
+                proxy.inject("GetSecretValue", *[aws_moto.Fault("hang")] * 4)
+                status, _, body = curl("-H", f"{HDR}: {TOKEN}", url + names[0])
+                self.assertEqual(status, 504, body)
+                self.assertEqual(json.loads(body), {"__type": "TimeoutError", "message": "Timeout"})
+                proxy.clear()
+                # 2. A client that leaves before the (slow) answer: the agent carries on.
+                proxy.inject("GetSecretValue", aws_moto.Fault("delay", seconds=1.0))
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(f"GET /v1/{names[1]} HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                          f"{HDR}: {TOKEN}\r\n\r\n".encode())
+                time.sleep(0.2)
+                s.close()
+                time.sleep(1.5)
+                status, _, body = curl("-H", f"{HDR}: {TOKEN}", url + names[1])
+                self.assertEqual((status, json.loads(body)["SecretString"]), (200, "v-" + names[1]))
+                # 3. Stop with a GET waiting for the upstream: a clean exit (no leak, no crash).
+                proxy.inject("GetSecretValue", aws_moto.Fault("delay", seconds=5.0))
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(f"GET /v1/{names[2]} HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                          f"{HDR}: {TOKEN}\r\n\r\n".encode())
+                s2 = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s2.sendall(f"GET /v1/{names[2]} HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                           f"{HDR}: {TOKEN}\r\n\r\n".encode())
+                time.sleep(0.3)
+                s2.close()          # one waiting GET whose client left, one whose client is there
+                time.sleep(0.2)
+                agent.stop(check=True)
+                s.close()
+            finally:
+                agent.close()
+
+
 # ---- the AWS agent's checks, ours, access rules, metrics (file backend) ---------------------
 
 SECRETS = [h.secret("app/db", [h.version("v1", ["AWSCURRENT"], string="value-1")]),
