@@ -6,9 +6,14 @@
  * A connection is known to the door from its first request on: then its
  * caller is established once (sock_diag for TCP, SO_PEERCRED for the Unix
  * socket), it takes a per-uid limits entry, and it counts against
- * [http] max_connections. Connections that never finish a request line and
- * headers are bounded by evhttp itself: [http] max_header_size and the idle
- * timeout (evhttp_set_timeout), and cost one descriptor each.
+ * [http] max_connections. Before that, evhttp says nothing about it, so the
+ * door tracks every accepted socket itself (struct http_sock: the
+ * bufferevent it gives evhttp, with a reference of its own): a socket that
+ * has not finished a first request within [http] idle_timeout of its accept
+ * (idle, or trickling its headers to dodge evhttp's per-read timeout), or
+ * beyond max_connections such sockets, is shut down, so descriptors the Unix
+ * socket needs cannot be held by idle HTTP clients. A sweep every 100 ms
+ * applies that and drops the references of sockets evhttp has freed.
  *
  * Checks, in the order the AWS agent makes them: connection limit (429),
  * then ours, Host (400, DNS rebinding), then X-Forwarded-For (400), the
@@ -23,7 +28,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/queue.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -60,6 +67,18 @@ struct http_conn {
 	char why[128];			/* why the uid is unknown */
 };
 
+/* An accepted socket, from accept to the sweep after evhttp freed it. */
+struct http_sock {
+	struct table_node node;		/* keyed by bev */
+	TAILQ_ENTRY(http_sock) link;	/* accept order */
+	struct bufferevent *bev;	/* one reference is ours */
+	uint64_t accepted_ms;
+	bool requested;			/* finished a request: evhttp's timeouts apply now */
+	bool shut;
+};
+
+#define SWEEP_MS	100
+
 struct http_door {
 	const struct config *cfg;
 	struct agent *agent;
@@ -75,6 +94,9 @@ struct http_door {
 	char *hosts[MAX_NAMES];
 	size_t nhosts;
 	struct table conns;
+	struct table socks_by_bev;
+	TAILQ_HEAD(, http_sock) socks;
+	struct event *sweep;
 	struct http_door_stats stats;
 };
 
@@ -350,7 +372,9 @@ http_door_open(struct http_door **door, const struct config *cfg, char *err, siz
 		return -1;
 	}
 	d->cfg = cfg;
-	if (table_init(&d->conns, 64) != 0) {
+	TAILQ_INIT(&d->socks);
+	if (table_init(&d->conns, 64) != 0 || table_init(&d->socks_by_bev, 64) != 0) {
+		table_destroy(&d->conns);
 		free(d);
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -377,6 +401,116 @@ http_door_open(struct http_door **door, const struct config *cfg, char *err, siz
 fail:
 	http_door_free(d);
 	return -1;
+}
+
+/* ---- accepted sockets --------------------------------------------------------------------- */
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct http_sock *
+sock_find(const struct http_door *d, const struct bufferevent *bev)
+{
+	uint64_t h = table_hash_bytes(&d->socks_by_bev, &bev, sizeof(bev));
+
+	for (struct table_node *n = table_chain(&d->socks_by_bev, h); n != NULL; n = n->next) {
+		struct http_sock *s = table_entry(n, struct http_sock, node);
+
+		if (n->hash == h && s->bev == bev)
+			return s;
+	}
+	return NULL;
+}
+
+static void
+sock_release(struct http_door *d, struct http_sock *s)
+{
+	TAILQ_REMOVE(&d->socks, s, link);
+	table_remove(&d->socks_by_bev, &s->node);
+	bufferevent_decref(s->bev);	/* evhttp freed it: this closes the descriptor */
+	d->stats.sockets_open--;
+	free(s);
+}
+
+static void
+sweep_arm(struct http_door *d)
+{
+	const struct timeval tv = { 0, SWEEP_MS * 1000 };
+
+	if (d->sweep != NULL && !TAILQ_EMPTY(&d->socks) && !evtimer_pending(d->sweep, NULL))
+		evtimer_add(d->sweep, &tv);
+}
+
+static void
+sweep(evutil_socket_t unused, short what, void *arg)
+{
+	struct http_door *d = arg;
+	struct http_sock *s, *next;
+	bufferevent_event_cb errcb;
+	const uint64_t now = mono_ms(), limit_ms = (uint64_t)d->cfg->http_idle_timeout * 1000;
+	size_t waiting = 0;
+	int fd;
+
+	(void)unused;
+	(void)what;
+	for (s = TAILQ_FIRST(&d->socks); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		/* evhttp's bufferevent_free clears the callbacks; a live connection always has
+		 * its error callback set. */
+		bufferevent_getcb(s->bev, NULL, NULL, &errcb, NULL);
+		if (errcb == NULL) {
+			sock_release(d, s);
+			continue;
+		}
+		if (s->requested || s->shut)
+			continue;
+		if (++waiting > d->cfg->http_max_connections || now - s->accepted_ms > limit_ms) {
+			/* evhttp reads end-of-file and frees the connection itself. */
+			if ((fd = bufferevent_getfd(s->bev)) >= 0)
+				shutdown(fd, SHUT_RDWR);
+			s->shut = true;
+			d->stats.sockets_shut++;
+		}
+	}
+	sweep_arm(d);
+}
+
+/* evhttp's hook for a new connection's bufferevent: ours, tracked. */
+static struct bufferevent *
+make_bev(struct event_base *base, void *arg)
+{
+	struct http_door *d = arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct http_sock *s;
+
+	if (bev == NULL || (s = calloc(1, sizeof(*s))) == NULL)
+		return bev;	/* untracked; evhttp's own bounds still hold */
+	s->bev = bev;
+	s->accepted_ms = mono_ms();
+	bufferevent_incref(bev);
+	TAILQ_INSERT_TAIL(&d->socks, s, link);
+	table_insert(&d->socks_by_bev, &s->node,
+	    table_hash_bytes(&d->socks_by_bev, &bev, sizeof(bev)));
+	d->stats.sockets_open++;
+	sweep_arm(d);
+	return bev;
+}
+
+/* A request finished arriving on evcon: its socket is no longer waiting for one. */
+static void
+sock_requested(struct http_door *d, struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	struct http_sock *s = bev != NULL ? sock_find(d, bev) : NULL;
+
+	if (s != NULL)
+		s->requested = true;
 }
 
 /* ---- connections -------------------------------------------------------------------------- */
@@ -571,6 +705,7 @@ on_request(struct evhttp_request *req, void *arg)
 	unsigned limit = d->cfg->http_max_connections;
 
 	d->stats.requests++;
+	sock_requested(d, evcon);
 	if (evcon == NULL || (hc = conn_get(d, evcon, &fresh)) == NULL) {
 		http_door_send_text(d, req, 500, "out of memory");
 		return;
@@ -621,6 +756,7 @@ on_metrics_request(struct evhttp_request *req, void *arg)
 	const char *path = request_path(req);
 
 	d->stats.requests++;
+	sock_requested(d, evhttp_request_get_connection(req));
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
 		http_door_send_text(d, req, 405, "Not allowed");
 		return;
@@ -649,6 +785,7 @@ make_http(struct http_door *d, void (*cb)(struct evhttp_request *, void *))
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
 	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(http, cb, d);
+	evhttp_set_bevcb(http, make_bev, d);
 	return http;
 }
 
@@ -656,6 +793,10 @@ int
 http_door_start(struct http_door *d, struct agent *agent, char *err, size_t errlen)
 {
 	d->agent = agent;
+	if ((d->sweep = evtimer_new(agent->base, sweep, d)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	for (size_t i = 0; i < d->nfds; i++) {
 		struct evhttp **h = d->metrics_fd[i] ? &d->metrics_http : &d->http;
 
@@ -691,6 +832,12 @@ http_door_free(struct http_door *d)
 		evhttp_free(d->http);
 	if (d->metrics_http != NULL)
 		evhttp_free(d->metrics_http);
+	/* Every connection is freed now: our references are the last. */
+	while (!TAILQ_EMPTY(&d->socks))
+		sock_release(d, TAILQ_FIRST(&d->socks));
+	if (d->sweep != NULL)
+		event_free(d->sweep);
+	table_destroy(&d->socks_by_bev);
 	for (size_t i = 0; i < d->nfds; i++) {
 		if (d->fds[i] >= 0)
 			close(d->fds[i]);

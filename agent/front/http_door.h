@@ -28,6 +28,9 @@ struct http_door_stats {
 	/* replies by HTTP status class index: see http_door_status_index() */
 	uint64_t replies[8];
 	uint64_t uid_unknown;		/* requests whose caller's uid could not be established */
+	uint64_t sockets_open;		/* accepted and not yet closed, with or without a request */
+	uint64_t sockets_shut;		/* shut down: no first request within idle_timeout, or too
+					 * many sockets waiting for one */
 };
 
 /* The statuses replies are counted under, in order (the last is "other"). */

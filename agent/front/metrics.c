@@ -95,6 +95,14 @@ metrics_render(struct evbuffer *out, struct agent *agent, const struct http_door
 		    "HTTP connections open (that sent a request)");
 		evbuffer_add_printf(out, "smcache_http_connections_active %" PRIu64 "\n",
 		    s->connections_active);
+		family(out, "smcache_http_sockets_open", "gauge",
+		    "HTTP sockets accepted and not yet closed, whether or not they sent a request");
+		evbuffer_add_printf(out, "smcache_http_sockets_open %" PRIu64 "\n", s->sockets_open);
+		family(out, "smcache_http_sockets_shut_total", "counter",
+		    "HTTP sockets shut down before a first request: idle_timeout passed, or more than"
+		    " max_connections were waiting");
+		evbuffer_add_printf(out, "smcache_http_sockets_shut_total %" PRIu64 "\n",
+		    s->sockets_shut);
 		family(out, "smcache_http_connections_accepted_total", "counter",
 		    "HTTP connections that sent a request");
 		evbuffer_add_printf(out, "smcache_http_connections_accepted_total %" PRIu64 "\n",

@@ -20,6 +20,7 @@ import math
 import os
 import pwd
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -625,6 +626,77 @@ class PerUidLimitsTest(unittest.TestCase):
             self.assertEqual(got, [200, 429])
 
 
+def closed_within(sock, seconds):
+    """True when the peer closes sock within seconds (reading whatever it sends)."""
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(4096) == b"":
+                return True
+        except socket.timeout:
+            pass
+        except OSError:
+            return True
+    return False
+
+
+@unittest.skipUnless(h.have_binaries(), "needs build/smcached")
+class SocketBoundsTest(unittest.TestCase):
+    """Sockets that never finish a first request are the door's to bound, not evhttp's."""
+
+    def test_idle_slowloris_and_waiting_cap(self):
+        port = aws_moto.free_port()
+        extra = f"[http]\nlisten = 127.0.0.1:{port}\nidle_timeout = 2\nmax_connections = 5\n"
+        with h.Agent(SECRETS, config_extra=extra, env={"AWS_TOKEN": TOKEN}) as agent:
+            # Over max_connections sockets waiting for a first request: the newest are shut.
+            socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(9)]
+            time.sleep(0.5)         # well within idle_timeout: only the cap applies
+            readable, _, _ = select.select(socks, [], [], 0.3)
+            shut = [s in readable and s.recv(16) == b"" for s in socks]
+            self.assertEqual(shut, [False] * 5 + [True] * 4)
+            for s in socks:
+                s.close()
+            # A slowloris (a byte every 0.3 s resets evhttp's read timeout) is shut after
+            # idle_timeout from its accept; so is a silent socket.
+            loris = socket.create_connection(("127.0.0.1", port), timeout=5)
+            idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+            loris.sendall(b"GET /v1/app/db HTTP/1.1\r\n")
+            t0 = time.monotonic()
+            closed = False
+            while time.monotonic() - t0 < 6 and not closed:
+                try:
+                    loris.sendall(b"X")
+                except OSError:
+                    closed = True
+                    break
+                closed = closed_within(loris, 0.3)
+            took = time.monotonic() - t0
+            self.assertTrue(closed, "the slowloris socket stayed open")
+            self.assertGreater(took, 1.5)
+            self.assertLess(took, 4.5)
+            self.assertTrue(closed_within(idle, 1.0))
+            loris.close()
+            idle.close()
+            # A socket that finished a request is evhttp's: kept alive between requests.
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            for _ in range(2):
+                c.request("GET", "/v1/app/db", headers={HDR: TOKEN})
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                r.read()
+                time.sleep(1.5)     # idle between requests, under idle_timeout each
+            c.request("GET", "/v1/app/db", headers={HDR: TOKEN})
+            self.assertEqual(c.getresponse().status, 200)
+            c.close()
+            time.sleep(0.5)
+            _, _, body = curl("-H", f"{HDR}: {TOKEN}", f"http://localhost:{port}/metrics")
+            samples, _ = parse_exposition(body.decode())
+            # 4 over the cap and the slowloris (the silent one may go by evhttp's read timeout).
+            self.assertGreaterEqual(samples[("smcache_http_sockets_shut_total", "")], 5)
+            self.assertLessEqual(samples[("smcache_http_sockets_open", "")], 2)
+
+
 @unittest.skipUnless(h.have_binaries(), "needs build/smcached")
 class IdleAndSlowlorisTest(unittest.TestCase):
     """1,000 idle HTTP connections and slowloris headers: Unix-socket clients do not notice."""
@@ -643,7 +715,8 @@ class IdleAndSlowlorisTest(unittest.TestCase):
 
     def test_idle_and_slowloris(self):
         port = aws_moto.free_port()
-        extra = f"[http]\nlisten = 127.0.0.1:{port}\nidle_timeout = 60\nmax_header_size = 8K\n"
+        extra = (f"[http]\nlisten = 127.0.0.1:{port}\nidle_timeout = 60\nmax_header_size = 8K\n"
+                 "max_connections = 2000\n")
         with h.Agent(SECRETS, config_extra=extra, env={"AWS_TOKEN": TOKEN}) as agent:
             base_p50, base_p99 = self.unix_latencies(agent)
             idle, loris = [], []
