@@ -710,8 +710,9 @@ on_request(struct evhttp_request *req, void *arg)
 		http_door_send_text(d, req, 500, "out of memory");
 		return;
 	}
-	/* Like the AWS agent, /ping has a little headroom so health checks pass under load. */
-	if (d->stats.connections_active > (ping ? limit + 2 : limit)) {
+	/* Judged once, at a connection's first request (the one that made the count); like the
+	 * AWS agent, /ping has a little headroom so health checks pass under load. */
+	if (fresh && d->stats.connections_active > (ping ? limit + 2 : limit)) {
 		d->stats.connections_rejected++;
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		http_door_send_text(d, req, 429, "Connection limit exceeded");

@@ -504,6 +504,11 @@ class FileDoorTest(h.SharedAgentTest):
             r = c.getresponse()
             self.assertEqual(r.status, 429)
             self.assertIn(b"Connection limit exceeded", r.read())
+            # The connections already served keep being served.
+            conns[0].request("GET", "/v1/app/db", headers={HDR: TOKEN})
+            r = conns[0].getresponse()
+            self.assertEqual(r.status, 200)
+            r.read()
             c.close()
         finally:
             for c in conns:
