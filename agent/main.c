@@ -24,6 +24,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "http_door.h"
 #include "json_secure.h"
 #include "listen.h"
 #include "log.h"
@@ -198,6 +199,7 @@ main(int argc, char **argv)
 	struct listen_socket ls = { .fd = -1 };
 	struct event *sig_int = NULL, *sig_term = NULL;
 	struct server_limits limits;
+	struct http_door *http_door = NULL;
 	struct cache_options cache_opts;
 	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
 	const char *config_path = NULL;
@@ -276,6 +278,11 @@ main(int argc, char **argv)
 	if (msg[0] != '\0')
 		log_warn("%s", msg);
 	json_secure_init();
+	/* [http]: its sockets and token file, before privileges are dropped. */
+	if (http_door_open(&http_door, &cfg, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (open_socket_and_drop(&cfg, socket_path, &ls) != 0)
 		goto out;
 
@@ -325,6 +332,10 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	if (http_door != NULL && http_door_start(http_door, &agent, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	sig_int = evsignal_new(agent.base, SIGINT, on_stop_signal, agent.base);
 	sig_term = evsignal_new(agent.base, SIGTERM, on_stop_signal, agent.base);
@@ -347,6 +358,7 @@ out:
 	if (sig_term != NULL)
 		event_free(sig_term);
 	server_free(agent.server);
+	http_door_free(http_door);	/* also before policy_free: its connections hold entries */
 	policy_free(&agent);	/* after the connections that hold per-uid entries */
 	if (listen_unix_close(&ls) != 0)
 		log_warn("cannot remove the socket file %s: %s", ls.path, strerror(errno));

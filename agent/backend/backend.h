@@ -71,12 +71,24 @@ typedef void (*backend_value_cb)(void *arg, const struct backend_value *value,
 typedef void (*backend_describe_cb)(void *arg, const struct backend_description *description,
     const struct backend_error *error);
 
+/* How long backend calls took, from the call to the callback (a histogram, for /metrics). */
+#define BACKEND_LATENCY_BUCKETS 12
+/* Upper bounds in seconds of the buckets; one more bucket counts the rest (+Inf). */
+extern const double backend_latency_bounds[BACKEND_LATENCY_BUCKETS];
+struct backend_latency {
+	uint64_t buckets[BACKEND_LATENCY_BUCKETS + 1];	/* not cumulative */
+	uint64_t count;
+	uint64_t sum_ns;
+};
+
 /* Upstream request counters, by operation and outcome (for STATS). */
 struct backend_counters {
 	uint64_t get_ok;
 	uint64_t get_error;
 	uint64_t describe_ok;
 	uint64_t describe_error;
+	struct backend_latency get_latency;	/* kept by backend_get_value() */
+	struct backend_latency describe_latency;	/* kept by backend_describe() */
 };
 
 struct backend_ops {
@@ -91,30 +103,21 @@ struct backend_ops {
 	void (*free)(struct backend *backend);
 };
 
+struct backend_timer;
+
 struct backend {
 	const struct backend_ops *ops;
 	struct event_base *base;
 	struct backend_counters counters;
+	struct backend_timer *timers;	/* calls in flight, timed (backend.c) */
 };
 
-static inline int
-backend_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb, void *arg)
-{
-	return b->ops->get_value(b, q, cb, arg);
-}
-
-static inline int
-backend_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg)
-{
-	return b->ops->describe(b, secret_id, cb, arg);
-}
-
-static inline void
-backend_free(struct backend *b)
-{
-	if (b != NULL)
-		b->ops->free(b);
-}
+/* The calls every user makes: the backend's own, timed into counters' latency. */
+int backend_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb,
+    void *arg);
+int backend_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg);
+/* Frees what timing still holds for callbacks that will never run, then the backend. */
+void backend_free(struct backend *b);
 
 void backend_error_set(struct backend_error *error, enum smc_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
