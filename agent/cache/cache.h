@@ -58,6 +58,7 @@ struct cache_stats {
 	uint64_t hits;			/* answered from the cache */
 	uint64_t misses;		/* needed the backend */
 	uint64_t negative_hits;		/* answered "not found" from memory */
+	uint64_t backoff_hits;		/* answered with a backed-off query's last error */
 	uint64_t joins;			/* waited on a fetch already in flight */
 	uint64_t evictions;		/* versions dropped to stay in bounds */
 	uint64_t fetches;		/* backend fetches started for readers */
@@ -72,6 +73,9 @@ struct cache_stats {
 	uint64_t breaker_opens;		/* times the circuit breaker opened */
 	uint64_t breaker_rejects;	/* requests answered at once while it was open */
 	uint64_t prefetches;
+	uint64_t describe_hits;		/* DESCRIBE answered from memory */
+	uint64_t describe_joins;	/* DESCRIBE waited on a DescribeSecret in flight */
+	uint64_t describe_fetches;	/* DescribeSecret calls made for DESCRIBE */
 	uint64_t versions;		/* gauges */
 	uint64_t sealed_bytes;
 	uint64_t secrets;
@@ -148,6 +152,18 @@ void cache_body_hold(struct cache_body *body);
 /* Drops a reference; the last one wipes and frees the body. NULL is a no-op.
  * Needs no cache: bodies may outlive it. */
 void cache_body_release(struct cache_body *body);
+
+/*
+ * Answers a DESCRIBE (DescribeSecret: metadata, no value). An answer is
+ * remembered for ttl under the id asked with ("not found" for negative_ttl),
+ * and any number of DESCRIBEs of one id while it is asked share one upstream
+ * call. The callback runs before this returns when the answer is remembered
+ * (or cannot be asked for), from the event loop otherwise; what it receives
+ * is valid during the call.
+ */
+typedef void (*cache_describe_cb)(void *arg, const struct backend_description *description,
+    const struct backend_error *error);
+void cache_describe(struct cache *cache, const char *secret_id, cache_describe_cb cb, void *arg);
 
 /* Fetches AWSCURRENT of secret_id in the background (start-up prefetch). */
 void cache_prefetch(struct cache *cache, const char *secret_id);

@@ -1,8 +1,8 @@
 /*
  * dispatch: what each protocol operation does. Decoded requests arrive from
  * the server; GET reads through the cache (answered at once on a hit, when
- * the fetch completes otherwise); DESCRIBE goes to the backend; PING and
- * STATS are answered at once.
+ * the fetch completes otherwise); DESCRIBE too (the cache remembers
+ * descriptions for ttl); PING and STATS are answered at once.
  *
  * Replies that carry a secret value are built in the agent's locked scratch
  * buffer, copied once into an exact-size buffer the connection wipes after
@@ -471,7 +471,6 @@ static void
 handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
 	struct pending *p;
-	int r;
 
 	if (!admit_backend_op(agent, conn, req))
 		return;
@@ -491,12 +490,7 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, get_done, p);
 		return;
 	}
-	r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
-	if (r != 0) {
-		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_INTERNAL, "the backend could not take the request");
-		pending_done(p);
-	}
+	cache_describe(agent->cache, p->query.secret_id, describe_done, p);
 }
 
 static void
@@ -571,6 +565,7 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "cache_hits", cs->hits);
 	put_stat(&w, "cache_misses", cs->misses);
 	put_stat(&w, "cache_negative_hits", cs->negative_hits);
+	put_stat(&w, "cache_backoff_hits", cs->backoff_hits);
 	put_stat(&w, "cache_single_flight_joins", cs->joins);
 	put_stat(&w, "cache_evictions", cs->evictions);
 	put_stat(&w, "cache_entries", cs->versions);
@@ -589,6 +584,9 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	put_stat(&w, "cache_forced_refreshes", cs->forced_refreshes);
 	put_stat(&w, "cache_forced_refreshes_limited", cs->forced_refresh_limited);
 	put_stat(&w, "cache_prefetches", cs->prefetches);
+	put_stat(&w, "cache_describe_hits", cs->describe_hits);
+	put_stat(&w, "cache_describe_joins", cs->describe_joins);
+	put_stat(&w, "cache_describe_fetches", cs->describe_fetches);
 	put_stat(&w, "upstream_breaker_opens", cs->breaker_opens);
 	put_stat(&w, "upstream_breaker_open", cs->breaker_open);
 	put_stat(&w, "upstream_breaker_rejects", cs->breaker_rejects);

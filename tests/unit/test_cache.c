@@ -647,25 +647,34 @@ test_no_stage_means_awscurrent(void **state)
 }
 
 static void
-test_version_id_reads_ignore_ttl(void **state)
+test_version_id_reads_follow_ttl(void **state)
 {
+	struct answer *a;
+
 	(void)state;
 	start(1, 10, 1000, 64u << 20);
 	put_db();
 	want_value("app/db", NULL, V1, "old-pw", 1);
 	want_value("app/db", NULL, V1, "old-pw", 0);
-	/* The version's value is immutable: ten TTLs later it is still a hit,
-	 * even after the upstream dropped every label from it. */
-	fake_stages(T.fake, "app/db", V1, "");
-	advance_ms(10000);
-	want_value("app/db", NULL, V1, "old-pw", 0);
 	want_value(ARN("app/db", "AbCdEf"), NULL, V1, "old-pw", 0);
-	/* Labels, however, are re-checked after the ttl. */
-	want_value("app/db", NULL, NULL, "new-pw", 1);
+	/* The value of a VersionId never changes, but the labels it bears and
+	 * whether the secret exists do: past the ttl, they are asked again. */
+	fake_stages(T.fake, "app/db", V1, "");
 	advance_ms(1100);
+	want_value("app/db", NULL, V1, "old-pw", 1);
+	a = &T.answers[0];
+	assert_int_equal(a->stage_count, 0);
+	want_value("app/db", NULL, V1, "old-pw", 0);
+	/* Labels are re-checked after the ttl too. */
 	want_value("app/db", NULL, NULL, "new-pw", 1);
-	/* The fetch found a version already held: nothing new sealed. */
 	assert_int_equal(stats()->versions, 2);
+	/* Deleted upstream: past the ttl, a read by VersionId says so. */
+	fake_remove_secret(T.fake, "app/db");
+	advance_ms(1100);
+	want_status("app/db", NULL, V1, SMC_STATUS_NOT_FOUND, 1);
+	assert_int_equal(stats()->versions, 1);
+	want_status("app/db", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	assert_int_equal(stats()->versions, 0);
 	stop();
 }
 
@@ -1204,7 +1213,7 @@ main(void)
 		cmocka_unit_test_teardown(test_hit_after_miss, teardown),
 		cmocka_unit_test_teardown(test_canonical_ids_share_one_entry, teardown),
 		cmocka_unit_test_teardown(test_no_stage_means_awscurrent, teardown),
-		cmocka_unit_test_teardown(test_version_id_reads_ignore_ttl, teardown),
+		cmocka_unit_test_teardown(test_version_id_reads_follow_ttl, teardown),
 		cmocka_unit_test_teardown(test_label_move_seen_after_ttl, teardown),
 		cmocka_unit_test_teardown(test_label_move_one_real_second, teardown),
 		cmocka_unit_test_teardown(test_fetched_stages_override_stale_labels, teardown),
