@@ -319,8 +319,13 @@ aws_json_parse_get(const void *body, size_t len, struct aws_get_result *out, cha
     size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
-	if (aj_parse_root(body, len, &out->root, err, errlen) != 0)
+	if (aj_parse_root(body, len, &out->root, err, errlen) != 0) {
+		/* A "\u0000" escape in a string of a JSON text is a value the agent
+		 * cannot hold (cJSON strings end at NUL), not a broken upstream. */
+		out->answer_parsed = body != NULL && len <= AWS_JSON_MAX_BODY &&
+		    memchr(body, '\0', len) == NULL && aj_has_nul(body, len);
 		return -1;
+	}
 	out->answer_parsed = true;
 	if (aj_value(out->root, &out->v, err, errlen) != 0) {
 		aws_get_result_free(out);
