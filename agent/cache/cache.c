@@ -2091,11 +2091,7 @@ refresh_described(void *arg, const struct backend_description *d, const struct b
 	uint64_t now = now_ms();
 
 	r->pending++;	/* keep r alive while the fetches below start */
-	if (error != NULL)
-		goto out;
-	/* A DESCRIBE by this ARN is answered from it for ttl too. */
-	described_put(c, r->arn, d, NULL, now + (uint64_t)c->opts.ttl_s * 1000u);
-	if ((s = secret_find(c, r->arn)) == NULL)
+	if (error != NULL || (s = secret_find(c, r->arn)) == NULL)
 		goto out;
 	r->described_ms = now;
 	if (d->deleted_ms != 0) {
