@@ -149,8 +149,9 @@ struct secret_index {
  * A remembered answer for one (id, stage, version id) that holds no value:
  * "not found" (failures 0, for negative_ttl), or a failure that backs this
  * query off (failures > 0): an answer about the secret (a malformed value, a
- * KMS failure) always, an upstream-wide one only while the breaker is open
- * (so the query whose probe failed does not take the next one).
+ * KMS failure, access denied to it) always, an upstream-wide one only while
+ * the breaker is open (so the query whose probe failed does not take the
+ * next one).
  */
 struct negative {
 	struct table_node node;
@@ -1582,6 +1583,11 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 		    strcmp(f->query.version_stage, STAGE_CURRENT) == 0))) {
 			/* Access revoked, or the secret is gone: a definitive answer. */
 			secret_free(c, s);
+			if (error->status == SMC_STATUS_ACCESS_DENIED && error->about_secret)
+				failure_add(c, &f->query, error, now);
+		} else if (s == NULL && error->status == SMC_STATUS_ACCESS_DENIED &&
+		    error->about_secret) {
+			failure_add(c, &f->query, error, now);	/* denied: back off as a failure */
 		} else if (s != NULL && error->status == SMC_STATUS_NOT_FOUND &&
 		    f->query.version_stage == NULL &&
 		    (v = version_find(s, f->query.version_id)) != NULL) {

@@ -170,22 +170,28 @@ class Resilience(unittest.TestCase):
             # sometimes take over a second (the agent's request_timeout here), and the
             # refresh fails. So: no stale read at all when every refresh call came back
             # within the margin, and otherwise stale reads only of secrets one of whose
-            # upstream calls was late (or never answered), or of any secret once those
-            # failures opened the circuit breaker (it holds every refresh back).
+            # upstream calls was late (or never answered), or of any secret once
+            # refreshes failed (the breaker may hold every refresh back).
             margin = ttl * (100 - ahead) / 100 - 0.25
             window = self.proxy.calls_in(t0 - 1, t1)
             late = {i for c in window
                     if c.answered is None or c.answered - c.arrived >= margin for i in c.ids}
             stale_ids = {names[k] for r in self.readers.reports or []
                          for k, segs in enumerate(r.get("timeline", [])) if any(s[1] for s in segs)}
-            opened = after["upstream_breaker_opens"] - before["upstream_breaker_opens"]
+            # The agent's own word on failures: refreshes that failed (a connection the
+            # overloaded proxy never accepted is not in its log) or the breaker open.
+            failing = (after["cache_refresh_errors"] > before["cache_refresh_errors"] or
+                       before["upstream_breaker_open"] or after["upstream_breaker_open"] or
+                       after["upstream_breaker_opens"] > before["upstream_breaker_opens"])
             report(f"[1] stale reads {self.readers.total('stale')} of {len(stale_ids)} secrets; "
                    f"upstream calls slower than the {margin:.2f}s margin or unanswered: "
                    f"{sum(1 for c in window if c.answered is None or c.answered - c.arrived >= margin)}"
-                   f"; breaker opened {opened} times")
-            if not late:
+                   f"; refresh errors +{after['cache_refresh_errors'] - before['cache_refresh_errors']}"
+                   f", breaker open before/after {before['upstream_breaker_open']}/"
+                   f"{after['upstream_breaker_open']}")
+            if not late and not failing:
                 self.assertEqual(self.readers.total("stale"), 0, "a hot secret is never stale")
-            elif not opened:
+            elif not failing:
                 arn_names = {n for n in names if any(i == n or i.endswith(":" + n) or
                                                       f":secret:{n}-" in i for i in late)}
                 self.assertLessEqual(stale_ids, arn_names, (stale_ids, late))

@@ -766,6 +766,11 @@ test_secret_failures_back_off_that_secret_only(void **state)
 	/* Another secret is read as usual. */
 	T.fake->fail = SMC_STATUS_OK;
 	want_value("app/web", NULL, NULL, "web-pw", 1);
+	/* Access denied to one secret backs that secret off too. */
+	T.fake->fail = SMC_STATUS_ACCESS_DENIED;
+	want_status("app/db", "blue", NULL, SMC_STATUS_ACCESS_DENIED, 1);
+	want_status("app/db", "blue", NULL, SMC_STATUS_ACCESS_DENIED, 0);
+	assert_int_equal(stats()->breaker_opens, 0);
 	/* The same status about the upstream as a whole opens the breaker. */
 	T.fake->fail = SMC_STATUS_UPSTREAM_UNAVAILABLE;
 	T.fake->fail_about_secret = false;
