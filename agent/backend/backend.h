@@ -30,6 +30,15 @@ struct backend_query {
 
 struct backend_error {
 	enum smc_status status;		/* never SMC_STATUS_OK */
+	/*
+	 * The answer is about this one secret (its value is malformed, its key
+	 * fails to decrypt it, access to it is denied, it does not exist), not
+	 * about the upstream as a whole (unreachable, timing out, 5xx, throttling,
+	 * the agent's credentials refused). The cache's circuit breaker counts
+	 * only the latter; the former back off that secret alone.
+	 * backend_error_set() clears it; the backend sets it where it knows.
+	 */
+	bool about_secret;
 	char message[256];		/* for the client and the log; never contains a value */
 };
 
@@ -119,6 +128,8 @@ int backend_describe(struct backend *b, const char *secret_id, backend_describe_
 /* Frees what timing still holds for callbacks that will never run, then the backend. */
 void backend_free(struct backend *b);
 
+/* Sets status and message; about_secret is cleared (an upstream-wide failure
+ * unless the caller says otherwise). */
 void backend_error_set(struct backend_error *error, enum smc_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

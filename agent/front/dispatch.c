@@ -1,8 +1,8 @@
 /*
  * dispatch: what each protocol operation does. Decoded requests arrive from
  * the server; GET reads through the cache (answered at once on a hit, when
- * the fetch completes otherwise); DESCRIBE goes to the backend; PING and
- * STATS are answered at once.
+ * the fetch completes otherwise); DESCRIBE too (the cache remembers
+ * descriptions for ttl); PING and STATS are answered at once.
  *
  * Replies that carry a secret value are built in the agent's locked scratch
  * buffer, copied once into an exact-size buffer the connection wipes after
@@ -547,19 +547,12 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 {
 	struct dispatch_charge ch;
 	struct pending *p;
-	int r;
 
 	if (!admit_backend_op(agent, conn, req))
 		return;
 	if (req->header.op == SMC_OP_GET && get_cached(agent, conn, req))
 		return;
 	charge_init(&ch, agent, conn_peer_entry(conn), conn_peer_uid(conn), conn_peer_pid(conn));
-	/* Every DESCRIBE is an upstream call today (not cached). */
-	if (req->header.op == SMC_OP_DESCRIBE && !charge_upstream(&ch)) {
-		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_LIMIT_EXCEEDED, upstream_refusal);
-		return;
-	}
 	if ((p = pending_new(agent, req)) == NULL) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
 		    SMC_STATUS_INTERNAL, "out of memory");
@@ -575,12 +568,7 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 		    get_done, p);
 		return;
 	}
-	r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
-	if (r != 0) {
-		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_INTERNAL, "the backend could not take the request");
-		pending_done(p);
-	}
+	cache_describe_charged(agent->cache, p->query.secret_id, &ch.charge, describe_done, p);
 }
 
 static void
@@ -655,6 +643,7 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 	fn("cache_hits", cs->hits, C, arg);
 	fn("cache_misses", cs->misses, C, arg);
 	fn("cache_negative_hits", cs->negative_hits, C, arg);
+	fn("cache_backoff_hits", cs->backoff_hits, C, arg);
 	fn("cache_single_flight_joins", cs->joins, C, arg);
 	fn("cache_evictions", cs->evictions, C, arg);
 	fn("cache_entries", cs->versions, G, arg);
@@ -673,6 +662,9 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 	fn("cache_forced_refreshes", cs->forced_refreshes, C, arg);
 	fn("cache_forced_refreshes_limited", cs->forced_refresh_limited, C, arg);
 	fn("cache_prefetches", cs->prefetches, C, arg);
+	fn("cache_describe_hits", cs->describe_hits, C, arg);
+	fn("cache_describe_joins", cs->describe_joins, C, arg);
+	fn("cache_describe_fetches", cs->describe_fetches, C, arg);
 	fn("upstream_breaker_opens", cs->breaker_opens, C, arg);
 	fn("upstream_breaker_open", cs->breaker_open, G, arg);
 	fn("upstream_breaker_rejects", cs->breaker_rejects, C, arg);
