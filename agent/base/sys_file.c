@@ -25,11 +25,15 @@ sys_file_trust_uid(uid_t uid)
 	sys_trust_uid_set = true;
 }
 
+/* SYS_NO_UID: the uid set by sys_file_trust_uid(), if any. */
+#define SYS_NO_UID	((uid_t)-1)
+
 static bool
-sys_owner_trusted(uid_t owner)
+sys_owner_trusted(uid_t owner, uid_t agent)
 {
-	return owner == 0 || owner == geteuid() ||
-	    (sys_trust_uid_set && owner == sys_trust_uid_value);
+	if (agent == SYS_NO_UID && sys_trust_uid_set)
+		agent = sys_trust_uid_value;
+	return owner == 0 || owner == geteuid() || (agent != SYS_NO_UID && owner == agent);
 }
 
 /* "group and others", "group" or "others" for the write bits of mode. */
@@ -51,11 +55,12 @@ sys_chmod_who(mode_t mode)
 
 /* One file or directory against the rule; what is "directory " or "". */
 static int
-sys_check_one(const char *path, const struct stat *st, bool dir, char *err, size_t errlen)
+sys_check_one(const char *path, const struct stat *st, bool dir, uid_t agent, char *err,
+    size_t errlen)
 {
 	char owner[96];
 
-	if (!sys_owner_trusted(st->st_uid)) {
+	if (!sys_owner_trusted(st->st_uid, agent)) {
 		sys_user_describe(st->st_uid, owner, sizeof(owner));
 		snprintf(err, errlen, "unsafe: %s%s is owned by uid %s, not by root or the "
 		    "agent's user; fix: chown root %s", dir ? "directory " : "", path, owner, path);
@@ -74,7 +79,7 @@ sys_check_one(const char *path, const struct stat *st, bool dir, char *err, size
 
 /* Every directory above abs (an absolute path), each through stat(2). */
 static int
-sys_check_dirs(const char *abs, char *err, size_t errlen)
+sys_check_dirs(const char *abs, uid_t agent, char *err, size_t errlen)
 {
 	char dir[PATH_MAX];
 	struct stat st;
@@ -100,7 +105,7 @@ sys_check_dirs(const char *abs, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot check directory %s: %s", dir, strerror(errno));
 			return -1;
 		}
-		if (sys_check_one(dir, &st, true, err, errlen) != 0)
+		if (sys_check_one(dir, &st, true, agent, err, errlen) != 0)
 			return -1;
 		if (len == 1)
 			return 0;	/* "/" done */
@@ -130,21 +135,28 @@ sys_absolute(const char *path, char *out, size_t outlen, char *err, size_t errle
 
 /* The directories of path as written and as resolved (resolved may be NULL). */
 static int
-sys_check_paths(const char *path, const char *resolved, char *err, size_t errlen)
+sys_check_paths(const char *path, const char *resolved, uid_t agent, char *err, size_t errlen)
 {
 	char abs[PATH_MAX];
 
 	if (sys_absolute(path, abs, sizeof(abs), err, errlen) != 0 ||
-	    sys_check_dirs(abs, err, errlen) != 0)
+	    sys_check_dirs(abs, agent, err, errlen) != 0)
 		return -1;
 	if (resolved != NULL && strcmp(resolved, abs) != 0 &&
-	    sys_check_dirs(resolved, err, errlen) != 0)
+	    sys_check_dirs(resolved, agent, err, errlen) != 0)
 		return -1;
 	return 0;
 }
 
 int
 sys_file_check_trust(const char *path, const struct stat *st, char *err, size_t errlen)
+{
+	return sys_file_check_trust_as(path, st, SYS_NO_UID, err, errlen);
+}
+
+int
+sys_file_check_trust_as(const char *path, const struct stat *st, uid_t agent_uid, char *err,
+    size_t errlen)
 {
 	char resolved[PATH_MAX];
 	struct stat own;
@@ -160,9 +172,9 @@ sys_file_check_trust(const char *path, const struct stat *st, char *err, size_t 
 		}
 		st = &own;
 	}
-	if (sys_check_one(resolved, st, S_ISDIR(st->st_mode), err, errlen) != 0)
+	if (sys_check_one(resolved, st, S_ISDIR(st->st_mode), agent_uid, err, errlen) != 0)
 		return -1;
-	return sys_check_paths(path, resolved, err, errlen);
+	return sys_check_paths(path, resolved, agent_uid, err, errlen);
 }
 
 /* "larger than 16 MiB" (or KiB, or bytes), as people write bounds. */
@@ -237,14 +249,14 @@ sys_file_read(const char *path, const struct sys_file_opts *o, struct sys_file *
 	} else if (!S_ISREG(f->st.st_mode)) {
 		snprintf(err, errlen, "not a regular file");
 		goto out;
-	} else if (o->trust && (sys_check_one(resolved, &f->st, false, err, errlen) != 0 ||
-	    sys_check_paths(path, resolved, err, errlen) != 0)) {
+	} else if (o->trust && (sys_check_one(resolved, &f->st, false, SYS_NO_UID, err,
+	    errlen) != 0 || sys_check_paths(path, resolved, SYS_NO_UID, err, errlen) != 0)) {
 		goto out;
 	} else if (f->st.st_size < 0 || (uint64_t)f->st.st_size > o->max_size) {
 		sys_too_large(o->max_size, err, errlen);
 		goto out;
 	}
-	if (f->device && o->trust && sys_check_paths(path, resolved, err, errlen) != 0)
+	if (f->device && o->trust && sys_check_paths(path, resolved, SYS_NO_UID, err, errlen) != 0)
 		goto out;
 
 	/* Room for the size fstat gave, one byte to notice growth, and the NUL. */

@@ -63,6 +63,11 @@ void sys_file_free(struct sys_file *f);
  */
 int sys_file_check_trust(const char *path, const struct stat *st, char *err, size_t errlen);
 
+/* The same, trusting agent_uid (not the one set by sys_file_trust_uid()) besides
+ * root and the effective uid: for the configuration, which names that user. */
+int sys_file_check_trust_as(const char *path, const struct stat *st, uid_t agent_uid,
+    char *err, size_t errlen);
+
 /* The uid the agent runs as once privileges are dropped: trusted as owner too. */
 void sys_file_trust_uid(uid_t uid);
 
