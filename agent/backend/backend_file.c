@@ -1,7 +1,8 @@
 /*
  * backend_file: secrets from a local JSON file that models AWS Secrets
- * Manager. Owns the file format, its validation, lookups and the deferred
- * request queue. Keeps no secret value between requests.
+ * Manager. Owns the file format, its validation, the sealed index of the
+ * file's last state, lookups and the deferred request queue. Keeps no
+ * plaintext value between requests.
  *
  * File format (UTF-8 JSON; field names are the AWS API's; at most 16 MiB):
  *
@@ -40,10 +41,22 @@
  * version id and a stage, the stage must be on that version. A secret with a
  * DeletedDate cannot be read but can be described.
  *
- * Every request re-reads the file (there is a cache in front of backends),
- * so edits are seen at once; an invalid edit fails requests with
- * UPSTREAM_UNAVAILABLE until fixed. The read is blocking I/O on a local
- * regular file, done in the event loop: fine for a development backend.
+ * The file is parsed once per change, not per request: each request
+ * stat()s it (about a microsecond) and only a new identity (device, inode,
+ * size, mtime, ctime) makes it read and validate the file again (about
+ * 30 ms for a 15 MB file, on the event loop, once). A change inside the
+ * file system's timestamp granularity (a same-size rewrite in place within
+ * one clock tick of the last read) is caught by reading once more on the
+ * first request a second after such a "racy" read, so every change is seen
+ * within a second. What a parse keeps is an index: names, ARNs, versions,
+ * labels, dates, and each value sealed (libsodium's secretbox,
+ * XSalsa20-Poly1305, under a key in guarded memory); the file's bytes and the JSON copies of values are
+ * wiped as soon as the index is built. A request opens one value into
+ * guarded memory, hands it to the callback and wipes it. An invalid edit
+ * fails requests with UPSTREAM_UNAVAILABLE until fixed (that state is kept
+ * too, so a broken file is not parsed again per request either). The file
+ * must pass sys_file's trust rule (not writable by group or others, owned
+ * by root or the agent's user, on a safe path).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +77,7 @@
 #include "backend_file.h"
 #include "json_secure.h"
 #include "log.h"
+#include "sys_file.h"
 
 #define SF_MAX_REGION		32
 #define SF_MAX_PARTITION	16
@@ -75,11 +89,16 @@
 #define SF_SCRATCH_LEN		(SMC_MAX_VALUE + 2)	/* unpadded max-length base64 decodes to 2 more */
 #define SF_SHOWN_ID		64	/* client-given ids are shortened to this in messages */
 #define SF_SHOWN_PATH		72
+#define SF_RACY_S		1	/* a read this close to the file's last change is checked again */
+/* The index's sealing: libsodium's secretbox, directly (cache/seal.c is the cache's, with
+ * size classes this backend does not need, and the backend wing may not include cache/). */
+#define SF_NONCE		crypto_secretbox_NONCEBYTES
+#define SF_MAC			crypto_secretbox_MACBYTES
 
 static const char sf_alnum[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/* ---- the parsed file: lives for one request only ---------------------------------------- */
+/* ---- the parsed file: the index of its last valid state ---------------------------------- */
 
 struct sf_version {
 	const char *version_id;
@@ -87,8 +106,12 @@ struct sf_version {
 	size_t stage_count;
 	int64_t created_ms;
 	bool is_binary;
-	const char *value;		/* SecretString, or SecretBinary's base64, in the cJSON tree */
+	const char *value;		/* SecretString, or SecretBinary's base64, in the cJSON
+					 * tree; NULL once sealed */
 	size_t value_len;
+	cJSON *value_item;		/* its tree node, to drop the string once sealed */
+	uint8_t *sealed;		/* nonce, then secretbox of the (decoded) value */
+	size_t plain_len;		/* bytes of the (decoded) value */
 };
 
 struct sf_secret {
@@ -126,16 +149,6 @@ struct sf_where {
 	size_t version_idx;
 };
 
-/* What identifies one state of the file on disk, for "log once per change". */
-struct sf_ident {
-	bool exists;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
-	struct timespec ctime;
-};
-
 /* ---- the backend ------------------------------------------------------------------------ */
 
 struct sf_request {
@@ -158,10 +171,13 @@ struct backend_file {
 	char *path;
 	char path_shown[SF_SHOWN_PATH];	/* sanitized, for messages */
 	struct sf_request_list pending;
-	/* The last failure logged, so a broken file is logged once, not per request. */
+	uint8_t *key;			/* sealing key of the index, in guarded memory */
+	/* The state of the file last read: its index, or why it failed (logged once). */
+	struct sys_file_ident ident;
+	struct sf_store *index;		/* NULL while failing */
 	bool failing;
-	struct sf_ident fail_ident;
-	char fail_message[sizeof(((struct backend_error *)0)->message)];
+	struct backend_error fail_error;
+	time_t recheck_at;		/* 0, or when a "racy" read is repeated (CLOCK_REALTIME s) */
 };
 
 /* ---- text helpers ------------------------------------------------------------------------ */
@@ -424,6 +440,7 @@ sf_version_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struc
 	v->is_binary = f[FV_BINARY].item != NULL;
 	if (sf_string(w, &f[v->is_binary ? FV_BINARY : FV_STRING], &text) != 0)
 		return -1;
+	v->value_item = (cJSON *)f[v->is_binary ? FV_BINARY : FV_STRING].item;
 	v->value = text;
 	v->value_len = strlen(text);
 	if (v->is_binary) {
@@ -810,6 +827,8 @@ sf_store_free(struct sf_store *s)
 {
 	for (size_t i = 0; i < s->secret_count; i++) {
 		free(s->secrets[i].arn_owned);
+		for (size_t j = 0; j < s->secrets[i].version_count; j++)
+			free(s->secrets[i].versions[j].sealed);
 		free(s->secrets[i].versions);
 	}
 	free(s->secrets);
@@ -825,119 +844,165 @@ sf_store_free(struct sf_store *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* ---- sealing: what a parse keeps -------------------------------------------------------- */
+
+/*
+ * Seals every value under key and drops every plaintext copy the parse made:
+ * the JSON strings of values, the decoded-binary scratch and the file's bytes.
+ */
+static int
+sf_store_seal(struct sf_store *s, const uint8_t *key, char *err, size_t errlen)
+{
+	size_t bin_len;
+
+	for (size_t i = 0; i < s->secret_count; i++) {
+		for (size_t j = 0; j < s->secrets[i].version_count; j++) {
+			struct sf_version *v = &s->secrets[i].versions[j];
+			const uint8_t *plain = (const uint8_t *)v->value;
+			size_t len = v->value_len;
+
+			if (v->is_binary) {
+				/* Validated by the parse, so this decodes. */
+				if (s->scratch == NULL || sodium_base642bin(s->scratch,
+				    SF_SCRATCH_LEN, v->value, v->value_len, NULL, &bin_len, NULL,
+				    sodium_base64_VARIANT_ORIGINAL) != 0) {
+					snprintf(err, errlen, "cannot decode SecretBinary");
+					return -1;
+				}
+				plain = s->scratch;
+				len = bin_len;
+			}
+			if ((v->sealed = malloc(SF_NONCE + SF_MAC + len)) == NULL) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			randombytes_buf(v->sealed, SF_NONCE);
+			crypto_secretbox_easy(v->sealed + SF_NONCE, plain, len, v->sealed, key);
+			v->plain_len = len;
+			if (v->is_binary)
+				sodium_memzero(s->scratch, len);
+			/* json_secure's free wipes the string too; wiping here says so. */
+			sodium_memzero(v->value_item->valuestring, v->value_len);
+			cJSON_free(v->value_item->valuestring);
+			v->value_item->valuestring = NULL;
+			v->value = NULL;
+		}
+	}
+	if (s->buf != NULL) {
+		sodium_memzero(s->buf, s->buf_size);
+		free(s->buf);
+		s->buf = NULL;
+	}
+	if (s->scratch != NULL) {
+		sodium_memzero(s->scratch, SF_SCRATCH_LEN);
+		free(s->scratch);
+		s->scratch = NULL;
+	}
+	return 0;
+}
+
 /* ---- reading the file -------------------------------------------------------------------- */
 
 /*
- * Reads the whole file into s->buf with read(2) (no stdio buffer keeps a
- * copy). Fills *ident when the file could be opened.
+ * Reads (sys_file: trusted, bounded, read(2) only), validates and seals the
+ * file into a new index. On failure the error is UPSTREAM_UNAVAILABLE (the
+ * file is this backend's upstream). *ident gets the identity of what was
+ * read (or of the path, when it could not be read).
  */
-static int
-sf_read_file(const char *path, struct sf_store *s, struct sf_ident *ident,
-    char *err, size_t errlen)
+static struct sf_store *
+sf_parse_file(struct backend_file *bf, struct sys_file_ident *ident, struct backend_error *error)
 {
-	struct stat st;
-	size_t cap, got = 0;
-	ssize_t n;
-	int fd, rc = -1;
+	const struct sys_file_opts opts = { .max_size = BACKEND_FILE_MAX_SIZE, .trust = true };
+	struct sys_file f;
+	struct sf_store *s;
+	char reason[512];
 
-	memset(ident, 0, sizeof(*ident));
-	/* O_NONBLOCK: opening a FIFO must not hang the event loop. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
-		return -1;
+	sys_file_ident_path(bf->path, ident);
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE, "out of memory");
+		return NULL;
 	}
-	if (fstat(fd, &st) != 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
-		goto out;
+	if (sys_file_read(bf->path, &opts, &f, reason, sizeof(reason)) != 1) {
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		    "cannot read secrets file %s: %s", bf->path_shown, reason);
+		goto fail;
 	}
-	ident->exists = true;
-	ident->dev = st.st_dev;
-	ident->ino = st.st_ino;
-	ident->size = st.st_size;
-	ident->mtime = st.st_mtim;
-	ident->ctime = st.st_ctim;
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "not a regular file");
-		goto out;
+	sys_file_ident_of(&f.st, ident);
+	/* The store takes the buffer: it wipes it (sf_store_seal or sf_store_free). */
+	s->buf = f.data;
+	s->len = f.len;
+	s->buf_size = f.size;
+	if (sf_store_parse(s, reason, sizeof(reason)) != 0) {
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		    "secrets file %s is invalid: %s", bf->path_shown, reason);
+		goto fail;
 	}
-	if (st.st_size < 0 || (uint64_t)st.st_size > BACKEND_FILE_MAX_SIZE) {
-		snprintf(err, errlen, "larger than %u MiB", BACKEND_FILE_MAX_SIZE >> 20);
-		goto out;
+	if (sf_store_seal(s, bf->key, reason, sizeof(reason)) != 0) {
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		    "secrets file %s: %s", bf->path_shown, reason);
+		goto fail;
 	}
-	/* One byte more than expected, to notice a file that grew under us. */
-	cap = (size_t)st.st_size + 1;
-	if ((s->buf = malloc(cap + 1)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
+	return s;
+fail:
+	sf_store_free(s);
+	free(s);
+	return NULL;
+}
+
+static void
+sf_index_drop(struct backend_file *bf)
+{
+	if (bf->index != NULL) {
+		sf_store_free(bf->index);
+		free(bf->index);
+		bf->index = NULL;
 	}
-	s->buf_size = cap + 1;
-	while (got < cap) {
-		n = read(fd, s->buf + got, cap - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "%s", strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got == cap) {
-		snprintf(err, errlen, "the file changed while it was read");
-		goto out;
-	}
-	s->buf[got] = '\0';
-	s->len = got;
-	rc = 0;
-out:
-	close(fd);
-	return rc;
 }
 
 /*
- * Reads and validates the file. On failure the error is UPSTREAM_UNAVAILABLE
- * (the file is this backend's upstream) and is logged once per change.
+ * The index of the file as it is now: parsed again only when the file
+ * changed (or a racy read is due for its second look). NULL with *error when
+ * the file is unreadable or invalid; that is logged once per state.
  */
-static int
-sf_load(struct backend_file *bf, struct sf_store *s, struct backend_error *error, bool log)
+static struct sf_store *
+sf_current(struct backend_file *bf, struct backend_error *error, bool log)
 {
-	struct sf_ident ident;
-	char reason[256];
-	bool same;
+	struct sys_file_ident now, ident, prev = bf->ident;
+	struct timespec ts;
+	struct sf_store *s;
+	time_t changed;
 
-	memset(s, 0, sizeof(*s));
-	if (sf_read_file(bf->path, s, &ident, reason, sizeof(reason)) != 0) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
-		    "cannot read secrets file %s: %s", bf->path_shown, reason);
-	} else if (sf_store_parse(s, reason, sizeof(reason)) != 0) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
-		    "secrets file %s is invalid: %s", bf->path_shown, reason);
-	} else {
+	clock_gettime(CLOCK_REALTIME, &ts);
+	sys_file_ident_path(bf->path, &now);
+	if ((bf->index != NULL || bf->failing) && sys_file_ident_same(&now, &bf->ident) &&
+	    (bf->recheck_at == 0 || ts.tv_sec < bf->recheck_at)) {
+		if (bf->index != NULL)
+			return bf->index;
+		*error = bf->fail_error;
+		return NULL;
+	}
+	s = sf_parse_file(bf, &ident, error);
+	bf->ident = ident;
+	/* Changed within the last tick of the clock file times come from: look again later. */
+	changed = ident.mtime.tv_sec > ident.ctime.tv_sec ? ident.mtime.tv_sec : ident.ctime.tv_sec;
+	bf->recheck_at = ident.exists && ts.tv_sec <= changed + SF_RACY_S ?
+	    ts.tv_sec + SF_RACY_S + 1 : 0;
+	if (s != NULL) {
+		sf_index_drop(bf);
+		bf->index = s;
 		if (bf->failing && log)
 			log_info("file backend: secrets file %s is valid again", bf->path_shown);
 		bf->failing = false;
-		return 0;
+		return s;
 	}
-	sf_store_free(s);
-	if (!log)
-		return -1;
-	same = bf->failing && ident.exists == bf->fail_ident.exists &&
-	    ident.dev == bf->fail_ident.dev && ident.ino == bf->fail_ident.ino &&
-	    ident.size == bf->fail_ident.size &&
-	    ident.mtime.tv_sec == bf->fail_ident.mtime.tv_sec &&
-	    ident.mtime.tv_nsec == bf->fail_ident.mtime.tv_nsec &&
-	    ident.ctime.tv_sec == bf->fail_ident.ctime.tv_sec &&
-	    ident.ctime.tv_nsec == bf->fail_ident.ctime.tv_nsec &&
-	    strcmp(error->message, bf->fail_message) == 0;
-	if (!same) {
+	sf_index_drop(bf);
+	/* The same failure again (a racy second look) is not news. */
+	if (log && !(bf->failing && strcmp(error->message, bf->fail_error.message) == 0 &&
+	    sys_file_ident_same(&prev, &ident)))
 		log_error("file backend: %s", error->message);
-		bf->failing = true;
-		bf->fail_ident = ident;
-		snprintf(bf->fail_message, sizeof(bf->fail_message), "%s", error->message);
-	}
-	return -1;
+	bf->failing = true;
+	bf->fail_error = *error;
+	return NULL;
 }
 
 /* ---- lookups ----------------------------------------------------------------------------- */
@@ -975,17 +1040,20 @@ sf_has_stage(const struct sf_version *v, const char *stage)
 	return false;
 }
 
-/* Finds the version a query means and fills *value (binary decoded into s->scratch). */
+/*
+ * Finds the version a query means and fills *value, its bytes opened into
+ * *plain (guarded memory; the caller sodium_free()s it, which wipes it).
+ */
 static int
-sf_lookup_value(struct sf_store *s, const struct sf_request *req, struct backend_value *value,
-    struct backend_error *error)
+sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_request *req,
+    struct backend_value *value, uint8_t **plain, struct backend_error *error)
 {
 	const char *stage = req->version_stage;
 	const struct sf_secret *sec;
 	const struct sf_version *v = NULL;
 	char id[SF_SHOWN_ID + 1], name[SF_SHOWN_ID + 1], what[SF_SHOWN_ID + 1];
-	size_t bin_len;
 
+	*plain = NULL;
 	sf_shown(id, sizeof(id), req->secret_id);
 	if ((sec = sf_find_secret(s, req->secret_id)) == NULL) {
 		backend_error_set(error, SMC_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
@@ -1038,19 +1106,20 @@ sf_lookup_value(struct sf_store *s, const struct sf_request *req, struct backend
 	value->stage_count = v->stage_count;
 	value->created_ms = v->created_ms;
 	value->is_binary = v->is_binary;
-	if (!v->is_binary) {
-		value->data = (const uint8_t *)v->value;
-		value->len = v->value_len;
-		return 0;
-	}
-	/* Validated when the file was parsed, so this cannot fail. */
-	if (s->scratch == NULL || sodium_base642bin(s->scratch, SF_SCRATCH_LEN, v->value,
-	    v->value_len, NULL, &bin_len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
-		backend_error_set(error, SMC_STATUS_INTERNAL, "cannot decode SecretBinary");
+	/* One byte at least: sodium_malloc(0) may return NULL. */
+	if ((*plain = sodium_malloc(v->plain_len + 1)) == NULL) {
+		backend_error_set(error, SMC_STATUS_INTERNAL, "out of memory");
 		return -1;
 	}
-	value->data = s->scratch;
-	value->len = bin_len;
+	if (crypto_secretbox_open_easy(*plain, v->sealed + SF_NONCE, v->plain_len + SF_MAC,
+	    v->sealed, key) != 0) {
+		sodium_free(*plain);
+		*plain = NULL;
+		backend_error_set(error, SMC_STATUS_INTERNAL, "sealed value failed to open");
+		return -1;
+	}
+	value->data = *plain;
+	value->len = v->plain_len;
 	return 0;
 }
 
@@ -1067,12 +1136,14 @@ sf_request_free(struct sf_request *req)
 static void
 sf_do_get(struct backend_file *bf, struct sf_request *req)
 {
-	struct sf_store s;
+	struct sf_store *s;
 	struct backend_error error;
 	struct backend_value value;
+	uint8_t *plain = NULL;
 	bool ok;
 
-	ok = sf_load(bf, &s, &error, true) == 0 && sf_lookup_value(&s, req, &value, &error) == 0;
+	ok = (s = sf_current(bf, &error, true)) != NULL &&
+	    sf_lookup_value(s, bf->key, req, &value, &plain, &error) == 0;
 	if (ok)
 		bf->b.counters.get_ok++;
 	else
@@ -1082,13 +1153,14 @@ sf_do_get(struct backend_file *bf, struct sf_request *req)
 		req->value_cb(req->arg, &value, NULL);
 	else
 		req->value_cb(req->arg, NULL, &error);
-	sf_store_free(&s);
+	if (plain != NULL)
+		sodium_free(plain);
 }
 
 static void
 sf_do_describe(struct backend_file *bf, struct sf_request *req)
 {
-	struct sf_store s;
+	struct sf_store *s;
 	struct backend_error error;
 	struct backend_description d;
 	struct backend_version_stages *vs = NULL;
@@ -1096,9 +1168,9 @@ sf_do_describe(struct backend_file *bf, struct sf_request *req)
 	char id[SF_SHOWN_ID + 1];
 	bool ok = false;
 
-	if (sf_load(bf, &s, &error, true) != 0)
+	if ((s = sf_current(bf, &error, true)) == NULL)
 		goto done;
-	if ((sec = sf_find_secret(&s, req->secret_id)) == NULL) {
+	if ((sec = sf_find_secret(s, req->secret_id)) == NULL) {
 		sf_shown(id, sizeof(id), req->secret_id);
 		backend_error_set(&error, SMC_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
 		goto done;
@@ -1140,7 +1212,6 @@ done:
 	else
 		req->describe_cb(req->arg, NULL, &error);
 	free(vs);
-	sf_store_free(&s);
 }
 
 static void
@@ -1235,6 +1306,9 @@ sf_free(struct backend *b)
 		TAILQ_REMOVE(&bf->pending, req, entry);
 		sf_request_free(req);
 	}
+	sf_index_drop(bf);
+	if (bf->key != NULL)
+		sodium_free(bf->key);
 	free(bf->path);
 	free(bf);
 }
@@ -1268,7 +1342,7 @@ backend_file_new(struct event_base *base, const char *path, char *err, size_t er
 {
 	struct backend_file *bf = NULL;
 	struct backend_error error;
-	struct sf_store s;
+	struct sf_store *s;
 	char shown[SF_SHOWN_PATH];
 
 	if (base == NULL || path == NULL || path[0] == '\0') {
@@ -1285,18 +1359,20 @@ backend_file_new(struct event_base *base, const char *path, char *err, size_t er
 	bf->b.ops = &sf_ops;
 	bf->b.base = base;
 	TAILQ_INIT(&bf->pending);
-	if ((bf->path = sf_absolute_path(path)) == NULL)
+	if ((bf->path = sf_absolute_path(path)) == NULL ||
+	    (bf->key = sodium_malloc(crypto_secretbox_KEYBYTES)) == NULL)
 		goto nomem;
+	crypto_secretbox_keygen(bf->key);
 	/* Messages show the path as given: shorter, and what the operator typed. */
 	sf_shown_tail(shown, sizeof(shown), path);
 	memcpy(bf->path_shown, shown, sizeof(shown));
-	if (sf_load(bf, &s, &error, false) != 0) {
+	/* The first parse: its index answers the first requests. */
+	if ((s = sf_current(bf, &error, false)) == NULL) {
 		snprintf(err, errlen, "%s", error.message);
 		sf_free(&bf->b);
 		return NULL;
 	}
-	log_debug("file backend: %zu secrets in %s", s.secret_count, bf->path_shown);
-	sf_store_free(&s);
+	log_debug("file backend: %zu secrets in %s", s->secret_count, bf->path_shown);
 	return &bf->b;
 nomem:
 	snprintf(err, errlen, "file backend: out of memory");
