@@ -47,8 +47,8 @@
  * 30 ms for a 15 MB file, on the event loop, once). A change inside the
  * file system's timestamp granularity (a same-size rewrite in place within
  * one clock tick of the last read) is caught by reading once more on the
- * first request a second after such a "racy" read, so every change is seen
- * within a second. What a parse keeps is an index: names, ARNs, versions,
+ * first request 200 ms after such a "racy" read (hashing the bytes, and
+ * parsing only when they differ), so every change is seen within a second. What a parse keeps is an index: names, ARNs, versions,
  * labels, dates, and each value sealed (libsodium's secretbox,
  * XSalsa20-Poly1305, under a key in guarded memory); the file's bytes and the JSON copies of values are
  * wiped as soon as the index is built. A request opens one value into
@@ -78,6 +78,7 @@
 #include "json_secure.h"
 #include "log.h"
 #include "sys_file.h"
+#include "table.h"
 
 #define SF_MAX_REGION		32
 #define SF_MAX_PARTITION	16
@@ -89,7 +90,14 @@
 #define SF_SCRATCH_LEN		(SMC_MAX_VALUE + 2)	/* unpadded max-length base64 decodes to 2 more */
 #define SF_SHOWN_ID		64	/* client-given ids are shortened to this in messages */
 #define SF_SHOWN_PATH		72
-#define SF_RACY_S		1	/* a read this close to the file's last change is checked again */
+/*
+ * File times come from the kernel's coarse clock (one tick: 1 to 10 ms), so
+ * a read within a tick of the file's last change could miss a same-size
+ * rewrite in that tick. A read this close (with room for clock skew) is
+ * "racy" and looked at again this long after it.
+ */
+#define SF_RACY_MS		100
+#define SF_RECHECK_MS		200
 /* The index's sealing: libsodium's secretbox, directly (cache/seal.c is the cache's, with
  * size classes this backend does not need, and the backend wing may not include cache/). */
 #define SF_NONCE		crypto_secretbox_NONCEBYTES
@@ -114,10 +122,21 @@ struct sf_version {
 	size_t plain_len;		/* bytes of the (decoded) value */
 };
 
+/* One way to name a secret, in the index's hash table. */
+enum sf_id_kind { SF_ID_NAME, SF_ID_ARN, SF_ID_PARTIAL, SF_ID_KINDS };
+
+struct sf_id_node {
+	struct table_node node;
+	struct sf_secret *secret;
+	enum sf_id_kind kind;
+};
+
 struct sf_secret {
 	const char *name;
 	const char *arn;		/* in the tree, or arn_owned */
 	char *arn_owned;
+	char *partial;			/* the ARN without its "-XXXXXX", for the index */
+	struct sf_id_node ids[SF_ID_KINDS];
 	const char *description;
 	int64_t created_ms;
 	int64_t last_changed_ms;
@@ -136,6 +155,8 @@ struct sf_store {
 	const char *account;
 	struct sf_secret *secrets;
 	size_t secret_count;
+	struct table ids;		/* names, ARNs and partial ARNs (the index only) */
+	bool indexed;
 };
 
 /* Where validation is, so errors name the secret, version and field. */
@@ -177,7 +198,12 @@ struct backend_file {
 	struct sf_store *index;		/* NULL while failing */
 	bool failing;
 	struct backend_error fail_error;
-	time_t recheck_at;		/* 0, or when a "racy" read is repeated (CLOCK_REALTIME s) */
+	int64_t recheck_at;		/* 0, or when a racy read is looked at again (CLOCK_REALTIME ms) */
+	bool have_digest;
+	uint8_t digest[crypto_generichash_BYTES];	/* of the bytes of a racy read */
+	uint8_t *plain;			/* one opened value at a time, in guarded memory */
+	int in_callback;		/* a callback is running: free only after it */
+	bool free_pending;
 };
 
 /* ---- text helpers ------------------------------------------------------------------------ */
@@ -825,8 +851,11 @@ sf_store_parse(struct sf_store *s, char *err, size_t errlen)
 static void
 sf_store_free(struct sf_store *s)
 {
+	if (s->indexed)
+		table_destroy(&s->ids);
 	for (size_t i = 0; i < s->secret_count; i++) {
 		free(s->secrets[i].arn_owned);
+		free(s->secrets[i].partial);
 		for (size_t j = 0; j < s->secrets[i].version_count; j++)
 			free(s->secrets[i].versions[j].sealed);
 		free(s->secrets[i].versions);
@@ -854,6 +883,31 @@ static int
 sf_store_seal(struct sf_store *s, const uint8_t *key, char *err, size_t errlen)
 {
 	size_t bin_len;
+
+	/* Lookups by name, ARN and partial ARN: a hash each, not a scan of every secret. */
+	if (table_init(&s->ids, s->secret_count * 3 + 16) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->indexed = true;
+	for (size_t i = 0; i < s->secret_count; i++) {
+		struct sf_secret *sec = &s->secrets[i];
+		size_t alen = strlen(sec->arn);
+
+		/* Every ARN here ends with "-XXXXXX". */
+		if ((sec->partial = strndup(sec->arn, alen - SF_SUFFIX_LEN - 1)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		for (int k = 0; k < SF_ID_KINDS; k++) {
+			const char *id = k == SF_ID_NAME ? sec->name : k == SF_ID_ARN ? sec->arn :
+			    sec->partial;
+
+			sec->ids[k].secret = sec;
+			sec->ids[k].kind = (enum sf_id_kind)k;
+			table_insert(&s->ids, &sec->ids[k].node, table_hash(&s->ids, id, NULL, NULL));
+		}
+	}
 
 	for (size_t i = 0; i < s->secret_count; i++) {
 		for (size_t j = 0; j < s->secrets[i].version_count; j++) {
@@ -903,31 +957,66 @@ sf_store_seal(struct sf_store *s, const uint8_t *key, char *err, size_t errlen)
 
 /* ---- reading the file -------------------------------------------------------------------- */
 
+static int64_t
+sf_ms(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+/* What one read of the file gave, besides the index. */
+struct sf_read {
+	struct sys_file_ident ident;	/* of what was read (or of the path, unreadable) */
+	bool racy;			/* read within SF_RACY_MS of its last change */
+	bool have_digest;
+	uint8_t digest[crypto_generichash_BYTES];	/* of the bytes, when racy */
+	bool unchanged;			/* the bytes hash to the digest given: not parsed */
+};
+
 /*
  * Reads (sys_file: trusted, bounded, read(2) only), validates and seals the
  * file into a new index. On failure the error is UPSTREAM_UNAVAILABLE (the
- * file is this backend's upstream). *ident gets the identity of what was
- * read (or of the path, when it could not be read).
+ * file is this backend's upstream). A racy read (the file changed within
+ * SF_RACY_MS before now_ms) keeps a digest of the bytes; when same_as is
+ * given and the bytes hash to it, nothing is parsed: rd->unchanged, NULL,
+ * no error.
  */
 static struct sf_store *
-sf_parse_file(struct backend_file *bf, struct sys_file_ident *ident, struct backend_error *error)
+sf_parse_file(struct backend_file *bf, int64_t now_ms, const uint8_t *same_as,
+    struct sf_read *rd, struct backend_error *error)
 {
 	const struct sys_file_opts opts = { .max_size = BACKEND_FILE_MAX_SIZE, .trust = true };
 	struct sys_file f;
-	struct sf_store *s;
+	struct sf_store *s = NULL;
 	char reason[512];
+	int64_t changed_ms;
 
-	sys_file_ident_path(bf->path, ident);
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE, "out of memory");
-		return NULL;
-	}
+	memset(rd, 0, sizeof(*rd));
+	sys_file_ident_path(bf->path, &rd->ident);
 	if (sys_file_read(bf->path, &opts, &f, reason, sizeof(reason)) != 1) {
 		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
 		    "cannot read secrets file %s: %s", bf->path_shown, reason);
-		goto fail;
+		return NULL;
 	}
-	sys_file_ident_of(&f.st, ident);
+	sys_file_ident_of(&f.st, &rd->ident);
+	changed_ms = sf_ms(&f.st.st_ctim) > sf_ms(&f.st.st_mtim) ? sf_ms(&f.st.st_ctim) :
+	    sf_ms(&f.st.st_mtim);
+	rd->racy = now_ms < changed_ms + SF_RACY_MS;
+	if (rd->racy || same_as != NULL) {
+		/* BLAKE2b, about 20 ms for 15 MB: only for racy reads and their second look. */
+		crypto_generichash(rd->digest, sizeof(rd->digest), (const unsigned char *)f.data,
+		    f.len, NULL, 0);
+		rd->have_digest = true;
+		if (same_as != NULL && sodium_memcmp(rd->digest, same_as, sizeof(rd->digest)) == 0) {
+			rd->unchanged = true;
+			sys_file_free(&f);
+			return NULL;
+		}
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		sys_file_free(&f);
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE, "out of memory");
+		return NULL;
+	}
 	/* The store takes the buffer: it wipes it (sf_store_seal or sf_store_free). */
 	s->buf = f.data;
 	s->len = f.len;
@@ -960,48 +1049,62 @@ sf_index_drop(struct backend_file *bf)
 }
 
 /*
- * The index of the file as it is now: parsed again only when the file
- * changed (or a racy read is due for its second look). NULL with *error when
- * the file is unreadable or invalid; that is logged once per state.
+ * The index of the file as it is now: read again only when the file's
+ * identity changed, or for the second look a racy read is due (which parses
+ * only if the bytes differ). NULL with *error when the file is unreadable or
+ * invalid; that is logged once per state.
  */
 static struct sf_store *
 sf_current(struct backend_file *bf, struct backend_error *error, bool log)
 {
-	struct sys_file_ident now, ident, prev = bf->ident;
-	struct timespec ts;
+	struct sys_file_ident now;
+	struct sf_read rd;
+	struct timespec ts, done;
 	struct sf_store *s;
-	time_t changed;
+	bool known, second_look;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	sys_file_ident_path(bf->path, &now);
-	if ((bf->index != NULL || bf->failing) && sys_file_ident_same(&now, &bf->ident) &&
-	    (bf->recheck_at == 0 || ts.tv_sec < bf->recheck_at)) {
-		if (bf->index != NULL)
-			return bf->index;
-		*error = bf->fail_error;
-		return NULL;
+	known = (bf->index != NULL || bf->failing) && sys_file_ident_same(&now, &bf->ident);
+	second_look = known && bf->recheck_at != 0 && sf_ms(&ts) >= bf->recheck_at;
+	if (known && !second_look)
+		goto same;
+	s = sf_parse_file(bf, sf_ms(&ts), second_look && bf->have_digest ? bf->digest : NULL,
+	    &rd, error);
+	clock_gettime(CLOCK_REALTIME, &done);
+	log_debug("file backend: %s %s in %ld ms: %s", second_look ? "looked again at" : "read",
+	    bf->path_shown, (long)((done.tv_sec - ts.tv_sec) * 1000 +
+	    (done.tv_nsec - ts.tv_nsec) / 1000000), rd.unchanged ? "unchanged" :
+	    s != NULL ? "new index" : "failed");
+	bf->recheck_at = rd.racy ? sf_ms(&ts) + SF_RECHECK_MS : 0;
+	bf->have_digest = rd.have_digest;
+	memcpy(bf->digest, rd.digest, sizeof(bf->digest));
+	if (rd.unchanged) {
+		bf->ident = rd.ident;
+		goto same;
 	}
-	s = sf_parse_file(bf, &ident, error);
-	bf->ident = ident;
-	/* Changed within the last tick of the clock file times come from: look again later. */
-	changed = ident.mtime.tv_sec > ident.ctime.tv_sec ? ident.mtime.tv_sec : ident.ctime.tv_sec;
-	bf->recheck_at = ident.exists && ts.tv_sec <= changed + SF_RACY_S ?
-	    ts.tv_sec + SF_RACY_S + 1 : 0;
 	if (s != NULL) {
 		sf_index_drop(bf);
 		bf->index = s;
+		bf->ident = rd.ident;
 		if (bf->failing && log)
 			log_info("file backend: secrets file %s is valid again", bf->path_shown);
 		bf->failing = false;
 		return s;
 	}
 	sf_index_drop(bf);
-	/* The same failure again (a racy second look) is not news. */
+	/* The same failure on a second look at the same state is not news. */
 	if (log && !(bf->failing && strcmp(error->message, bf->fail_error.message) == 0 &&
-	    sys_file_ident_same(&prev, &ident)))
+	    sys_file_ident_same(&bf->ident, &rd.ident)))
 		log_error("file backend: %s", error->message);
+	bf->ident = rd.ident;
 	bf->failing = true;
 	bf->fail_error = *error;
+	return NULL;
+same:
+	if (bf->index != NULL)
+		return bf->index;
+	*error = bf->fail_error;
 	return NULL;
 }
 
@@ -1014,21 +1117,25 @@ sf_current(struct backend_file *bf, struct backend_error *error, bool log)
 static struct sf_secret *
 sf_find_secret(const struct sf_store *s, const char *id)
 {
-	size_t idlen = strlen(id);
+	uint64_t h = table_hash(&s->ids, id, NULL, NULL);
+	struct sf_secret *full = NULL, *partial = NULL;
 
-	for (size_t i = 0; i < s->secret_count; i++)
-		if (strcmp(id, s->secrets[i].name) == 0 || strcmp(id, s->secrets[i].arn) == 0)
-			return &s->secrets[i];
-	for (size_t i = 0; i < s->secret_count; i++) {
-		const char *arn = s->secrets[i].arn;
-		size_t alen = strlen(arn);
+	/* The first in file order of each kind, as a scan would find it. */
+	for (struct table_node *n = table_chain(&s->ids, h); n != NULL; n = n->next) {
+		const struct sf_id_node *in = table_entry(n, struct sf_id_node, node);
+		struct sf_secret *sec = in->secret;
 
-		/* Every ARN here ends with "-XXXXXX". */
-		if (alen > SF_SUFFIX_LEN + 1 && idlen == alen - SF_SUFFIX_LEN - 1 &&
-		    memcmp(id, arn, idlen) == 0)
-			return &s->secrets[i];
+		if (n->hash != h)
+			continue;
+		if (in->kind == SF_ID_PARTIAL) {
+			if (strcmp(id, sec->partial) == 0 && (partial == NULL || sec < partial))
+				partial = sec;
+		} else if (strcmp(id, in->kind == SF_ID_NAME ? sec->name : sec->arn) == 0 &&
+		    (full == NULL || sec < full)) {
+			full = sec;
+		}
 	}
-	return NULL;
+	return full != NULL ? full : partial;
 }
 
 static bool
@@ -1042,18 +1149,17 @@ sf_has_stage(const struct sf_version *v, const char *stage)
 
 /*
  * Finds the version a query means and fills *value, its bytes opened into
- * *plain (guarded memory; the caller sodium_free()s it, which wipes it).
+ * plain (SMC_MAX_VALUE bytes of guarded memory; the caller wipes them).
  */
 static int
 sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_request *req,
-    struct backend_value *value, uint8_t **plain, struct backend_error *error)
+    struct backend_value *value, uint8_t *plain, struct backend_error *error)
 {
 	const char *stage = req->version_stage;
 	const struct sf_secret *sec;
 	const struct sf_version *v = NULL;
 	char id[SF_SHOWN_ID + 1], name[SF_SHOWN_ID + 1], what[SF_SHOWN_ID + 1];
 
-	*plain = NULL;
 	sf_shown(id, sizeof(id), req->secret_id);
 	if ((sec = sf_find_secret(s, req->secret_id)) == NULL) {
 		backend_error_set(error, SMC_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
@@ -1106,19 +1212,14 @@ sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_re
 	value->stage_count = v->stage_count;
 	value->created_ms = v->created_ms;
 	value->is_binary = v->is_binary;
-	/* One byte at least: sodium_malloc(0) may return NULL. */
-	if ((*plain = sodium_malloc(v->plain_len + 1)) == NULL) {
-		backend_error_set(error, SMC_STATUS_INTERNAL, "out of memory");
-		return -1;
-	}
-	if (crypto_secretbox_open_easy(*plain, v->sealed + SF_NONCE, v->plain_len + SF_MAC,
+	/* plain_len <= SMC_MAX_VALUE: the parse checked every value. */
+	if (crypto_secretbox_open_easy(plain, v->sealed + SF_NONCE, v->plain_len + SF_MAC,
 	    v->sealed, key) != 0) {
-		sodium_free(*plain);
-		*plain = NULL;
+		sodium_memzero(plain, v->plain_len);
 		backend_error_set(error, SMC_STATUS_INTERNAL, "sealed value failed to open");
 		return -1;
 	}
-	value->data = *plain;
+	value->data = plain;
 	value->len = v->plain_len;
 	return 0;
 }
@@ -1133,28 +1234,33 @@ sf_request_free(struct sf_request *req)
 	free(req);
 }
 
+static void sf_destroy(struct backend_file *bf);
+
 static void
 sf_do_get(struct backend_file *bf, struct sf_request *req)
 {
 	struct sf_store *s;
 	struct backend_error error;
 	struct backend_value value;
-	uint8_t *plain = NULL;
 	bool ok;
 
 	ok = (s = sf_current(bf, &error, true)) != NULL &&
-	    sf_lookup_value(s, bf->key, req, &value, &plain, &error) == 0;
+	    sf_lookup_value(s, bf->key, req, &value, bf->plain, &error) == 0;
 	if (ok)
 		bf->b.counters.get_ok++;
 	else
 		bf->b.counters.get_error++;
-	/* From here on the callback may have freed bf. */
+	/* The callback may free bf: sf_free then leaves the end to us. */
+	bf->in_callback++;
 	if (ok)
 		req->value_cb(req->arg, &value, NULL);
 	else
 		req->value_cb(req->arg, NULL, &error);
-	if (plain != NULL)
-		sodium_free(plain);
+	bf->in_callback--;
+	if (ok)
+		sodium_memzero(bf->plain, value.len);
+	if (bf->free_pending && bf->in_callback == 0)
+		sf_destroy(bf);
 }
 
 static void
@@ -1295,7 +1401,20 @@ sf_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, vo
 	return 0;
 }
 
-/* Pending requests are dropped: their callbacks are never called. */
+static void
+sf_destroy(struct backend_file *bf)
+{
+	sf_index_drop(bf);
+	if (bf->key != NULL)
+		sodium_free(bf->key);
+	if (bf->plain != NULL)
+		sodium_free(bf->plain);		/* wipes it */
+	free(bf->path);
+	free(bf);
+}
+
+/* Pending requests are dropped: their callbacks are never called. From a
+ * value callback, the rest waits until that callback returned. */
 static void
 sf_free(struct backend *b)
 {
@@ -1306,11 +1425,11 @@ sf_free(struct backend *b)
 		TAILQ_REMOVE(&bf->pending, req, entry);
 		sf_request_free(req);
 	}
-	sf_index_drop(bf);
-	if (bf->key != NULL)
-		sodium_free(bf->key);
-	free(bf->path);
-	free(bf);
+	if (bf->in_callback > 0) {
+		bf->free_pending = true;
+		return;
+	}
+	sf_destroy(bf);
 }
 
 static const struct backend_ops sf_ops = {
@@ -1360,7 +1479,8 @@ backend_file_new(struct event_base *base, const char *path, char *err, size_t er
 	bf->b.base = base;
 	TAILQ_INIT(&bf->pending);
 	if ((bf->path = sf_absolute_path(path)) == NULL ||
-	    (bf->key = sodium_malloc(crypto_secretbox_KEYBYTES)) == NULL)
+	    (bf->key = sodium_malloc(crypto_secretbox_KEYBYTES)) == NULL ||
+	    (bf->plain = sodium_malloc(SMC_MAX_VALUE)) == NULL)
 		goto nomem;
 	crypto_secretbox_keygen(bf->key);
 	/* Messages show the path as given: shorter, and what the operator typed. */
