@@ -2,10 +2,7 @@
  * acl: rule parsing, name resolution and matching (see acl.h for the rules
  * users rely on).
  */
-#include <errno.h>
 #include <fnmatch.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
