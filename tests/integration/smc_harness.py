@@ -31,6 +31,10 @@ WRAPPER = shlex.split(os.environ.get("SMCACHE_WRAPPER", ""))
 # Start-up and shutdown are much slower under a wrapper like valgrind.
 WRAPPER_SLOWDOWN = 4.0 if WRAPPER else 1.0
 
+# The agent refuses files writable by group or others (agent/base/sys_file.h): whatever the
+# developer's umask (002 is common), the files tests write are never group/world-writable.
+os.umask(os.umask(0o022) | 0o022)
+
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: UndefinedBehaviorSanitizer")
 
