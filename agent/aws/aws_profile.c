@@ -23,7 +23,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 
 #include "aws_profile.h"
 #include "sys_file.h"
+#include "sys_user.h"
 
 #define AWS_FILE_MAX		(1024 * 1024)	/* a shared file larger than this is an error */
 #define AWS_LINE_MAX		(64 * 1024)	/* and so is a line longer than this */
@@ -484,13 +484,12 @@ aws_file_path(const char *env_name, const char *default_name, char *out, size_t 
     char *err, size_t errlen)
 {
 	const char *v = aws_env(env_name), *home = aws_env("HOME");
-	struct passwd pw, *res = NULL;
-	char pwbuf[4096];
+	char pwhome[4096], why[256];
 	int n;
 
-	if (home == NULL && getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 &&
-	    res != NULL && res->pw_dir != NULL && res->pw_dir[0] != '\0')
-		home = res->pw_dir;
+	if (home == NULL && sys_user_home(getuid(), pwhome, sizeof(pwhome), why, sizeof(why)) == 1 &&
+	    pwhome[0] != '\0')
+		home = pwhome;
 	if (v != NULL && strncmp(v, "~/", 2) != 0) {
 		n = snprintf(out, outlen, "%s", v);
 	} else if (v != NULL) {

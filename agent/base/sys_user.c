@@ -131,6 +131,21 @@ sys_user_by_uid(uid_t uid, gid_t *gid, char *name_out, size_t name_len, char *er
 }
 
 int
+sys_user_home(uid_t uid, char *home, size_t home_len, char *err, size_t errlen)
+{
+	struct passwd pw;
+	char *buf;
+	int rc = sys_nss(NSS_PW_UID, NULL, uid, &pw, NULL, &buf, err, errlen);
+
+	if (home_len > 0)
+		home[0] = '\0';
+	if (rc == 1 && pw.pw_dir != NULL && strlen(pw.pw_dir) < home_len)
+		snprintf(home, home_len, "%s", pw.pw_dir);
+	free(buf);
+	return rc;
+}
+
+int
 sys_group_by_name(const char *name, gid_t *gid, char *err, size_t errlen)
 {
 	struct group gr;

@@ -27,6 +27,9 @@ int sys_user_by_name(const char *name, uid_t *uid, gid_t *gid, char *name_out,
 int sys_user_by_uid(uid_t uid, gid_t *gid, char *name_out, size_t name_len,
     char *err, size_t errlen);
 
+/* A user's home directory by uid ("" when it does not fit or is empty). */
+int sys_user_home(uid_t uid, char *home, size_t home_len, char *err, size_t errlen);
+
 /* A group by name. */
 int sys_group_by_name(const char *name, gid_t *gid, char *err, size_t errlen);
 

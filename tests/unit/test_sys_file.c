@@ -352,6 +352,10 @@ test_lookups(void **state)
 	assert_int_equal(sys_group_by_name("root", &gid, err, sizeof(err)), 1);
 	assert_int_equal(gid, 0);
 	assert_int_equal(sys_group_by_name("no-such-group-smc", &gid, err, sizeof(err)), 0);
+	assert_int_equal(sys_user_home(0, name, sizeof(name), err, sizeof(err)), 1);
+	assert_string_equal(name, "/root");
+	assert_int_equal(sys_user_home(0, name, 2, err, sizeof(err)), 1);
+	assert_string_equal(name, "");
 	sys_user_describe(0, shown, sizeof(shown));
 	assert_string_equal(shown, "0 (root)");
 	sys_user_describe(4123456789u, shown, sizeof(shown));
