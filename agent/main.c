@@ -33,6 +33,7 @@
 #include "privdrop.h"
 #include "secmem.h"
 #include "server.h"
+#include "sys_file.h"
 #include "sockpath.h"
 #include "upstream_aws.h"
 
@@ -127,16 +128,15 @@ raise_fd_limit(const struct config *cfg)
  * good (privdrop.h, listen.h). Nothing runs as root after this.
  */
 static int
-open_socket_and_drop(const struct config *cfg, const char *socket_path, struct listen_socket *ls)
+open_socket_and_drop(const struct config *cfg, const struct privdrop_plan *pl,
+    const char *socket_path, struct listen_socket *ls)
 {
-	struct privdrop_plan plan;
+	struct privdrop_plan plan = *pl;
 	struct listen_options lo;
 	char err[CONFIG_ERR_SIZE], why[256], note[256];
 	bool unlocked;
 	int rc;
 
-	if (privdrop_plan_make(cfg->user, cfg->group, &plan, err, sizeof(err)) != 0)
-		goto fail;
 	lo.mode = (mode_t)cfg->socket_mode;
 	lo.owner = lo.agent_uid = plan.uid;
 	lo.group = lo.agent_gid = plan.gid;
@@ -188,6 +188,42 @@ fail:
 	return -1;
 }
 
+/*
+ * --check-config: what start-up would do with the files, without the
+ * socket: become the agent's user, then build the backend (the file
+ * backend reads and validates its data file; the aws backend resolves the
+ * region and reads the shared files and token files of its credential
+ * source) and free it. 0, or -1 with err.
+ */
+static int
+check_backend(const struct config *cfg, const struct privdrop_plan *plan, char *err,
+    size_t errlen)
+{
+	struct event_base *base = NULL;
+	struct backend *backend = NULL;
+	char note[256], why[CONFIG_ERR_SIZE - 16];
+	bool unlocked;
+	int rc = -1;
+
+	if (privdrop_apply(plan, &unlocked, note, sizeof(note), err, errlen) != 0)
+		return -1;
+	json_secure_init();
+	if ((base = event_base_new()) == NULL) {
+		snprintf(err, errlen, "cannot create the event loop");
+		goto out;
+	}
+	if ((backend = make_backend(base, cfg, why, sizeof(why))) == NULL) {
+		snprintf(err, errlen, "backend: %s", why);
+		goto out;
+	}
+	rc = 0;
+out:
+	backend_free(backend);
+	if (base != NULL)
+		event_base_free(base);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -206,6 +242,7 @@ main(int argc, char **argv)
 	struct server_limits limits;
 	struct http_door *http_door = NULL;
 	struct cache_options cache_opts;
+	struct privdrop_plan plan;
 	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
 	const char *config_path = NULL, *lambda_name = NULL;
 	struct lambda_mode *lambda = NULL;
@@ -272,7 +309,17 @@ main(int argc, char **argv)
 	} else if (cfg.socket_path != NULL) {
 		snprintf(socket_path, sizeof(socket_path), "%s", cfg.socket_path);
 	}
+	/* Who the agent runs as: files that user owns are trusted (sys_file.h). */
+	if (privdrop_plan_make(cfg.user, cfg.group, &plan, err, sizeof(err)) != 0) {
+		fprintf(stderr, "smcached: %s\n", err);
+		goto out;
+	}
+	sys_file_trust_uid(plan.uid);
 	if (check_only) {
+		if (check_backend(&cfg, &plan, err, sizeof(err)) != 0) {
+			fprintf(stderr, "smcached: %s\n", err);
+			goto out;
+		}
 		config_describe(&cfg, stdout);
 		printf("effective socket path: %s\n", socket_path);
 		printf("configuration OK\n");
@@ -311,7 +358,7 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (open_socket_and_drop(&cfg, socket_path, &ls) != 0)
+	if (open_socket_and_drop(&cfg, &plan, socket_path, &ls) != 0)
 		goto out;
 
 	agent.config = &cfg;
