@@ -70,6 +70,8 @@ SEES_client           := client proto
 LIBS_client           := libsodium libcjson
 SEES_agent/base       := agent/base
 LIBS_agent/base       := libsodium libcjson
+SEES_agent/base/sd_notify := agent/base
+LIBS_agent/base/sd_notify :=
 SEES_agent/backend    := agent/backend agent/base proto
 LIBS_agent/backend    := libevent libsodium libcjson
 SEES_agent/cache      := agent/cache agent/backend agent/base proto
@@ -88,7 +90,7 @@ SEES_agent            := agent agent/front agent/access agent/cache agent/aws ag
 LIBS_agent            := libevent libcurl libcrypto libsodium libcjson inih
 SEES_tests            := $(SEES_agent) client
 LIBS_tests            := $(LIBS_agent) cmocka
-LAYER_PARTS := proto client agent agent/base agent/backend agent/cache agent/cache/seal \
+LAYER_PARTS := proto client agent agent/base agent/base/sd_notify agent/backend agent/cache agent/cache/seal \
                agent/aws agent/aws/sigv4 agent/access agent/front
 
 # The part a source belongs to: its own row if it has one, else its folder's (all of tests/ is one).

@@ -5,6 +5,8 @@
  * event loop. Any failure before the loop runs is one clear line on stderr
  * and exit status 1 (2 for a usage error).
  */
+#define LOG_COMPONENT "main"
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -30,6 +32,7 @@
 #include "privdrop.h"
 #include "secmem.h"
 #include "server.h"
+#include "service.h"
 #include "sockpath.h"
 #include "upstream_aws.h"
 
@@ -60,6 +63,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	log_info("received signal %d, shutting down", (int)sig);
+	service_stopping();
 	event_base_loopexit(base, NULL);
 }
 
@@ -74,25 +78,6 @@ make_backend(struct event_base *base, const struct config *cfg, char *err, size_
 	}
 	snprintf(err, errlen, "unknown backend");
 	return NULL;
-}
-
-/* Fetches the configured secrets in the background so first reads are hits. */
-static void
-prefetch(struct cache *cache, const char *list)
-{
-	char id[SMC_MAX_SECRET_ID + 1];
-	size_t len;
-
-	for (const char *p = list; p != NULL && *p != '\0'; p += len) {
-		p += strspn(p, ", \t");
-		if ((len = strcspn(p, ", \t")) == 0)
-			continue;
-		if (len >= sizeof(id))
-			continue;	/* the config check refuses these */
-		memcpy(id, p, len);
-		id[len] = '\0';
-		cache_prefetch(cache, id);
-	}
 }
 
 /* One descriptor per client: make room, and say so when max_connections cannot fit. */
@@ -192,6 +177,7 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct listen_socket ls = { .fd = -1 };
 	struct event *sig_int = NULL, *sig_term = NULL;
+	struct service *service = NULL;
 	struct server_limits limits;
 	struct cache_options cache_opts;
 	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
@@ -245,6 +231,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level(cfg.log_level);
+	log_set_format((enum log_format)cfg.log_format);
 	raise_fd_limit(&cfg);
 
 	/* Memory protection first, before any secret can be fetched. */
@@ -318,9 +305,13 @@ main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		goto out;
 	}
-	prefetch(agent.cache, cfg.cache_prefetch);
 	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
 	    config_backend_name(cfg.backend));
+	/* The prefetch, then READY=1 for systemd once it has ended. */
+	if ((service = service_start(&agent, cfg.cache_prefetch, err, sizeof(err))) == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (event_base_dispatch(agent.base) != 0) {
 		log_error("event loop failed");
 		goto out;
@@ -337,6 +328,7 @@ out:
 		log_warn("cannot remove the socket file %s: %s", ls.path, strerror(errno));
 	cache_free(agent.cache);
 	backend_free(agent.backend);
+	service_free(service);	/* after the cache, which may still answer its prefetches */
 	if (agent.base != NULL)
 		event_base_free(agent.base);
 	if (agent.reply_scratch != NULL)

@@ -149,8 +149,12 @@ void cache_body_hold(struct cache_body *body);
  * Needs no cache: bodies may outlive it. */
 void cache_body_release(struct cache_body *body);
 
-/* Fetches AWSCURRENT of secret_id in the background (start-up prefetch). */
-void cache_prefetch(struct cache *cache, const char *secret_id);
+/*
+ * Fetches AWSCURRENT of secret_id in the background (start-up prefetch).
+ * cb (may be NULL) is called once when it is held or has failed, possibly
+ * before cache_prefetch() returns.
+ */
+void cache_prefetch(struct cache *cache, const char *secret_id, cache_value_cb cb, void *arg);
 
 /* Applies new tunables (SIGHUP); bounds take effect as entries come and go. */
 void cache_set_options(struct cache *cache, const struct cache_options *opts);
