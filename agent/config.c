@@ -16,6 +16,8 @@
  * The handler sees every key = value; inih's own return value then only
  * adds lines it could not parse at all.
  */
+#define LOG_COMPONENT "config"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -82,6 +84,8 @@ static const char *const mlock_names[] = { "off", "best-effort", "required", NUL
 static const char *const bool_names[] = { "false", "true", NULL };
 /* In enum audit_level order. */
 static const char *const audit_names[] = { "off", "denied", "all", NULL };
+/* In enum log_format order. */
+static const char *const log_format_names[] = { "text", "json", NULL };
 
 /* CT_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum config_backend) == sizeof(int), "enum size");
@@ -124,6 +128,9 @@ static const struct cfg_key cfg_keys[] = {
 	{ .section = "agent", .key = "log_level", .type = CT_LOGLEVEL,
 	  .offset = FIELD(log_level), .def = "info", .reload = true,
 	  .doc = "error, warn, info or debug" },
+	{ .section = "agent", .key = "log_format", .type = CT_ENUM,
+	  .offset = FIELD(log_format), .def = "text", .names = log_format_names, .reload = true,
+	  .doc = "log lines as text or json (one object per line)" },
 	{ .section = "backend", .key = "type", .type = CT_ENUM,
 	  .offset = FIELD(backend), .def = "file", .names = backend_names,
 	  .doc = "where secrets come from: file or aws" },

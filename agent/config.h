@@ -50,6 +50,7 @@ struct config {
 	unsigned int idle_timeout;	/* seconds */
 	size_t max_output;		/* bytes queued to one client */
 	enum log_level log_level;
+	int log_format;			/* an enum log_format: text, json */
 
 	/* [backend] */
 	enum config_backend backend;

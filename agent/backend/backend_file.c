@@ -45,6 +45,8 @@
  * UPSTREAM_UNAVAILABLE until fixed. The read is blocking I/O on a local
  * regular file, done in the event loop: fine for a development backend.
  */
+#define LOG_COMPONENT "file"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
