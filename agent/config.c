@@ -1243,3 +1243,48 @@ config_help(FILE *out)
 			fprintf(out, "[%s] %s: %s (default %s)\n", k->section, k->key, k->doc, def);
 	}
 }
+
+void
+config_dump_keys(FILE *out)
+{
+	static const char *const type_names[] = {
+		[CT_STRING] = "string", [CT_COUNT] = "count", [CT_DURATION] = "duration",
+		[CT_SIZE] = "size", [CT_LOGLEVEL] = "level", [CT_ENUM] = "enum", [CT_MODE] = "mode",
+		[CT_LIST] = "list",
+	};
+	char bounds[256];
+	size_t i, used;
+
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+
+		switch (k->type) {
+		case CT_COUNT:
+		case CT_DURATION:
+		case CT_SIZE:
+		case CT_MODE:
+			format_bounds(k, bounds, sizeof(bounds));
+			break;
+		case CT_LOGLEVEL:
+		case CT_ENUM:
+			bounds[0] = '\0';
+			used = 0;
+			for (size_t j = 0; used < sizeof(bounds); j++) {
+				const char *name = k->type == CT_ENUM ? k->names[j] :
+				    j <= LOG_DEBUG ? log_level_name((enum log_level)j) : NULL;
+
+				if (name == NULL)
+					break;
+				used += (size_t)snprintf(bounds + used, sizeof(bounds) - used, "%s%s",
+				    j > 0 ? ", " : "", name);
+			}
+			break;
+		default:
+			snprintf(bounds, sizeof(bounds), "-");
+			break;
+		}
+		fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\n", k->section, k->key, type_names[k->type],
+		    k->def != NULL ? k->def : k->unset != NULL ? k->unset : "(none)", bounds,
+		    k->reload ? "reload" : "restart");
+	}
+}

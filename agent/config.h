@@ -129,6 +129,14 @@ void config_describe(const struct config *cfg, FILE *out);
 void config_help(FILE *out);
 
 /*
+ * The key table for documentation checks (smcached --dump-config-keys), one
+ * line per key, tab-separated: section, key, type, default (or what an unset
+ * key means), bounds ("1s..86400s", "file, aws"; "-" for none), and
+ * "reload" or "restart" (whether SIGHUP applies it).
+ */
+void config_dump_keys(FILE *out);
+
+/*
  * Calls fn for every key whose value differs between a and b, saying
  * whether a running agent can apply it (on SIGHUP) or needs a restart.
  */

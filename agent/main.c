@@ -51,6 +51,8 @@ usage(FILE *out)
 	    "  -c, --config FILE   read configuration from FILE (default: built-in defaults:\n"
 	    "                      the file backend on conf/example-secrets.json)\n"
 	    "      --check-config  validate the configuration, print it, and exit\n"
+	    "      --dump-config-keys  print every configuration key, its default and bounds\n"
+	    "                      (tab-separated; the table smcached.conf(5) is checked against)\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          this text\n"
 	    "Runs in the foreground and logs to stderr. See smcached(8).\n");
@@ -169,6 +171,7 @@ main(int argc, char **argv)
 	static const struct option long_options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "dump-config-keys", no_argument, NULL, 'K' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -194,6 +197,9 @@ main(int argc, char **argv)
 		case 'C':
 			check_only = 1;
 			break;
+		case 'K':
+			config_dump_keys(stdout);
+			return 0;
 		case 'V':
 			printf("smcached %s\n", SMC_VERSION);
 			return 0;
