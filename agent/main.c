@@ -181,6 +181,7 @@ main(int argc, char **argv)
 	struct listen_socket ls = { .fd = -1 };
 	struct event *sig_int = NULL, *sig_term = NULL;
 	struct service *service = NULL;
+	sigset_t held;
 	struct server_limits limits;
 	struct cache_options cache_opts;
 	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
@@ -238,6 +239,13 @@ main(int argc, char **argv)
 	}
 	log_set_level(cfg.log_level);
 	log_set_format((enum log_format)cfg.log_format);
+	/* The socket listens before the handlers exist: hold SIGTERM, SIGINT and SIGHUP until
+	 * they do, so a stop or reload during start-up is handled rather than fatal. */
+	sigemptyset(&held);
+	sigaddset(&held, SIGTERM);
+	sigaddset(&held, SIGINT);
+	sigaddset(&held, SIGHUP);
+	sigprocmask(SIG_BLOCK, &held, NULL);
 	raise_fd_limit(&cfg);
 
 	/* Memory protection first, before any secret can be fetched. */
@@ -311,6 +319,7 @@ main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		goto out;
 	}
+	sigprocmask(SIG_UNBLOCK, &held, NULL);	/* one held during start-up is delivered now */
 	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
 	    config_backend_name(cfg.backend));
 	/* The prefetch, then READY=1 for systemd once it has ended. */
