@@ -182,7 +182,8 @@ class LibraryExample(unittest.TestCase):
             exe = os.path.join(d, "getsecret")
             cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", exe,
                                  os.path.join(d, "getsecret.c"), "-I", os.path.join(h.ROOT, "client"),
-                                 "-L", h.BUILD, "-lsmcache", "-Wl,-rpath," + h.BUILD],
+                                 "-L", h.BUILD, "-lsmcache", "-Wl,-rpath," + h.BUILD,
+                                 *h.sanitizer_cflags()],
                                 capture_output=True, text=True, timeout=120)
             self.assertEqual(cc.returncode, 0, cc.stderr)
             env = dict(os.environ, SMCACHE_SOCKET=a.socket)

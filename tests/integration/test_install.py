@@ -205,7 +205,8 @@ class StagedInstall(unittest.TestCase):
                     '\tprintf("%s\\n", smc_version());\n'
                     '\treturn 0;\n}\n')
         exe = os.path.join(self.tmp, "prog")
-        cc = subprocess.run(["cc", "-o", exe, src, *flags.stdout.split()], capture_output=True,
+        cc = subprocess.run(["cc", "-o", exe, src, *flags.stdout.split(), *h.sanitizer_cflags()],
+                            capture_output=True,
                             text=True, timeout=120)
         self.assertEqual(cc.returncode, 0, cc.stderr)
         needed = subprocess.run(["objdump", "-p", exe], capture_output=True, text=True).stdout
