@@ -52,8 +52,10 @@ def exercise(test, a):
 class LogFormats(unittest.TestCase):
     def test_json_lines_have_every_field_and_never_a_value(self):
         with h.Agent(secrets(), agent_extra="log_format = json\n",
-                     config_extra="[cache]\nprefetch = app/db, app/nope\n") as a:
+                     config_extra=f"[cache]\nprefetch = app/db, app/nope\n"
+                                  f"[access]\nallow = user:{os.getuid()} app/db app/none\n") as a:
             exercise(self, a)
+            self.assertEqual(a.cli("get", "app/bin").returncode, 4)   # denied: an audit line
             a.proc.send_signal(signal.SIGHUP)
             h_deadline = time.monotonic() + 10
             while "change(s) applied" not in a.read_log() and time.monotonic() < h_deadline:
@@ -69,6 +71,9 @@ class LogFormats(unittest.TestCase):
         self.assertTrue(any(lv == "warn" and c == "policy" and re.match(r"reload: .* read; 0 change\(s\) applied", m)
                             for lv, c, m in by_msg), by_msg)
         self.assertTrue(any(c == "main" and "listening on" in m for _, c, m in by_msg))
+        # Audit lines on stderr are JSON lines too.
+        self.assertTrue(any(c == "audit" and m.startswith('op=GET decision=denied status=ACCESS_DENIED')
+                            and 'id="app/bin"' in m for _, c, m in by_msg), by_msg)
 
     def test_text_lines_have_a_level_and_a_component(self):
         with h.Agent(secrets(), config_extra="[cache]\nprefetch = app/db\n") as a:
