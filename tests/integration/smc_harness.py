@@ -189,9 +189,15 @@ class Agent:
                 raise AssertionError(f"smcached exited with {self.proc.returncode}:\n{self.read_log()}")
             try:
                 with self.connect(timeout=1.0):
-                    return self
+                    pass
             except OSError:
                 time.sleep(0.02)
+                continue
+            # The socket listens before the backend is built and the handlers are in place
+            # (and a start-up error can still follow): wait for the line that ends start-up.
+            if "listening on " in self.read_log():
+                return self
+            time.sleep(0.02)
         raise AssertionError(f"smcached did not start listening:\n{self.read_log()}")
 
     def connect(self, timeout=10.0):

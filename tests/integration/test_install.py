@@ -219,6 +219,40 @@ class StagedInstall(unittest.TestCase):
 
 
 @unittest.skipUnless(h.have_binaries(), "build/smcached and build/smcache are not built")
+class Watchdog(unittest.TestCase):
+    def test_watchdog_pings_at_half_the_period(self):
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        name = f"smc-test-watchdog-{os.getpid()}"
+        notify.bind("\0" + name)
+        notify.settimeout(10 * h.WRAPPER_SLOWDOWN)
+        # WATCHDOG_PID names another process: not meant for the agent, no pings.
+        with h.Agent([], env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "400000",
+                              "WATCHDOG_PID": "1"}) as a:
+            self.assertTrue(notify.recv(4096).startswith(b"READY=1"))
+            notify.settimeout(0.6)
+            with self.assertRaises(socket.timeout):
+                notify.recv(4096)
+        notify.settimeout(10 * h.WRAPPER_SLOWDOWN)
+        while True:     # drain STOPPING=1
+            try:
+                notify.settimeout(0.2)
+                notify.recv(4096)
+            except socket.timeout:
+                break
+        notify.settimeout(10 * h.WRAPPER_SLOWDOWN)
+        with h.Agent([], env={"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "400000"}) as a:
+            msgs, start = [], time.monotonic()
+            while time.monotonic() - start < 1.5:
+                msgs.append((time.monotonic(), notify.recv(4096)))
+            pings = [t for t, m in msgs if m == b"WATCHDOG=1"]
+            self.assertIn(b"READY=1", [m.split(b"\n")[0] for _, m in msgs])
+            # Every 200 ms (half of 400 ms): about 7 in 1.5 s; at least 4 under load.
+            self.assertGreaterEqual(len(pings), 4, msgs)
+            self.assertRegex(a.read_log(), r"watchdog: pinging systemd every 200 ms")
+        notify.close()
+
+
+@unittest.skipUnless(h.have_binaries(), "build/smcached and build/smcache are not built")
 class Uninstall(unittest.TestCase):
     def test_uninstall_removes_exactly_what_install_wrote(self):
         with tempfile.TemporaryDirectory(prefix="smc-uninstall-") as d:
