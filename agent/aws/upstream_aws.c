@@ -12,6 +12,8 @@
  * one only marks the backend dying; the code that made the callback sees
  * that, stops, and the outermost frame releases everything.
  */
+#define LOG_COMPONENT "aws"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -464,11 +466,12 @@ ua_log_error(const struct ua_call *c)
 	const struct backend_error *e = &c->error;
 	enum log_level level = LOG_DEBUG;
 
+	/* Operators watch warn and error: outages, denials and rejected credentials. */
 	if (e->status == SMC_STATUS_UPSTREAM_AUTH || e->status == SMC_STATUS_INTERNAL)
-		level = LOG_WARN;
+		level = LOG_ERROR;
 	else if (e->status == SMC_STATUS_UPSTREAM_UNAVAILABLE ||
 	    e->status == SMC_STATUS_ACCESS_DENIED)
-		level = LOG_INFO;
+		level = LOG_WARN;
 	log_msg(level, "aws: %s %s: %s: %s", c->target + strlen(UA_SERVICE) + 1, c->shown_id,
 	    smc_status_name(e->status), e->message);
 }

@@ -58,6 +58,8 @@
  * must pass sys_file's trust rule (not writable by group or others, owned
  * by root or the agent's user, on a safe path).
  */
+#define LOG_COMPONENT "file"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

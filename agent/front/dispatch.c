@@ -12,6 +12,8 @@
  * (length, header with the request id) plus the rest of that body, sent by
  * reference.
  */
+#define LOG_COMPONENT "dispatch"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
