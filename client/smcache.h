@@ -93,17 +93,19 @@ typedef struct smc_description smc_description;
 typedef struct smc_stat_list smc_stat_list;
 
 /*
- * Connects to the agent. socket_path NULL means the default path (the
- * SMCACHE_SOCKET environment variable when set, else the agent's built-in
- * default). timeout_ms bounds the connect and becomes the per-request
+ * Connects to the agent. socket_path NULL means the default: the
+ * SMCACHE_SOCKET environment variable when set, else the caller's per-user
+ * path and then the system agent's /run/smcache/smcached.sock (PROTOCOL.md
+ * section 1; the error then lists every path tried). timeout_ms bounds the connect and becomes the per-request
  * timeout: > 0 milliseconds, 0 the default (SMC_DEFAULT_TIMEOUT_MS), < 0 no
  * limit. Returns NULL with err set (SMC_ERR_UNREACHABLE when no agent
  * answers). If the agent later closes an idle connection, the next request
  * reconnects by itself.
  *
- * At a default path other than the system one (/run/smcache/...), and so in
- * the /tmp fallback that any user could have created first, only an agent
- * running as root or as the caller's effective uid is accepted (SO_PEERCRED).
+ * At the per-user default path, and so in the /tmp fallback that any user
+ * could have created first, only an agent running as root or as the
+ * caller's effective uid is accepted (SO_PEERCRED); at the system path, only
+ * a socket owned by, and an agent running as, root or the user "smcache".
  * A path given here or in SMCACHE_SOCKET is trusted as given.
  */
 smc_client *smc_connect(const char *socket_path, int timeout_ms, smc_error *err);
