@@ -30,6 +30,7 @@
 #include "privdrop.h"
 #include "secmem.h"
 #include "server.h"
+#include "health.h"
 #include "sockpath.h"
 #include "upstream_aws.h"
 
@@ -78,7 +79,7 @@ make_backend(struct event_base *base, const struct config *cfg, char *err, size_
 
 /* Fetches the configured secrets in the background so first reads are hits. */
 static void
-prefetch(struct cache *cache, const char *list)
+prefetch(struct agent *agent, const char *list)
 {
 	char id[SMC_MAX_SECRET_ID + 1];
 	size_t len;
@@ -91,7 +92,7 @@ prefetch(struct cache *cache, const char *list)
 			continue;	/* the config check refuses these */
 		memcpy(id, p, len);
 		id[len] = '\0';
-		cache_prefetch(cache, id);
+		agent_health_prefetch(agent, id);	/* readiness waits for it */
 	}
 }
 
@@ -318,7 +319,7 @@ main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		goto out;
 	}
-	prefetch(agent.cache, cfg.cache_prefetch);
+	prefetch(&agent, cfg.cache_prefetch);
 	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
 	    config_backend_name(cfg.backend));
 	if (event_base_dispatch(agent.base) != 0) {

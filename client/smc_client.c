@@ -503,3 +503,52 @@ smc_stats(smc_client *c, smc_stat_list **out, smc_error *err)
 		smci_err_clear(err);
 	return rc;
 }
+
+_Static_assert((int)SMC_CREDENTIALS_REJECTED == (int)SMC_CRED_REJECTED &&
+    (int)SMC_CREDENTIALS_OK == (int)SMC_CRED_OK &&
+    (int)SMC_CREDENTIALS_UNAVAILABLE == (int)SMC_CRED_UNAVAILABLE &&
+    (int)SMC_CREDENTIALS_UNKNOWN == (int)SMC_CRED_UNKNOWN, "the protocol's CREDENTIALS values");
+
+int
+smc_health(smc_client *c, smc_health_info *out, smc_error *err)
+{
+	struct smc_reply reply;
+	size_t blen, used = 0, n;
+
+	if (out == NULL) {
+		smci_err_set(err, SMC_ERR_USAGE, "smc_health needs a result pointer");
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	if (request(c, SMC_OP_HEALTH, NULL, NULL, &reply, &blen, err) == -1)
+		return -1;
+	out->live = 1;
+	out->ready = reply.ready != 0;
+	out->credentials = reply.credentials <= SMC_CREDENTIALS_REJECTED ?
+	    (smc_credentials)reply.credentials : SMC_CREDENTIALS_UNKNOWN;
+	out->started_ms = (int64_t)reply.started_ms;
+	out->last_success_ms = (int64_t)reply.last_success_ms;
+	out->last_failure_ms = (int64_t)reply.last_failure_ms;
+	out->last_failure = reply.last_failure_ms == 0 ? SMC_OK :
+	    reply.last_failure_status > UINT16_MAX ? SMC_ERR_PROTOCOL :
+	    smci_status_to_code((uint16_t)reply.last_failure_status);
+	out->breaker_open = reply.breaker_open != 0;
+	out->prefetch_pending = reply.prefetch_pending;
+	out->cache_secrets = reply.cache_secrets;
+	out->cache_versions = reply.cache_versions;
+	for (size_t i = 0; i < reply.reason_count; i++) {
+		n = reply.reasons[i].len;
+		if (used + n + 3 > sizeof(out->reasons))
+			break;
+		if (used > 0) {
+			memcpy(out->reasons + used, "; ", 2);
+			used += 2;
+		}
+		memcpy(out->reasons + used, reply.reasons[i].ptr, n);
+		used += n;
+	}
+	out->reasons[used] = '\0';
+	end_request(c, blen);
+	smci_err_clear(err);
+	return 0;
+}

@@ -1077,6 +1077,7 @@ sf_do_get(struct backend_file *bf, struct sf_request *req)
 		bf->b.counters.get_ok++;
 	else
 		bf->b.counters.get_error++;
+	backend_note(&bf->b, ok ? NULL : &error);
 	/* From here on the callback may have freed bf. */
 	if (ok)
 		req->value_cb(req->arg, &value, NULL);
@@ -1134,6 +1135,7 @@ done:
 		bf->b.counters.describe_ok++;
 	else
 		bf->b.counters.describe_error++;
+	backend_note(&bf->b, ok ? NULL : &error);
 	/* From here on the callback may have freed bf. */
 	if (ok)
 		req->describe_cb(req->arg, &d, NULL);

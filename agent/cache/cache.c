@@ -1654,6 +1654,15 @@ cache_prefetch(struct cache *c, const char *secret_id)
 	flight_join(c, &q, NULL, NULL);
 }
 
+void
+cache_prefetch_cb(struct cache *c, const char *secret_id, cache_value_cb cb, void *arg)
+{
+	struct backend_query q = { .secret_id = secret_id, .version_stage = STAGE_CURRENT };
+
+	c->stats.prefetches++;
+	flight_join(c, &q, cb, arg);
+}
+
 /* ---- background refresh ------------------------------------------------------------- */
 
 static void

@@ -151,6 +151,10 @@ void cache_body_release(struct cache_body *body);
 
 /* Fetches AWSCURRENT of secret_id in the background (start-up prefetch). */
 void cache_prefetch(struct cache *cache, const char *secret_id);
+/* The same, and cb runs once the fetch is answered (with what a GET would
+ * get; possibly before this returns), so start-up can tell when it is done. */
+void cache_prefetch_cb(struct cache *cache, const char *secret_id, cache_value_cb cb,
+    void *arg);
 
 /* Applies new tunables (SIGHUP); bounds take effect as entries come and go. */
 void cache_set_options(struct cache *cache, const struct cache_options *opts);
