@@ -1986,6 +1986,49 @@ test_sockpath_default_for_uid(void **state)
 	assert_string_equal(path, want);
 }
 
+/* Clients: $SMCACHE_SOCKET alone; else the per-user path (non-root), then the system one. */
+static void
+test_sockpath_candidates(void **state)
+{
+	struct smc_socket_candidate c[SMC_SOCKET_CANDIDATES_MAX];
+	char lng[SMC_SOCKET_PATH_MAX + 1];
+
+	setenv(SMC_SOCKET_ENV, "/srv/custom/agent.sock", 1);
+	assert_int_equal(smc_socket_candidates(c), 1);
+	assert_string_equal(c[0].path, "/srv/custom/agent.sock");
+	assert_int_equal(c[0].trust, SMC_TRUST_AS_GIVEN);
+
+	memset(lng, 'x', sizeof(lng) - 1);
+	lng[0] = '/';
+	lng[sizeof(lng) - 1] = '\0';
+	setenv(SMC_SOCKET_ENV, lng, 1);
+	errno = 0;
+	assert_int_equal(smc_socket_candidates(c), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
+
+	setenv(SMC_SOCKET_ENV, "", 1);
+	setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
+	if (geteuid() == 0) {
+		assert_int_equal(smc_socket_candidates(c), 1);
+		assert_string_equal(c[0].path, SMC_SOCKET_SYSTEM_PATH);
+		assert_int_equal(c[0].trust, SMC_TRUST_SYSTEM);
+	} else {
+		assert_int_equal(smc_socket_candidates(c), 2);
+		assert_string_equal(c[0].path, "/run/user/4242/smcache/smcached.sock");
+		assert_int_equal(c[0].trust, SMC_TRUST_SELF);
+		assert_string_equal(c[1].path, SMC_SOCKET_SYSTEM_PATH);
+		assert_int_equal(c[1].trust, SMC_TRUST_SYSTEM);
+	}
+
+	/* The owner rule. */
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_AS_GIVEN, 12345));
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_SELF, 0));
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_SELF, geteuid()));
+	assert_false(smc_socket_uid_trusted(SMC_TRUST_SELF, geteuid() + 1));
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_SYSTEM, 0));
+	assert_false(smc_socket_uid_trusted(SMC_TRUST_SYSTEM, 65534));	/* nobody */
+}
+
 static void
 test_sockpath_root(void **state)
 {
@@ -2076,6 +2119,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sockpath_default_for_uid, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_sockpath_root, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_sockpath_candidates, env_setup, env_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
