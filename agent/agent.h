@@ -43,7 +43,7 @@ struct agent {
 	time_t started;
 	/* HEALTH (front/health.h) */
 	unsigned prefetch_pending;	/* start-up prefetches not answered yet */
-	int64_t health_probe_ms;	/* when HEALTH last asked the upstream itself */
+	int64_t health_probe_ms;	/* CLOCK_MONOTONIC ms HEALTH last asked the upstream; 0: never */
 };
 
 #endif
