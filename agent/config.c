@@ -1085,6 +1085,24 @@ cfg_cross_check(struct cfg_parse *p)
 	    (cfg->file_path == NULL || cfg->file_path[0] == '\0'))
 		cfg_fail(p, seen_line(p, "backend", "type"),
 		    "[backend] type = file needs [file] path");
+	/* [aws] keys with the file backend would be silently ignored: the
+	 * operator believes something is configured that is not. */
+	if (cfg->backend == CONFIG_BACKEND_FILE) {
+		const struct cfg_key *first = NULL;
+		int line = 0;
+
+		for (size_t i = 0; i < nitems(cfg_keys); i++) {
+			if (strcmp(cfg_keys[i].section, "aws") == 0 && p->seen[i] != 0 &&
+			    (line == 0 || p->seen[i] < line)) {
+				line = p->seen[i];
+				first = &cfg_keys[i];
+			}
+		}
+		if (first != NULL)
+			cfg_fail(p, line, "[aws] %s is set but [backend] type is file, which "
+			    "ignores [aws]; set [backend] type = aws, or remove the [aws] keys",
+			    first->key);
+	}
 }
 
 static void

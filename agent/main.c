@@ -37,6 +37,7 @@
 #include "server.h"
 #include "sys_file.h"
 #include "service.h"
+#include "health.h"
 #include "sockpath.h"
 #include "upstream_aws.h"
 

@@ -79,6 +79,8 @@ on_prefetched(void *arg, const struct backend_value *value, bool stale,
 		    error != NULL ? error->message : "no answer");
 	}
 	svc->pending--;
+	if (svc->agent->prefetch_pending > 0)
+		svc->agent->prefetch_pending--;
 	maybe_ready(svc);
 }
 
@@ -153,6 +155,7 @@ service_start(struct agent *agent, const char *list, char *err, size_t errlen)
 	split_ids(list, svc->items, svc);
 	svc->starting = true;
 	svc->pending = svc->count;
+	agent->prefetch_pending = (unsigned)svc->count;	/* HEALTH is not ready before 0 */
 	/* Answers may come back at once (a refused breaker, a file backend). */
 	for (size_t i = 0; i < svc->count; i++)
 		cache_prefetch(agent->cache, svc->items[i].id, on_prefetched, &svc->items[i]);

@@ -5,8 +5,10 @@
  * copy the result out, wipe the buffer.
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,7 +31,7 @@
 struct smc_client {
 	int fd;			/* -1 between a lost connection and the next request */
 	int timeout_ms;		/* < 0: none */
-	int check_peer;		/* the agent must run as root or as our euid */
+	enum smc_socket_trust trust;	/* whom we believe at path (sockpath.h) */
 	unsigned int requests_on_fd;
 	uint32_t next_id;
 	uint8_t *rbuf;		/* sodium_malloc'd: replies carry secret values */
@@ -62,28 +64,44 @@ drop_connection(smc_client *c)
 
 /*
  * In a shared directory (the /tmp fallback), whoever created the socket
- * first could pose as the agent and hand us forged secrets. There, only an
- * agent running as root or as ourselves is believed.
+ * first could pose as the agent and hand us forged secrets. At a default
+ * path, only the agent sockpath.h's rule trusts is believed: root or
+ * ourselves at the per-user path; at the system path, root or the agent's
+ * user, both for the socket file's owner and for the process behind it.
  */
 static int
 check_peer(smc_client *c, int fd, smc_error *err)
 {
 	struct ucred cred;
+	struct stat st;
 	socklen_t len = sizeof(cred);
-	uid_t me = geteuid();
 
-	if (!c->check_peer)
+	if (c->trust == SMC_TRUST_AS_GIVEN)
 		return 0;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		smci_err_set(err, SMC_ERR_UNREACHABLE, "cannot identify the agent at %s: %s",
 		    c->path, strerror(errno));
 		return -1;
 	}
-	if (cred.uid != 0 && cred.uid != me) {
+	if (!smc_socket_uid_trusted(c->trust, cred.uid)) {
 		smci_err_set(err, SMC_ERR_UNREACHABLE,
-		    "refusing the agent at %s: it runs as uid %lu, not as root or uid %lu",
-		    c->path, (unsigned long)cred.uid, (unsigned long)me);
+		    "refusing the agent at %s: it runs as uid %lu, not as root or %s",
+		    c->path, (unsigned long)cred.uid,
+		    c->trust == SMC_TRUST_SYSTEM ? "user " SMC_AGENT_USER : "yourself");
 		return -1;
+	}
+	if (c->trust == SMC_TRUST_SYSTEM) {
+		if (lstat(c->path, &st) == -1) {
+			smci_err_set(err, SMC_ERR_UNREACHABLE, "cannot check the owner of %s: %s",
+			    c->path, strerror(errno));
+			return -1;
+		}
+		if (!smc_socket_uid_trusted(c->trust, st.st_uid)) {
+			smci_err_set(err, SMC_ERR_UNREACHABLE,
+			    "refusing the agent at %s: the socket belongs to uid %lu, "
+			    "not to root or user " SMC_AGENT_USER, c->path, (unsigned long)st.st_uid);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -104,11 +122,56 @@ open_connection(smc_client *c, int64_t deadline, smc_error *err)
 	return 0;
 }
 
+/*
+ * No path given: try sockpath.h's candidates in order and keep the first
+ * agent that answers and is believed. The error names every path tried,
+ * why each failed, and the variable that settles it.
+ */
+static int
+open_default(smc_client *c, int64_t deadline, smc_error *err)
+{
+	static const char tail[] = "; start smcached, or set " SMC_SOCKET_ENV " to its socket";
+	struct smc_socket_candidate cand[SMC_SOCKET_CANDIDATES_MAX];
+	char tried[SMC_ERROR_MESSAGE_MAX - sizeof(tail) - 24];
+	smc_error e;
+	const char *why;
+	size_t used = 0;
+	int n, i, w;
+
+	if ((n = smc_socket_candidates(cand)) == -1) {
+		smci_err_set(err, SMC_ERR_USAGE, "%s is too long for a socket path (at most %d bytes)",
+		    SMC_SOCKET_ENV, SMC_SOCKET_PATH_MAX - 1);
+		return -1;
+	}
+	tried[0] = '\0';
+	for (i = 0; i < n; i++) {
+		memcpy(c->path, cand[i].path, sizeof(c->path));
+		c->trust = cand[i].trust;
+		if (open_connection(c, deadline, &e) == 0)
+			return 0;
+		if (cand[i].trust == SMC_TRUST_AS_GIVEN) {	/* $SMCACHE_SOCKET: its message says it all */
+			if (err != NULL)
+				*err = e;
+			return -1;
+		}
+		/* "PATH (reason)": the reason is what follows "PATH: " in the message. */
+		why = strstr(e.message, c->path);
+		why = why != NULL && strncmp(why + strlen(c->path), ": ", 2) == 0 ?
+		    why + strlen(c->path) + 2 : e.message;
+		w = snprintf(tried + used, sizeof(tried) - used, "%s%s (%s%s)", i > 0 ? ", " : "",
+		    c->path, strncmp(e.message, "refusing", 8) == 0 ? "refused: " : "", why);
+		if (w < 0)
+			break;
+		used += (size_t)w < sizeof(tried) - used ? (size_t)w : sizeof(tried) - used - 1;
+	}
+	smci_err_set(err, SMC_ERR_UNREACHABLE, "no agent answers at %s%s", tried, tail);
+	return -1;
+}
+
 smc_client *
 smc_connect(const char *socket_path, int timeout_ms, smc_error *err)
 {
 	smc_client *c;
-	const char *env;
 
 	if (sodium_init() < 0) {
 		smci_err_set(err, SMC_ERR_INTERNAL, "libsodium failed to initialise");
@@ -128,18 +191,10 @@ smc_connect(const char *socket_path, int timeout_ms, smc_error *err)
 			goto fail;
 		}
 		memcpy(c->path, socket_path, strlen(socket_path) + 1);
-	} else {
-		if (smc_default_socket_path(c->path, sizeof(c->path)) == -1) {
-			smci_err_set(err, SMC_ERR_USAGE, "the default socket path is too long");
+		c->trust = SMC_TRUST_AS_GIVEN;
+		if (open_connection(c, smci_deadline(c->timeout_ms), err) == -1)
 			goto fail;
-		}
-		/* Paths the user named are trusted as named; the fallback under a
-		 * shared directory is not. */
-		env = getenv(SMC_SOCKET_ENV);
-		c->check_peer = (env == NULL || *env == '\0') &&
-		    strcmp(c->path, SMC_SOCKET_SYSTEM_PATH) != 0;
-	}
-	if (open_connection(c, smci_deadline(c->timeout_ms), err) == -1)
+	} else if (open_default(c, smci_deadline(c->timeout_ms), err) == -1)
 		goto fail;
 	smci_err_clear(err);
 	return c;
@@ -447,4 +502,53 @@ smc_stats(smc_client *c, smc_stat_list **out, smc_error *err)
 	if (rc == 0)
 		smci_err_clear(err);
 	return rc;
+}
+
+_Static_assert((int)SMC_CREDENTIALS_REJECTED == (int)SMC_CRED_REJECTED &&
+    (int)SMC_CREDENTIALS_OK == (int)SMC_CRED_OK &&
+    (int)SMC_CREDENTIALS_UNAVAILABLE == (int)SMC_CRED_UNAVAILABLE &&
+    (int)SMC_CREDENTIALS_UNKNOWN == (int)SMC_CRED_UNKNOWN, "the protocol's CREDENTIALS values");
+
+int
+smc_health(smc_client *c, smc_health_info *out, smc_error *err)
+{
+	struct smc_reply reply;
+	size_t blen, used = 0, n;
+
+	if (out == NULL) {
+		smci_err_set(err, SMC_ERR_USAGE, "smc_health needs a result pointer");
+		return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	if (request(c, SMC_OP_HEALTH, NULL, NULL, &reply, &blen, err) == -1)
+		return -1;
+	out->live = 1;
+	out->ready = reply.ready != 0;
+	out->credentials = reply.credentials <= SMC_CREDENTIALS_REJECTED ?
+	    (smc_credentials)reply.credentials : SMC_CREDENTIALS_UNKNOWN;
+	out->started_ms = (int64_t)reply.started_ms;
+	out->last_success_ms = (int64_t)reply.last_success_ms;
+	out->last_failure_ms = (int64_t)reply.last_failure_ms;
+	out->last_failure = reply.last_failure_ms == 0 ? SMC_OK :
+	    reply.last_failure_status > UINT16_MAX ? SMC_ERR_PROTOCOL :
+	    smci_status_to_code((uint16_t)reply.last_failure_status);
+	out->breaker_open = reply.breaker_open != 0;
+	out->prefetch_pending = reply.prefetch_pending;
+	out->cache_secrets = reply.cache_secrets;
+	out->cache_versions = reply.cache_versions;
+	for (size_t i = 0; i < reply.reason_count; i++) {
+		n = reply.reasons[i].len;
+		if (used + n + 3 > sizeof(out->reasons))
+			break;
+		if (used > 0) {
+			memcpy(out->reasons + used, "; ", 2);
+			used += 2;
+		}
+		memcpy(out->reasons + used, reply.reasons[i].ptr, n);
+		used += n;
+	}
+	out->reasons[used] = '\0';
+	end_request(c, blen);
+	smci_err_clear(err);
+	return 0;
 }

@@ -93,17 +93,19 @@ typedef struct smc_description smc_description;
 typedef struct smc_stat_list smc_stat_list;
 
 /*
- * Connects to the agent. socket_path NULL means the default path (the
- * SMCACHE_SOCKET environment variable when set, else the agent's built-in
- * default). timeout_ms bounds the connect and becomes the per-request
+ * Connects to the agent. socket_path NULL means the default: the
+ * SMCACHE_SOCKET environment variable when set, else the caller's per-user
+ * path and then the system agent's /run/smcache/smcached.sock (PROTOCOL.md
+ * section 1; the error then lists every path tried). timeout_ms bounds the connect and becomes the per-request
  * timeout: > 0 milliseconds, 0 the default (SMC_DEFAULT_TIMEOUT_MS), < 0 no
  * limit. Returns NULL with err set (SMC_ERR_UNREACHABLE when no agent
  * answers). If the agent later closes an idle connection, the next request
  * reconnects by itself.
  *
- * At a default path other than the system one (/run/smcache/...), and so in
- * the /tmp fallback that any user could have created first, only an agent
- * running as root or as the caller's effective uid is accepted (SO_PEERCRED).
+ * At the per-user default path, and so in the /tmp fallback that any user
+ * could have created first, only an agent running as root or as the
+ * caller's effective uid is accepted (SO_PEERCRED); at the system path, only
+ * a socket owned by, and an agent running as, root or the user "smcache".
  * A path given here or in SMCACHE_SOCKET is trusted as given.
  */
 smc_client *smc_connect(const char *socket_path, int timeout_ms, smc_error *err);
@@ -182,6 +184,41 @@ void smc_description_free(smc_description *d);
 /* Checks the agent is alive. When version is not NULL, the agent's version
  * string is copied there (truncated to version_len - 1 bytes, NUL-terminated). */
 int smc_ping(smc_client *c, char *version, size_t version_len, smc_error *err);
+
+/* The agent's upstream credentials, as HEALTH reports them. */
+typedef enum smc_credentials {
+	SMC_CREDENTIALS_NOT_NEEDED = 0,		/* the backend needs none (file) */
+	SMC_CREDENTIALS_UNKNOWN = 1,		/* not used yet */
+	SMC_CREDENTIALS_OK = 2,			/* the upstream accepted them last time */
+	SMC_CREDENTIALS_UNAVAILABLE = 3,	/* none could be obtained */
+	SMC_CREDENTIALS_REJECTED = 4,		/* the upstream refused them last time */
+} smc_credentials;
+
+#define SMC_HEALTH_REASONS_MAX	1024
+
+/* What smc_health() reports. Dates are milliseconds since the epoch, 0 for
+ * never. Numbers the agent did not send are 0. */
+typedef struct smc_health_info {
+	int live;			/* 1: the agent answered */
+	int ready;			/* 1: reads should work now */
+	smc_credentials credentials;
+	int64_t started_ms;
+	int64_t last_success_ms;	/* the upstream last answered */
+	int64_t last_failure_ms;	/* the upstream last could not be used */
+	smc_error_code last_failure;	/* what that failure was (SMC_ERR_UPSTREAM_AUTH, ...) */
+	int breaker_open;		/* 1: the agent stopped calling a failing upstream */
+	uint64_t prefetch_pending;	/* start-up prefetches not answered yet */
+	uint64_t cache_secrets;
+	uint64_t cache_versions;
+	/* Why not ready: the agent's reasons joined by "; " (empty when ready). */
+	char reasons[SMC_HEALTH_REASONS_MAX];
+} smc_health_info;
+
+/* Asks the agent for its liveness and readiness (the HEALTH operation).
+ * Returns 0 with *out filled whether or not the agent is ready (check
+ * out->ready); -1 with err set when it could not be asked (SMC_ERR_UNSUPPORTED
+ * from an agent older than HEALTH). */
+int smc_health(smc_client *c, smc_health_info *out, smc_error *err);
 
 /* Fetches the agent's counters: a list of (name, unsigned 64-bit value). */
 int smc_stats(smc_client *c, smc_stat_list **out, smc_error *err);

@@ -1256,6 +1256,7 @@ sf_do_get(struct backend_file *bf, struct sf_request *req)
 		bf->b.counters.get_ok++;
 	else
 		bf->b.counters.get_error++;
+	backend_note(&bf->b, ok ? NULL : &error);
 	/* The callback may free bf: sf_free then leaves the end to us. */
 	bf->in_callback++;
 	if (ok)
@@ -1319,6 +1320,7 @@ done:
 		bf->b.counters.describe_ok++;
 	else
 		bf->b.counters.describe_error++;
+	backend_note(&bf->b, ok ? NULL : &error);
 	/* From here on the callback may have freed bf. */
 	if (ok)
 		req->describe_cb(req->arg, &d, NULL);

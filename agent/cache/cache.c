@@ -2062,6 +2062,7 @@ cache_describe(struct cache *c, const char *secret_id, cache_describe_cb cb, voi
 	cache_describe_charged(c, secret_id, NULL, cb, arg);
 }
 
+
 /* ---- background refresh ------------------------------------------------------------- */
 
 static void

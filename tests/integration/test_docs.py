@@ -116,7 +116,10 @@ class ConfigKeysDocumented(unittest.TestCase):
     def test_example_config_values_are_the_defaults(self):
         """conf/smcached.conf says its commented values ARE the defaults: uncommented, every
         key with a default gives the same effective configuration as no file at all."""
-        defaults = {(k["section"], k["key"]) for k in dump_keys() if not k["default"].startswith("(")}
+        # [aws] keys are an error beside the default file backend; test_config's
+        # test_example_file uncomments them with [backend] type = aws.
+        defaults = {(k["section"], k["key"]) for k in dump_keys()
+                    if not k["default"].startswith("(") and k["section"] != "aws"}
         out, section = [], None
         with open(CONF) as f:
             for line in f:

@@ -384,6 +384,25 @@ script_serve(struct fake *f, int fd, int conn)
 			if (smc_message_end(&w, &len) != 0)
 				srv_fail(f, "cannot encode STATS reply");
 			break;
+		case SMC_OP_HEALTH:
+			smc_writer_init(&w, f->frame, FRAME_CAP);
+			smc_message_begin(&w, SMC_OP_HEALTH | SMC_OP_REPLY, 0, id, 0);
+			smc_put_u64(&w, SMC_TAG_READY, 0);
+			smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "first\x1b[31m");
+			smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "second");
+			smc_put_u64(&w, SMC_TAG_CREDENTIALS, SMC_CRED_REJECTED);
+			smc_put_u64(&w, SMC_TAG_STARTED_DATE, 1000);
+			smc_put_u64(&w, SMC_TAG_LAST_SUCCESS_DATE, 2000);
+			smc_put_u64(&w, SMC_TAG_LAST_FAILURE_DATE, 3000);
+			smc_put_u64(&w, SMC_TAG_LAST_FAILURE_STATUS, SMC_STATUS_UPSTREAM_AUTH);
+			smc_put_u64(&w, SMC_TAG_BREAKER_OPEN, 1);
+			smc_put_u64(&w, SMC_TAG_PREFETCH_PENDING, 2);
+			smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, 5);
+			smc_put_u64(&w, SMC_TAG_CACHE_VERSIONS, 6);
+			smc_put_u64(&w, 0x8123, 7);	/* a newer agent's field: skipped */
+			if (smc_message_end(&w, &len) != 0)
+				srv_fail(f, "cannot encode HEALTH reply");
+			break;
 		default:
 			srv_fail(f, "unexpected op %u", req.header.op);
 			return;
@@ -564,6 +583,34 @@ test_ping(void **state)
 	assert_int_equal(smc_ping(c, tiny, sizeof(tiny), &err), 0);
 	assert_string_equal(tiny, "smca");	/* truncated, still terminated */
 	assert_int_equal(smc_ping(c, NULL, 0, NULL), 0);
+	smc_close(c);
+	fake_stop(f);
+}
+
+static void
+test_health(void **state)
+{
+	struct fake *f = fake_start(script_serve, 1);
+	smc_client *c = connect_ok(f, 2000);
+	smc_health_info hi;
+	smc_error err;
+
+	assert_int_equal(smc_health(c, &hi, &err), 0);
+	assert_int_equal(err.code, SMC_OK);
+	assert_int_equal(hi.live, 1);
+	assert_int_equal(hi.ready, 0);
+	assert_string_equal(hi.reasons, "first\x1b[31m; second");	/* the CLI neutralises */
+	assert_int_equal(hi.credentials, SMC_CREDENTIALS_REJECTED);
+	assert_int_equal(hi.started_ms, 1000);
+	assert_int_equal(hi.last_success_ms, 2000);
+	assert_int_equal(hi.last_failure_ms, 3000);
+	assert_int_equal(hi.last_failure, SMC_ERR_UPSTREAM_AUTH);
+	assert_int_equal(hi.breaker_open, 1);
+	assert_int_equal(hi.prefetch_pending, 2);
+	assert_int_equal(hi.cache_secrets, 5);
+	assert_int_equal(hi.cache_versions, 6);
+	assert_int_equal(smc_health(c, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_USAGE);
 	smc_close(c);
 	fake_stop(f);
 }
@@ -1123,6 +1170,7 @@ main(void)
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_ping),
 		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_health),
 		cmocka_unit_test(test_fetch_uses_env_socket),
 		cmocka_unit_test(test_status_mapping),
 		cmocka_unit_test(test_status_mapping_other_ops),
