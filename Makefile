@@ -260,7 +260,7 @@ demo: all
 # ---- install -----------------------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
-	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(SYSCONFDIR)/smcache $(DESTDIR)$(PREFIX)/share/smcache
 	install -m 0755 $(SMCACHED) $(DESTDIR)$(SBINDIR)/smcached
 	install -m 0755 $(SMCACHE) $(DESTDIR)$(BINDIR)/smcache
@@ -275,6 +275,7 @@ install: all
 	  install -m 0640 conf/smcached.conf $(DESTDIR)$(SYSCONFDIR)/smcache/smcached.conf
 	for m in $(wildcard man/*.1); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man1/; done
 	for m in $(wildcard man/*.8); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/; done
+	for m in $(wildcard man/*.3); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man3/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/smcached $(DESTDIR)$(BINDIR)/smcache \

@@ -136,7 +136,7 @@ usage(const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	msg("exec: %s (see smcache --help)", buf);
+	msg("exec: %s (see smcache exec --help)", buf);
 	return EXIT_USAGE;
 }
 
@@ -382,11 +382,23 @@ find_exec(int argc, char **argv, struct exec_state *st)
 	return -1;
 }
 
+static const char exec_usage[] =
+"usage: smcache [--socket PATH] [--timeout MS] exec [OPTIONS] -- COMMAND [ARGS]\n"
+"\n"
+"  --env NAME=SECRET_ID[#json.field][@STAGE]   set NAME to the value (or a JSON field)\n"
+"  --env-json SECRET_ID                         one variable per key of a JSON object\n"
+"  --file PATH=SECRET_ID[#field][:MODE]         write $SMCACHE_EXEC_DIR/PATH (tmpfs, 0400)\n"
+"  --on-change restart|signal:SIG|none          act when a value changes (default none)\n"
+"\n"
+"Nothing runs unless every secret resolves; the command's exit status is\n"
+"smcache's. See smcache(1).\n";
+
 static int
 parse_exec_args(int argc, char **argv, struct exec_state *st)
 {
 	enum { OPT_ENV = 256, OPT_ENV_JSON, OPT_FILE, OPT_ON_CHANGE };
 	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
 		{ "env", required_argument, NULL, OPT_ENV },
 		{ "env-json", required_argument, NULL, OPT_ENV_JSON },
 		{ "file", required_argument, NULL, OPT_FILE },
@@ -398,8 +410,11 @@ parse_exec_args(int argc, char **argv, struct exec_state *st)
 	opterr = 0;
 	optind = 0;	/* glibc: full reinitialisation */
 	/* '+': stop at the command, so its own options are left alone. */
-	while ((ch = getopt_long(argc, argv, "+:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'h':
+			fputs(exec_usage, stdout);
+			return 0;
 		case OPT_ENV:
 			rc = add_spec(st, SPEC_ENV, optarg, "--env");
 			break;
