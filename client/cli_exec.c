@@ -274,14 +274,13 @@ add_spec(struct exec_state *st, enum spec_kind kind, const char *arg, const char
 	struct spec *sp, *n;
 	const char *eq;
 	size_t i;
-	int rc;
 
 	if ((n = realloc(st->specs, (st->nspecs + 1) * sizeof(*n))) == NULL) {
 		msg("out of memory");
 		return 1;
 	}
 	st->specs = n;
-	sp = &st->specs[st->nspecs];
+	sp = &st->specs[st->nspecs++];	/* counted now, so state_free() frees its parts */
 	memset(sp, 0, sizeof(*sp));
 	sp->kind = kind;
 	sp->mode = 0400;
@@ -289,7 +288,6 @@ add_spec(struct exec_state *st, enum spec_kind kind, const char *arg, const char
 		if (arg[0] == '\0')
 			return usage("%s needs a secret id", opt);
 		sp->secret_id = dup_n(arg, strlen(arg));
-		st->nspecs++;
 		return -1;
 	}
 	if ((eq = strchr(arg, '=')) == NULL)
@@ -301,13 +299,10 @@ add_spec(struct exec_state *st, enum spec_kind kind, const char *arg, const char
 	if (kind == SPEC_FILE && !valid_rel_path(sp->name))
 		return usage("%s: '%s' must be a relative path without '.' or '..' components "
 		    "(files are created under a private directory, $SMCACHE_EXEC_DIR)", opt, sp->name);
-	for (i = 0; i < st->nspecs; i++)
+	for (i = 0; i + 1 < st->nspecs; i++)
 		if (st->specs[i].kind == kind && strcmp(st->specs[i].name, sp->name) == 0)
 			return usage("%s %s given twice", opt, sp->name);
-	st->nspecs++;
-	if ((rc = parse_ref(eq + 1, sp, opt)) != -1)
-		return rc;
-	return -1;
+	return parse_ref(eq + 1, sp, opt);
 }
 
 static int

@@ -75,7 +75,10 @@ class LibTest(h.SharedAgentTest):
             with open(os.path.join(d, "example.c"), "w") as f:
                 f.write(src)
             exe = os.path.join(d, "example")
-            cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",
+            nm = subprocess.run(["nm", os.path.join(h.BUILD, "libsmcache.a")], capture_output=True,
+                                text=True, errors="replace").stdout
+            san = ["-fsanitize=address,undefined"] if "__asan_" in nm else []   # make asan
+            cc = subprocess.run(["cc", *san, "-std=c11", "-Wall", "-Wextra", "-Werror",
                                  "-I" + os.path.join(h.ROOT, "client"), os.path.join(d, "example.c"),
                                  "-o", exe, "-L" + h.BUILD, "-Wl,-rpath," + h.BUILD, "-lsmcache"],
                                 capture_output=True, text=True)
