@@ -294,9 +294,9 @@ smc_batch_run(smc_batch *b, int timeout_ms, smc_error *err)
 		if (pump(b, conn, first_id, deadline, &pending, &got_any, &closed, &e) == 0)
 			break;
 		smci_conn_drop(conn);
-		/* Like smc_get: a reused connection the agent had closed (idle, or a
-		 * restart) before any reply is retried once on a fresh one. */
-		if (!(attempt == 0 && reused && closed && !got_any))
+		/* Like smc_get: a connection the agent closed before any reply
+		 * (idle, or a restart) is retried on a fresh one. */
+		if (!smci_retry_closed(closed && !got_any, reused, attempt, deadline))
 			goto out;
 	}
 	rc = 0;

@@ -113,10 +113,9 @@ smci_call_deadline(smc_client *c, int timeout_ms)
 	return smci_deadline(timeout_ms == 0 ? smci_client_timeout(c) : normalize_timeout(timeout_ms));
 }
 
-/* Sends the frame and reads one reply's body into conn->rbuf. Retries once
- * on a fresh connection when a reused one turns out closed before any reply
- * byte (the agent drops idle connections and restarts; every request is
- * read-only, so sending it again is harmless). */
+/* Sends the frame and reads one reply's body into conn->rbuf, sending it
+ * again on a new connection when the agent closed the connection before any
+ * reply byte (see smci_retry_closed). */
 static int
 exchange(smc_client *c, struct smci_conn *conn, const uint8_t *frame, size_t frame_len,
     int64_t deadline, size_t *body_len, smc_error *err)
@@ -137,7 +136,7 @@ exchange(smc_client *c, struct smci_conn *conn, const uint8_t *frame, size_t fra
 		if (rc == SMCI_IO_OK)
 			break;
 		smci_conn_drop(conn);
-		if (rc == SMCI_IO_CLOSED && got == 0 && reused && attempt == 0)
+		if (smci_retry_closed(rc == SMCI_IO_CLOSED && got == 0, reused, attempt, deadline))
 			continue;
 		return -1;
 	}

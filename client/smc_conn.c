@@ -95,24 +95,27 @@ open_fd(smc_client *c, int64_t deadline, smc_error *err)
 int
 smci_conn_reopen(smc_client *c, struct smci_conn *conn, int64_t deadline, smc_error *err)
 {
-	int fd, reached, delay = SMCI_RECONNECT_FIRST_MS;
+	smc_error e;	/* ours, so the retry decision works when the caller passed NULL */
+	int fd, reached, left, delay = SMCI_RECONNECT_FIRST_MS;
 
 	smci_conn_drop(conn);
 	for (;;) {
-		if ((fd = open_fd(c, deadline, err)) >= 0)
+		if ((fd = open_fd(c, deadline, &e)) >= 0)
 			break;
-		if (fd == -2)
-			return -1;
 		(void)pthread_mutex_lock(&c->lock);
 		reached = c->reached;
 		(void)pthread_mutex_unlock(&c->lock);
+		left = smci_io_remaining_ms(deadline);
 		/* A handle that never reached an agent fails at once; one that did
-		 * is most likely seeing a restart, and waits for the new agent. An
-		 * unusable path is not going to heal. */
-		if (!reached || (err != NULL && err->code != SMC_ERR_UNREACHABLE) ||
-		    smci_io_remaining_ms(deadline) == 0 ||
-		    (deadline >= 0 && smci_io_remaining_ms(deadline) <= delay))
+		 * is most likely seeing a restart, and waits for the new agent
+		 * until the deadline. An unusable path or a refused peer (fd -2)
+		 * is not going to heal. */
+		if (fd == -2 || !reached || e.code != SMC_ERR_UNREACHABLE || left == 0 ||
+		    (left > 0 && left <= delay)) {
+			if (err != NULL)
+				*err = e;
 			return -1;
+		}
 		smci_io_pause_ms(delay, deadline);
 		delay = delay * 2 > SMCI_RECONNECT_MAX_MS ? SMCI_RECONNECT_MAX_MS : delay * 2;
 	}
@@ -221,4 +224,24 @@ smci_conn_next_id(struct smci_conn *conn)
 	if (conn->next_id == 0)
 		conn->next_id = 1;	/* 0 is what an agent answers when it could not read the id */
 	return id;
+}
+
+int
+smci_retry_closed(int closed_before_reply, int reused, int attempt, int64_t deadline)
+{
+	int left;
+
+	/* A fresh connection closed on a first attempt: the agent saw the
+	 * request and chose to hang up; that is its answer. */
+	if (!closed_before_reply || (attempt == 0 && !reused) || attempt >= SMCI_CLOSED_RETRIES)
+		return 0;
+	/* A later attempt may meet an agent that is shutting down (it still
+	 * accepts, then closes): give it a moment before the next one. */
+	if (attempt > 0) {
+		left = smci_io_remaining_ms(deadline);
+		if (left == 0)
+			return 0;
+		smci_io_pause_ms(SMCI_RECONNECT_FIRST_MS << attempt, deadline);
+	}
+	return 1;
 }

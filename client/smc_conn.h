@@ -76,6 +76,20 @@ int smci_build_request(uint8_t op, uint32_t id, const char *secret_id,
 /* Checks that a decoded reply answers request id with op (SMC_ERR_PROTOCOL). */
 int smci_check_reply(const struct smc_reply *reply, uint8_t op, uint32_t id, smc_error *err);
 
+/* Sends of one request after the agent closed the connection before any
+ * reply byte. */
+#define SMCI_CLOSED_RETRIES	3
+/*
+ * Whether to send a request again after its connection closed. Every
+ * request is read-only, so resending is harmless; a reused connection may
+ * have been closed by an idle agent or one that is restarting, and the
+ * connection after it may meet the old agent still shutting down, so up to
+ * SMCI_CLOSED_RETRIES sends are made, with a short pause after the second.
+ * A first send on a fresh connection that the agent closed is its answer
+ * and is not repeated.
+ */
+int smci_retry_closed(int closed_before_reply, int reused, int attempt, int64_t deadline);
+
 /* A request frame: prefix, header and at most three fields at their limits. */
 #define SMCI_REQUEST_MAX (SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + 3 * SMC_FIELD_HEADER_LEN + \
 	SMC_MAX_SECRET_ID + SMC_MAX_VERSION_STAGE + SMC_MAX_VERSION_ID)

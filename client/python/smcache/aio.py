@@ -8,6 +8,7 @@ calls that had not been answered are sent again once on a new connection.
 """
 import asyncio
 import os
+import socket
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -87,7 +88,7 @@ class Client:
 
     exceptions = Exceptions
 
-    def __init__(self, socket: Optional[str] = None,
+    def __init__(self, socket: Optional[str] = None,  # noqa: A002 - boto-like name, shadows the module here only
                  timeout: Optional[float] = DEFAULT_TIMEOUT) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds or None")
@@ -142,8 +143,7 @@ class Client:
             if len(os.fsencode(path)) > SUN_PATH_MAX:
                 tried.append(f"{path} (path too long for a Unix socket)")
                 continue
-            import socket as _socket
-            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             sock.setblocking(False)
             try:
                 await asyncio.wait_for(loop.sock_connect(sock, path), _left(deadline))

@@ -25,6 +25,7 @@ __all__ = ["Client", "DEFAULT_TIMEOUT"]
 DEFAULT_TIMEOUT = 10.0     # seconds, as libsmcache's SMC_DEFAULT_TIMEOUT_MS
 DEFAULT_POOL_SIZE = 4      # idle connections kept; more threads open more, closed on return
 _RECONNECT_FIRST, _RECONNECT_MAX = 0.02, 0.5   # seconds between attempts while the agent is gone
+_CLOSED_RETRIES = 3        # sends of one request whose connection closed before any reply (as libsmcache)
 
 _clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 
@@ -181,7 +182,7 @@ class Client:
     def _call(self, requests: Sequence[Tuple[int, List[Tuple[int, bytes]], int]]) -> List[p.Reply]:
         """Sends the requests pipelined on one connection; replies in request order."""
         deadline = self._deadline()
-        for attempt in range(2):
+        for attempt in range(_CLOSED_RETRIES):
             conn = self._borrow(deadline)
             reused = conn.used > 0
             frames = []
@@ -192,10 +193,14 @@ class Client:
                 got = conn.exchange(frames, deadline)
             except Closed as e:
                 # Every request is read-only: when the agent closed an idle connection
-                # (or restarted) before answering, asking again is harmless.
-                if attempt == 0 and not e.replied and reused:
-                    continue
-                raise
+                # (or restarted) before answering, asking again is harmless. A first send
+                # on a fresh connection that the agent closed is its answer; a later one
+                # may meet the old agent still shutting down, so wait a moment.
+                if e.replied or (attempt == 0 and not reused) or attempt + 1 >= _CLOSED_RETRIES:
+                    raise
+                if attempt > 0:
+                    time.sleep(_RECONNECT_FIRST * (1 << attempt))
+                continue
             self._give_back(conn)
             return [got[rid] for rid, _ in frames]
         raise AssertionError("unreachable")
