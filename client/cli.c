@@ -28,6 +28,7 @@
 #include <sodium.h>
 
 #include "cli_json.h"
+#include "cli_exec.h"
 #include "smcache.h"
 
 enum {
@@ -748,6 +749,8 @@ main(int argc, char **argv)
 	smc_error err;
 	int rc;
 
+	if ((rc = cli_exec_dispatch(argc, argv)) != -1)
+		return rc;	/* `smcache exec` (cli_exec.c) */
 	if ((rc = parse_args(argc, argv, &a)) != -1)
 		return rc;
 	if (sodium_init() < 0) {

@@ -350,7 +350,7 @@ class LibraryArtifacts(unittest.TestCase):
             header = f.read()
         self.assertTrue(names, out)
         for n in names:
-            self.assertTrue(n.startswith("smc_") and n + "(" in header, f"exported: {n}")
+            self.assertTrue(n.startswith(("smc_", "smcache_")) and n + "(" in header, f"exported: {n}")
         exe = self.compile("cc", LIB_PROGRAM, ".c", ["-L" + h.BUILD, "-lsmcache"])
         r = self.run_prog(exe, "fetch", "app/db")
         self.assertEqual((r.returncode, r.stdout), (0, b"new-password"), r.stderr)

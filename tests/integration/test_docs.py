@@ -165,39 +165,8 @@ class AgentManPage(unittest.TestCase):
         self.assertEqual(sorted(handled - documented), [], "signals missing from smcached(8)")
 
 
-def example_program():
-    """The C program between .EX and .EE in the EXAMPLES section of libsmcache(3)."""
-    with open(os.path.join(MAN, "libsmcache.3")) as f:
-        section = man_section(f.read(), "EXAMPLES")
-    blocks = re.findall(r"(?ms)^\.EX\n(.*?)^\.EE\n", section)
-    programs = [b for b in blocks if "int\nmain(" in b]
-    assert len(programs) == 1, blocks
-    return unroff(programs[0])
-
-
-@unittest.skipUnless(h.have_binaries(), "build/smcached is not built")
-class LibraryExample(unittest.TestCase):
-    def test_example_compiles_as_written_and_reads_a_secret(self):
-        src = example_program()
-        self.assertIn("#include <smcache.h>", src)
-        with tempfile.TemporaryDirectory(prefix="smc-example-") as d, h.Agent(
-                [h.secret("app/db", [h.version("v1", ["AWSCURRENT"], string="s3cr3t-value")])]) as a:
-            with open(os.path.join(d, "getsecret.c"), "w") as f:
-                f.write(src)
-            exe = os.path.join(d, "getsecret")
-            cc = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", exe,
-                                 os.path.join(d, "getsecret.c"), "-I", os.path.join(h.ROOT, "client"),
-                                 "-L", h.BUILD, "-lsmcache", "-Wl,-rpath," + h.BUILD,
-                                 *h.sanitizer_cflags()],
-                                capture_output=True, text=True, timeout=120)
-            self.assertEqual(cc.returncode, 0, cc.stderr)
-            env = dict(os.environ, SMCACHE_SOCKET=a.socket)
-            p = subprocess.run([exe, "app/db"], capture_output=True, env=env, timeout=30)
-            self.assertEqual((p.returncode, p.stdout), (0, b"s3cr3t-value"), p.stderr)
-            self.assertEqual(p.stderr, b"app/db, version v1, stages: AWSCURRENT\n")
-            p = subprocess.run([exe, "app/none"], capture_output=True, env=env, timeout=30)
-            self.assertEqual(p.returncode, 3, p.stderr)
-            self.assertIn(b"not found", p.stderr)
+# libsmcache(3)'s example program is compiled as written and run against an agent by
+# test_libsmcache.py (LibsmcacheTest.test_man_page_example), its one home.
 
 
 if __name__ == "__main__":
