@@ -23,6 +23,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "http.h"
 #include "json_secure.h"
 #include "listen.h"
 #include "log.h"
@@ -262,7 +263,13 @@ main(int argc, char **argv)
 	}
 	if (msg[0] != '\0')
 		log_warn("%s", msg);
+	/* Wiping allocators for cJSON, libcurl and OpenSSL: before anything uses
+	 * them (OpenSSL accepts its allocator only before its first allocation). */
 	json_secure_init();
+	if (http_global_init(err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (open_socket_and_drop(&cfg, socket_path, &ls) != 0)
 		goto out;
 
@@ -341,6 +348,7 @@ out:
 		event_base_free(agent.base);
 	if (agent.reply_scratch != NULL)
 		sodium_free(agent.reply_scratch);
+	http_global_cleanup();
 	config_free(&cfg);
 	return status;
 }

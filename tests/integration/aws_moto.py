@@ -233,6 +233,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def setup(self):
+        with self.server.fault_proxy._lock:
+            self.server.fault_proxy.connections += 1
+        super().setup()
+
     def do_POST(self):
         proxy = self.server.fault_proxy
         length = int(self.headers.get("Content-Length") or 0)
@@ -309,24 +314,34 @@ class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class FaultProxy:
-    """An HTTP proxy on 127.0.0.1 in front of moto (use its url as the agent's endpoint).
+    """An HTTP proxy on 127.0.0.1 in front of moto (use its url as the agent's endpoint);
+    HTTPS with tls=(ca, cert, key).
 
     counts: requests seen per operation (the X-Amz-Target after "secretsmanager.").
+    connections: connections accepted so far.
     requests: the last 200 requests as (op, headers, body).
     inject(op, *faults): the next requests for op get these faults, in order ("*": any op).
     """
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, tls=None):
         self.upstream_port = upstream_port
         self._lock = threading.Lock()
         self._faults = {}
         self._stopping = threading.Event()
         self.counts = {}
         self.requests = []
+        self.connections = 0   # accepted so far
         self.server = _ThreadingServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.fault_proxy = self
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            # HTTPS to the agent with (ca, cert, key) from make_tls_files; unlike moto it
+            # keeps connections open, as Secrets Manager does. Plain HTTP to moto.
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls[1], tls[2])
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = None
 
     def start(self):

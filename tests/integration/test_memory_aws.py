@@ -68,8 +68,11 @@ def escaped(value):
 
 
 class AwsMemoryBase:
-    """One moto_server (plain or TLS) per test: stale serving stops it."""
-    TLS = False
+    """One moto_server per test (stale serving stops it). TLS: "moto" (moto_server
+    serves HTTPS itself, and closes each connection after one answer), "proxy" (HTTPS
+    from a fault proxy in front of moto that keeps connections open, as Secrets
+    Manager does, so the agent reuses them) or None (plain HTTP through the proxy)."""
+    TLS = None
 
     @classmethod
     def setUpClass(cls):
@@ -81,8 +84,10 @@ class AwsMemoryBase:
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def setUp(self):
-        self.moto = aws_moto.Moto(tls=self.tls).start()
-        self.proxy = None if self.TLS else aws_moto.FaultProxy(self.moto.port).start()
+        self.moto = aws_moto.Moto(tls=self.tls if self.TLS == "moto" else None).start()
+        self.proxy = None
+        if self.TLS != "moto":
+            self.proxy = aws_moto.FaultProxy(self.moto.port, tls=self.tls).start()
         self.agent = None
         self.sm = self.moto.client()
         m = secrets.token_hex(16)
@@ -115,7 +120,7 @@ class AwsMemoryBase:
         aws_extra = "upstream_timeout = 3\nrequest_timeout = 2\nconnect_timeout = 1\nmax_retries = 1\n"
         if self.TLS:
             aws_extra += f"ca_bundle = {ca or self.tls[0]}\n"
-        endpoint = self.moto.url if self.TLS else self.proxy.url
+        endpoint = self.proxy.url if self.proxy is not None else self.moto.url
         self.agent = aws_moto.AwsAgent(
             endpoint=endpoint, token=self.token, aws_extra=aws_extra,
             cache_extra=f"negative_ttl = 0\nttl = {TTL}\nmin_refresh_interval = 0\n"
@@ -162,7 +167,7 @@ class AwsMemoryBase:
         bad, _ = self.scan()
         if bad:
             self.fail(f"{len(bad)} plaintext copies in smcached's memory {when} "
-                      f"({'TLS' if self.TLS else 'plain HTTP'}):\n" + "\n".join(bad[:25]))
+                      f"({self.TLS and 'TLS, ' + self.TLS or 'plain HTTP'}):\n" + "\n".join(bad[:25]))
 
     # ---- the traffic ----------------------------------------------------------------------
 
@@ -204,7 +209,7 @@ class AwsMemoryBase:
             time.sleep(0.3)
         self.string = self.new_string
         self.hits()
-        # Errors: a secret that does not exist, and (plain HTTP) injected failures.
+        # Errors: a secret that does not exist, and (through the proxy) injected failures.
         code, _, err = a.get("mem-aws/missing-" + secrets.token_hex(4))
         self.assertNotEqual(code, 0)
         if self.proxy is not None:
@@ -243,13 +248,13 @@ class AwsMemoryBase:
 @unittest.skipUnless(RUN, "needs boto3, moto_server, openssl, build/smcached and build/smcache")
 @unittest.skipUnless(is_root(), "needs root to read another process's memory")
 class NoPlaintextAwsHttp(AwsMemoryBase, unittest.TestCase):
-    TLS = False
+    TLS = None
 
 
 @unittest.skipUnless(RUN, "needs boto3, moto_server, openssl, build/smcached and build/smcache")
 @unittest.skipUnless(is_root(), "needs root to read another process's memory")
 class NoPlaintextAwsTls(AwsMemoryBase, unittest.TestCase):
-    TLS = True
+    TLS = "moto"
 
     def test_tls_is_verified(self):
         # A CA that did not sign moto's certificate: no value, a TLS error.
@@ -261,6 +266,21 @@ class NoPlaintextAwsTls(AwsMemoryBase, unittest.TestCase):
         self.assertEqual(a.stats().get("upstream_get_ok", 0), 0)
         log = a.read_log()
         self.assertRegex(log, r"(?i)certificate|tls|ssl")
+
+
+@unittest.skipUnless(RUN, "needs boto3, moto_server, openssl, build/smcached and build/smcache")
+@unittest.skipUnless(is_root(), "needs root to read another process's memory")
+class NoPlaintextAwsTlsKeepAlive(AwsMemoryBase, unittest.TestCase):
+    TLS = "proxy"
+
+    def test_connections_are_reused(self):
+        # What makes this class differ from NoPlaintextAwsTls: one connection
+        # serves several requests, so its TLS buffers outlive each answer.
+        a = self.start_agent()
+        self.read_all()
+        for _ in range(3):
+            self.read_all("--refresh")
+        self.assertLess(self.proxy.connections, self.proxy.count("GetSecretValue"))
 
 
 if __name__ == "__main__":
