@@ -12,10 +12,16 @@
  * bytes they buffer (http_global_init): every allocation of both goes through
  * secmem's wipe-on-free allocator, and TLS connections clear a decrypted
  * record once it was read (SSL_OP_CLEANSE_PLAINTEXT) and drop their buffers
- * when idle (SSL_MODE_RELEASE_BUFFERS).  Measured on moto (test_memory_aws.py):
- * without this, a GetSecretValue body stayed in libcurl's freed download
- * buffer (and over TLS in OpenSSL's record buffer too) and the session token
- * in freed copies of the request headers: 8 copies over HTTP, 9 over TLS.
+ * when idle (SSL_MODE_RELEASE_BUFFERS).  Measured on moto
+ * (tests/integration/test_memory_aws.py): without any of it, GetSecretValue
+ * bodies stayed in libcurl's freed download buffers, over TLS in OpenSSL's
+ * record buffers too, and the session token in freed copies of the request
+ * headers (4 to 10 copies per run, by transport).  libcurl's allocator alone
+ * leaves 2 decrypted records (OpenSSL's buffers); for those, OpenSSL's
+ * allocator or CLEANSE_PLAINTEXT each suffice in the test, and both are kept:
+ * the allocator also covers key material (HMAC contexts), the option also a
+ * buffer that is never freed.  libcurl 7.88 already sets RELEASE_BUFFERS
+ * (mode 0x14 seen in the callback); it is set here so as not to depend on it.
  *
  * Proxies: libcurl reads http_proxy / HTTPS_PROXY / ALL_PROXY / NO_PROXY
  * itself (only the lower-case http_proxy, as for CGI safety). libcurl 7.88

@@ -8,20 +8,29 @@ pass through libcurl's download and header buffers, OpenSSL's record buffers and
 our own request/response buffers; all of them must be wiped. After cold reads,
 hits, background refreshes, forced refreshes, errors and stale serving, the scan
 (test_memory.scan_memory, over /proc/PID/mem) must find none of: the values, their
-JSON-escaped forms, the binary's base64 form, the session token.
+JSON-escaped forms, the binary's base64 form, the session token, the secret access
+key and the SigV4 signing key derived from it.
 
-Two places may hold the token and are not counted:
+Two places may hold the credentials and are not counted:
 - guarded memory: libsodium's sodium_malloc() areas (a readable mapping between two
   PROT_NONE guard pages), where the credential provider keeps the credentials the
   agent signs with. Values get no such exception.
 - the environment block the agent was started with (AWS_SESSION_TOKEN itself, from
-  /proc/PID/stat env_start..env_end): what the parent handed over at exec.
+  /proc/PID/stat env_start..env_end): what the parent handed over at exec (and,
+  in an AddressSanitizer build, the runtime's own copy of it).
+
+TLS is tested twice: moto_server serving HTTPS itself (it closes each connection
+after one answer) and a TLS fault proxy in front of moto that keeps connections
+open, as Secrets Manager does, so the agent's pooled connections hold TLS buffers.
 
 Also: the agent verifies the TLS certificate (a CA that did not sign it -> error).
 
 Needs root (reading another process's memory); skipped otherwise.
 """
 import base64
+import datetime
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -98,6 +107,7 @@ class AwsMemoryBase:
         self.binary = secrets.token_bytes(48)
         self.new_string = f'rotated-"{secrets.token_hex(16)}"\\\n'
         self.token = "IQoJb3JpZ2luX2VjE" + secrets.token_hex(48)   # a session token
+        self.secret_key = base64.b64encode(secrets.token_bytes(30)).decode()
         suffix = secrets.token_hex(4)
         self.names = {k: f"mem-aws/{k}-{suffix}" for k in ("string", "big", "binary")}
         self.sm.create_secret(Name=self.names["string"], SecretString=self.string)
@@ -122,7 +132,7 @@ class AwsMemoryBase:
             aws_extra += f"ca_bundle = {ca or self.tls[0]}\n"
         endpoint = self.proxy.url if self.proxy is not None else self.moto.url
         self.agent = aws_moto.AwsAgent(
-            endpoint=endpoint, token=self.token, aws_extra=aws_extra,
+            endpoint=endpoint, secret=self.secret_key, token=self.token, aws_extra=aws_extra,
             cache_extra=f"negative_ttl = 0\nttl = {TTL}\nmin_refresh_interval = 0\n"
                         "max_stale = 1h\nmlock = off\n")
         self.agent.start()
@@ -142,26 +152,41 @@ class AwsMemoryBase:
         out["binary: base64"] = base64.b64encode(self.binary)
         return out
 
-    def token_needles(self):
-        return {"session token": self.token.encode()}
+    def credential_needles(self):
+        """The session token, the secret access key and the SigV4 signing keys derived
+        from it (for today and yesterday, UTC): OpenSSL's HMAC contexts held them."""
+        out = {"session token": self.token.encode(), "secret access key": self.secret_key.encode()}
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        for day in (today, today - datetime.timedelta(days=1)):
+            key = ("AWS4" + self.secret_key).encode()
+            for part in (day.strftime("%Y%m%d"), aws_moto.REGION, "secretsmanager", "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            out[f"signing key {day}"] = key
+        return out
 
     def scan(self):
-        """Hits as text lines; the token may be in guarded memory or the environment block."""
+        """Hits as text lines; credentials may be in guarded memory or the environment block."""
         pid = self.agent.pid()
-        needles = dict(self.value_needles(), **self.token_needles())
+        creds = self.credential_needles()
+        needles = dict(self.value_needles(), **creds)
         allowed = guarded_ranges(pid) + [env_block(pid)]
         hits, scanned, skipped = scan_memory(pid, needles)
         self.assertGreater(scanned, 1 << 20)
         if not under_asan(pid):
             self.assertEqual(skipped, [], "unexpected huge mappings were not scanned")
-        token_allowed = 0
+        # AddressSanitizer's runtime keeps its own copy of /proc/self/environ.
+        env_copies = [f"{var}={val}\0".encode() for var, val in (
+            ("AWS_SESSION_TOKEN", self.token), ("AWS_SECRET_ACCESS_KEY", self.secret_key))
+        ] if under_asan(pid) else []
+        creds_allowed = 0
         bad = []
         for name, at, mapping, ctx in hits:
-            if name in self.token_needles() and any(s <= at < e for s, e in allowed):
-                token_allowed += 1
+            if name in creds and (any(s <= at < e for s, e in allowed) or
+                                  any(c in ctx for c in env_copies)):
+                creds_allowed += 1
                 continue
             bad.append(f"{name} at 0x{at:x} in [{mapping}]: ...{ctx!r}...")
-        return bad, token_allowed
+        return bad, creds_allowed
 
     def assert_no_plaintext(self, when):
         bad, _ = self.scan()
@@ -237,12 +262,12 @@ class AwsMemoryBase:
         self.assert_no_plaintext("after stale serving")
 
     def test_the_scan_finds_what_is_there(self):
-        # The scan can fail: the session token the agent signs with lies in guarded
-        # memory, where the scan finds it (and lets it be).
+        # The scan can fail: the credentials the agent signs with lie in guarded
+        # memory, where the scan finds them (and lets them be).
         self.start_agent()
         self.read_all()
-        bad, token_allowed = self.scan()
-        self.assertGreater(token_allowed, 0, "the scan did not find the live credentials")
+        bad, creds_allowed = self.scan()
+        self.assertGreater(creds_allowed, 0, "the scan did not find the live credentials")
 
 
 @unittest.skipUnless(RUN, "needs boto3, moto_server, openssl, build/smcached and build/smcache")
