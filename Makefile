@@ -34,7 +34,7 @@ PYTHON ?= python3
 
 # pkg-config module -> Debian package that ships it: the one mapping `deps` and `check-deps` use.
 DEPS_MAP       := libevent:libevent-dev libcurl:libcurl4-openssl-dev libcjson:libcjson-dev \
-                  libcrypto:libssl-dev libsodium:libsodium-dev inih:libinih-dev cmocka:libcmocka-dev
+                  libssl:libssl-dev libcrypto:libssl-dev libsodium:libsodium-dev inih:libinih-dev cmocka:libcmocka-dev
 DEPS_PKGCONFIG := $(foreach d,$(DEPS_MAP),$(firstword $(subst :, ,$(d))))
 DEPS_DEBS      := $(foreach d,$(DEPS_MAP),$(lastword $(subst :, ,$(d))))
 DEBS_BASE      := build-essential pkg-config
@@ -83,7 +83,7 @@ LIBS_agent/cache      := libevent libsodium
 SEES_agent/cache/seal := agent/cache agent/base
 LIBS_agent/cache/seal := libsodium
 SEES_agent/aws        := agent/aws agent/backend agent/base proto agent
-LIBS_agent/aws        := libevent libcurl libcrypto libsodium libcjson inih
+LIBS_agent/aws        := libevent libcurl libssl libcrypto libsodium libcjson inih
 SEES_agent/aws/sigv4  := agent/aws agent/base
 LIBS_agent/aws/sigv4  := libcrypto
 SEES_agent/access     := agent/access agent/base proto agent agent/front
@@ -93,7 +93,7 @@ LIBS_agent/front      := libevent libsodium
 SEES_agent/front/lambda_ext := agent/front agent/base
 LIBS_agent/front/lambda_ext := libevent libcjson
 SEES_agent            := agent agent/front agent/access agent/cache agent/aws agent/backend agent/base proto
-LIBS_agent            := libevent libcurl libcrypto libsodium libcjson inih
+LIBS_agent            := libevent libcurl libssl libcrypto libsodium libcjson inih
 SEES_tests            := $(SEES_agent) client
 LIBS_tests            := $(LIBS_agent) cmocka
 LAYER_PARTS := proto client agent agent/base agent/base/sd_notify agent/backend agent/cache agent/cache/seal \

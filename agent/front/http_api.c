@@ -6,7 +6,7 @@
  * Values: a hit is answered with a body the cache shares (the
  * GetSecretValue JSON rendered once per version and loop pass, in locked
  * memory, wiped when its last reply is written), sent by reference; a miss
- * renders the JSON into a wiping buffer (secmem_buf_alloc) handed to the
+ * renders the JSON into a wiping buffer (secmem_wipe_calloc) handed to the
  * connection by reference and wiped by the evbuffer's cleanup callback once
  * written or dropped. No plaintext goes through evhttp's own copies.
  *
@@ -206,7 +206,7 @@ wipe_and_free(const void *data, size_t len, void *arg)
 {
 	(void)len;
 	(void)arg;
-	secmem_buf_free((void *)(uintptr_t)data);	/* wipes */
+	secmem_wipe_free((void *)(uintptr_t)data);	/* wipes */
 }
 
 static void
@@ -370,9 +370,9 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 		goto out;
 	}
 	need = http_api_render_value(value, NULL, 0);
-	if ((out = secmem_buf_alloc(need)) == NULL ||
+	if ((out = secmem_wipe_calloc(1, need)) == NULL ||
 	    http_api_render_value(value, out, need) != need) {
-		secmem_buf_free(out);
+		secmem_wipe_free(out);
 		send_status(g->door, g->req, SMC_STATUS_INTERNAL, NULL);
 		goto out;
 	}
