@@ -3,15 +3,13 @@
 - Redis: a private redis-server on a Unix socket (no persistence), filled over RESP.
 - Nginx: nginx serving one static file at the agent's HTTP path, keep-alive on, one worker.
 - wrk: runs and parses `wrk --latency` (non-2xx replies count as errors).
-- FakeUpstream: a fast Secrets Manager stand-in for filling the cache through the aws
-  backend: answers GetSecretValue / DescribeSecret for any id with a deterministic 1 KiB
-  value, without checking signatures (only the memory bench uses it).
+- FakeUpstream: runs fake_upstream.c, a fast Secrets Manager stand-in for filling the cache
+  through the aws backend (GetSecretValue / DescribeSecret for any id, signatures unchecked).
 - fleet_simulation: the AWS caching library's documented refresh rule, simulated.
 
 Every peer is optional: `have(name)` says whether its binary is installed; the caller
 prints a note and skips the row when it is not (`make deps-bench` installs them).
 """
-import http.server
 import json
 import os
 import random
@@ -19,9 +17,7 @@ import re
 import shutil
 import signal
 import socket
-import socketserver
 import subprocess
-import threading
 import time
 
 BINARIES = {"redis": "redis-server", "nginx": "nginx", "wrk": "wrk", "gnuplot": "gnuplot",
@@ -262,72 +258,36 @@ def fake_value(name, size=1024):
     return "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(size))
 
 
-class _FakeHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        req = json.loads(self.rfile.read(n) or b"{}")
-        op = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
-        sid = req.get("SecretId", "")
-        name = sid.rsplit(":", 1)[-1] if sid.startswith("arn:") else sid
-        arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"
-        vid = "%08x-0000-4000-8000-%012x" % (len(name), abs(hash(name)) % (1 << 48))
-        server = self.server
-        with server.lock:
-            server.counts[op] = server.counts.get(op, 0) + 1
-        if op == "GetSecretValue":
-            body = {"ARN": arn, "Name": name, "VersionId": vid,
-                    "SecretString": server.value_for(name), "VersionStages": ["AWSCURRENT"],
-                    "CreatedDate": 1700000000.0}
-            status = 200
-        elif op == "DescribeSecret":
-            body = {"ARN": arn, "Name": name, "VersionIdsToStages": {vid: ["AWSCURRENT"]}}
-            status = 200
-        else:
-            body = {"__type": "InvalidRequestException", "Message": f"fake upstream: no {op}"}
-            status = 400
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _FakeServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 class FakeUpstream:
-    """Answers GetSecretValue/DescribeSecret for any id, signature-agnostic, on 127.0.0.1."""
+    """build/bench/fake_upstream: GetSecretValue/DescribeSecret for any id, on 127.0.0.1."""
 
-    def __init__(self, value_len=1024):
-        self.server = _FakeServer(("127.0.0.1", 0), _FakeHandler)
-        self.server.lock = threading.Lock()
-        self.server.counts = {}
-        base = fake_value("base", value_len)
-        # Distinct values per name without paying for randomness per request.
-        self.server.value_for = lambda name: (name + base)[:value_len]
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = None
+    def __init__(self, binary, workdir, value_len=1024):
+        self.binary, self.value_len = binary, value_len
+        self.portfile = os.path.join(workdir, "fake-upstream.port")
+        self.proc = None
+        self.url = None
+        self.counts = {}
 
     def start(self):
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        if os.path.exists(self.portfile):
+            os.unlink(self.portfile)
+        self.proc = subprocess.Popen([self.binary, "-p", self.portfile, "-l", str(self.value_len)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(self.portfile) and open(self.portfile).read().endswith("\n")):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("fake_upstream did not start")
+            time.sleep(0.02)
+        port = int(open(self.portfile).read())
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def counts(self):
-        return dict(self.server.counts)
+        stop(self.proc)
+        try:
+            self.counts = json.loads(self.proc.stdout.read() or "{}")
+        except ValueError:
+            self.counts = {}
 
 
 # ---- the caching library's refresh rule, simulated -------------------------------------------

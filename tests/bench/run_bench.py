@@ -683,10 +683,10 @@ def _mem_point(pid, entries, extra=None):
     return d
 
 
-def agent_memory_bench(args):
+def agent_memory_bench(args, bins, workdir):
     import aws_moto
     points = [p for p in MEM_POINTS if p <= args.mem_max]
-    fake = bench_peers.FakeUpstream(1024).start()
+    fake = bench_peers.FakeUpstream(bins["fake_upstream"], workdir, 1024).start()
     agent = aws_moto.AwsAgent(endpoint=fake.url,
                               cache_extra=f"ttl = 3600\nmax_entries = {points[-1] + 1000}\n"
                                           "max_bytes = 2G\nnegative_ttl = 0\n",
@@ -723,6 +723,7 @@ def agent_memory_bench(args):
     finally:
         agent.close()
         fake.stop()
+    out["upstream_calls"] = fake.counts
     return out
 
 
@@ -751,9 +752,13 @@ def redis_memory_bench(args, workdir):
 def per_entry(mem, value_len=1024):
     """Bytes of RSS per entry between idle and each point, and the overhead over the value."""
     idle = mem["idle"]["rss"]
+    prev = mem["idle"]
     for pt in mem["points"]:
         pt["rss_per_entry"] = (pt["rss"] - idle) / pt["entries"]
-        pt["overhead"] = pt["rss_per_entry"] - value_len
+        # Marginal: between this point and the previous one, free of start-up costs.
+        pt["marginal"] = (pt["rss"] - prev["rss"]) / (pt["entries"] - prev["entries"])
+        pt["overhead"] = pt["marginal"] - value_len
+        prev = pt
 
 
 # ---- machine ----------------------------------------------------------------------------
@@ -820,7 +825,8 @@ def main():
     bench_peers = bp
     want = (lambda s: s in args.only) if args.only else (lambda s: s not in args.skip)
 
-    bins = {name: os.path.join(build, "bench", name) for name in ("loadgen", "echo_server", "bench_seal")}
+    bins = {name: os.path.join(build, "bench", name) for name in ("loadgen", "echo_server", "bench_seal",
+                                                           "fake_upstream")}
     for path in list(bins.values()) + [h.SMCACHED, h.SMCACHE]:
         if not os.access(path, os.X_OK):
             print(f"run_bench: {path} is missing: run `make bench`", file=sys.stderr)
@@ -881,15 +887,15 @@ def main():
         if want("memory"):
             print("\n== memory vs cached 1 KiB entries, measured from /proc (agent: aws backend, "
                   "fast fake upstream)")
-            report["memory"] = {"agent": agent_memory_bench(args),
+            report["memory"] = {"agent": agent_memory_bench(args, bins, workdir),
                                 "redis": redis_memory_bench(args, workdir)}
             for who in ("agent", "redis"):
                 if "points" in report["memory"][who]:
                     per_entry(report["memory"][who])
                     mm = report["memory"][who]
                     print(f"  {who}: idle RSS {mm['idle']['rss'] / 2**20:.1f} MiB; per entry " +
-                          ", ".join(f"{p['entries']:,}: {p['rss_per_entry']:.0f} B "
-                                    f"(+{p['overhead']:.0f})" for p in mm["points"]))
+                          ", ".join(f"{p['entries']:,}: {p['rss_per_entry']:.0f} B from idle, "
+                                    f"{p['marginal']:.0f} B marginal" for p in mm["points"]))
         if want("filemem"):
             print(f"\n== memory per cached version, file backend ({args.mem_secrets} secrets)")
             report["filemem"] = memory_bench(args)
