@@ -32,6 +32,7 @@
 
 #include "acl.h"
 #include "config.h"
+#include "http_door.h"
 #include "log.h"
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
@@ -75,11 +76,15 @@ static int check_prefetch(const char *, char *, size_t);
 static int check_profile(const char *, char *, size_t);
 static int check_abs_path(const char *, char *, size_t);
 static int check_ident(const char *, char *, size_t);
+static int check_http_address(const char *, char *, size_t);
+static int check_http_prefix(const char *, char *, size_t);
+static int check_http_names(const char *, char *, size_t);
 
 static const char *const backend_names[] = { "file", "aws", NULL };
 /* In secmem_mlock_policy order. */
 static const char *const mlock_names[] = { "off", "best-effort", "required", NULL };
 static const char *const bool_names[] = { "false", "true", NULL };
+static const char *const yesno_names[] = { "no", "yes", NULL };
 /* In enum audit_level order. */
 static const char *const audit_names[] = { "off", "denied", "all", NULL };
 
@@ -249,6 +254,49 @@ static const struct cfg_key cfg_keys[] = {
 	  .offset = FIELD(limit_upstream_burst), .def = "200", .min = 1, .max = 1000000,
 	  .reload = true,
 	  .doc = "upstream calls one local user's requests may cause at once after being idle" },
+	{ .section = "http", .key = "listen", .type = CT_LIST,
+	  .offset = FIELD(http_listen), .check = check_http_address, .unset = "(none: off)",
+	  .doc = "ADDRESS:PORT the HTTP API (AWS Secrets Manager Agent compatible) listens on,"
+	    " e.g. 127.0.0.1:2773 or [::1]:2773; may be repeated" },
+	{ .section = "http", .key = "allow_non_loopback", .type = CT_ENUM,
+	  .offset = FIELD(http_allow_non_loopback), .def = "no", .names = yesno_names,
+	  .doc = "DANGEROUS: let listen/metrics_listen use non-loopback addresses: yes or no" },
+	{ .section = "http", .key = "socket", .type = CT_STRING,
+	  .offset = FIELD(http_socket), .check = check_socket, .unset = "(none)",
+	  .doc = "Unix socket serving the same HTTP API (absolute path)" },
+	{ .section = "http", .key = "path_prefix", .type = CT_STRING,
+	  .offset = FIELD(http_path_prefix), .def = "/v1/", .check = check_http_prefix,
+	  .doc = "GET PREFIX<secret id> is GET /secretsmanager/get?secretId=<secret id>" },
+	{ .section = "http", .key = "ssrf_headers", .type = CT_STRING,
+	  .offset = FIELD(http_ssrf_headers), .check = check_http_names,
+	  .def = "X-Aws-Parameters-Secrets-Token,X-Vault-Token",
+	  .doc = "headers that may carry the SSRF token (comma separated)" },
+	{ .section = "http", .key = "ssrf_env_variables", .type = CT_STRING,
+	  .offset = FIELD(http_ssrf_env_variables), .check = check_http_names,
+	  .def = "AWS_TOKEN,AWS_SESSION_TOKEN,AWS_CONTAINER_AUTHORIZATION_TOKEN",
+	  .doc = "variables the SSRF token is read from, the first set one wins; a value"
+	    " file://PATH is read from that file" },
+	{ .section = "http", .key = "allowed_hosts", .type = CT_STRING,
+	  .offset = FIELD(http_allowed_hosts), .check = check_http_names, .unset = "(none)",
+	  .doc = "Host header names accepted besides localhost, 127.0.0.1 and [::1] (comma separated)" },
+	{ .section = "http", .key = "metrics_listen", .type = CT_STRING,
+	  .offset = FIELD(http_metrics_listen), .check = check_http_address, .unset = "(none)",
+	  .doc = "ADDRESS:PORT serving only /metrics, without the token, for scrapers" },
+	{ .section = "http", .key = "metrics_secret_labels", .type = CT_ENUM,
+	  .offset = FIELD(http_metrics_secret_labels), .def = "no", .names = yesno_names,
+	  .doc = "may metrics carry secret ids in labels: yes or no" },
+	{ .section = "http", .key = "max_connections", .type = CT_COUNT,
+	  .offset = FIELD(http_max_connections), .def = "800", .min = 1, .max = 65536,
+	  .doc = "HTTP connections served at once; more are answered 429" },
+	{ .section = "http", .key = "max_header_size", .type = CT_SIZE,
+	  .offset = FIELD(http_max_header_size), .def = "16K", .min = 1 * KIB, .max = 1 * MIB,
+	  .doc = "most bytes of a request's line and headers" },
+	{ .section = "http", .key = "max_uri_size", .type = CT_SIZE,
+	  .offset = FIELD(http_max_uri_size), .def = "8K", .min = 256, .max = 1 * MIB,
+	  .doc = "most bytes of a request's URI" },
+	{ .section = "http", .key = "idle_timeout", .type = CT_DURATION,
+	  .offset = FIELD(http_idle_timeout), .def = "30", .min = 1, .max = 3600,
+	  .doc = "close an HTTP connection that sends nothing this long" },
 };
 
 /* ---- value syntax ---------------------------------------------------------------------- */
@@ -965,11 +1013,76 @@ seen_line(const struct cfg_parse *p, const char *section, const char *key)
 	return k == NULL ? 0 : p->seen[k - cfg_keys];
 }
 
+static int
+check_http_address(const char *v, char *why, size_t whylen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	return http_door_parse_address(v, &ss, &len, why, whylen);
+}
+
+static int
+check_http_prefix(const char *v, char *why, size_t whylen)
+{
+	if (v[0] != '/' || strlen(v) > 128 || strpbrk(v, "?#% ") != NULL) {
+		snprintf(why, whylen, "'%s' must start with '/' and have no '?', '#', '%%' or blank",
+		    v);
+		return -1;
+	}
+	return 0;
+}
+
+/* A comma/space separated list of header, variable or host names. */
+static int
+check_http_names(const char *v, char *why, size_t whylen)
+{
+	for (const char *c = v; *c != '\0'; c++) {
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || strchr("-_.:[], \t", *c) != NULL)) {
+			snprintf(why, whylen, "'%c' is not allowed in a name", *c);
+			return -1;
+		}
+	}
+	if (strlen(v) > 1024) {
+		snprintf(why, whylen, "the list is longer than 1024 bytes");
+		return -1;
+	}
+	return 0;
+}
+
+/* [http] listen and metrics_listen: loopback only unless allow_non_loopback. */
+static void
+cross_check_http(struct cfg_parse *p, const struct config *cfg)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char why[128];
+
+	if (cfg->http_allow_non_loopback)
+		return;
+	for (size_t i = 0; i < cfg->http_listen.count; i++) {
+		if (http_door_parse_address(cfg->http_listen.items[i], &ss, &len, why,
+		    sizeof(why)) == 0 && !http_door_is_loopback(&ss))
+			cfg_fail(p, seen_line(p, "http", "listen"), "[http] listen = %s is not a"
+			    " loopback address (set [http] allow_non_loopback = yes to allow it,"
+			    " which lets other hosts reach the agent)", cfg->http_listen.items[i]);
+	}
+	if (cfg->http_metrics_listen != NULL &&
+	    http_door_parse_address(cfg->http_metrics_listen, &ss, &len, why, sizeof(why)) == 0 &&
+	    !http_door_is_loopback(&ss))
+		cfg_fail(p, seen_line(p, "http", "metrics_listen"), "[http] metrics_listen = %s is"
+		    " not a loopback address (set [http] allow_non_loopback = yes to allow it)",
+		    cfg->http_metrics_listen);
+}
+
 /* Checks between keys, after the whole file is read. */
 static void
 cfg_cross_check(struct cfg_parse *p)
 {
 	const struct config *cfg = p->cfg;
+
+	cross_check_http(p, cfg);
 
 	if (cfg->backend == CONFIG_BACKEND_FILE &&
 	    (cfg->file_path == NULL || cfg->file_path[0] == '\0'))

@@ -101,6 +101,21 @@ struct config {
 	unsigned int limit_refreshes_per_minute;
 	unsigned int limit_upstream_per_second;	/* 0: no upstream budget */
 	unsigned int limit_upstream_burst;
+
+	/* [http] (the HTTP front door, http_door.h) */
+	struct config_list http_listen;	/* ADDRESS:PORT items; none: no TCP listener */
+	int http_allow_non_loopback;	/* 1: listen addresses may be non-loopback (dangerous) */
+	char *http_socket;		/* Unix socket serving the HTTP API; NULL: none */
+	char *http_path_prefix;		/* GET PREFIX<id> */
+	char *http_ssrf_headers;	/* token header names, comma/space separated */
+	char *http_ssrf_env_variables;	/* variables the token is read from, first set wins */
+	char *http_allowed_hosts;	/* more Host names accepted besides the loopback ones */
+	char *http_metrics_listen;	/* ADDRESS:PORT serving /metrics without a token; NULL: none */
+	int http_metrics_secret_labels;	/* 1: secret ids may appear in metric labels */
+	unsigned int http_max_connections;
+	size_t http_max_header_size;
+	size_t http_max_uri_size;
+	unsigned int http_idle_timeout;	/* seconds */
 };
 
 /*

@@ -24,7 +24,9 @@
 #include "config.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "http_door.h"
 #include "json_secure.h"
+#include "lambda_mode.h"
 #include "listen.h"
 #include "log.h"
 #include "policy.h"
@@ -45,10 +47,13 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: smcached [-c FILE] [--check-config] [--version] [--help]\n"
+	    "usage: smcached [-c FILE | --lambda-extension[=NAME]] [--check-config] [--version] [--help]\n"
 	    "  -c, --config FILE   read configuration from FILE (default: built-in defaults:\n"
 	    "                      the file backend on conf/example-secrets.json)\n"
 	    "      --check-config  validate the configuration, print it, and exit\n"
+	    "      --lambda-extension[=NAME]\n"
+	    "                      run as an AWS Lambda extension named NAME (smcache), configured\n"
+	    "                      by the AWS Parameters and Secrets extension's variables\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          this text\n"
 	    "Runs in the foreground and logs to stderr. See smcached(8).\n");
@@ -191,6 +196,7 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "lambda-extension", optional_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent agent;
@@ -198,10 +204,13 @@ main(int argc, char **argv)
 	struct listen_socket ls = { .fd = -1 };
 	struct event *sig_int = NULL, *sig_term = NULL;
 	struct server_limits limits;
+	struct http_door *http_door = NULL;
 	struct cache_options cache_opts;
 	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
-	const char *config_path = NULL;
-	int opt, check_only = 0, status = 1;
+	const char *config_path = NULL, *lambda_name = NULL;
+	struct lambda_mode *lambda = NULL;
+	char *lambda_config = NULL;
+	int opt, check_only = 0, status = 1, loop_ran = 0;
 
 	memset(&agent, 0, sizeof(agent));
 	memset(&cfg, 0, sizeof(cfg));
@@ -212,6 +221,10 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = 1;
+			break;
+		case 'L':
+			lambda_name = optarg != NULL && optarg[0] != '\0' ? optarg :
+			    LAMBDA_MODE_DEFAULT_NAME;
 			break;
 		case 'V':
 			printf("smcached %s\n", SMC_VERSION);
@@ -230,7 +243,24 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
+	if (lambda_name != NULL) {
+		/* A Lambda extension is configured by its environment, as AWS's is. */
+		if (config_path != NULL) {
+			fprintf(stderr, "smcached: --lambda-extension takes its configuration from"
+			    " the environment (lambda_mode.h); -c cannot be used with it\n");
+			return EXIT_USAGE;
+		}
+		if ((lambda_config = lambda_mode_config_text(err, sizeof(err))) == NULL ||
+		    config_load_string(&cfg, lambda_config, "the Lambda environment", err,
+		    sizeof(err)) != 0) {
+			fprintf(stderr, "smcached: %s\n", err);
+			if (!check_only)
+				lambda_mode_init_error(NULL, lambda_name, err);
+			free(lambda_config);
+			return 1;
+		}
+		free(lambda_config);
+	} else if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
 		fprintf(stderr, "smcached: %s\n", err);
 		return 1;
 	}
@@ -276,6 +306,11 @@ main(int argc, char **argv)
 	if (msg[0] != '\0')
 		log_warn("%s", msg);
 	json_secure_init();
+	/* [http]: its sockets and token file, before privileges are dropped. */
+	if (http_door_open(&http_door, &cfg, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (open_socket_and_drop(&cfg, socket_path, &ls) != 0)
 		goto out;
 
@@ -325,6 +360,10 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	if (http_door != NULL && http_door_start(http_door, &agent, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	sig_int = evsignal_new(agent.base, SIGINT, on_stop_signal, agent.base);
 	sig_term = evsignal_new(agent.base, SIGTERM, on_stop_signal, agent.base);
@@ -334,19 +373,29 @@ main(int argc, char **argv)
 		goto out;
 	}
 	prefetch(agent.cache, cfg.cache_prefetch);
+	if (lambda_name != NULL &&
+	    (lambda = lambda_mode_start(&agent, lambda_name, err, sizeof(err))) == NULL) {
+		log_error("Lambda extension: %s", err);
+		goto out;
+	}
 	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
 	    config_backend_name(cfg.backend));
+	loop_ran = 1;
 	if (event_base_dispatch(agent.base) != 0) {
 		log_error("event loop failed");
 		goto out;
 	}
-	status = 0;
+	status = lambda != NULL ? lambda_mode_status(lambda) : 0;
 out:
+	if (lambda_name != NULL && !loop_ran && !check_only)
+		lambda_mode_init_error(lambda, lambda_name, "smcached could not start; its log says why");
+	lambda_mode_free(lambda);
 	if (sig_int != NULL)
 		event_free(sig_int);
 	if (sig_term != NULL)
 		event_free(sig_term);
 	server_free(agent.server);
+	http_door_free(http_door);	/* also before policy_free: its connections hold entries */
 	policy_free(&agent);	/* after the connections that hold per-uid entries */
 	if (listen_unix_close(&ls) != 0)
 		log_warn("cannot remove the socket file %s: %s", ls.path, strerror(errno));

@@ -149,6 +149,12 @@ audit_format(const struct audit_event *e, char *buf, size_t len)
 	used = put_quoted(buf, len, used, e->version_stage);
 	used = put_text(buf, len, used, " version_id=");
 	used = put_quoted(buf, len, used, e->version_id);
+	if (e->door != NULL)
+		used = put_text(buf, len, used, " door=%s", e->door);
+	if (e->reason != NULL) {
+		used = put_text(buf, len, used, " reason=");
+		used = put_quoted(buf, len, used, e->reason);
+	}
 	return used;
 }
 

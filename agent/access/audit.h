@@ -10,7 +10,9 @@
  *   status=ACCESS_DENIED uid=1000 gid=1000 pid=4242 id="prod/db" stage=-
  *   version_id=-
  *
- * (one line). Levels: off, denied (only refusals: access and STATS), all
+ * (one line; requests through the HTTP door add door=http, and a decision
+ * with a reason, such as an HTTP caller whose uid is unknown, adds
+ * reason="..."). Levels: off, denied (only refusals: access and STATS), all
  * (every GET, DESCRIBE and STATS, with the status it was answered with).
  */
 #ifndef SMC_AGENT_AUDIT_H
@@ -39,6 +41,8 @@ struct audit_event {
 	const char *version_id;		/* NULL: not given */
 	bool allowed;
 	int status;			/* the reply's smc_status; -1: no reply (client left) */
+	const char *door;		/* NULL: the Unix socket; "http": the HTTP door */
+	const char *reason;		/* NULL, or why a decision was made (e.g. uid unknown) */
 };
 
 /* path NULL: stderr. Otherwise the file is opened (created 0600) for appending. */

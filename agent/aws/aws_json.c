@@ -319,8 +319,14 @@ aws_json_parse_get(const void *body, size_t len, struct aws_get_result *out, cha
     size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
-	if (aj_parse_root(body, len, &out->root, err, errlen) != 0)
+	if (aj_parse_root(body, len, &out->root, err, errlen) != 0) {
+		/* A "\u0000" escape in a string of a JSON text is a value the agent
+		 * cannot hold (cJSON strings end at NUL), not a broken upstream. */
+		out->answer_parsed = body != NULL && len <= AWS_JSON_MAX_BODY &&
+		    memchr(body, '\0', len) == NULL && aj_has_nul(body, len);
 		return -1;
+	}
+	out->answer_parsed = true;
 	if (aj_value(out->root, &out->v, err, errlen) != 0) {
 		aws_get_result_free(out);
 		return -1;
@@ -844,65 +850,65 @@ aj_mentions_deletion(const char *message)
 	return strcasestr(message, "deleted") != NULL || strcasestr(message, "deletion") != NULL;
 }
 
+/*
+ * Status and message of an error answer, and its scope (about_secret): an
+ * answer about the secret asked for (it does not exist or is being deleted,
+ * access to it is denied, its KMS key fails, the request about it is
+ * invalid) or about the upstream as a whole (throttling, 5xx, the agent's
+ * credentials refused, or anything that is not a Secrets Manager error).
+ * Returns whether the call is worth retrying.
+ */
 static bool
 aj_classify(const char *code, const char *message, long http_status, struct backend_error *out)
 {
 	char what[AWS_ERROR_CODE_LEN + AWS_ERROR_TEXT_LEN + 32];
+	bool retry = false, about_secret = true;
 
 	aj_describe(code, message, http_status, what, sizeof(what));
 	if (strcmp(code, "ResourceNotFoundException") == 0) {
 		backend_error_set(out, SMC_STATUS_NOT_FOUND, "%s", what);
-		return false;
-	}
-	if (strcmp(code, "InvalidRequestException") == 0 && aj_mentions_deletion(message)) {
+	} else if (strcmp(code, "InvalidRequestException") == 0 && aj_mentions_deletion(message)) {
 		backend_error_set(out, SMC_STATUS_NOT_FOUND,
 		    "the secret is scheduled for deletion (%s)", what);
-		return false;
-	}
-	if (aj_code_in(code, aj_auth_codes) || http_status == 401) {
+	} else if (aj_code_in(code, aj_auth_codes) || http_status == 401) {
 		backend_error_set(out, SMC_STATUS_UPSTREAM_AUTH,
 		    "upstream rejected the agent's credentials: %s", what);
-		return false;
-	}
-	if (strcmp(code, "AccessDeniedException") == 0 || strcmp(code, "AccessDenied") == 0) {
+		about_secret = false;
+	} else if (strcmp(code, "AccessDeniedException") == 0 || strcmp(code, "AccessDenied") == 0) {
 		backend_error_set(out, SMC_STATUS_ACCESS_DENIED,
 		    "Secrets Manager denied the agent's IAM identity: %s", what);
-		return false;
-	}
-	if (aj_code_in(code, aj_throttle_codes) || http_status == 429) {
+	} else if (aj_code_in(code, aj_throttle_codes) || http_status == 429) {
 		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
 		    "Secrets Manager is throttling requests: %s", what);
-		return true;
-	}
-	/* Not-found before bad-request: moto answers 404 InvalidRequestException
-	 * for a version id whose labels do not include the stage asked for. */
-	if (http_status == 404) {
+		retry = true;
+		about_secret = false;
+	} else if (http_status == 404) {
+		/* Not-found before bad-request: moto answers 404 InvalidRequestException
+		 * for a version id whose labels do not include the stage asked for. */
 		backend_error_set(out, SMC_STATUS_NOT_FOUND, "%s", what);
-		return false;
-	}
-	if (aj_code_in(code, aj_bad_request_codes)) {
+	} else if (aj_code_in(code, aj_bad_request_codes)) {
 		backend_error_set(out, SMC_STATUS_BAD_REQUEST,
 		    "Secrets Manager rejected the request: %s", what);
-		return false;
-	}
-	if (strcmp(code, "DecryptionFailure") == 0 || strcmp(code, "EncryptionFailure") == 0) {
+	} else if (strcmp(code, "DecryptionFailure") == 0 || strcmp(code, "EncryptionFailure") == 0) {
 		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
 		    "Secrets Manager could not decrypt the secret with its KMS key: %s", what);
-		return false;
-	}
-	if (http_status == 403) {
+	} else if (http_status == 403) {
 		backend_error_set(out, SMC_STATUS_UPSTREAM_AUTH,
 		    "upstream rejected the agent's credentials: %s", what);
-		return false;
-	}
-	if (aj_code_in(code, aj_transient_codes) || http_status >= 500 || http_status == 408) {
+		about_secret = false;
+	} else if (aj_code_in(code, aj_transient_codes) || http_status >= 500 || http_status == 408) {
 		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
 		    "Secrets Manager failed: %s", what);
-		return true;
+		retry = true;
+		about_secret = false;
+	} else {
+		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		    "Secrets Manager refused the request: %s", what);
+		/* A coded 4xx answers this request; anything else is not Secrets Manager. */
+		about_secret = code[0] != '\0' && http_status >= 400 && http_status < 500;
 	}
-	backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
-	    "Secrets Manager refused the request: %s", what);
-	return false;
+	out->about_secret = about_secret;
+	return retry;
 }
 
 bool

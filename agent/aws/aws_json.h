@@ -56,6 +56,9 @@ struct aws_value {
 struct aws_get_result {
 	struct cJSON *root;
 	struct aws_value v;
+	/* The body was a JSON object, an answer about the secret asked for: set
+	 * even when parsing failed later, at a field of that answer. */
+	bool answer_parsed;
 };
 
 struct aws_describe_result {

@@ -551,13 +551,16 @@ ua_call_retry(struct ua_call *c)
 
 /* ---- success -------------------------------------------------------------------------- */
 
-static void ua_malformed(struct ua_call *, const char *);
+static void ua_malformed(struct ua_call *, const char *, bool);
 
+/* about_secret: the answer was about the secret (a JSON object), one of its
+ * fields was not acceptable (a SecretString with a NUL byte, bad base64). */
 static void
-ua_malformed(struct ua_call *c, const char *why)
+ua_malformed(struct ua_call *c, const char *why, bool about_secret)
 {
 	backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
 	    "malformed response from Secrets Manager: %s", why);
+	c->error.about_secret = about_secret;
 	ua_call_finish(c);
 }
 
@@ -570,7 +573,7 @@ ua_get_ok(struct ua_call *c, const struct http_response *r)
 	char err[160];
 
 	if (aws_json_parse_get(r->body, r->body_len, &res, err, sizeof(err)) != 0) {
-		ua_malformed(c, err);
+		ua_malformed(c, err, res.answer_parsed);
 		return;
 	}
 	ua_call_detach(c);
@@ -598,7 +601,7 @@ ua_describe_ok(struct ua_call *c, const struct http_response *r)
 	char err[160];
 
 	if (aws_json_parse_describe(r->body, r->body_len, &res, err, sizeof(err)) != 0) {
-		ua_malformed(c, err);
+		ua_malformed(c, err, false);
 		return;
 	}
 	ua_call_detach(c);
@@ -648,7 +651,7 @@ ua_batch_ok(struct ua_call *c, const struct http_response *r)
 	char err[160], *body;
 
 	if (aws_json_parse_batch(r->body, r->body_len, &res, err, sizeof(err)) != 0) {
-		ua_malformed(c, err);
+		ua_malformed(c, err, false);
 		return;
 	}
 	b->pages++;

@@ -30,6 +30,15 @@ struct backend_query {
 
 struct backend_error {
 	enum smc_status status;		/* never SMC_STATUS_OK */
+	/*
+	 * The answer is about this one secret (its value is malformed, its key
+	 * fails to decrypt it, access to it is denied, it does not exist), not
+	 * about the upstream as a whole (unreachable, timing out, 5xx, throttling,
+	 * the agent's credentials refused). The cache's circuit breaker counts
+	 * only the latter; the former back off that secret alone.
+	 * backend_error_set() clears it; the backend sets it where it knows.
+	 */
+	bool about_secret;
 	char message[256];		/* for the client and the log; never contains a value */
 };
 
@@ -71,12 +80,24 @@ typedef void (*backend_value_cb)(void *arg, const struct backend_value *value,
 typedef void (*backend_describe_cb)(void *arg, const struct backend_description *description,
     const struct backend_error *error);
 
+/* How long backend calls took, from the call to the callback (a histogram, for /metrics). */
+#define BACKEND_LATENCY_BUCKETS 12
+/* Upper bounds in seconds of the buckets; one more bucket counts the rest (+Inf). */
+extern const double backend_latency_bounds[BACKEND_LATENCY_BUCKETS];
+struct backend_latency {
+	uint64_t buckets[BACKEND_LATENCY_BUCKETS + 1];	/* not cumulative */
+	uint64_t count;
+	uint64_t sum_ns;
+};
+
 /* Upstream request counters, by operation and outcome (for STATS). */
 struct backend_counters {
 	uint64_t get_ok;
 	uint64_t get_error;
 	uint64_t describe_ok;
 	uint64_t describe_error;
+	struct backend_latency get_latency;	/* kept by backend_get_value() */
+	struct backend_latency describe_latency;	/* kept by backend_describe() */
 };
 
 struct backend_ops {
@@ -91,31 +112,24 @@ struct backend_ops {
 	void (*free)(struct backend *backend);
 };
 
+struct backend_timer;
+
 struct backend {
 	const struct backend_ops *ops;
 	struct event_base *base;
 	struct backend_counters counters;
+	struct backend_timer *timers;	/* calls in flight, timed (backend.c) */
 };
 
-static inline int
-backend_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb, void *arg)
-{
-	return b->ops->get_value(b, q, cb, arg);
-}
+/* The calls every user makes: the backend's own, timed into counters' latency. */
+int backend_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb,
+    void *arg);
+int backend_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg);
+/* Frees what timing still holds for callbacks that will never run, then the backend. */
+void backend_free(struct backend *b);
 
-static inline int
-backend_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg)
-{
-	return b->ops->describe(b, secret_id, cb, arg);
-}
-
-static inline void
-backend_free(struct backend *b)
-{
-	if (b != NULL)
-		b->ops->free(b);
-}
-
+/* Sets status and message; about_secret is cleared (an upstream-wide failure
+ * unless the caller says otherwise). */
 void backend_error_set(struct backend_error *error, enum smc_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

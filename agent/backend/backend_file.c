@@ -1072,7 +1072,12 @@ sf_do_get(struct backend_file *bf, struct sf_request *req)
 	struct backend_value value;
 	bool ok;
 
-	ok = sf_load(bf, &s, &error, true) == 0 && sf_lookup_value(&s, req, &value, &error) == 0;
+	ok = sf_load(bf, &s, &error, true) == 0;
+	if (ok && sf_lookup_value(&s, req, &value, &error) != 0) {
+		/* The file was read: the answer is about this secret, not the backend. */
+		error.about_secret = true;
+		ok = false;
+	}
 	if (ok)
 		bf->b.counters.get_ok++;
 	else
@@ -1101,6 +1106,7 @@ sf_do_describe(struct backend_file *bf, struct sf_request *req)
 	if ((sec = sf_find_secret(&s, req->secret_id)) == NULL) {
 		sf_shown(id, sizeof(id), req->secret_id);
 		backend_error_set(&error, SMC_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
+		error.about_secret = true;
 		goto done;
 	}
 	if (sec->version_count > 0 &&

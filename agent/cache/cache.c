@@ -58,6 +58,7 @@
 #define MAX_PREFIXES		256	/* distinct ARN prefixes shared; past that, ARNs are whole */
 #define NO_PREFIX		UINT16_MAX
 #define UUID_LEN		36	/* 8-4-4-4-12 hex digits */
+#define MAX_DESCRIPTIONS	1024	/* DESCRIBE answers remembered at most (oldest go first) */
 
 /*
  * The sealing key closes after KEY_LINGER_MS without a seal or unseal (between
@@ -109,8 +110,10 @@ struct secret {
 	struct version *current;	/* AWSCURRENT -> version, NULL when unknown */
 	uint64_t current_expires_ms;
 	uint64_t last_read_ms;
-	uint64_t refresh_at_ms;		/* next background refresh; 0: none planned */
-	uint64_t retry_at_ms;		/* backoff: no refresh before this */
+	uint64_t refresh_at_ms;		/* next background refresh (after a failure: its
+					 * backoff); 0: none planned */
+	uint64_t versions_expires_ms;	/* the labels of held versions, which reads by
+					 * VersionId report, are trusted until then */
 	uint64_t last_forced_ms;
 	uint32_t hash;			/* of the name, in the index */
 	uint16_t prefix;		/* in cache->prefixes; NO_PREFIX: tail is "ARN\0NAME" */
@@ -142,12 +145,20 @@ struct secret_index {
 	unsigned char key[crypto_shorthash_KEYBYTES];
 };
 
-/* A remembered "not found" for one (id, stage, version id). */
+/*
+ * A remembered answer for one (id, stage, version id) that holds no value:
+ * "not found" (failures 0, for negative_ttl), or a failure that backs this
+ * query off (failures > 0): an answer about the secret (a malformed value, a
+ * KMS failure, access denied to it) always, an upstream-wide one only while
+ * the breaker is open (so the query whose probe failed does not take the
+ * next one).
+ */
 struct negative {
 	struct table_node node;
 	TAILQ_ENTRY(negative) fifo;
 	uint64_t created_ms;
 	uint64_t expires_ms;
+	uint16_t failures;
 	struct backend_error error;
 	const char *id, *stage, *version_id;
 	char strings[];
@@ -188,9 +199,40 @@ struct refresh {
 	LIST_ENTRY(refresh) entry;	/* cache->refreshes, so cache_free() can release it */
 	struct cache *cache;
 	unsigned pending;		/* upstream calls not answered yet */
+	uint64_t described_ms;		/* when the DescribeSecret answer came; 0: not yet */
 	bool failed;
 	bool probe;
 	char arn[];
+};
+
+/*
+ * A DESCRIBE answer remembered under the id it was asked with: a description
+ * for ttl, or "not found" for negative_ttl. One allocation: the record, the
+ * versions, their stage arrays, then the strings (metadata, not values).
+ */
+struct described {
+	struct table_node node;
+	TAILQ_ENTRY(described) fifo;
+	uint64_t expires_ms;
+	const char *id;
+	bool found;			/* else error says why not */
+	struct backend_description d;
+	struct backend_error error;
+};
+
+struct describe_waiter {
+	struct describe_waiter *next;
+	cache_describe_cb cb;
+	void *arg;
+};
+
+/* One DescribeSecret for every DESCRIBE of the same id meanwhile. */
+struct describe_flight {
+	struct table_node node;
+	struct cache *cache;
+	struct describe_waiter *waiters, **waiters_tail;
+	bool probe;
+	char id[];
 };
 
 struct cache {
@@ -209,6 +251,10 @@ struct cache {
 	TAILQ_HEAD(version_lru, version) lru;	/* most recently used first */
 	TAILQ_HEAD(, negative) negative_fifo;
 	LIST_HEAD(, refresh) refreshes;	/* background refreshes in flight */
+	struct table descs;		/* struct described, by id */
+	TAILQ_HEAD(, described) desc_fifo;
+	size_t desc_count;
+	struct table dflights;		/* struct describe_flight, by id */
 	seal_ctx *seal;
 	bool key_held;			/* open (see KEY_LINGER_MS) */
 	bool key_used;			/* used since the linger timer last looked */
@@ -264,6 +310,18 @@ is_upstream_failure(enum smc_status status)
 {
 	return status == SMC_STATUS_UPSTREAM_UNAVAILABLE || status == SMC_STATUS_UPSTREAM_AUTH ||
 	    status == SMC_STATUS_INTERNAL;
+}
+
+/*
+ * What the circuit breaker counts: failures of the upstream as a whole. An
+ * answer about one secret (its value malformed, its KMS key failing, access
+ * to it denied, not found) shows the upstream answers: one user reading a
+ * broken secret must not cut every other user off.
+ */
+static bool
+upstream_answered(const struct backend_error *error)
+{
+	return error == NULL || error->about_secret || !is_upstream_failure(error->status);
 }
 
 /* ---- the sealing key: open while in use (see KEY_LINGER_MS) ------------------------- */
@@ -1005,8 +1063,8 @@ plan_refresh(struct cache *c, struct secret *s, uint64_t now)
 {
 	uint64_t ttl_ms = (uint64_t)c->opts.ttl_s * 1000u, at, jitter;
 
-	if (c->opts.refresh_ahead_pct == 0)
-		return;
+	if (c->opts.refresh_ahead_pct == 0 || s->failures > 0)
+		return;		/* off, or backing off: refresh_at_ms is the retry */
 	at = now + ttl_ms * c->opts.refresh_ahead_pct / 100u;
 	jitter = ttl_ms * c->opts.refresh_jitter_pct / 100u;
 	/* Only earlier, never past expiry: a fleet of agents spreads out. */
@@ -1083,6 +1141,10 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		if (l->version == v && !stage_listed(value, l->name))
 			l->version = NULL;
 	}
+	/* The answer lists every label of v: with no other version held, that is
+	 * every label a read by VersionId can report. */
+	if (s->versions == v && v->next == NULL)
+		s->versions_expires_ms = now + (uint64_t)c->opts.ttl_s * 1000u;
 	s->last_read_ms = now;
 	plan_refresh(c, s, now);
 	evict_to_bounds(c, v);
@@ -1257,37 +1319,67 @@ body_get(struct cache *c, struct version *v, cache_render_fn render)
 }
 
 /*
- * What the cache can answer for q without the upstream: a trusted version,
- * or with allow_stale one past its ttl but within max_stale (*stale set).
+ * What the cache holds for q: the version, and whether it is trusted now
+ * (*stale false) or past its ttl but within max_stale (*stale true). NULL:
+ * nothing held, or past max_stale. The value of a VersionId never changes,
+ * but whether the secret still exists and which labels that version bears
+ * do: a read by VersionId is trusted as long as the labels of held versions
+ * are (versions_expires_ms), and with a stage too, that label as well.
  */
 static struct version *
 lookup(struct cache *c, struct secret *s, const struct backend_query *q, uint64_t now,
-    bool allow_stale, bool *stale)
+    bool *stale)
 {
 	struct version *v, *by_label;
-	uint64_t expires = 0, stale_ms = (uint64_t)c->opts.max_stale_s * 1000u;
+	uint64_t expires = 0, label_expires, stale_ms = (uint64_t)c->opts.max_stale_s * 1000u;
 
 	*stale = false;
 	if (s == NULL)
 		return NULL;
 	if (q->version_id != NULL) {
-		/* A version's value never changes: held is as good as fresh. */
-		if ((v = version_find(s, q->version_id)) == NULL || q->version_stage == NULL)
-			return v;
-		/* With a stage too, it must still be that version's. */
-		by_label = label_get(s, q->version_stage, &expires);
-		if (by_label != v)
+		if ((v = version_find(s, q->version_id)) == NULL)
 			return NULL;
+		expires = s->versions_expires_ms;
+		if (q->version_stage != NULL) {
+			/* With a stage too, it must still be that version's. */
+			by_label = label_get(s, q->version_stage, &label_expires);
+			if (by_label != v)
+				return NULL;
+			if (label_expires < expires)
+				expires = label_expires;
+		}
 	} else if ((v = label_get(s, q->version_stage, &expires)) == NULL) {
 		return NULL;
 	}
 	if (now < expires)
 		return v;
-	if (allow_stale && now < expires + stale_ms) {
+	if (now < expires + stale_ms) {
 		*stale = true;
 		return v;
 	}
 	return NULL;
+}
+
+/*
+ * Stale-while-revalidate: may a reader get s's held value past its ttl at
+ * once? Yes while the upstream is being asked about s (a refresh in flight),
+ * is due to be (a hot secret whose planned refresh has not landed yet), or
+ * fails (s backing off, or the breaker open): the upstream's answer is
+ * what a wait would buy, and the value is marked stale meanwhile. No for a
+ * cold secret (nothing planned): its reader asks the upstream, and waits.
+ * cache_get() also lets readers join a fetch already in flight this way.
+ */
+static bool
+revalidating(struct cache *c, const struct secret *s, uint64_t now)
+{
+	if (s->refreshing || s->failures > 0 || c->breaker_open_until_ms != 0)
+		return true;
+	if (s->refresh_at_ms != 0 && c->opts.refresh_ahead_pct != 0 &&
+	    now < s->last_read_ms + (uint64_t)c->opts.refresh_idle_s * 1000u) {
+		tick_arm(c);	/* due: make sure the refresh starts */
+		return true;
+	}
+	return false;
 }
 
 static void
@@ -1300,20 +1392,25 @@ touch(struct cache *c, struct version *v, uint64_t now)
 	v->secret->last_read_ms = now;
 }
 
+/* Capped exponential backoff with full jitter, after the failures-th failure in a row. */
+static uint64_t
+backoff_ms(unsigned failures)
+{
+	uint64_t backoff = (uint64_t)BACKOFF_BASE_MS << (failures < 7 ? failures - 1 : 6);
+
+	if (backoff > BACKOFF_CAP_MS)
+		backoff = BACKOFF_CAP_MS;
+	return 1 + random_below(backoff);
+}
+
 /* The upstream failed for s: retry later, capped exponential backoff with full jitter. */
 static void
 secret_backoff(struct cache *c, struct secret *s, uint64_t now)
 {
-	uint64_t backoff;
-
 	if (s->failures < UINT16_MAX)
 		s->failures++;
-	backoff = (uint64_t)BACKOFF_BASE_MS << (s->failures < 7 ? s->failures - 1 : 6);
-	if (backoff > BACKOFF_CAP_MS)
-		backoff = BACKOFF_CAP_MS;
-	s->retry_at_ms = now + 1 + random_below(backoff);
-	if (s->refresh_at_ms == 0)
-		s->refresh_at_ms = now;	/* the tick retries it once the backoff is over */
+	/* The tick retries it once the backoff is over (a planned refresh waits too). */
+	s->refresh_at_ms = now + backoff_ms(s->failures);
 	c->stats.backoffs++;
 	tick_arm(c);
 }
@@ -1377,15 +1474,14 @@ query_strings_len(const struct backend_query *q)
 	    (q->version_id ? strlen(q->version_id) + 1 : 0);
 }
 
+/* Remembers error for q until expires_ms; failures as struct negative says. */
 static void
-negative_add(struct cache *c, const struct backend_query *q, const struct backend_error *error,
-    uint64_t now)
+negative_put(struct cache *c, const struct backend_query *q, const struct backend_error *error,
+    uint64_t now, uint64_t expires_ms, uint16_t failures)
 {
 	struct negative *n;
 	char *p;
 
-	if (c->opts.negative_ttl_s == 0)
-		return;
 	if ((n = negative_find(c, q)) != NULL)
 		negative_free(c, n);
 	if (c->stats.negatives >= MAX_NEGATIVES)
@@ -1398,13 +1494,61 @@ negative_add(struct cache *c, const struct backend_query *q, const struct backen
 	n->version_id = copy_opt(&p, q->version_id);
 	n->error = *error;
 	n->created_ms = now;
-	n->expires_ms = now + (uint64_t)c->opts.negative_ttl_s * 1000u;
+	n->expires_ms = expires_ms;
+	n->failures = failures;
 	table_insert(&c->negatives, &n->node, query_hash(&c->negatives, q));
 	TAILQ_INSERT_TAIL(&c->negative_fifo, n, fifo);
 	c->stats.negatives++;
 }
 
+static void
+negative_add(struct cache *c, const struct backend_query *q, const struct backend_error *error,
+    uint64_t now)
+{
+	if (c->opts.negative_ttl_s != 0)
+		negative_put(c, q, error, now, now + (uint64_t)c->opts.negative_ttl_s * 1000u, 0);
+}
+
+/* A fetch for q failed and nothing held could answer it: back q off. */
+static void
+failure_add(struct cache *c, const struct backend_query *q, const struct backend_error *error,
+    uint64_t now)
+{
+	struct negative *n = negative_find(c, q);
+	unsigned failures = n != NULL && n->failures > 0 && n->failures < UINT16_MAX ?
+	    n->failures + 1u : 1u;
+
+	negative_put(c, q, error, now, now + backoff_ms(failures), (uint16_t)failures);
+}
+
+/* Whether n answers a read now (else the upstream is asked). */
+static bool
+negative_applies(const struct cache *c, const struct negative *n, uint64_t now)
+{
+	if (now >= n->expires_ms)
+		return false;
+	return n->failures == 0 || n->error.about_secret || c->breaker_open_until_ms != 0;
+}
+
 /* ---- fetches for readers ------------------------------------------------------------ */
+
+static void refresh_start(struct cache *c, struct secret *s, bool probe);
+
+/*
+ * A read by VersionId was answered from the upstream, but the labels of the
+ * other versions held are not confirmed (versions_expires_ms): describe the
+ * secret in the background, so the next reads are hits again.
+ */
+static void
+confirm_versions(struct cache *c, struct secret *s, uint64_t now)
+{
+	bool probe;
+
+	if (now < s->versions_expires_ms || s->refreshing ||
+	    c->refresh_calls >= c->opts.max_refreshes || !breaker_allow(c, now, &probe))
+		return;
+	refresh_start(c, s, probe);
+}
 
 static void
 flight_done(void *arg, const struct backend_value *value, const struct backend_error *error)
@@ -1413,6 +1557,7 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 	struct cache *c = f->cache;
 	struct flight_waiter *w, *next;
 	struct backend_error stored_error;
+	struct negative *neg;
 	struct secret *s;
 	struct version *v = NULL;
 	uint64_t now = now_ms();
@@ -1423,19 +1568,35 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 	if (error != NULL) {
 		c->stats.fetch_errors++;
 		stored_error = *error;
-		breaker_record(c, !is_upstream_failure(error->status), f->probe, now);
+		breaker_record(c, upstream_answered(error), f->probe, now);
 		s = secret_find(c, f->query.secret_id);
 		if (is_upstream_failure(error->status)) {
 			/* Stale-if-error: the last good value, within max_stale; and later
 			 * readers get it at once instead of waiting on the upstream again. */
-			v = lookup(c, s, &f->query, now, true, &stale);
+			v = lookup(c, s, &f->query, now, &stale);
 			if (s != NULL)
 				secret_backoff(c, s, now);
+			/* Nothing to serve: this query backs off (see struct negative). */
+			if (v == NULL && (error->about_secret || f->probe))
+				failure_add(c, &f->query, error, now);
 		} else if (s != NULL && (error->status == SMC_STATUS_ACCESS_DENIED ||
 		    (error->status == SMC_STATUS_NOT_FOUND && f->query.version_id == NULL &&
 		    strcmp(f->query.version_stage, STAGE_CURRENT) == 0))) {
 			/* Access revoked, or the secret is gone: a definitive answer. */
 			secret_free(c, s);
+			if (error->status == SMC_STATUS_ACCESS_DENIED && error->about_secret)
+				failure_add(c, &f->query, error, now);
+		} else if (s == NULL && error->status == SMC_STATUS_ACCESS_DENIED &&
+		    error->about_secret) {
+			failure_add(c, &f->query, error, now);	/* denied: back off as a failure */
+		} else if (s != NULL && error->status == SMC_STATUS_NOT_FOUND &&
+		    f->query.version_stage == NULL &&
+		    (v = version_find(s, f->query.version_id)) != NULL) {
+			/* A version we hold is gone (or the whole secret is): it goes. */
+			version_free(c, v);
+			v = NULL;
+			if (s->versions == NULL)
+				secret_free(c, s);
 		} else if (s != NULL && error->status == SMC_STATUS_NOT_FOUND &&
 		    f->query.version_id == NULL) {
 			label_drop(c, s, f->query.version_stage);	/* that label moved away */
@@ -1444,10 +1605,15 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 			negative_add(c, &f->query, error, now);
 	} else {
 		breaker_record(c, true, f->probe, now);
+		if ((neg = negative_find(c, &f->query)) != NULL)
+			negative_free(c, neg);
 		if ((s = secret_find(c, value->arn)) != NULL)
 			s->failures = 0;
-		if (store_value(c, value, now) == NULL)
+		if ((v = store_value(c, value, now)) == NULL)
 			log_warn("cache: could not store a fetched version (out of memory or too large)");
+		else if (f->query.version_id != NULL)
+			confirm_versions(c, v->secret, now);
+		v = NULL;
 	}
 	for (w = f->waiters; w != NULL; w = next) {
 		next = w->next;
@@ -1607,10 +1773,13 @@ get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
 		flight_join(c, &q, cb, arg);
 		return;
 	}
-	/* While the upstream is known to fail, serve stale at once rather than wait for it. */
+	/* A held value past its ttl is served at once (stale) while the upstream
+	 * is being asked anyway, is due to be, or fails (see revalidating()). */
 	s = secret_find(c, q.secret_id);
-	v = lookup(c, s, &q, now, s != NULL && (s->failures > 0 || c->breaker_open_until_ms != 0),
-	    &stale);
+	v = lookup(c, s, &q, now, &stale);
+	if (v != NULL && stale && !revalidating(c, s, now) &&
+	    flight_find(c, &q, query_hash(&c->flights, &q)) == NULL)
+		v = NULL;	/* cold: this reader asks the upstream, and waits */
 	if (v != NULL) {
 		c->stats.hits++;
 		touch(c, v, now);
@@ -1618,13 +1787,17 @@ get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
 		return;
 	}
 	if ((neg = negative_find(c, &q)) != NULL) {
-		if (now < neg->expires_ms) {
-			c->stats.negative_hits++;
+		if (negative_applies(c, neg, now)) {
+			if (neg->failures > 0)
+				c->stats.backoff_hits++;
+			else
+				c->stats.negative_hits++;
 			error = neg->error;
 			cb(arg, NULL, false, &error);
 			return;
 		}
-		negative_free(c, neg);
+		if (neg->failures == 0)
+			negative_free(c, neg);	/* a failure's count stays, for its next backoff */
 	}
 	c->stats.misses++;
 	flight_join(c, &q, cb, arg);
@@ -1662,9 +1835,9 @@ cache_get_shared(struct cache *c, const struct backend_query *query, unsigned fl
 	if ((s = secret_find(c, q.secret_id)) == NULL)
 		return 0;
 	now = now_ms();
-	/* As cache_get(): serve stale at once while the upstream is known to fail. */
-	v = lookup(c, s, &q, now, s->failures > 0 || c->breaker_open_until_ms != 0, &stale);
-	if (v == NULL || (b = body_get(c, v, render)) == NULL)
+	/* As cache_get() (which also lets a reader of a cold secret join a fetch). */
+	v = lookup(c, s, &q, now, &stale);
+	if (v == NULL || (stale && !revalidating(c, s, now)) || (b = body_get(c, v, render)) == NULL)
 		return 0;
 	c->stats.hits++;
 	if (stale)
@@ -1685,6 +1858,208 @@ cache_prefetch(struct cache *c, const char *secret_id)
 	flight_join(c, &q, NULL, NULL);
 }
 
+/* ---- DESCRIBE: remembered for ttl, one upstream call for concurrent askers ---------- */
+
+static void
+described_free(struct cache *c, struct described *e)
+{
+	table_remove(&c->descs, &e->node);
+	TAILQ_REMOVE(&c->desc_fifo, e, fifo);
+	c->desc_count--;
+	free(e);
+}
+
+static struct described *
+described_find(struct cache *c, const char *id, uint64_t h)
+{
+	for (struct table_node *n = table_chain(&c->descs, h); n != NULL; n = n->next) {
+		struct described *e = table_entry(n, struct described, node);
+
+		if (n->hash == h && strcmp(e->id, id) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static size_t
+opt_len(const char *s)
+{
+	return s != NULL ? strlen(s) + 1 : 0;
+}
+
+/* Remembers d (or error, when d is NULL) for id until expires_ms. */
+static void
+described_put(struct cache *c, const char *id, const struct backend_description *d,
+    const struct backend_error *error, uint64_t expires_ms)
+{
+	uint64_t h = table_hash(&c->descs, id, NULL, NULL);
+	size_t nv = d != NULL ? d->version_count : 0, size, nstages = 0;
+	struct backend_version_stages *vs;
+	struct described *e;
+	const char **stage_at;
+	char *p;
+
+	if ((e = described_find(c, id, h)) != NULL)
+		described_free(c, e);
+	if (c->desc_count >= MAX_DESCRIPTIONS)
+		described_free(c, TAILQ_FIRST(&c->desc_fifo));
+	size = strlen(id) + 1;
+	if (d != NULL) {
+		size += opt_len(d->arn) + opt_len(d->name) + opt_len(d->description);
+		for (size_t i = 0; i < nv; i++) {
+			size += opt_len(d->versions[i].version_id);
+			nstages += d->versions[i].stage_count;
+			for (size_t j = 0; j < d->versions[i].stage_count; j++)
+				size += opt_len(d->versions[i].stages[j]);
+		}
+	}
+	size += sizeof(*e) + nv * sizeof(*vs) + nstages * sizeof(*stage_at);
+	if ((e = calloc(1, size)) == NULL)
+		return;		/* not remembered; the next DESCRIBE asks again */
+	vs = (struct backend_version_stages *)(e + 1);
+	stage_at = (const char **)(vs + nv);
+	p = (char *)(stage_at + nstages);
+	e->id = copy_opt(&p, id);
+	e->expires_ms = expires_ms;
+	if (d == NULL) {
+		e->error = *error;
+	} else {
+		e->found = true;
+		e->d = *d;
+		e->d.arn = copy_opt(&p, d->arn);
+		e->d.name = copy_opt(&p, d->name);
+		e->d.description = copy_opt(&p, d->description);
+		e->d.versions = vs;
+		for (size_t i = 0; i < nv; i++) {
+			vs[i] = d->versions[i];
+			vs[i].version_id = copy_opt(&p, d->versions[i].version_id);
+			vs[i].stages = stage_at;
+			for (size_t j = 0; j < d->versions[i].stage_count; j++)
+				*stage_at++ = copy_opt(&p, d->versions[i].stages[j]);
+		}
+	}
+	table_insert(&c->descs, &e->node, h);
+	TAILQ_INSERT_TAIL(&c->desc_fifo, e, fifo);
+	c->desc_count++;
+}
+
+static void
+describe_flight_done(void *arg, const struct backend_description *d,
+    const struct backend_error *error)
+{
+	struct describe_flight *f = arg;
+	struct cache *c = f->cache;
+	struct describe_waiter *w, *next;
+	uint64_t now = now_ms();
+
+	table_remove(&c->dflights, &f->node);
+	breaker_record(c, upstream_answered(error), f->probe, now);
+	if (d != NULL)
+		described_put(c, f->id, d, NULL, now + (uint64_t)c->opts.ttl_s * 1000u);
+	else if (error->status == SMC_STATUS_NOT_FOUND && c->opts.negative_ttl_s != 0)
+		described_put(c, f->id, NULL, error,
+		    now + (uint64_t)c->opts.negative_ttl_s * 1000u);
+	for (w = f->waiters; w != NULL; w = next) {
+		next = w->next;
+		w->cb(w->arg, d, error);
+		free(w);
+	}
+	free(f);
+}
+
+void
+cache_describe_charged(struct cache *c, const char *secret_id, const struct cache_charge *charge,
+    cache_describe_cb cb, void *arg)
+{
+	uint64_t h = table_hash(&c->descs, secret_id, NULL, NULL), now = now_ms();
+	struct backend_error error;
+	struct describe_waiter *w;
+	struct describe_flight *f = NULL;
+	struct described *e;
+	size_t len;
+	bool probe;
+
+	if ((e = described_find(c, secret_id, h)) != NULL) {
+		if (now < e->expires_ms) {
+			c->stats.describe_hits++;
+			if (e->found) {
+				cb(arg, &e->d, NULL);
+			} else {
+				error = e->error;
+				cb(arg, NULL, &error);
+			}
+			return;
+		}
+		described_free(c, e);
+	}
+	h = table_hash(&c->dflights, secret_id, NULL, NULL);
+	for (struct table_node *n = table_chain(&c->dflights, h); n != NULL; n = n->next) {
+		struct describe_flight *df = table_entry(n, struct describe_flight, node);
+
+		if (n->hash == h && strcmp(df->id, secret_id) == 0) {
+			f = df;
+			break;
+		}
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		goto fail;
+	w->cb = cb;
+	w->arg = arg;
+	if (f != NULL) {
+		c->stats.describe_joins++;
+	} else {
+		if (charge != NULL && !charge->allow(charge->arg)) {
+			free(w);
+			backend_error_set(&error, SMC_STATUS_LIMIT_EXCEEDED, "%s", charge->refusal);
+			cb(arg, NULL, &error);
+			return;
+		}
+		if (!breaker_allow(c, now, &probe)) {
+			free(w);
+			c->stats.breaker_rejects++;
+			backend_error_set(&error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			    "the upstream is failing; not asking it again before the next probe");
+			cb(arg, NULL, &error);
+			return;
+		}
+		len = strlen(secret_id);
+		if ((f = calloc(1, sizeof(*f) + len + 1)) == NULL) {
+			free(w);
+			if (probe)
+				c->breaker_probing = false;
+			goto fail;
+		}
+		f->cache = c;
+		f->probe = probe;
+		f->waiters_tail = &f->waiters;
+		memcpy(f->id, secret_id, len + 1);
+		if (backend_describe(c->backend, f->id, describe_flight_done, f) != 0) {
+			if (probe)
+				c->breaker_probing = false;
+			free(f);
+			free(w);
+			backend_error_set(&error, SMC_STATUS_INTERNAL,
+			    "the backend could not take the request");
+			cb(arg, NULL, &error);
+			return;
+		}
+		c->stats.describe_fetches++;
+		table_insert(&c->dflights, &f->node, h);
+	}
+	*f->waiters_tail = w;
+	f->waiters_tail = &w->next;
+	return;
+fail:
+	backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
+	cb(arg, NULL, &error);
+}
+
+void
+cache_describe(struct cache *c, const char *secret_id, cache_describe_cb cb, void *arg)
+{
+	cache_describe_charged(c, secret_id, NULL, cb, arg);
+}
+
 /* ---- background refresh ------------------------------------------------------------- */
 
 static void
@@ -1699,8 +2074,11 @@ refresh_finish(struct cache *c, struct refresh *r)
 			secret_backoff(c, s, now);
 		} else {
 			s->failures = 0;
-			s->retry_at_ms = 0;
 			s->refresh_at_ms = 0;
+			/* The labels of every held version are the upstream's now. */
+			if (r->described_ms != 0)
+				s->versions_expires_ms = r->described_ms +
+				    (uint64_t)c->opts.ttl_s * 1000u;
 			plan_refresh(c, s, now);
 		}
 	}
@@ -1731,7 +2109,7 @@ static void
 refresh_call_done(struct cache *c, struct refresh *r, const struct backend_error *error)
 {
 	c->refresh_calls--;
-	breaker_record(c, error == NULL || !is_upstream_failure(error->status), r->probe, now_ms());
+	breaker_record(c, upstream_answered(error), r->probe, now_ms());
 	r->probe = false;
 	if (error != NULL)
 		refresh_failed(c, r, error);
@@ -1765,6 +2143,7 @@ refresh_described(void *arg, const struct backend_description *d, const struct b
 	r->pending++;	/* keep r alive while the fetches below start */
 	if (error != NULL || (s = secret_find(c, r->arn)) == NULL)
 		goto out;
+	r->described_ms = now;
 	if (d->deleted_ms != 0) {
 		/* Scheduled for deletion: a definitive answer, no stale service. */
 		log_info("cache: a cached secret was deleted upstream; dropping it");
@@ -1885,7 +2264,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			if (s->refresh_at_ms == 0 || now >= s->last_read_ms + idle)
 				continue;	/* nothing planned, or cold: left to expire */
 			more = true;
-			if (s->refreshing || now < s->refresh_at_ms || now < s->retry_at_ms)
+			if (s->refreshing || now < s->refresh_at_ms)
 				continue;
 			if (c->refresh_calls >= c->opts.max_refreshes ||
 			    !breaker_allow(c, now, &probe))
@@ -1933,9 +2312,11 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	TAILQ_INIT(&c->lru);
 	TAILQ_INIT(&c->negative_fifo);
 	LIST_INIT(&c->refreshes);
+	TAILQ_INIT(&c->desc_fifo);
 	c->plain_len = SEAL_MAX_PADDED;
 	if (index_init(&c->secrets) != 0 || table_init(&c->negatives, 64) != 0 ||
-	    table_init(&c->flights, 64) != 0) {
+	    table_init(&c->flights, 64) != 0 || table_init(&c->descs, 64) != 0 ||
+	    table_init(&c->dflights, 16) != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -1974,6 +2355,21 @@ cache_free(struct cache *c)
 	}
 	while (!TAILQ_EMPTY(&c->negative_fifo))
 		negative_free(c, TAILQ_FIRST(&c->negative_fifo));
+	while (c->descs.buckets != NULL && !TAILQ_EMPTY(&c->desc_fifo))
+		described_free(c, TAILQ_FIRST(&c->desc_fifo));
+	for (size_t i = 0; c->dflights.buckets != NULL && i <= c->dflights.mask; i++) {
+		while ((n = c->dflights.buckets[i]) != NULL) {
+			struct describe_flight *f = table_entry(n, struct describe_flight, node);
+			struct describe_waiter *w, *next;
+
+			table_remove(&c->dflights, n);
+			for (w = f->waiters; w != NULL; w = next) {
+				next = w->next;
+				free(w);
+			}
+			free(f);
+		}
+	}
 	/* Fetches and refreshes still in the backend: the backend is freed right
 	 * after the cache and never calls back after that, so their records go
 	 * here; waiters are not called. */
@@ -2010,5 +2406,7 @@ cache_free(struct cache *c)
 	free(c->secrets.buckets);
 	table_destroy(&c->negatives);
 	table_destroy(&c->flights);
+	table_destroy(&c->descs);
+	table_destroy(&c->dflights);
 	free(c);
 }

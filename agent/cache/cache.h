@@ -7,7 +7,9 @@
  *   1. labels: (secret, staging label) -> VersionId, trusted for `ttl`
  *      (AWSPENDING only for `pending_ttl`);
  *   2. versions: (secret ARN, VersionId) -> sealed value. A VersionId's value
- *      never changes, so a stored version is never refreshed, only evicted.
+ *      never changes, so a stored value is never fetched again, only evicted;
+ *      but the labels it bears and the secret's existence do change, so a
+ *      read by VersionId is trusted for `ttl` like a label, then revalidated.
  * A secret asked for by name, full ARN or partial ARN is one entry. "No
  * stage" means AWSCURRENT. Versions are bounded by count and sealed bytes,
  * least recently used first. "Not found" is remembered for `negative_ttl`.
@@ -16,11 +18,15 @@
  * Freshness: a secret read within `refresh_idle` is refreshed in the
  * background once `refresh_ahead` percent of its ttl has passed (with
  * jitter): DescribeSecret, then GetSecretValue only for versions not held.
- * Readers never wait for that. When the upstream fails (timeouts, 5xx,
- * throttling), the last good value is served marked stale for up to
- * `max_stale` past its ttl; a definitive answer (deleted, access denied) ends
- * that at once. Failing refreshes back off per secret, and a circuit breaker
- * stops calling an upstream that fails everything, probing it now and then.
+ * Readers never wait for that: while a held value's refresh is in flight,
+ * due or failing (timeouts, 5xx, throttling), the value is served at once,
+ * marked stale once past its ttl, for up to `max_stale` past it
+ * (stale-while-revalidate); only a reader of a secret with no value held, or
+ * of a cold one, waits. A definitive answer (deleted, access denied) ends
+ * stale service at once. Failing refreshes back off per secret, and a
+ * circuit breaker stops calling an upstream that fails everything, probing
+ * it now and then; answers about one secret (struct backend_error's
+ * about_secret) back off that secret only and never count toward it.
  *
  * Values are sealed (seal.h) under a key that is inaccessible except while
  * values are being sealed or unsealed (it closes about a millisecond after
@@ -58,6 +64,7 @@ struct cache_stats {
 	uint64_t hits;			/* answered from the cache */
 	uint64_t misses;		/* needed the backend */
 	uint64_t negative_hits;		/* answered "not found" from memory */
+	uint64_t backoff_hits;		/* answered with a backed-off query's last error */
 	uint64_t joins;			/* waited on a fetch already in flight */
 	uint64_t evictions;		/* versions dropped to stay in bounds */
 	uint64_t fetches;		/* backend fetches started for readers */
@@ -72,6 +79,9 @@ struct cache_stats {
 	uint64_t breaker_opens;		/* times the circuit breaker opened */
 	uint64_t breaker_rejects;	/* requests answered at once while it was open */
 	uint64_t prefetches;
+	uint64_t describe_hits;		/* DESCRIBE answered from memory */
+	uint64_t describe_joins;	/* DESCRIBE waited on a DescribeSecret in flight */
+	uint64_t describe_fetches;	/* DescribeSecret calls made for DESCRIBE */
 	uint64_t versions;		/* gauges */
 	uint64_t sealed_bytes;
 	uint64_t secrets;
@@ -87,7 +97,7 @@ struct cache_stats {
 /*
  * The answer to a GET. On success `value` is valid only during the call and
  * holds plaintext in guarded memory that is wiped right after; `stale` says
- * it is past its ttl because the upstream is failing.
+ * it is past its ttl (its refresh is in flight, due or failing).
  */
 typedef void (*cache_value_cb)(void *arg, const struct backend_value *value, bool stale,
     const struct backend_error *error);
@@ -165,6 +175,21 @@ void cache_body_hold(struct cache_body *body);
 /* Drops a reference; the last one wipes and frees the body. NULL is a no-op.
  * Needs no cache: bodies may outlive it. */
 void cache_body_release(struct cache_body *body);
+
+/*
+ * Answers a DESCRIBE (DescribeSecret: metadata, no value). An answer is
+ * remembered for ttl under the id asked with ("not found" for negative_ttl),
+ * and any number of DESCRIBEs of one id while it is asked share one upstream
+ * call. The callback runs before this returns when the answer is remembered
+ * (or cannot be asked for), from the event loop otherwise; what it receives
+ * is valid during the call.
+ */
+typedef void (*cache_describe_cb)(void *arg, const struct backend_description *description,
+    const struct backend_error *error);
+void cache_describe(struct cache *cache, const char *secret_id, cache_describe_cb cb, void *arg);
+/* cache_describe(), charging a DescribeSecret it starts to charge (see cache_get_charged). */
+void cache_describe_charged(struct cache *cache, const char *secret_id,
+    const struct cache_charge *charge, cache_describe_cb cb, void *arg);
 
 /* Fetches AWSCURRENT of secret_id in the background (start-up prefetch). */
 void cache_prefetch(struct cache *cache, const char *secret_id);

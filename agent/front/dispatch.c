@@ -1,8 +1,8 @@
 /*
  * dispatch: what each protocol operation does. Decoded requests arrive from
  * the server; GET reads through the cache (answered at once on a hit, when
- * the fetch completes otherwise); DESCRIBE goes to the backend; PING and
- * STATS are answered at once.
+ * the fetch completes otherwise); DESCRIBE too (the cache remembers
+ * descriptions for ttl); PING and STATS are answered at once.
  *
  * Replies that carry a secret value are built in the agent's locked scratch
  * buffer, copied once into an exact-size buffer the connection wipes after
@@ -105,6 +105,7 @@ audit_request(struct agent *agent, struct conn *conn, const struct smc_request *
 	e.version_id = str_copy(&req->version_id, vid, sizeof(vid));
 	e.allowed = allowed;
 	e.status = status;
+	e.door = e.reason = NULL;
 	audit_record(agent->audit, &e);
 }
 
@@ -122,6 +123,31 @@ audit_pending(const struct pending *p, bool allowed, int status)
 }
 
 /*
+ * Access rules for the id as given, and the forced-refresh budget: the one
+ * check every front door makes before the cache or the backend is asked.
+ * id NULL: absent or too long to copy whole (refused rather than judged by a
+ * prefix when rules are on). SMC_STATUS_OK, or the status and *message to
+ * answer with.
+ */
+static enum smc_status
+admit_core(struct agent *agent, const struct acl_peer *peer, pid_t pid, const char *id,
+    bool refresh, const char **message)
+{
+	if (acl_enabled(agent->acl) && (id == NULL || !acl_allows_id(agent->acl, peer, id))) {
+		*message = access_denied;
+		return SMC_STATUS_ACCESS_DENIED;
+	}
+	if (refresh && !peer_limits_allow_refresh(agent->peer_limits, peer->uid)) {
+		if (peer_limits_should_warn(agent->peer_limits, peer->uid))
+			log_warn("uid %ld (pid %ld) exceeds refreshes_per_minute_per_uid; answering"
+			    " its forced refreshes with LIMIT_EXCEEDED", (long)peer->uid, (long)pid);
+		*message = "too many forced refreshes from your user; try again later";
+		return SMC_STATUS_LIMIT_EXCEEDED;
+	}
+	return SMC_STATUS_OK;
+}
+
+/*
  * Access rules and the per-uid refresh limit, checked before the cache or
  * the backend is asked: a refused peer gets the same answer whether the
  * secret exists or not, and causes no upstream call. False: answered here.
@@ -130,32 +156,24 @@ static bool
 admit_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
 	char id[SMC_MAX_SECRET_ID + 1];
-	struct acl_peer peer;
-	uid_t uid = conn_peer_uid(conn);
+	struct acl_peer peer = { .uid = conn_peer_uid(conn) };
+	const char *idp = NULL, *message;
+	enum smc_status st;
 
+	/* The id and groups are copied only when access rules will read them. */
 	if (acl_enabled(agent->acl)) {
 		peer_of(conn, &peer);
-		/* An id too long to copy whole is refused rather than judged by a prefix. */
-		if (req->secret_id.ptr == NULL || req->secret_id.len >= sizeof(id) ||
-		    !acl_allows_id(agent->acl, &peer, str_copy(&req->secret_id, id, sizeof(id)))) {
-			audit_request(agent, conn, req, false, SMC_STATUS_ACCESS_DENIED);
-			reply_error(agent, conn, req->header.op, req->header.request_id,
-			    SMC_STATUS_ACCESS_DENIED, access_denied);
-			return false;
-		}
+		if (req->secret_id.ptr != NULL && req->secret_id.len < sizeof(id))
+			idp = str_copy(&req->secret_id, id, sizeof(id));
 	}
-	if (req->header.op == SMC_OP_GET && (req->header.flags & SMC_FLAG_REFRESH) != 0 &&
-	    !peer_limits_allow_refresh(agent->peer_limits, uid)) {
-		if (peer_limits_should_warn(agent->peer_limits, uid))
-			log_warn("uid %ld (pid %ld) exceeds refreshes_per_minute_per_uid; answering"
-			    " its forced refreshes with LIMIT_EXCEEDED", (long)uid,
-			    (long)conn_peer_pid(conn));
-		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_LIMIT_EXCEEDED, "too many forced refreshes from your user;"
-		    " try again later");
-		return false;
-	}
-	return true;
+	st = admit_core(agent, &peer, conn_peer_pid(conn), idp, req->header.op == SMC_OP_GET &&
+	    (req->header.flags & SMC_FLAG_REFRESH) != 0, &message);
+	if (st == SMC_STATUS_OK)
+		return true;
+	if (st == SMC_STATUS_ACCESS_DENIED)
+		audit_request(agent, conn, req, false, st);
+	reply_error(agent, conn, req->header.op, req->header.request_id, st, message);
+	return false;
 }
 
 /* After the lookup: may the peer read the secret the id resolved to? */
@@ -489,45 +507,52 @@ out:
 static const char upstream_refusal[] = "your user's requests caused too many upstream calls"
     " (upstream_per_second_per_uid); cached secrets are still served; try again later";
 
-struct charge {
-	struct agent *agent;
-	struct conn *conn;
-};
-
-/* cache_charge.allow: one upstream call on the peer's uid, or a refusal (logged once in a while). */
+/* cache_charge.allow: one upstream call on the caller's uid, or a refusal (logged once in a while). */
 static bool
 charge_upstream(void *arg)
 {
-	const struct charge *ch = arg;
-	uid_t uid = conn_peer_uid(ch->conn);
+	const struct dispatch_charge *ch = arg;
 
-	if (peer_limits_allow_upstream(ch->agent->peer_limits, conn_peer_entry(ch->conn)))
+	if (peer_limits_allow_upstream(ch->agent->peer_limits, ch->limits))
 		return true;
-	if (peer_limits_should_warn(ch->agent->peer_limits, uid))
+	if (peer_limits_should_warn(ch->agent->peer_limits, ch->uid))
 		log_warn("uid %ld (pid %ld) exceeds upstream_per_second_per_uid; answering its"
-		    " requests that need the upstream with LIMIT_EXCEEDED", (long)uid,
-		    (long)conn_peer_pid(ch->conn));
+		    " requests that need the upstream with LIMIT_EXCEEDED", (long)ch->uid,
+		    (long)ch->pid);
 	return false;
+}
+
+static void
+charge_init(struct dispatch_charge *ch, struct agent *agent, struct peer_entry *limits, uid_t uid,
+    pid_t pid)
+{
+	ch->agent = agent;
+	ch->limits = limits;
+	ch->uid = uid;
+	ch->pid = pid;
+	ch->charge.allow = charge_upstream;
+	ch->charge.arg = ch;
+	ch->charge.refusal = upstream_refusal;
+}
+
+void
+dispatch_charge_for(struct dispatch_charge *ch, struct agent *agent,
+    const struct dispatch_caller *caller)
+{
+	charge_init(ch, agent, caller->limits, caller->peer.uid, caller->pid);
 }
 
 static void
 handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
-	struct charge ch = { agent, conn };
-	const struct cache_charge charge = { charge_upstream, &ch, upstream_refusal };
+	struct dispatch_charge ch;
 	struct pending *p;
-	int r;
 
 	if (!admit_backend_op(agent, conn, req))
 		return;
 	if (req->header.op == SMC_OP_GET && get_cached(agent, conn, req))
 		return;
-	/* Every DESCRIBE is an upstream call today (not cached). */
-	if (req->header.op == SMC_OP_DESCRIBE && !charge_upstream(&ch)) {
-		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_LIMIT_EXCEEDED, upstream_refusal);
-		return;
-	}
+	charge_init(&ch, agent, conn_peer_entry(conn), conn_peer_uid(conn), conn_peer_pid(conn));
 	if ((p = pending_new(agent, req)) == NULL) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
 		    SMC_STATUS_INTERNAL, "out of memory");
@@ -539,16 +564,11 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 	conn_waiter_attach(conn, &p->waiter);
 	if (req->header.op == SMC_OP_GET) {
 		cache_get_charged(agent->cache, &p->query,
-		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, &charge,
+		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, &ch.charge,
 		    get_done, p);
 		return;
 	}
-	r = backend_describe(agent->backend, p->query.secret_id, describe_done, p);
-	if (r != 0) {
-		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_INTERNAL, "the backend could not take the request");
-		pending_done(p);
-	}
+	cache_describe_charged(agent->cache, p->query.secret_id, &ch.charge, describe_done, p);
 }
 
 static void
@@ -571,17 +591,20 @@ handle_ping(struct agent *agent, struct conn *conn, const struct smc_request *re
 }
 
 static void
-put_stat(struct smc_writer *w, const char *name, uint64_t value)
+put_stat(const char *name, uint64_t value, bool counter, void *arg)
 {
+	struct smc_writer *w = arg;
 	size_t mark = smc_nested_begin(w, SMC_TAG_STAT);
 
+	(void)counter;
 	smc_put_cstr(w, SMC_TAG_STAT_NAME, name);
 	smc_put_u64(w, SMC_TAG_STAT_VALUE, value);
 	smc_nested_end(w, mark);
 }
 
-static void
-handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *req)
+/* The one list of STATS numbers, also what /metrics exposes (metrics.c). */
+void
+dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 {
 	static const char *const op_names[] = { NULL, "requests_ping", "requests_get",
 		"requests_describe", "requests_stats" };
@@ -594,63 +617,75 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	const struct cache_stats *cs = cache_get_stats(agent->cache);
 	const struct peer_limits_stats *ls = agent->peer_limits != NULL ?
 	    peer_limits_get_stats(agent->peer_limits) : NULL;
+	const bool C = true, G = false;	/* counter, gauge */
+
+	_Static_assert(sizeof(status_names) / sizeof(status_names[0]) == SMC_STATUS_MAX + 1,
+	    "a name for every status");
+	fn("uptime_seconds", (uint64_t)(time(NULL) - agent->started), G, arg);
+	fn("connections_active", ss->connections_active, G, arg);
+	fn("connections_accepted", ss->connections_accepted, C, arg);
+	fn("connections_rejected", ss->connections_rejected, C, arg);
+	fn("connections_idle_closed", ss->connections_idle_closed, C, arg);
+	fn("connections_output_closed", ss->connections_output_closed, C, arg);
+	fn("output_queued_bytes", ss->output_queued, G, arg);
+	fn("frames_rejected", ss->frames_rejected, C, arg);
+	fn("requests_total", ss->requests, C, arg);
+	fn("requests_malformed", ss->requests_bad, C, arg);
+	fn("access_rules", acl_rule_count(agent->acl), G, arg);
+	fn("limits_connections_rejected", ls != NULL ? ls->connections_rejected : 0, C, arg);
+	fn("limits_requests_rejected", ls != NULL ? ls->requests_rejected : 0, C, arg);
+	fn("limits_refreshes_rejected", ls != NULL ? ls->refreshes_rejected : 0, C, arg);
+	fn("limits_upstream_rejected", ls != NULL ? ls->upstream_rejected : 0, C, arg);
+	for (unsigned op = SMC_OP_PING; op <= SMC_OP_STATS; op++)
+		fn(op_names[op], agent->stats.requests_by_op[op], C, arg);
+	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)
+		fn(status_names[st], agent->stats.replies_by_status[st], C, arg);
+	fn("cache_hits", cs->hits, C, arg);
+	fn("cache_misses", cs->misses, C, arg);
+	fn("cache_negative_hits", cs->negative_hits, C, arg);
+	fn("cache_backoff_hits", cs->backoff_hits, C, arg);
+	fn("cache_single_flight_joins", cs->joins, C, arg);
+	fn("cache_evictions", cs->evictions, C, arg);
+	fn("cache_entries", cs->versions, G, arg);
+	fn("cache_sealed_bytes", cs->sealed_bytes, G, arg);
+	fn("cache_secrets", cs->secrets, G, arg);
+	fn("cache_labels_other", cs->labels, G, arg);
+	fn("cache_negative_entries", cs->negatives, G, arg);
+	fn("cache_fetches", cs->fetches, C, arg);
+	fn("cache_fetch_errors", cs->fetch_errors, C, arg);
+	fn("cache_fetches_in_flight", cs->in_flight, G, arg);
+	fn("cache_stale_serves", cs->stale_serves, C, arg);
+	fn("cache_refreshes", cs->refreshes, C, arg);
+	fn("cache_refresh_errors", cs->refresh_errors, C, arg);
+	fn("cache_refresh_fetches", cs->refresh_fetches, C, arg);
+	fn("cache_backoffs", cs->backoffs, C, arg);
+	fn("cache_forced_refreshes", cs->forced_refreshes, C, arg);
+	fn("cache_forced_refreshes_limited", cs->forced_refresh_limited, C, arg);
+	fn("cache_prefetches", cs->prefetches, C, arg);
+	fn("cache_describe_hits", cs->describe_hits, C, arg);
+	fn("cache_describe_joins", cs->describe_joins, C, arg);
+	fn("cache_describe_fetches", cs->describe_fetches, C, arg);
+	fn("upstream_breaker_opens", cs->breaker_opens, C, arg);
+	fn("upstream_breaker_open", cs->breaker_open, G, arg);
+	fn("upstream_breaker_rejects", cs->breaker_rejects, C, arg);
+	fn("upstream_get_ok", bc->get_ok, C, arg);
+	fn("upstream_get_error", bc->get_error, C, arg);
+	fn("upstream_describe_ok", bc->describe_ok, C, arg);
+	fn("upstream_describe_error", bc->describe_error, C, arg);
+}
+
+static void
+handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *req)
+{
 	uint8_t frame[8192];
 	struct smc_writer w;
 	size_t len;
 
-	_Static_assert(sizeof(status_names) / sizeof(status_names[0]) == SMC_STATUS_MAX + 1,
-	    "a name for every status");
 	/* Counted before building, so the reply includes itself. */
 	count_reply(agent, SMC_STATUS_OK);
 	smc_writer_init(&w, frame, sizeof(frame));
 	smc_message_begin(&w, SMC_OP_STATS | SMC_OP_REPLY, 0, req->header.request_id, SMC_STATUS_OK);
-	put_stat(&w, "uptime_seconds", (uint64_t)(time(NULL) - agent->started));
-	put_stat(&w, "connections_active", ss->connections_active);
-	put_stat(&w, "connections_accepted", ss->connections_accepted);
-	put_stat(&w, "connections_rejected", ss->connections_rejected);
-	put_stat(&w, "connections_idle_closed", ss->connections_idle_closed);
-	put_stat(&w, "connections_output_closed", ss->connections_output_closed);
-	put_stat(&w, "output_queued_bytes", ss->output_queued);
-	put_stat(&w, "frames_rejected", ss->frames_rejected);
-	put_stat(&w, "requests_total", ss->requests);
-	put_stat(&w, "requests_malformed", ss->requests_bad);
-	put_stat(&w, "access_rules", acl_rule_count(agent->acl));
-	put_stat(&w, "limits_connections_rejected", ls != NULL ? ls->connections_rejected : 0);
-	put_stat(&w, "limits_requests_rejected", ls != NULL ? ls->requests_rejected : 0);
-	put_stat(&w, "limits_refreshes_rejected", ls != NULL ? ls->refreshes_rejected : 0);
-	put_stat(&w, "limits_upstream_rejected", ls != NULL ? ls->upstream_rejected : 0);
-	for (unsigned op = SMC_OP_PING; op <= SMC_OP_STATS; op++)
-		put_stat(&w, op_names[op], agent->stats.requests_by_op[op]);
-	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)
-		put_stat(&w, status_names[st], agent->stats.replies_by_status[st]);
-	put_stat(&w, "cache_hits", cs->hits);
-	put_stat(&w, "cache_misses", cs->misses);
-	put_stat(&w, "cache_negative_hits", cs->negative_hits);
-	put_stat(&w, "cache_single_flight_joins", cs->joins);
-	put_stat(&w, "cache_evictions", cs->evictions);
-	put_stat(&w, "cache_entries", cs->versions);
-	put_stat(&w, "cache_sealed_bytes", cs->sealed_bytes);
-	put_stat(&w, "cache_secrets", cs->secrets);
-	put_stat(&w, "cache_labels_other", cs->labels);
-	put_stat(&w, "cache_negative_entries", cs->negatives);
-	put_stat(&w, "cache_fetches", cs->fetches);
-	put_stat(&w, "cache_fetch_errors", cs->fetch_errors);
-	put_stat(&w, "cache_fetches_in_flight", cs->in_flight);
-	put_stat(&w, "cache_stale_serves", cs->stale_serves);
-	put_stat(&w, "cache_refreshes", cs->refreshes);
-	put_stat(&w, "cache_refresh_errors", cs->refresh_errors);
-	put_stat(&w, "cache_refresh_fetches", cs->refresh_fetches);
-	put_stat(&w, "cache_backoffs", cs->backoffs);
-	put_stat(&w, "cache_forced_refreshes", cs->forced_refreshes);
-	put_stat(&w, "cache_forced_refreshes_limited", cs->forced_refresh_limited);
-	put_stat(&w, "cache_prefetches", cs->prefetches);
-	put_stat(&w, "upstream_breaker_opens", cs->breaker_opens);
-	put_stat(&w, "upstream_breaker_open", cs->breaker_open);
-	put_stat(&w, "upstream_breaker_rejects", cs->breaker_rejects);
-	put_stat(&w, "upstream_get_ok", bc->get_ok);
-	put_stat(&w, "upstream_get_error", bc->get_error);
-	put_stat(&w, "upstream_describe_ok", bc->describe_ok);
-	put_stat(&w, "upstream_describe_error", bc->describe_error);
+	dispatch_stats_each(agent, put_stat, &w);
 	if (smc_message_end(&w, &len) != 0) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
 		    SMC_STATUS_INTERNAL, "cannot encode STATS reply");
@@ -691,4 +726,78 @@ dispatch_request(struct agent *agent, struct conn *conn, const struct smc_reques
 		    SMC_STATUS_UNSUPPORTED, "operation not supported");
 		break;
 	}
+}
+
+/* ---- the same rules for callers of other front doors (http_api.c) ------------------------ */
+
+static void
+caller_audit(struct agent *agent, const struct dispatch_caller *c, uint8_t op,
+    const struct backend_query *q, bool allowed, int status, const char *reason)
+{
+	const struct audit_event e = {
+		.op = op, .uid = c->peer.uid, .gid = c->peer.gid, .pid = c->pid,
+		.secret_id = q != NULL ? q->secret_id : NULL,
+		.version_stage = q != NULL ? q->version_stage : NULL,
+		.version_id = q != NULL ? q->version_id : NULL,
+		.allowed = allowed, .status = status, .door = c->door, .reason = reason,
+	};
+
+	if (audit_wants(agent->audit, allowed))
+		audit_record(agent->audit, &e);
+}
+
+enum smc_status
+dispatch_admit(struct agent *agent, const struct dispatch_caller *c, uint8_t op,
+    const struct backend_query *q, bool refresh, const char **message)
+{
+	enum smc_status st;
+
+	if (!peer_limits_allow_request(agent->peer_limits, c->limits)) {
+		if (peer_limits_should_warn(agent->peer_limits, c->peer.uid))
+			log_warn("uid %ld exceeds requests_per_second_per_uid; answering its"
+			    " requests with LIMIT_EXCEEDED", (long)c->peer.uid);
+		*message = "too many requests from your user; slow down";
+		return SMC_STATUS_LIMIT_EXCEEDED;
+	}
+	/* Who is asking must be known before any rule can grant anything. */
+	if (!c->uid_known && acl_enabled(agent->acl)) {
+		caller_audit(agent, c, op, q, false, SMC_STATUS_ACCESS_DENIED, c->uid_unknown_why);
+		*message = access_denied;
+		return SMC_STATUS_ACCESS_DENIED;
+	}
+	if (op == SMC_OP_STATS) {
+		bool ok = acl_allows_stats(agent->acl, &c->peer, geteuid());
+
+		caller_audit(agent, c, op, NULL, ok, ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED,
+		    NULL);
+		*message = access_denied;
+		return ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED;
+	}
+	st = admit_core(agent, &c->peer, c->pid, q->secret_id, refresh, message);
+	if (st == SMC_STATUS_ACCESS_DENIED)
+		caller_audit(agent, c, op, q, false, st, NULL);
+	return st;
+}
+
+bool
+dispatch_granted(struct agent *agent, const struct dispatch_caller *c, uint8_t op,
+    const struct backend_query *q, const char *name, const char *arn)
+{
+	bool ok = !acl_enabled(agent->acl) || acl_allows_resolved(agent->acl, &c->peer, name, arn);
+
+	caller_audit(agent, c, op, q, ok, ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED, NULL);
+	return ok;
+}
+
+void
+dispatch_audit_answer(struct agent *agent, const struct dispatch_caller *c, uint8_t op,
+    const struct backend_query *q, int status)
+{
+	caller_audit(agent, c, op, q, true, status, NULL);
+}
+
+const char *
+dispatch_access_denied_message(void)
+{
+	return access_denied;
 }

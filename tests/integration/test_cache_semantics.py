@@ -215,18 +215,21 @@ class LabelsAndTtl(unittest.TestCase):
             self.assertEqual(entries, 2)
             fetches = upstream_gets(count.delta())
 
-            # VersionIds are immutable: read by id, they stay hits past the ttl,
-            # even after the version left the file.
+            # A VersionId's value never changes, but whether it still exists and which
+            # labels it bears do: past the ttl, reads by VersionId ask again, like
+            # label reads (V1 left the file; V2 is AWSPREVIOUS now).
             a.write_secrets([db_secret((V2, ["AWSPREVIOUS"], "value-two"),
                                        (V3, ["AWSCURRENT"], "value-three"))])
             time.sleep(1.1)
-            self.assertEqual(value_of(a, "app/db", version_id=V1), "value-one")
-            self.assertEqual(value_of(a, ARN, version_id=V2), "value-two")
-            self.assertEqual(upstream_gets(count.delta()), fetches)
-            # While labels are checked again.
+            self.assertEqual(value_of(a, "app/db", version_id=V1), h.ST_NOT_FOUND)
+            r = a.request(h.get_frame(ARN, version_id=V2))
+            self.assertEqual((r.status, r.get(h.T_SECRET_STRING)), (h.ST_OK, b"value-two"))
+            self.assertEqual(r.all(h.T_VERSION_STAGE), [b"AWSPREVIOUS"])
+            self.assertEqual(upstream_gets(count.delta()), fetches + 2)
+            # Labels are checked again too; AWSPREVIOUS was confirmed by the V2 read.
             self.assertEqual(value_of(a, "app/db"), "value-three")
             self.assertEqual(value_of(a, "app/db", stage="AWSPREVIOUS"), "value-two")
-            self.assertEqual(upstream_gets(count.delta()), fetches + 2)
+            self.assertEqual(upstream_gets(count.delta()), fetches + 3)
             # A stage and a VersionId that no longer match are not served from the cache.
             self.assertEqual(value_of(a, "app/db", version_id=V2, stage="AWSCURRENT"), h.ST_NOT_FOUND)
 

@@ -135,7 +135,7 @@ class Resilience(unittest.TestCase):
         cache = (f"ttl = {ttl}\nrefresh_ahead = {ahead}\nrefresh_jitter = {jitter}\n")
         with make_agent(self.proxy, cache) as agent:
             self.warm(agent, names, values)
-            self.readers = ru.Readers(agent.socket, names, values, nproc).start()
+            self.readers = ru.Readers(agent.socket, names, values, nproc, timeline=True).start()
             t0 = self.readers.started
             before = agent.stats()
             time.sleep(max(0.0, t0 + periods * ttl - time.monotonic()))
@@ -162,8 +162,39 @@ class Resilience(unittest.TestCase):
                    f"+{after['cache_refresh_fetches'] - before['cache_refresh_fetches']}; slowest upstream "
                    f"answer {self.proxy.slowest(t0, t1) * 1000:.0f} ms")
             self.assertEqual(self.readers.statuses(), {h.ST_OK: reads})
-            self.assertEqual(self.readers.total("stale"), 0, "a hot secret is never stale")
             self.assertEqual(self.readers.total("wrong"), 0)
+            # A hot secret is never stale while its refreshes land within the refresh
+            # margin: (100 - refresh_ahead)% of ttl, less the cache's 250 ms tick. A read
+            # past ttl while a refresh is late or failing is stale by design
+            # (stale-while-revalidate, issue 9 s4): on two loaded CPUs the proxy and moto
+            # sometimes take over a second (the agent's request_timeout here), and the
+            # refresh fails. So: no stale read at all when every refresh call came back
+            # within the margin, and otherwise stale reads only of secrets one of whose
+            # upstream calls was late (or never answered), or of any secret once
+            # refreshes failed (the breaker may hold every refresh back).
+            margin = ttl * (100 - ahead) / 100 - 0.25
+            window = self.proxy.calls_in(t0 - 1, t1)
+            late = {i for c in window
+                    if c.answered is None or c.answered - c.arrived >= margin for i in c.ids}
+            stale_ids = {names[k] for r in self.readers.reports or []
+                         for k, segs in enumerate(r.get("timeline", [])) if any(s[1] for s in segs)}
+            # The agent's own word on failures: refreshes that failed (a connection the
+            # overloaded proxy never accepted is not in its log) or the breaker open.
+            failing = (after["cache_refresh_errors"] > before["cache_refresh_errors"] or
+                       before["upstream_breaker_open"] or after["upstream_breaker_open"] or
+                       after["upstream_breaker_opens"] > before["upstream_breaker_opens"])
+            report(f"[1] stale reads {self.readers.total('stale')} of {len(stale_ids)} secrets; "
+                   f"upstream calls slower than the {margin:.2f}s margin or unanswered: "
+                   f"{sum(1 for c in window if c.answered is None or c.answered - c.arrived >= margin)}"
+                   f"; refresh errors +{after['cache_refresh_errors'] - before['cache_refresh_errors']}"
+                   f", breaker open before/after {before['upstream_breaker_open']}/"
+                   f"{after['upstream_breaker_open']}")
+            if not late and not failing:
+                self.assertEqual(self.readers.total("stale"), 0, "a hot secret is never stale")
+            elif not failing:
+                arn_names = {n for n in names if any(i == n or i.endswith(":" + n) or
+                                                      f":secret:{n}-" in i for i in late)}
+                self.assertLessEqual(stale_ids, arn_names, (stale_ids, late))
             # Close to one refresh (a DescribeSecret) per secret per refresh interval, in
             # all and by refresh-ahead, never one call per read.
             self.assertGreaterEqual(calls, expected * (1 - tolerance), by_op)
@@ -178,7 +209,6 @@ class Resilience(unittest.TestCase):
             # ... and no read missed the cache, unless a refresh answer came later than the
             # refresh margin: (100 - refresh_ahead)% of ttl, less the cache's 250 ms tick.
             # (On two busy CPUs moto sometimes takes 0.5 s; see the report line.)
-            margin = ttl * (100 - ahead) / 100 - 0.25
             if self.proxy.slowest(t0 - 1, t1) < margin:
                 self.assertEqual(misses, 0)
             self.assertGreater(reads, 100 * calls)

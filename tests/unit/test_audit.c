@@ -43,6 +43,14 @@ test_format(void **state)
 	e.status = -1;
 	audit_format(&e, buf, sizeof(buf));
 	assert_non_null(strstr(buf, "status=- "));
+	/* The HTTP door, and a reason (quoted like ids: it may quote the kernel's words). */
+	e.status = SMC_STATUS_ACCESS_DENIED;
+	e.allowed = false;
+	e.door = "http";
+	e.reason = "sock_diag: \"no\"\n";
+	audit_format(&e, buf, sizeof(buf));
+	assert_string_equal(buf, "op=STATS decision=denied status=ACCESS_DENIED uid=1000 gid=100"
+	    " pid=4242 id=- stage=- version_id=- door=http reason=\"sock_diag: \\x22no\\x22\\x0a\"");
 }
 
 static void

@@ -87,6 +87,7 @@ struct fake_req {
 	struct fake *fake;
 	struct event *ev;
 	backend_value_cb cb;
+	backend_describe_cb dcb;	/* a DescribeSecret (cb unused) */
 	void *arg;
 	char *id, *stage, *vid;		/* in the same allocation */
 };
@@ -96,7 +97,9 @@ struct fake {
 	struct fake_version table[MAX_FAKE];
 	struct timeval delay;
 	enum smc_status fail;		/* SMC_STATUS_OK: answer from the table */
+	bool fail_about_secret;		/* the failure is about the secret asked for */
 	unsigned calls;
+	unsigned describes;		/* DescribeSecret calls (not in calls) */
 	unsigned answered;
 	char last_id[160], last_stage[32];
 	bool last_had_stage;
@@ -154,6 +157,50 @@ fake_req_free(struct fake_req *r)
 	free(r);
 }
 
+/* DescribeSecret from the table: every version of the secret with its labels. */
+static void
+fake_describe_answer(struct fake *f, struct fake_req *r)
+{
+	struct backend_version_stages vs[MAX_FAKE];
+	const char *stages[MAX_FAKE][4];
+	struct backend_description d;
+	struct backend_error error;
+	size_t n = 0;
+
+	memset(&d, 0, sizeof(d));
+	if (f->fail != SMC_STATUS_OK) {
+		backend_error_set(&error, f->fail, "fake failure");
+		error.about_secret = f->fail_about_secret;
+		r->dcb(r->arg, NULL, &error);
+		return;
+	}
+	for (size_t i = 0; i < MAX_FAKE; i++) {
+		const struct fake_version *v = &f->table[i];
+
+		if (!v->used || !id_matches(v, r->id))
+			continue;
+		d.arn = v->arn;
+		d.name = v->name;
+		for (size_t j = 0; j < v->stage_count; j++)
+			stages[n][j] = v->stages[j];
+		vs[n].version_id = v->vid;
+		vs[n].stages = stages[n];
+		vs[n].stage_count = v->stage_count;
+		vs[n].created_ms = 1700000000000;
+		n++;
+	}
+	if (n == 0) {
+		backend_error_set(&error, SMC_STATUS_NOT_FOUND, "no such secret");
+		error.about_secret = true;
+		r->dcb(r->arg, NULL, &error);
+		return;
+	}
+	d.created_ms = 1700000000000;
+	d.versions = vs;
+	d.version_count = n;
+	r->dcb(r->arg, &d, NULL);
+}
+
 static void
 fake_answer(evutil_socket_t fd, short what, void *arg)
 {
@@ -169,8 +216,13 @@ fake_answer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	TAILQ_REMOVE(&f->pending, r, entry);
 	f->answered++;
+	if (r->dcb != NULL) {
+		fake_describe_answer(f, r);
+		goto out;
+	}
 	if (f->fail != SMC_STATUS_OK) {
 		backend_error_set(&error, f->fail, "fake failure");
+		error.about_secret = f->fail_about_secret;
 		r->cb(r->arg, NULL, &error);
 		goto out;
 	}
@@ -245,11 +297,22 @@ fake_get_value(struct backend *b, const struct backend_query *q, backend_value_c
 static int
 fake_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg)
 {
-	(void)b;
-	(void)secret_id;
-	(void)cb;
-	(void)arg;
-	return -1;
+	struct fake *f = (struct fake *)b;
+	struct fake_req *r = calloc(1, sizeof(*r) + strlen(secret_id) + 1);
+	char *p;
+
+	assert_non_null(r);
+	p = (char *)(r + 1);
+	r->id = put_str(&p, secret_id);
+	r->fake = f;
+	r->dcb = cb;
+	r->arg = arg;
+	r->ev = evtimer_new(b->base, fake_answer, r);
+	assert_non_null(r->ev);
+	assert_int_equal(evtimer_add(r->ev, &f->delay), 0);
+	TAILQ_INSERT_TAIL(&f->pending, r, entry);
+	f->describes++;
+	return 0;
 }
 
 /* Pending requests are dropped without their callbacks, like the real backends. */
@@ -647,25 +710,133 @@ test_no_stage_means_awscurrent(void **state)
 }
 
 static void
-test_version_id_reads_ignore_ttl(void **state)
+test_version_id_reads_follow_ttl(void **state)
 {
+	struct answer *a;
+
 	(void)state;
 	start(1, 10, 1000, 64u << 20);
 	put_db();
 	want_value("app/db", NULL, V1, "old-pw", 1);
 	want_value("app/db", NULL, V1, "old-pw", 0);
-	/* The version's value is immutable: ten TTLs later it is still a hit,
-	 * even after the upstream dropped every label from it. */
-	fake_stages(T.fake, "app/db", V1, "");
-	advance_ms(10000);
-	want_value("app/db", NULL, V1, "old-pw", 0);
 	want_value(ARN("app/db", "AbCdEf"), NULL, V1, "old-pw", 0);
-	/* Labels, however, are re-checked after the ttl. */
-	want_value("app/db", NULL, NULL, "new-pw", 1);
+	/* The value of a VersionId never changes, but the labels it bears and
+	 * whether the secret exists do: past the ttl, they are asked again. */
+	fake_stages(T.fake, "app/db", V1, "");
 	advance_ms(1100);
+	want_value("app/db", NULL, V1, "old-pw", 1);
+	a = &T.answers[0];
+	assert_int_equal(a->stage_count, 0);
+	want_value("app/db", NULL, V1, "old-pw", 0);
+	/* Labels are re-checked after the ttl too. */
 	want_value("app/db", NULL, NULL, "new-pw", 1);
-	/* The fetch found a version already held: nothing new sealed. */
 	assert_int_equal(stats()->versions, 2);
+	/* Deleted upstream: past the ttl, a read by VersionId says so. */
+	fake_remove_secret(T.fake, "app/db");
+	advance_ms(1100);
+	want_status("app/db", NULL, V1, SMC_STATUS_NOT_FOUND, 1);
+	assert_int_equal(stats()->versions, 1);
+	want_status("app/db", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	assert_int_equal(stats()->versions, 0);
+	stop();
+}
+
+/*
+ * Issue 9 s3: a failure about one secret (a value the agent cannot accept, a
+ * KMS failure) backs off that secret and never opens the breaker; the same
+ * status from the upstream as a whole does.
+ */
+static void
+test_secret_failures_back_off_that_secret_only(void **state)
+{
+	(void)state;
+	start_default();
+	put_db();
+	fake_put(T.fake, ARN("app/web", "GhIjKl"), "app/web", V1, "AWSCURRENT", "web-pw");
+	T.fake->fail = SMC_STATUS_UPSTREAM_UNAVAILABLE;
+	T.fake->fail_about_secret = true;
+	for (int i = 0; i < 10; i++) {
+		want_status("app/db", NULL, NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 1);
+		/* Backed off: the last error, from memory, with no upstream call. */
+		want_status("app/db", NULL, NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 0);
+		advance_ms(61000);	/* past the longest backoff */
+	}
+	assert_int_equal(stats()->breaker_opens, 0);
+	assert_true(stats()->backoff_hits >= 10);
+	/* Another secret is read as usual. */
+	T.fake->fail = SMC_STATUS_OK;
+	want_value("app/web", NULL, NULL, "web-pw", 1);
+	/* Access denied to one secret backs that secret off too. */
+	T.fake->fail = SMC_STATUS_ACCESS_DENIED;
+	want_status("app/db", "blue", NULL, SMC_STATUS_ACCESS_DENIED, 1);
+	want_status("app/db", "blue", NULL, SMC_STATUS_ACCESS_DENIED, 0);
+	assert_int_equal(stats()->breaker_opens, 0);
+	/* The same status about the upstream as a whole opens the breaker. */
+	T.fake->fail = SMC_STATUS_UPSTREAM_UNAVAILABLE;
+	T.fake->fail_about_secret = false;
+	for (int i = 0; i < 5; i++)
+		want_status("app/db", "AWSPENDING", NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 1);
+	assert_int_equal(stats()->breaker_opens, 1);
+	stop();
+}
+
+struct described_answers {
+	unsigned ok, errors, last_versions;
+	enum smc_status last_status;
+};
+
+static void
+on_described(void *arg, const struct backend_description *d, const struct backend_error *error)
+{
+	struct described_answers *a = arg;
+
+	if (d != NULL) {
+		a->ok++;
+		a->last_versions = (unsigned)d->version_count;
+		assert_string_equal(d->name, "app/db");
+	} else {
+		a->errors++;
+		a->last_status = error->status;
+	}
+}
+
+/* Issue 9 s2: DESCRIBE is remembered for ttl and concurrent ones share one call. */
+static void
+test_describe_remembered_and_single_flighted(void **state)
+{
+	struct described_answers a = { 0 };
+
+	(void)state;
+	start(2, 10, 1000, 64u << 20);
+	put_db();
+	for (int i = 0; i < 300; i++)
+		cache_describe(T.cache, "app/db", on_described, &a);
+	assert_int_equal(a.ok, 0);	/* none before the upstream answered */
+	run_loop();
+	assert_int_equal(a.ok, 300);
+	assert_int_equal(a.last_versions, 3);
+	assert_int_equal(T.fake->describes, 1);
+	/* Within ttl: answered at once, from memory. */
+	advance_ms(1500);
+	cache_describe(T.cache, "app/db", on_described, &a);
+	assert_int_equal(a.ok, 301);
+	assert_int_equal(T.fake->describes, 1);
+	assert_int_equal(stats()->describe_hits, 1);
+	assert_int_equal(stats()->describe_joins, 299);
+	/* Past it: asked again, and sees the change. */
+	fake_put(T.fake, ARN("app/db", "AbCdEf"), "app/db", "v4", "AWSCURRENT", "rotated-pw");
+	advance_ms(600);
+	cache_describe(T.cache, "app/db", on_described, &a);
+	run_loop();
+	assert_int_equal(T.fake->describes, 2);
+	assert_int_equal(a.last_versions, 4);
+	/* "Not found" is remembered for negative_ttl. */
+	cache_describe(T.cache, "nope", on_described, &a);
+	run_loop();
+	cache_describe(T.cache, "nope", on_described, &a);
+	assert_int_equal(a.errors, 2);
+	assert_int_equal(a.last_status, SMC_STATUS_NOT_FOUND);
+	assert_int_equal(T.fake->describes, 3);
 	stop();
 }
 
@@ -1267,7 +1438,9 @@ main(void)
 		cmocka_unit_test_teardown(test_hit_after_miss, teardown),
 		cmocka_unit_test_teardown(test_canonical_ids_share_one_entry, teardown),
 		cmocka_unit_test_teardown(test_no_stage_means_awscurrent, teardown),
-		cmocka_unit_test_teardown(test_version_id_reads_ignore_ttl, teardown),
+		cmocka_unit_test_teardown(test_version_id_reads_follow_ttl, teardown),
+		cmocka_unit_test_teardown(test_secret_failures_back_off_that_secret_only, teardown),
+		cmocka_unit_test_teardown(test_describe_remembered_and_single_flighted, teardown),
 		cmocka_unit_test_teardown(test_label_move_seen_after_ttl, teardown),
 		cmocka_unit_test_teardown(test_label_move_one_real_second, teardown),
 		cmocka_unit_test_teardown(test_fetched_stages_override_stale_labels, teardown),

@@ -125,6 +125,7 @@ static const char default_description[] =
     "agent.socket_mode = 0660\n"
     "agent.socket_user = (the agent's user)\n"
     "agent.socket_group = (the agent's group)\n"
+    "agent.socket_dir_shared = false\n"
     "agent.user = (not changed)\n"
     "agent.group = (the user's group)\n"
     "agent.max_connections = 1024\n"
@@ -166,7 +167,20 @@ static const char default_description[] =
     "limits.burst_per_uid = 20000\n"
     "limits.refreshes_per_minute_per_uid = 60\n"
     "limits.upstream_per_second_per_uid = 20\n"
-    "limits.upstream_burst_per_uid = 200\n";
+    "limits.upstream_burst_per_uid = 200\n"
+    "http.listen = (none: off)\n"
+    "http.allow_non_loopback = no\n"
+    "http.socket = (none)\n"
+    "http.path_prefix = /v1/\n"
+    "http.ssrf_headers = X-Aws-Parameters-Secrets-Token,X-Vault-Token\n"
+    "http.ssrf_env_variables = AWS_TOKEN,AWS_SESSION_TOKEN,AWS_CONTAINER_AUTHORIZATION_TOKEN\n"
+    "http.allowed_hosts = (none)\n"
+    "http.metrics_listen = (none)\n"
+    "http.metrics_secret_labels = no\n"
+    "http.max_connections = 800\n"
+    "http.max_header_size = 16K\n"
+    "http.max_uri_size = 8K\n"
+    "http.idle_timeout = 30\n";
 
 static void
 check_defaults(const struct config *cfg)
@@ -261,6 +275,7 @@ test_all_keys(void **state)
 	    "agent.socket_mode = 0600\n"
 	    "agent.socket_user = root\n"
 	    "agent.socket_group = 1234\n"
+	    "agent.socket_dir_shared = false\n"
 	    "agent.user = smcache\n"
 	    "agent.group = _smc.grp-1$\n"
 	    "agent.max_connections = 65536\n"
@@ -302,7 +317,20 @@ test_all_keys(void **state)
 	    "limits.burst_per_uid = 20000\n"
 	    "limits.refreshes_per_minute_per_uid = 60\n"
 	    "limits.upstream_per_second_per_uid = 20\n"
-	    "limits.upstream_burst_per_uid = 200\n");
+	    "limits.upstream_burst_per_uid = 200\n"
+	    "http.listen = (none: off)\n"
+	    "http.allow_non_loopback = no\n"
+	    "http.socket = (none)\n"
+	    "http.path_prefix = /v1/\n"
+	    "http.ssrf_headers = X-Aws-Parameters-Secrets-Token,X-Vault-Token\n"
+	    "http.ssrf_env_variables = AWS_TOKEN,AWS_SESSION_TOKEN,AWS_CONTAINER_AUTHORIZATION_TOKEN\n"
+	    "http.allowed_hosts = (none)\n"
+	    "http.metrics_listen = (none)\n"
+	    "http.metrics_secret_labels = no\n"
+	    "http.max_connections = 800\n"
+	    "http.max_header_size = 16K\n"
+	    "http.max_uri_size = 8K\n"
+	    "http.idle_timeout = 30\n");
 	free(text);
 	config_free(&cfg);
 
@@ -833,6 +861,19 @@ test_example_file(void **state)
 	assert_non_null(cfg.audit_file);
 	free(cfg.audit_file);
 	cfg.audit_file = NULL;
+	/* [http]: one listen example, the optional socket, hosts and scrape address. */
+	assert_int_equal(cfg.http_listen.count, 1);
+	free(cfg.http_listen.items[0]);
+	free(cfg.http_listen.items);
+	cfg.http_listen.items = NULL;
+	cfg.http_listen.count = 0;
+	assert_non_null(cfg.http_socket);
+	assert_non_null(cfg.http_allowed_hosts);
+	assert_non_null(cfg.http_metrics_listen);
+	free(cfg.http_socket);
+	free(cfg.http_allowed_hosts);
+	free(cfg.http_metrics_listen);
+	cfg.http_socket = cfg.http_allowed_hosts = cfg.http_metrics_listen = NULL;
 	free(cfg.socket_user);
 	free(cfg.socket_group);
 	free(cfg.user);
@@ -848,6 +889,38 @@ test_example_file(void **state)
 	assert_string_equal(got, want);
 	free(got);
 	free(want);
+}
+
+/* [http]: addresses, loopback only unless allowed, yes/no, the prefix. */
+static void
+test_http_keys(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	load_ok(&cfg, "[http]\nlisten = 127.0.0.1:2773\nlisten = [::1]:2773\n"
+	    "metrics_listen = 127.0.0.2:9273\npath_prefix = /secrets/\n");
+	assert_int_equal(cfg.http_listen.count, 2);
+	assert_string_equal(cfg.http_listen.items[1], "[::1]:2773");
+	assert_string_equal(cfg.http_path_prefix, "/secrets/");
+	assert_int_equal(cfg.http_allow_non_loopback, 0);
+	config_free(&cfg);
+	load_ok(&cfg, "[http]\nlisten = 0.0.0.0:2773\nallow_non_loopback = yes\n");
+	assert_int_equal(cfg.http_allow_non_loopback, 1);
+	config_free(&cfg);
+	expect_err("[http]\nlisten = 0.0.0.0:2773\n", "t.conf:2:", "not a loopback address",
+	    "allow_non_loopback", NULL);
+	expect_err("[http]\nlisten = [::]:2773\n", "t.conf:2:", "not a loopback address", NULL);
+	expect_err("[http]\nmetrics_listen = 10.1.2.3:9273\n", "t.conf:2:", "not a loopback", NULL);
+	expect_err("[http]\nlisten = localhost:2773\n", "t.conf:2:", "ADDRESS:PORT", NULL);
+	expect_err("[http]\nlisten = 127.0.0.1\n", "t.conf:2:", "ADDRESS:PORT", NULL);
+	expect_err("[http]\nlisten = 127.0.0.1:0\n", "t.conf:2:", "ADDRESS:PORT", NULL);
+	expect_err("[http]\nlisten = 127.0.0.1:65536\n", "t.conf:2:", "ADDRESS:PORT", NULL);
+	expect_err("[http]\nlisten = ::1:2773\n", "t.conf:2:", "ADDRESS:PORT", NULL);
+	expect_err("[http]\nlisten = [127.0.0.1]:2773\n", "t.conf:2:", "ADDRESS:PORT", NULL);
+	expect_err("[http]\nallow_non_loopback = true\n", "t.conf:2:", NULL);
+	expect_err("[http]\npath_prefix = v1/\n", "t.conf:2:", "must start with '/'", NULL);
+	expect_err("[http]\nssrf_headers = X-Token; rm\n", "t.conf:2:", "not allowed", NULL);
 }
 
 static void
@@ -1118,6 +1191,7 @@ main(void)
 		cmocka_unit_test(test_error_buffer),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_http_keys),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_parse_size),

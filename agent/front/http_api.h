@@ -1,0 +1,38 @@
+/*
+ * http_api: what an HTTP request means, once the door (http_door.c) let it
+ * in: the AWS Secrets Manager Agent's API (GET /secretsmanager/get, GET
+ * PREFIX<id>, /ping) with its parameter names, validation and error
+ * bodies, and ours: /ready and /metrics.
+ */
+#ifndef SMC_AGENT_HTTP_API_H
+#define SMC_AGENT_HTTP_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct agent;
+struct config;
+struct dispatch_caller;
+struct evhttp_request;
+struct http_door;
+
+/* caller NULL: the metrics listener (/metrics, /ready, /ping only, no identity). */
+void http_api_handle(struct http_door *door, struct agent *agent, struct evhttp_request *req,
+    const char *path, const struct dispatch_caller *caller, const struct config *cfg);
+
+/* Frees requests still waiting for the backend (their connections are gone). */
+void http_api_shutdown(struct http_door *door);
+
+/*
+ * Readiness for /ready: false with why when the agent cannot answer from
+ * its backend now. Today: a backend and a cache exist and the upstream's
+ * circuit breaker is closed; one function, so it can become the agent's
+ * shared health check when there is one.
+ */
+bool http_api_ready(struct agent *agent, char *why, size_t whylen);
+
+/* The GetSecretValue JSON of value into out[0..cap); the length it needs when cap is short. */
+struct backend_value;
+size_t http_api_render_value(const struct backend_value *value, unsigned char *out, size_t cap);
+
+#endif
