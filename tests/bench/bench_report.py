@@ -49,7 +49,9 @@ def charts(report, outdir):
             for r in rows:
                 s = r["servers"]
                 red = s.get("redis", {}).get("ratio", float("nan"))
-                f.write(f"\"{r['workload'].replace(' hot', '').replace(' B', 'B')}\" "
+                label = r["workload"].replace(" hot", "").replace("65536 B", "64K") \
+                    .replace("1024 B", "1K").replace("64 B", "64B")
+                f.write(f"\"{label}\" "
                         f"{s['agent']['ratio']:.4f} {red:.4f} {s['agent']['ratio_min']:.4f} "
                         f"{s['agent']['ratio_max']:.4f}\n")
         out["throughput"] = _gnuplot(f"""
@@ -63,7 +65,9 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set yrange [0:*]
 set grid ytics
-set xtics rotate by -35 scale 0 font ',10'
+set xtics rotate by -30 scale 0 font ',10'
+set rmargin 8
+set bmargin 5
 set key top left
 set arrow from graph 0, first 1.0 to graph 1, first 1.0 nohead lw 2 lc rgb '#444444' dt 2
 set arrow from graph 0, first {TARGET_RATIO} to graph 1, first {TARGET_RATIO} nohead lw 1 lc rgb '#cc3333' dt 3

@@ -1,20 +1,18 @@
 #!/usr/bin/env python3
-"""make bench: smcached against the physical limit, and memory per cached version.
+"""make bench: smcached side by side with the physical limit and its peers, in one run.
 
-1. Seal micro-benchmark: build/bench/bench_seal, printed as is.
-2. Throughput and latency: for each scenario (connections c, pipeline depth d),
-   build/bench/loadgen runs against build/bench/echo_server (a minimal epoll
-   server sending a pre-encoded reply of the same size as the agent's: the
-   physical limit) and against smcached serving a cached 1 KiB secret,
-   interleaved and repeated; medians are compared as ratios, since both servers
-   share the machine with the load generator in the same way.
-3. Memory: an agent loads 10,000 secrets of 1 KiB; the growth of its anonymous
-   memory minus the sealed bytes it reports (STATS cache_sealed_bytes), divided
-   by the number of versions, is the bookkeeping cost per cached version.
+Sections (tests/bench/README.md says what each number is): seal (bench_seal);
+throughput (echo_server = the limit, redis-server, smcached over Unix sockets,
+value sizes x connections x pipelining, hot and spread access, interleaved
+rounds); scaling (throughput vs connections); cli (cold processes: smcache,
+boto3, aws CLI); http (the [http] door vs nginx, wrk); fleet (upstream calls
+through one agent vs naive vs a simulated per-process cache); memory (RSS and
+VmLck vs cached entries, smcached and redis-server); filemem (off by default).
 
-Targets are printed as PASS/MISS beside each result; a MISS does not fail the
-run (this is a measurement, not a test). The exit status is 1 when a reply was
-wrong or missing, or a step could not run.
+Writes docs/bench/RESULTS.md, results.json and PNG charts (bench_report.py).
+Targets are marked beside each result; a miss does not fail the run (this is
+a measurement, not a test). The exit status is 1 when a reply was wrong or
+missing, or a step could not run; a missing peer is skipped with a note.
 """
 import argparse
 import base64
@@ -812,8 +810,16 @@ def main():
     ap.add_argument("--only", action="append", default=[], choices=SECTIONS)
     ap.add_argument("--json", help="also write every result to this file")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"),
-                    help="where RESULTS.md and the charts go ('' for nowhere)")
+                    help="where RESULTS.md, results.json and the charts go ('' for nowhere)")
+    ap.add_argument("--render", metavar="JSON",
+                    help="only redraw RESULTS.md and the charts from a saved results.json")
     args = ap.parse_args()
+    if args.render:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_report
+        with open(args.render) as f:
+            bench_report.render(json.load(f), args.out)
+        return 0
 
     build = args.build if os.path.isabs(args.build) else os.path.join(ROOT, args.build)
     os.environ["SMCACHE_BUILD"] = build
@@ -913,9 +919,12 @@ def main():
     report["machine"]["load_after"] = os.getloadavg()
     report["failed"] = failed
     print(f"\nelapsed {report['elapsed_s']:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+    for path in [args.json] + ([os.path.join(args.out, "results.json")] if args.out else []):
+        if path:
+            with open(path, "w") as f:
+                json.dump(report, f, indent=1)
     if args.out:
         import bench_report
         bench_report.render(report, args.out)
