@@ -95,6 +95,7 @@ set title "Throughput vs connections: 1 KiB GET over a Unix socket, closed loop,
 set xlabel "connections"
 set ylabel "requests per second"
 set logscale x 2
+set rmargin 6
 set format y "%.0s%c"
 set yrange [0:*]
 set grid
@@ -119,6 +120,7 @@ set title "Memory vs cached 1 KiB values (read from /proc from outside; idle plo
 set xlabel "cached entries"
 set ylabel "MiB"
 set logscale xy
+set rmargin 6
 set xtics add ("idle" 100)
 set grid
 set key top left
