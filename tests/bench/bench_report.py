@@ -116,11 +116,12 @@ plot {plots}
         out["memory"] = _gnuplot(f"""
 set terminal {term}
 set output 'memory.png'
-set title "Memory vs cached 1 KiB values (read from /proc from outside; idle plotted at 100)"
+set title "Memory vs cached 1 KiB values (RSS and VmLck read from /proc, from outside)"
 set xlabel "cached entries"
 set ylabel "MiB"
 set logscale xy
 set rmargin 6
+set xrange [60:*]
 set xtics add ("idle" 100)
 set grid
 set key top left
