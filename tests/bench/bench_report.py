@@ -227,9 +227,8 @@ def render(report, outdir):
                   f"**{r['ratio']:.2f}** ({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) | "
                   f"{r['nginx']['p50_us']:.0f} / {r['agent']['p50_us']:.0f} |")
         else:
-            w(f"Not measured in this run — {http.get('note')}. The harness row is in place "
-              "(tests/bench/run_bench.py `http_bench`): it runs as soon as the agent accepts "
-              "`[http] listen`.")
+            w(f"Not measured in this run — {http.get('note')}. The row is implemented "
+              "(tests/bench/run_bench.py `http_bench`) and runs once that cause is gone.")
         w("")
     cli = report.get("cli")
     if cli:
@@ -310,6 +309,9 @@ def render(report, outdir):
               f"{_f(r['rss'] / 2**20 if r else None, '.1f')} | "
               f"{_f(r['marginal'] if r else None)} | {_f(r['overhead'] if r else None)} |")
         w("")
+        if rd.get("note"):
+            w(f"redis-server: {rd['note']}.")
+            w("")
         if ag.get("upstream_calls"):
             w(f"Upstream calls answered by fake_upstream while filling: {ag['upstream_calls']}.")
             w("")
