@@ -11,6 +11,7 @@
 #   make bench        benchmarks (not part of `make test`)
 #   make valgrind     the agent's integration tests with smcached under valgrind memcheck
 #   make image        the container image as an OCI/docker archive (build/image/smcache-image.tar)
+#   make lambda-layer the AWS Lambda extension layer (build/lambda/smcache-layer.zip)
 #   make install      PREFIX=/usr/local DESTDIR=
 
 VERSION      := 0.1.0
@@ -121,7 +122,7 @@ TOOL_BINS   := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRCS))
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind image
+.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind image lambda-layer
 .DEFAULT_GOAL := all
 # Objects made through pattern rules are kept, so a second run rebuilds nothing.
 .SECONDARY:
@@ -268,6 +269,10 @@ image: all
 	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
 	  docker load -i $(BUILD)/image/smcache-image.tar; \
 	else echo "image: no Docker engine here; load it elsewhere with: docker load -i $(BUILD)/image/smcache-image.tar"; fi
+
+# ---- Lambda layer: deploy/lambda/mklayer.py (extensions/smcache + the agent and its libraries)
+lambda-layer: all
+	$(PYTHON) deploy/lambda/mklayer.py --build $(BUILD) --out $(BUILD)/lambda/smcache-layer.zip
 
 # ---- install -----------------------------------------------------------------------------
 install: all

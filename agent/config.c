@@ -26,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -34,12 +36,16 @@
 #include "config.h"
 #include "http_door.h"
 #include "log.h"
+#include "sys_file.h"
+#include "sys_user.h"
 
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
 #define KIB 1024ULL
 #define MIB (1024ULL * KIB)
 #define GIB (1024ULL * MIB)
+
+#define CONFIG_FILE_MAX	(1024 * 1024)	/* a configuration file larger than this is an error */
 
 enum cfg_type {
 	CT_STRING,	/* char *, owned; checked by the row's check function */
@@ -843,8 +849,7 @@ hint_key(const char *section, const char *key, char *buf, size_t len)
 /* ---- parsing --------------------------------------------------------------------------- */
 
 struct cfg_src {
-	FILE *fp;			/* a file, or */
-	const unsigned char *buf;	/* a buffer of len bytes */
+	const unsigned char *buf;	/* len bytes */
 	size_t len, pos;
 };
 
@@ -880,18 +885,11 @@ cfg_fail(struct cfg_parse *p, int line, const char *fmt, ...)
 static int
 src_getc(struct cfg_src *s)
 {
-	if (s->fp != NULL)
-		return getc(s->fp);
 	if (s->pos >= s->len)
 		return EOF;
 	return s->buf[s->pos++];
 }
 
-static bool
-src_error(struct cfg_src *s)
-{
-	return s->fp != NULL && ferror(s->fp);
-}
 
 static bool
 is_blank(int c)
@@ -938,12 +936,8 @@ cfg_reader(char *str, int num, void *stream)
 
 	if (p->failed || num < 2)
 		return NULL;
-	c = src_getc(&p->src);
-	if (c == EOF) {
-		if (src_error(&p->src))
-			cfg_fail(p, 0, "read error: %s", strerror(errno));
+	if ((c = src_getc(&p->src)) == EOF)
 		return NULL;
-	}
 	p->lineno++;
 	for (; c != EOF && c != '\n'; c = src_getc(&p->src)) {
 		if (c == '\0') {
@@ -972,10 +966,6 @@ cfg_reader(char *str, int num, void *stream)
 		if (n == 0 && is_blank(c))
 			continue;
 		str[n++] = (char)c;
-	}
-	if (c == EOF && src_error(&p->src)) {
-		cfg_fail(p, 0, "read error: %s", strerror(errno));
-		return NULL;
 	}
 	str[n] = '\0';
 	if (str[0] == '[' && check_section_header(p, str) == -1)
@@ -1233,26 +1223,55 @@ nomem:
 	return -1;
 }
 
+/*
+ * The file must not be writable by anyone but root and the agent's user
+ * (sys_file's rule): whoever can write it can grant themselves every
+ * secret. The agent's user is the one the file names ([agent] user), else
+ * the starting one, so start-up and a reload after the drop agree.
+ */
+static int
+config_trust(const struct config *cfg, const char *path, const struct stat *st, char *msg,
+    size_t msglen)
+{
+	uid_t agent = geteuid();
+	uint32_t id;
+	char why[256];
+
+	if (cfg->user != NULL) {
+		if (sys_user_parse_id(cfg->user, &id) == 0)
+			agent = (uid_t)id;
+		else if (sys_user_by_name(cfg->user, &agent, NULL, NULL, 0, why, sizeof(why)) != 1)
+			agent = geteuid();	/* the drop itself will name the problem */
+	}
+	return sys_file_check_trust_as(path, st, agent, msg, msglen);
+}
+
 int
 config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
+	const struct sys_file_opts opts = { .max_size = CONFIG_FILE_MAX };
 	struct cfg_src src = { 0 };
-	FILE *fp;
+	struct sys_file f;
+	char msg[CONFIG_ERR_SIZE], why[CONFIG_ERR_SIZE - 32];
 	int rc;
 
 	if (path == NULL)
 		return cfg_run(cfg, NULL, "(built-in defaults)", err, errlen);
-	if ((fp = fopen(path, "re")) == NULL) {
-		char msg[CONFIG_ERR_SIZE];
-
+	if (sys_file_read(path, &opts, &f, why, sizeof(why)) != 1) {
 		memset(cfg, 0, sizeof(*cfg));
-		snprintf(msg, sizeof(msg), "cannot open: %s", strerror(errno));
+		snprintf(msg, sizeof(msg), "cannot open: %s", why);
 		set_err(err, errlen, path, 0, msg);
 		return -1;
 	}
-	src.fp = fp;
+	src.buf = (const unsigned char *)f.data;
+	src.len = f.len;
 	rc = cfg_run(cfg, &src, path, err, errlen);
-	fclose(fp);
+	if (rc == 0 && config_trust(cfg, path, &f.st, msg, sizeof(msg)) != 0) {
+		config_free(cfg);
+		set_err(err, errlen, path, 0, msg);
+		rc = -1;
+	}
+	sys_file_free(&f);
 	return rc;
 }
 

@@ -26,12 +26,14 @@
 #include "frame.h"
 #include "http_door.h"
 #include "json_secure.h"
+#include "lambda_mode.h"
 #include "listen.h"
 #include "log.h"
 #include "policy.h"
 #include "privdrop.h"
 #include "secmem.h"
 #include "server.h"
+#include "sys_file.h"
 #include "sockpath.h"
 #include "upstream_aws.h"
 
@@ -46,10 +48,13 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: smcached [-c FILE] [--check-config] [--version] [--help]\n"
+	    "usage: smcached [-c FILE | --lambda-extension[=NAME]] [--check-config] [--version] [--help]\n"
 	    "  -c, --config FILE   read configuration from FILE (default: built-in defaults:\n"
 	    "                      the file backend on conf/example-secrets.json)\n"
 	    "      --check-config  validate the configuration, print it, and exit\n"
+	    "      --lambda-extension[=NAME]\n"
+	    "                      run as an AWS Lambda extension named NAME (smcache), configured\n"
+	    "                      by the AWS Parameters and Secrets extension's variables\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          this text\n"
 	    "Runs in the foreground and logs to stderr. See smcached(8).\n");
@@ -123,16 +128,15 @@ raise_fd_limit(const struct config *cfg)
  * good (privdrop.h, listen.h). Nothing runs as root after this.
  */
 static int
-open_socket_and_drop(const struct config *cfg, const char *socket_path, struct listen_socket *ls)
+open_socket_and_drop(const struct config *cfg, const struct privdrop_plan *pl,
+    const char *socket_path, struct listen_socket *ls)
 {
-	struct privdrop_plan plan;
+	struct privdrop_plan plan = *pl;
 	struct listen_options lo;
 	char err[CONFIG_ERR_SIZE], why[256], note[256];
 	bool unlocked;
 	int rc;
 
-	if (privdrop_plan_make(cfg->user, cfg->group, &plan, err, sizeof(err)) != 0)
-		goto fail;
 	lo.mode = (mode_t)cfg->socket_mode;
 	lo.owner = lo.agent_uid = plan.uid;
 	lo.group = lo.agent_gid = plan.gid;
@@ -184,6 +188,42 @@ fail:
 	return -1;
 }
 
+/*
+ * --check-config: what start-up would do with the files, without the
+ * socket: become the agent's user, then build the backend (the file
+ * backend reads and validates its data file; the aws backend resolves the
+ * region and reads the shared files and token files of its credential
+ * source) and free it. 0, or -1 with err.
+ */
+static int
+check_backend(const struct config *cfg, const struct privdrop_plan *plan, char *err,
+    size_t errlen)
+{
+	struct event_base *base = NULL;
+	struct backend *backend = NULL;
+	char note[256], why[CONFIG_ERR_SIZE - 16];
+	bool unlocked;
+	int rc = -1;
+
+	if (privdrop_apply(plan, &unlocked, note, sizeof(note), err, errlen) != 0)
+		return -1;
+	json_secure_init();
+	if ((base = event_base_new()) == NULL) {
+		snprintf(err, errlen, "cannot create the event loop");
+		goto out;
+	}
+	if ((backend = make_backend(base, cfg, why, sizeof(why))) == NULL) {
+		snprintf(err, errlen, "backend: %s", why);
+		goto out;
+	}
+	rc = 0;
+out:
+	backend_free(backend);
+	if (base != NULL)
+		event_base_free(base);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -192,6 +232,7 @@ main(int argc, char **argv)
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "lambda-extension", optional_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent agent;
@@ -201,9 +242,12 @@ main(int argc, char **argv)
 	struct server_limits limits;
 	struct http_door *http_door = NULL;
 	struct cache_options cache_opts;
+	struct privdrop_plan plan;
 	char err[CONFIG_ERR_SIZE], socket_path[sizeof(ls.path)], msg[SECMEM_MSG_MAX];
-	const char *config_path = NULL;
-	int opt, check_only = 0, status = 1;
+	const char *config_path = NULL, *lambda_name = NULL;
+	struct lambda_mode *lambda = NULL;
+	char *lambda_config = NULL;
+	int opt, check_only = 0, status = 1, loop_ran = 0;
 
 	memset(&agent, 0, sizeof(agent));
 	memset(&cfg, 0, sizeof(cfg));
@@ -214,6 +258,10 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = 1;
+			break;
+		case 'L':
+			lambda_name = optarg != NULL && optarg[0] != '\0' ? optarg :
+			    LAMBDA_MODE_DEFAULT_NAME;
 			break;
 		case 'V':
 			printf("smcached %s\n", SMC_VERSION);
@@ -232,7 +280,24 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
+	if (lambda_name != NULL) {
+		/* A Lambda extension is configured by its environment, as AWS's is. */
+		if (config_path != NULL) {
+			fprintf(stderr, "smcached: --lambda-extension takes its configuration from"
+			    " the environment (lambda_mode.h); -c cannot be used with it\n");
+			return EXIT_USAGE;
+		}
+		if ((lambda_config = lambda_mode_config_text(err, sizeof(err))) == NULL ||
+		    config_load_string(&cfg, lambda_config, "the Lambda environment", err,
+		    sizeof(err)) != 0) {
+			fprintf(stderr, "smcached: %s\n", err);
+			if (!check_only)
+				lambda_mode_init_error(NULL, lambda_name, err);
+			free(lambda_config);
+			return 1;
+		}
+		free(lambda_config);
+	} else if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
 		fprintf(stderr, "smcached: %s\n", err);
 		return 1;
 	}
@@ -244,7 +309,17 @@ main(int argc, char **argv)
 	} else if (cfg.socket_path != NULL) {
 		snprintf(socket_path, sizeof(socket_path), "%s", cfg.socket_path);
 	}
+	/* Who the agent runs as: files that user owns are trusted (sys_file.h). */
+	if (privdrop_plan_make(cfg.user, cfg.group, &plan, err, sizeof(err)) != 0) {
+		fprintf(stderr, "smcached: %s\n", err);
+		goto out;
+	}
+	sys_file_trust_uid(plan.uid);
 	if (check_only) {
+		if (check_backend(&cfg, &plan, err, sizeof(err)) != 0) {
+			fprintf(stderr, "smcached: %s\n", err);
+			goto out;
+		}
 		config_describe(&cfg, stdout);
 		printf("effective socket path: %s\n", socket_path);
 		printf("configuration OK\n");
@@ -283,7 +358,7 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (open_socket_and_drop(&cfg, socket_path, &ls) != 0)
+	if (open_socket_and_drop(&cfg, &plan, socket_path, &ls) != 0)
 		goto out;
 
 	agent.config = &cfg;
@@ -345,14 +420,23 @@ main(int argc, char **argv)
 		goto out;
 	}
 	prefetch(agent.cache, cfg.cache_prefetch);
+	if (lambda_name != NULL &&
+	    (lambda = lambda_mode_start(&agent, lambda_name, err, sizeof(err))) == NULL) {
+		log_error("Lambda extension: %s", err);
+		goto out;
+	}
 	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
 	    config_backend_name(cfg.backend));
+	loop_ran = 1;
 	if (event_base_dispatch(agent.base) != 0) {
 		log_error("event loop failed");
 		goto out;
 	}
-	status = 0;
+	status = lambda != NULL ? lambda_mode_status(lambda) : 0;
 out:
+	if (lambda_name != NULL && !loop_ran && !check_only)
+		lambda_mode_init_error(lambda, lambda_name, "smcached could not start; its log says why");
+	lambda_mode_free(lambda);
 	if (sig_int != NULL)
 		event_free(sig_int);
 	if (sig_term != NULL)

@@ -5,8 +5,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +12,9 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "sys_user.h"
 
 #define RULE_MAX_LEN	4096
-#define NSS_BUF_MAX	(1024 * 1024)
 #define FNM_FLAGS	FNM_NOESCAPE
 
 /* Secrets Manager's random ARN suffix, as a glob appended to patterns. */
@@ -52,73 +50,6 @@ name_char(char c)
 	    (c != '\0' && strchr("/_+=.@-", c) != NULL);
 }
 
-/* Digits only, and a valid id (not (uid_t)-1). */
-static int
-parse_id(const char *s, uint32_t *id)
-{
-	unsigned long long v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		v = v * 10 + (unsigned)(*s - '0');
-		if (v >= UINT32_MAX)
-			return -1;
-	}
-	*id = (uint32_t)v;
-	return 0;
-}
-
-static bool
-all_digits(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
-}
-
-/* getpwnam_r / getgrnam_r with a growing buffer. 0 found, 1 unknown, -1 error (errno). */
-static int
-lookup_name(bool group, const char *name, uint32_t *id)
-{
-	long hint = sysconf(group ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
-	size_t len = hint > 0 && hint < NSS_BUF_MAX ? (size_t)hint : 4096;
-	struct passwd pw, *pwp = NULL;
-	struct group gr, *grp = NULL;
-	char *buf = NULL, *nbuf;
-	int rc;
-
-	for (;;) {
-		if ((nbuf = realloc(buf, len)) == NULL) {
-			free(buf);
-			errno = ENOMEM;
-			return -1;
-		}
-		buf = nbuf;
-		if (group)
-			rc = getgrnam_r(name, &gr, buf, len, &grp);
-		else
-			rc = getpwnam_r(name, &pw, buf, len, &pwp);
-		if (rc != ERANGE || len >= NSS_BUF_MAX)
-			break;
-		len *= 2;
-	}
-	free(buf);
-	if (rc != 0 && rc != ENOENT && rc != ESRCH && rc != EBADF && rc != EPERM) {
-		errno = rc;
-		return -1;
-	}
-	if (group ? grp == NULL : pwp == NULL)
-		return 1;
-	*id = group ? (uint32_t)gr.gr_gid : (uint32_t)pw.pw_uid;
-	return 0;
-}
-
 static int
 parse_principal(const char *tok, bool *group, uint32_t *id, char *why, size_t whylen)
 {
@@ -140,24 +71,27 @@ parse_principal(const char *tok, bool *group, uint32_t *id, char *why, size_t wh
 		snprintf(why, whylen, "'%s' names no %s", tok, *group ? "group" : "user");
 		return -1;
 	}
-	if (all_digits(name)) {
-		if (parse_id(name, id) != 0) {
+	if (strspn(name, "0123456789") == strlen(name)) {
+		if (sys_user_parse_id(name, id) != 0) {
 			snprintf(why, whylen, "'%s' is not a valid %s", tok, *group ? "gid" : "uid");
 			return -1;
 		}
 		return 0;
 	}
-	rc = lookup_name(*group, name, id);
-	if (rc == 1) {
+	if (*group) {
+		gid_t gid;
+
+		rc = sys_group_by_name(name, &gid, why, whylen);
+		*id = (uint32_t)gid;
+	} else {
+		uid_t uid;
+
+		rc = sys_user_by_name(name, &uid, NULL, NULL, 0, why, whylen);
+		*id = (uint32_t)uid;
+	}
+	if (rc == 0)
 		snprintf(why, whylen, "unknown %s '%s'", *group ? "group" : "user", name);
-		return -1;
-	}
-	if (rc != 0) {
-		snprintf(why, whylen, "cannot look up %s '%s': %s", *group ? "group" : "user", name,
-		    strerror(errno));
-		return -1;
-	}
-	return 0;
+	return rc == 1 ? 0 : -1;
 }
 
 /* A pattern uses only characters a secret id can hold, plus well-formed globs. */

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,140 +15,45 @@
 
 #include "privdrop.h"
 #include "secmem.h"
+#include "sys_user.h"
 
-/* Buffer for getpwnam_r and friends; doubled on ERANGE up to this. */
-#define NSS_BUF_START	4096
-#define NSS_BUF_MAX	(1024 * 1024)
 /* When the hard RLIMIT_NOFILE is unlimited, the kernel still caps it at fs.nr_open. */
 #define NOFILE_FALLBACK	1048576ULL
-
-/* Decimal digits only, fitting id_t and not (id_t)-1, which means "no change". */
-static int
-parse_id(const char *s, unsigned long *out)
-{
-	unsigned long v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT32_MAX - 1 - (unsigned)(*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (unsigned)(*s - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* by_name: getpwnam_r(name), else getpwuid_r(uid). Returns 0 found, 1 none, -1 error. */
-static int
-pw_find(const char *name, uid_t uid, struct passwd *pw, char **buf, char *err, size_t errlen)
-{
-	struct passwd *res = NULL;
-	size_t len = NSS_BUF_START;
-	int rc;
-
-	for (;;) {
-		if ((*buf = malloc(len)) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		rc = name != NULL ? getpwnam_r(name, pw, *buf, len, &res) :
-		    getpwuid_r(uid, pw, *buf, len, &res);
-		if (rc != ERANGE || len >= NSS_BUF_MAX)
-			break;
-		free(*buf);
-		*buf = NULL;
-		len *= 2;
-	}
-	if (rc != 0 && rc != ENOENT && rc != ESRCH) {
-		snprintf(err, errlen, "cannot look up user %s: %s", name != NULL ? name : "by id",
-		    strerror(rc));
-		return -1;
-	}
-	return res != NULL ? 0 : 1;
-}
-
-static int
-gr_find(const char *name, gid_t gid, struct group *gr, char **buf, char *err, size_t errlen)
-{
-	struct group *res = NULL;
-	size_t len = NSS_BUF_START;
-	int rc;
-
-	for (;;) {
-		if ((*buf = malloc(len)) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		rc = name != NULL ? getgrnam_r(name, gr, *buf, len, &res) :
-		    getgrgid_r(gid, gr, *buf, len, &res);
-		if (rc != ERANGE || len >= NSS_BUF_MAX)
-			break;
-		free(*buf);
-		*buf = NULL;
-		len *= 2;
-	}
-	if (rc != 0 && rc != ENOENT && rc != ESRCH) {
-		snprintf(err, errlen, "cannot look up group %s: %s", name != NULL ? name : "by id",
-		    strerror(rc));
-		return -1;
-	}
-	return res != NULL ? 0 : 1;
-}
 
 int
 privdrop_lookup_user(const char *name, uid_t *uid, gid_t *gid, char *name_out, size_t name_len,
     char *err, size_t errlen)
 {
-	struct passwd pw;
-	unsigned long id = 0;
-	char *buf = NULL;
-	int found, numeric = parse_id(name, &id) == 0;
+	uint32_t id = 0;
+	int found;
 
-	/* A name is looked up as a name; a number is an id, with or without an entry. */
-	found = numeric ? pw_find(NULL, (uid_t)id, &pw, &buf, err, errlen) :
-	    pw_find(name, 0, &pw, &buf, err, errlen);
-	if (found < 0)
-		goto fail;
-	if (found == 1 && !numeric) {
-		snprintf(err, errlen, "no user '%s' on this system", name);
-		goto fail;
-	}
-	*uid = found == 0 ? pw.pw_uid : (uid_t)id;
+	if (name_out != NULL && name_len > 0)
+		name_out[0] = '\0';
 	if (gid != NULL)
-		*gid = found == 0 ? pw.pw_gid : (gid_t)-1;
-	if (name_out != NULL) {
-		if (found == 0 && strlen(pw.pw_name) < name_len)
-			snprintf(name_out, name_len, "%s", pw.pw_name);
-		else if (name_len > 0)
-			name_out[0] = '\0';
+		*gid = (gid_t)-1;
+	/* A name is looked up as a name; a number is an id, with or without an entry. */
+	if (sys_user_parse_id(name, &id) == 0) {
+		*uid = (uid_t)id;
+		return sys_user_by_uid(*uid, gid, name_out, name_len, err, errlen) < 0 ? -1 : 0;
 	}
-	free(buf);
-	return 0;
-fail:
-	free(buf);
-	return -1;
+	if ((found = sys_user_by_name(name, uid, gid, name_out, name_len, err, errlen)) == 0)
+		snprintf(err, errlen, "no user '%s' on this system", name);
+	return found == 1 ? 0 : -1;
 }
 
 int
 privdrop_lookup_group(const char *name, gid_t *gid, char *err, size_t errlen)
 {
-	struct group gr;
-	unsigned long id;
-	char *buf = NULL;
+	uint32_t id;
 	int found;
 
-	if (parse_id(name, &id) == 0) {
+	if (sys_user_parse_id(name, &id) == 0) {
 		*gid = (gid_t)id;
 		return 0;
 	}
-	found = gr_find(name, 0, &gr, &buf, err, errlen);
-	if (found == 1)
+	if ((found = sys_group_by_name(name, gid, err, errlen)) == 0)
 		snprintf(err, errlen, "no group '%s' on this system", name);
-	if (found == 0)
-		*gid = gr.gr_gid;
-	free(buf);
-	return found == 0 ? 0 : -1;
+	return found == 1 ? 0 : -1;
 }
 
 int

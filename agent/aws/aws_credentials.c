@@ -42,6 +42,7 @@
 #include "http.h"
 #include "json_secure.h"
 #include "log.h"
+#include "sys_file.h"
 
 #define CRED_TOKEN_FILE_MAX	(16 * 1024)	/* web identity JWT, container auth token */
 #define CRED_USABLE_MARGIN	60		/* seconds before expiry: stop handing them out */
@@ -173,38 +174,21 @@ cred_wipe(struct aws_credentials *c)
 static int
 cred_read_token_file(const char *path, char *out, size_t outlen, char *err, size_t errlen)
 {
-	struct stat st;
-	size_t got = 0;
-	ssize_t n;
-	int fd, rc = -1;
+	const struct sys_file_opts opts = { .max_size = outlen - 1, .trust = true };
+	struct sys_file f;
+	size_t got;
+	int n, rc = -1;
 
 	out[0] = '\0';
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
-		snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+	/* The reason goes after the prefix, in err itself. */
+	n = snprintf(err, errlen, "cannot read token file %s: ", path);
+	if (n < 0 || (size_t)n >= errlen)
+		n = 0;
+	if (sys_file_read(path, &opts, &f, err + n, errlen - (size_t)n) != 1)
 		return -1;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "token file %s is not a regular file", path);
-		goto out;
-	}
-	for (;;) {
-		if (got + 1 >= outlen) {
-			snprintf(err, errlen, "token file %s is larger than %zu bytes", path,
-			    outlen - 1);
-			goto out;
-		}
-		n = read(fd, out + got, outlen - 1 - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "cannot read token file %s: %s", path,
-			    strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
+	err[0] = '\0';
+	got = f.len;
+	memcpy(out, f.data, got);
 	while (got > 0 && isspace((unsigned char)out[got - 1]))
 		got--;
 	out[got] = '\0';
@@ -220,7 +204,7 @@ cred_read_token_file(const char *path, char *out, size_t outlen, char *err, size
 out:
 	if (rc != 0)
 		sodium_memzero(out, outlen);
-	close(fd);
+	sys_file_free(&f);
 	return rc;
 }
 

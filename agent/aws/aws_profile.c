@@ -23,7 +23,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +36,8 @@
 #include <sodium.h>
 
 #include "aws_profile.h"
+#include "sys_file.h"
+#include "sys_user.h"
 
 #define AWS_FILE_MAX		(1024 * 1024)	/* a shared file larger than this is an error */
 #define AWS_LINE_MAX		(64 * 1024)	/* and so is a line longer than this */
@@ -265,66 +266,49 @@ aws_handler(void *user, const char *section, const char *name, const char *value
 	return 1;
 }
 
+static int aws_file_path(const char *env_name, const char *default_name, char *out,
+    size_t outlen, char *err, size_t errlen);
+static const char *aws_env(const char *name);
+
 /*
- * Reads a whole shared file into a malloc'd buffer. Returns 1 with *data set,
- * 0 when the file does not exist, -1 on an error.
+ * How messages name a shared file: "AWS_CONFIG_FILE=/dev/x" when a variable
+ * pointed at it, so the operator knows what to change; else the path.
+ */
+static void
+aws_file_label(const char *path, char *out, size_t outlen)
+{
+	static const char *const vars[][2] = {
+		{ "AWS_CONFIG_FILE", "config" },
+		{ "AWS_SHARED_CREDENTIALS_FILE", "credentials" },
+	};
+	char resolved[4096], err[256];
+
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		if (aws_env(vars[i][0]) != NULL && aws_file_path(vars[i][0], vars[i][1], resolved,
+		    sizeof(resolved), err, sizeof(err)) == 0 && strcmp(resolved, path) == 0) {
+			snprintf(out, outlen, "%s=%s", vars[i][0], path);
+			return;
+		}
+	}
+	snprintf(out, outlen, "%s", path);
+}
+
+/*
+ * Reads a whole shared file (sys_file: trusted, bounded; /dev/null or an
+ * empty file is "no profiles"). Returns 1 with *f read, 0 when the file does
+ * not exist, -1 on an error.
  */
 static int
-aws_read_file(const char *path, char **data, size_t *len, char *err, size_t errlen)
+aws_read_file(const char *path, const char *label, struct sys_file *f, char *err, size_t errlen)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t got = 0;
-	ssize_t n;
-	int fd, rc = -1;
+	const struct sys_file_opts opts = {
+		.max_size = AWS_FILE_MAX, .missing_ok = true, .empty_device_ok = true, .trust = true,
+	};
+	char why[512];
+	int rc = sys_file_read(path, &opts, f, why, sizeof(why));
 
-	*data = NULL;
-	*len = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (fstat(fd, &st) != 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		goto out;
-	}
-	if (st.st_size > AWS_FILE_MAX) {
-		snprintf(err, errlen, "%s: larger than %d bytes", path, AWS_FILE_MAX);
-		goto out;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;		/* the file shrank: parse what is there */
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*data = buf;
-	*len = got;
-	buf = NULL;
-	rc = 1;
-out:
-	if (buf != NULL) {
-		sodium_memzero(buf, (size_t)st.st_size + 1);
-		free(buf);
-	}
-	close(fd);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: %s", label, why);
 	return rc;
 }
 
@@ -334,8 +318,8 @@ aws_profile_scan(const char *path, bool is_config_file, const char *profile, con
     char *value, size_t value_len, bool *section_found, char *err, size_t errlen)
 {
 	struct aws_parse *p;
-	char *data;
-	size_t len;
+	struct sys_file f;
+	char label[4200];
 	int rc;
 
 	if (section_found != NULL)
@@ -349,16 +333,17 @@ aws_profile_scan(const char *path, bool is_config_file, const char *profile, con
 		snprintf(err, errlen, "aws_profile_get: bad arguments");
 		return -1;
 	}
-	if ((rc = aws_read_file(path, &data, &len, err, errlen)) <= 0)
+	aws_file_label(path, label, sizeof(label));
+	if ((rc = aws_read_file(path, label, &f, err, errlen)) <= 0)
 		return rc;
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
+		snprintf(err, errlen, "%s: out of memory", label);
 		rc = -1;
 		goto out;
 	}
-	p->path = path;
-	p->data = data;
-	p->len = len;
+	p->path = label;
+	p->data = f.data;
+	p->len = f.len;
 	p->is_config = is_config_file;
 	p->profile = profile;
 	p->key = key;
@@ -371,10 +356,10 @@ aws_profile_scan(const char *path, bool is_config_file, const char *profile, con
 	if (p->failed) {
 		rc = -1;
 	} else if (rc > 0) {
-		snprintf(err, errlen, "%s:%d: not a [section] or key = value line", path, rc);
+		snprintf(err, errlen, "%s:%d: not a [section] or key = value line", label, rc);
 		rc = -1;
 	} else if (rc < 0) {
-		snprintf(err, errlen, "%s: cannot parse (out of memory)", path);
+		snprintf(err, errlen, "%s: cannot parse (out of memory)", label);
 		rc = -1;
 	} else {
 		rc = key != NULL ? p->found : p->section_found;
@@ -386,8 +371,7 @@ aws_profile_scan(const char *path, bool is_config_file, const char *profile, con
 	sodium_memzero(p, sizeof(*p));
 	free(p);
 out:
-	sodium_memzero(data, len + 1);
-	free(data);
+	sys_file_free(&f);
 	return rc;
 }
 
@@ -500,13 +484,12 @@ aws_file_path(const char *env_name, const char *default_name, char *out, size_t 
     char *err, size_t errlen)
 {
 	const char *v = aws_env(env_name), *home = aws_env("HOME");
-	struct passwd pw, *res = NULL;
-	char pwbuf[4096];
+	char pwhome[4096], why[256];
 	int n;
 
-	if (home == NULL && getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 &&
-	    res != NULL && res->pw_dir != NULL && res->pw_dir[0] != '\0')
-		home = res->pw_dir;
+	if (home == NULL && sys_user_home(getuid(), pwhome, sizeof(pwhome), why, sizeof(why)) == 1 &&
+	    pwhome[0] != '\0')
+		home = pwhome;
 	if (v != NULL && strncmp(v, "~/", 2) != 0) {
 		n = snprintf(out, outlen, "%s", v);
 	} else if (v != NULL) {

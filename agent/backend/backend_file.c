@@ -1,7 +1,8 @@
 /*
  * backend_file: secrets from a local JSON file that models AWS Secrets
- * Manager. Owns the file format, its validation, lookups and the deferred
- * request queue. Keeps no secret value between requests.
+ * Manager. Owns the file format, its validation, the sealed index of the
+ * file's last state, lookups and the deferred request queue. Keeps no
+ * plaintext value between requests.
  *
  * File format (UTF-8 JSON; field names are the AWS API's; at most 16 MiB):
  *
@@ -40,10 +41,22 @@
  * version id and a stage, the stage must be on that version. A secret with a
  * DeletedDate cannot be read but can be described.
  *
- * Every request re-reads the file (there is a cache in front of backends),
- * so edits are seen at once; an invalid edit fails requests with
- * UPSTREAM_UNAVAILABLE until fixed. The read is blocking I/O on a local
- * regular file, done in the event loop: fine for a development backend.
+ * The file is parsed once per change, not per request: each request
+ * stat()s it (about a microsecond) and only a new identity (device, inode,
+ * size, mtime, ctime) makes it read and validate the file again (about
+ * 30 ms for a 15 MB file, on the event loop, once). A change inside the
+ * file system's timestamp granularity (a same-size rewrite in place within
+ * one clock tick of the last read) is caught by reading once more on the
+ * first request 200 ms after such a "racy" read (hashing the bytes, and
+ * parsing only when they differ), so every change is seen within a second. What a parse keeps is an index: names, ARNs, versions,
+ * labels, dates, and each value sealed (libsodium's secretbox,
+ * XSalsa20-Poly1305, under a key in guarded memory); the file's bytes and the JSON copies of values are
+ * wiped as soon as the index is built. A request opens one value into
+ * guarded memory, hands it to the callback and wipes it. An invalid edit
+ * fails requests with UPSTREAM_UNAVAILABLE until fixed (that state is kept
+ * too, so a broken file is not parsed again per request either). The file
+ * must pass sys_file's trust rule (not writable by group or others, owned
+ * by root or the agent's user, on a safe path).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +77,8 @@
 #include "backend_file.h"
 #include "json_secure.h"
 #include "log.h"
+#include "sys_file.h"
+#include "table.h"
 
 #define SF_MAX_REGION		32
 #define SF_MAX_PARTITION	16
@@ -75,11 +90,23 @@
 #define SF_SCRATCH_LEN		(SMC_MAX_VALUE + 2)	/* unpadded max-length base64 decodes to 2 more */
 #define SF_SHOWN_ID		64	/* client-given ids are shortened to this in messages */
 #define SF_SHOWN_PATH		72
+/*
+ * File times come from the kernel's coarse clock (one tick: 1 to 10 ms), so
+ * a read within a tick of the file's last change could miss a same-size
+ * rewrite in that tick. A read this close (with room for clock skew) is
+ * "racy" and looked at again this long after it.
+ */
+#define SF_RACY_MS		100
+#define SF_RECHECK_MS		200
+/* The index's sealing: libsodium's secretbox, directly (cache/seal.c is the cache's, with
+ * size classes this backend does not need, and the backend wing may not include cache/). */
+#define SF_NONCE		crypto_secretbox_NONCEBYTES
+#define SF_MAC			crypto_secretbox_MACBYTES
 
 static const char sf_alnum[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/* ---- the parsed file: lives for one request only ---------------------------------------- */
+/* ---- the parsed file: the index of its last valid state ---------------------------------- */
 
 struct sf_version {
 	const char *version_id;
@@ -87,14 +114,29 @@ struct sf_version {
 	size_t stage_count;
 	int64_t created_ms;
 	bool is_binary;
-	const char *value;		/* SecretString, or SecretBinary's base64, in the cJSON tree */
+	const char *value;		/* SecretString, or SecretBinary's base64, in the cJSON
+					 * tree; NULL once sealed */
 	size_t value_len;
+	cJSON *value_item;		/* its tree node, to drop the string once sealed */
+	uint8_t *sealed;		/* nonce, then secretbox of the (decoded) value */
+	size_t plain_len;		/* bytes of the (decoded) value */
+};
+
+/* One way to name a secret, in the index's hash table. */
+enum sf_id_kind { SF_ID_NAME, SF_ID_ARN, SF_ID_PARTIAL, SF_ID_KINDS };
+
+struct sf_id_node {
+	struct table_node node;
+	struct sf_secret *secret;
+	enum sf_id_kind kind;
 };
 
 struct sf_secret {
 	const char *name;
 	const char *arn;		/* in the tree, or arn_owned */
 	char *arn_owned;
+	char *partial;			/* the ARN without its "-XXXXXX", for the index */
+	struct sf_id_node ids[SF_ID_KINDS];
 	const char *description;
 	int64_t created_ms;
 	int64_t last_changed_ms;
@@ -113,6 +155,8 @@ struct sf_store {
 	const char *account;
 	struct sf_secret *secrets;
 	size_t secret_count;
+	struct table ids;		/* names, ARNs and partial ARNs (the index only) */
+	bool indexed;
 };
 
 /* Where validation is, so errors name the secret, version and field. */
@@ -124,16 +168,6 @@ struct sf_where {
 	const char *secret_name;	/* once validated */
 	bool in_version;
 	size_t version_idx;
-};
-
-/* What identifies one state of the file on disk, for "log once per change". */
-struct sf_ident {
-	bool exists;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
-	struct timespec ctime;
 };
 
 /* ---- the backend ------------------------------------------------------------------------ */
@@ -158,10 +192,18 @@ struct backend_file {
 	char *path;
 	char path_shown[SF_SHOWN_PATH];	/* sanitized, for messages */
 	struct sf_request_list pending;
-	/* The last failure logged, so a broken file is logged once, not per request. */
+	uint8_t *key;			/* sealing key of the index, in guarded memory */
+	/* The state of the file last read: its index, or why it failed (logged once). */
+	struct sys_file_ident ident;
+	struct sf_store *index;		/* NULL while failing */
 	bool failing;
-	struct sf_ident fail_ident;
-	char fail_message[sizeof(((struct backend_error *)0)->message)];
+	struct backend_error fail_error;
+	int64_t recheck_at;		/* 0, or when a racy read is looked at again (CLOCK_REALTIME ms) */
+	bool have_digest;
+	uint8_t digest[crypto_generichash_BYTES];	/* of the bytes of a racy read */
+	uint8_t *plain;			/* one opened value at a time, in guarded memory */
+	int in_callback;		/* a callback is running: free only after it */
+	bool free_pending;
 };
 
 /* ---- text helpers ------------------------------------------------------------------------ */
@@ -424,6 +466,7 @@ sf_version_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struc
 	v->is_binary = f[FV_BINARY].item != NULL;
 	if (sf_string(w, &f[v->is_binary ? FV_BINARY : FV_STRING], &text) != 0)
 		return -1;
+	v->value_item = (cJSON *)f[v->is_binary ? FV_BINARY : FV_STRING].item;
 	v->value = text;
 	v->value_len = strlen(text);
 	if (v->is_binary) {
@@ -808,8 +851,13 @@ sf_store_parse(struct sf_store *s, char *err, size_t errlen)
 static void
 sf_store_free(struct sf_store *s)
 {
+	if (s->indexed)
+		table_destroy(&s->ids);
 	for (size_t i = 0; i < s->secret_count; i++) {
 		free(s->secrets[i].arn_owned);
+		free(s->secrets[i].partial);
+		for (size_t j = 0; j < s->secrets[i].version_count; j++)
+			free(s->secrets[i].versions[j].sealed);
 		free(s->secrets[i].versions);
 	}
 	free(s->secrets);
@@ -825,119 +873,239 @@ sf_store_free(struct sf_store *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* ---- reading the file -------------------------------------------------------------------- */
+/* ---- sealing: what a parse keeps -------------------------------------------------------- */
 
 /*
- * Reads the whole file into s->buf with read(2) (no stdio buffer keeps a
- * copy). Fills *ident when the file could be opened.
+ * Seals every value under key and drops every plaintext copy the parse made:
+ * the JSON strings of values, the decoded-binary scratch and the file's bytes.
  */
 static int
-sf_read_file(const char *path, struct sf_store *s, struct sf_ident *ident,
-    char *err, size_t errlen)
+sf_store_seal(struct sf_store *s, const uint8_t *key, char *err, size_t errlen)
 {
-	struct stat st;
-	size_t cap, got = 0;
-	ssize_t n;
-	int fd, rc = -1;
+	size_t bin_len;
 
-	memset(ident, 0, sizeof(*ident));
-	/* O_NONBLOCK: opening a FIFO must not hang the event loop. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
+	/* Lookups by name, ARN and partial ARN: a hash each, not a scan of every secret. */
+	if (table_init(&s->ids, s->secret_count * 3 + 16) != 0) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (fstat(fd, &st) != 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
-		goto out;
-	}
-	ident->exists = true;
-	ident->dev = st.st_dev;
-	ident->ino = st.st_ino;
-	ident->size = st.st_size;
-	ident->mtime = st.st_mtim;
-	ident->ctime = st.st_ctim;
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "not a regular file");
-		goto out;
-	}
-	if (st.st_size < 0 || (uint64_t)st.st_size > BACKEND_FILE_MAX_SIZE) {
-		snprintf(err, errlen, "larger than %u MiB", BACKEND_FILE_MAX_SIZE >> 20);
-		goto out;
-	}
-	/* One byte more than expected, to notice a file that grew under us. */
-	cap = (size_t)st.st_size + 1;
-	if ((s->buf = malloc(cap + 1)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	s->buf_size = cap + 1;
-	while (got < cap) {
-		n = read(fd, s->buf + got, cap - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "%s", strerror(errno));
-			goto out;
+	s->indexed = true;
+	for (size_t i = 0; i < s->secret_count; i++) {
+		struct sf_secret *sec = &s->secrets[i];
+		size_t alen = strlen(sec->arn);
+
+		/* Every ARN here ends with "-XXXXXX". */
+		if ((sec->partial = strndup(sec->arn, alen - SF_SUFFIX_LEN - 1)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
 		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
+		for (int k = 0; k < SF_ID_KINDS; k++) {
+			const char *id = k == SF_ID_NAME ? sec->name : k == SF_ID_ARN ? sec->arn :
+			    sec->partial;
+
+			sec->ids[k].secret = sec;
+			sec->ids[k].kind = (enum sf_id_kind)k;
+			table_insert(&s->ids, &sec->ids[k].node, table_hash(&s->ids, id, NULL, NULL));
+		}
 	}
-	if (got == cap) {
-		snprintf(err, errlen, "the file changed while it was read");
-		goto out;
+
+	for (size_t i = 0; i < s->secret_count; i++) {
+		for (size_t j = 0; j < s->secrets[i].version_count; j++) {
+			struct sf_version *v = &s->secrets[i].versions[j];
+			const uint8_t *plain = (const uint8_t *)v->value;
+			size_t len = v->value_len;
+
+			if (v->is_binary) {
+				/* Validated by the parse, so this decodes. */
+				if (s->scratch == NULL || sodium_base642bin(s->scratch,
+				    SF_SCRATCH_LEN, v->value, v->value_len, NULL, &bin_len, NULL,
+				    sodium_base64_VARIANT_ORIGINAL) != 0) {
+					snprintf(err, errlen, "cannot decode SecretBinary");
+					return -1;
+				}
+				plain = s->scratch;
+				len = bin_len;
+			}
+			if ((v->sealed = malloc(SF_NONCE + SF_MAC + len)) == NULL) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			randombytes_buf(v->sealed, SF_NONCE);
+			crypto_secretbox_easy(v->sealed + SF_NONCE, plain, len, v->sealed, key);
+			v->plain_len = len;
+			if (v->is_binary)
+				sodium_memzero(s->scratch, len);
+			/* json_secure's free wipes the string too; wiping here says so. */
+			sodium_memzero(v->value_item->valuestring, v->value_len);
+			cJSON_free(v->value_item->valuestring);
+			v->value_item->valuestring = NULL;
+			v->value = NULL;
+		}
 	}
-	s->buf[got] = '\0';
-	s->len = got;
-	rc = 0;
-out:
-	close(fd);
-	return rc;
+	if (s->buf != NULL) {
+		sodium_memzero(s->buf, s->buf_size);
+		free(s->buf);
+		s->buf = NULL;
+	}
+	if (s->scratch != NULL) {
+		sodium_memzero(s->scratch, SF_SCRATCH_LEN);
+		free(s->scratch);
+		s->scratch = NULL;
+	}
+	return 0;
+}
+
+/* ---- reading the file -------------------------------------------------------------------- */
+
+static int64_t
+sf_ms(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+/* What one read of the file gave, besides the index. */
+struct sf_read {
+	struct sys_file_ident ident;	/* of what was read (or of the path, unreadable) */
+	bool racy;			/* read within SF_RACY_MS of its last change */
+	bool have_digest;
+	uint8_t digest[crypto_generichash_BYTES];	/* of the bytes, when racy */
+	bool unchanged;			/* the bytes hash to the digest given: not parsed */
+};
+
+/*
+ * Reads (sys_file: trusted, bounded, read(2) only), validates and seals the
+ * file into a new index. On failure the error is UPSTREAM_UNAVAILABLE (the
+ * file is this backend's upstream). A racy read (the file changed within
+ * SF_RACY_MS before now_ms) keeps a digest of the bytes; when same_as is
+ * given and the bytes hash to it, nothing is parsed: rd->unchanged, NULL,
+ * no error.
+ */
+static struct sf_store *
+sf_parse_file(struct backend_file *bf, int64_t now_ms, const uint8_t *same_as,
+    struct sf_read *rd, struct backend_error *error)
+{
+	const struct sys_file_opts opts = { .max_size = BACKEND_FILE_MAX_SIZE, .trust = true };
+	struct sys_file f;
+	struct sf_store *s = NULL;
+	char reason[512];
+	int64_t changed_ms;
+
+	memset(rd, 0, sizeof(*rd));
+	sys_file_ident_path(bf->path, &rd->ident);
+	if (sys_file_read(bf->path, &opts, &f, reason, sizeof(reason)) != 1) {
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		    "cannot read secrets file %s: %s", bf->path_shown, reason);
+		return NULL;
+	}
+	sys_file_ident_of(&f.st, &rd->ident);
+	changed_ms = sf_ms(&f.st.st_ctim) > sf_ms(&f.st.st_mtim) ? sf_ms(&f.st.st_ctim) :
+	    sf_ms(&f.st.st_mtim);
+	rd->racy = now_ms < changed_ms + SF_RACY_MS;
+	if (rd->racy || same_as != NULL) {
+		/* BLAKE2b, about 20 ms for 15 MB: only for racy reads and their second look. */
+		crypto_generichash(rd->digest, sizeof(rd->digest), (const unsigned char *)f.data,
+		    f.len, NULL, 0);
+		rd->have_digest = true;
+		if (same_as != NULL && sodium_memcmp(rd->digest, same_as, sizeof(rd->digest)) == 0) {
+			rd->unchanged = true;
+			sys_file_free(&f);
+			return NULL;
+		}
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		sys_file_free(&f);
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE, "out of memory");
+		return NULL;
+	}
+	/* The store takes the buffer: it wipes it (sf_store_seal or sf_store_free). */
+	s->buf = f.data;
+	s->len = f.len;
+	s->buf_size = f.size;
+	if (sf_store_parse(s, reason, sizeof(reason)) != 0) {
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		    "secrets file %s is invalid: %s", bf->path_shown, reason);
+		goto fail;
+	}
+	if (sf_store_seal(s, bf->key, reason, sizeof(reason)) != 0) {
+		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		    "secrets file %s: %s", bf->path_shown, reason);
+		goto fail;
+	}
+	return s;
+fail:
+	sf_store_free(s);
+	free(s);
+	return NULL;
+}
+
+static void
+sf_index_drop(struct backend_file *bf)
+{
+	if (bf->index != NULL) {
+		sf_store_free(bf->index);
+		free(bf->index);
+		bf->index = NULL;
+	}
 }
 
 /*
- * Reads and validates the file. On failure the error is UPSTREAM_UNAVAILABLE
- * (the file is this backend's upstream) and is logged once per change.
+ * The index of the file as it is now: read again only when the file's
+ * identity changed, or for the second look a racy read is due (which parses
+ * only if the bytes differ). NULL with *error when the file is unreadable or
+ * invalid; that is logged once per state.
  */
-static int
-sf_load(struct backend_file *bf, struct sf_store *s, struct backend_error *error, bool log)
+static struct sf_store *
+sf_current(struct backend_file *bf, struct backend_error *error, bool log)
 {
-	struct sf_ident ident;
-	char reason[256];
-	bool same;
+	struct sys_file_ident now;
+	struct sf_read rd;
+	struct timespec ts, done;
+	struct sf_store *s;
+	bool known, second_look;
 
-	memset(s, 0, sizeof(*s));
-	if (sf_read_file(bf->path, s, &ident, reason, sizeof(reason)) != 0) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
-		    "cannot read secrets file %s: %s", bf->path_shown, reason);
-	} else if (sf_store_parse(s, reason, sizeof(reason)) != 0) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
-		    "secrets file %s is invalid: %s", bf->path_shown, reason);
-	} else {
+	clock_gettime(CLOCK_REALTIME, &ts);
+	sys_file_ident_path(bf->path, &now);
+	known = (bf->index != NULL || bf->failing) && sys_file_ident_same(&now, &bf->ident);
+	second_look = known && bf->recheck_at != 0 && sf_ms(&ts) >= bf->recheck_at;
+	if (known && !second_look)
+		goto same;
+	s = sf_parse_file(bf, sf_ms(&ts), second_look && bf->have_digest ? bf->digest : NULL,
+	    &rd, error);
+	clock_gettime(CLOCK_REALTIME, &done);
+	log_debug("file backend: %s %s in %ld ms: %s", second_look ? "looked again at" : "read",
+	    bf->path_shown, (long)((done.tv_sec - ts.tv_sec) * 1000 +
+	    (done.tv_nsec - ts.tv_nsec) / 1000000), rd.unchanged ? "unchanged" :
+	    s != NULL ? "new index" : "failed");
+	bf->recheck_at = rd.racy ? sf_ms(&ts) + SF_RECHECK_MS : 0;
+	bf->have_digest = rd.have_digest;
+	memcpy(bf->digest, rd.digest, sizeof(bf->digest));
+	if (rd.unchanged) {
+		bf->ident = rd.ident;
+		goto same;
+	}
+	if (s != NULL) {
+		sf_index_drop(bf);
+		bf->index = s;
+		bf->ident = rd.ident;
 		if (bf->failing && log)
 			log_info("file backend: secrets file %s is valid again", bf->path_shown);
 		bf->failing = false;
-		return 0;
+		return s;
 	}
-	sf_store_free(s);
-	if (!log)
-		return -1;
-	same = bf->failing && ident.exists == bf->fail_ident.exists &&
-	    ident.dev == bf->fail_ident.dev && ident.ino == bf->fail_ident.ino &&
-	    ident.size == bf->fail_ident.size &&
-	    ident.mtime.tv_sec == bf->fail_ident.mtime.tv_sec &&
-	    ident.mtime.tv_nsec == bf->fail_ident.mtime.tv_nsec &&
-	    ident.ctime.tv_sec == bf->fail_ident.ctime.tv_sec &&
-	    ident.ctime.tv_nsec == bf->fail_ident.ctime.tv_nsec &&
-	    strcmp(error->message, bf->fail_message) == 0;
-	if (!same) {
+	sf_index_drop(bf);
+	/* The same failure on a second look at the same state is not news. */
+	if (log && !(bf->failing && strcmp(error->message, bf->fail_error.message) == 0 &&
+	    sys_file_ident_same(&bf->ident, &rd.ident)))
 		log_error("file backend: %s", error->message);
-		bf->failing = true;
-		bf->fail_ident = ident;
-		snprintf(bf->fail_message, sizeof(bf->fail_message), "%s", error->message);
-	}
-	return -1;
+	bf->ident = rd.ident;
+	bf->failing = true;
+	bf->fail_error = *error;
+	return NULL;
+same:
+	if (bf->index != NULL)
+		return bf->index;
+	*error = bf->fail_error;
+	return NULL;
 }
 
 /* ---- lookups ----------------------------------------------------------------------------- */
@@ -949,21 +1117,25 @@ sf_load(struct backend_file *bf, struct sf_store *s, struct backend_error *error
 static struct sf_secret *
 sf_find_secret(const struct sf_store *s, const char *id)
 {
-	size_t idlen = strlen(id);
+	uint64_t h = table_hash(&s->ids, id, NULL, NULL);
+	struct sf_secret *full = NULL, *partial = NULL;
 
-	for (size_t i = 0; i < s->secret_count; i++)
-		if (strcmp(id, s->secrets[i].name) == 0 || strcmp(id, s->secrets[i].arn) == 0)
-			return &s->secrets[i];
-	for (size_t i = 0; i < s->secret_count; i++) {
-		const char *arn = s->secrets[i].arn;
-		size_t alen = strlen(arn);
+	/* The first in file order of each kind, as a scan would find it. */
+	for (struct table_node *n = table_chain(&s->ids, h); n != NULL; n = n->next) {
+		const struct sf_id_node *in = table_entry(n, struct sf_id_node, node);
+		struct sf_secret *sec = in->secret;
 
-		/* Every ARN here ends with "-XXXXXX". */
-		if (alen > SF_SUFFIX_LEN + 1 && idlen == alen - SF_SUFFIX_LEN - 1 &&
-		    memcmp(id, arn, idlen) == 0)
-			return &s->secrets[i];
+		if (n->hash != h)
+			continue;
+		if (in->kind == SF_ID_PARTIAL) {
+			if (strcmp(id, sec->partial) == 0 && (partial == NULL || sec < partial))
+				partial = sec;
+		} else if (strcmp(id, in->kind == SF_ID_NAME ? sec->name : sec->arn) == 0 &&
+		    (full == NULL || sec < full)) {
+			full = sec;
+		}
 	}
-	return NULL;
+	return full != NULL ? full : partial;
 }
 
 static bool
@@ -975,16 +1147,18 @@ sf_has_stage(const struct sf_version *v, const char *stage)
 	return false;
 }
 
-/* Finds the version a query means and fills *value (binary decoded into s->scratch). */
+/*
+ * Finds the version a query means and fills *value, its bytes opened into
+ * plain (SMC_MAX_VALUE bytes of guarded memory; the caller wipes them).
+ */
 static int
-sf_lookup_value(struct sf_store *s, const struct sf_request *req, struct backend_value *value,
-    struct backend_error *error)
+sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_request *req,
+    struct backend_value *value, uint8_t *plain, struct backend_error *error)
 {
 	const char *stage = req->version_stage;
 	const struct sf_secret *sec;
 	const struct sf_version *v = NULL;
 	char id[SF_SHOWN_ID + 1], name[SF_SHOWN_ID + 1], what[SF_SHOWN_ID + 1];
-	size_t bin_len;
 
 	sf_shown(id, sizeof(id), req->secret_id);
 	if ((sec = sf_find_secret(s, req->secret_id)) == NULL) {
@@ -1038,19 +1212,15 @@ sf_lookup_value(struct sf_store *s, const struct sf_request *req, struct backend
 	value->stage_count = v->stage_count;
 	value->created_ms = v->created_ms;
 	value->is_binary = v->is_binary;
-	if (!v->is_binary) {
-		value->data = (const uint8_t *)v->value;
-		value->len = v->value_len;
-		return 0;
-	}
-	/* Validated when the file was parsed, so this cannot fail. */
-	if (s->scratch == NULL || sodium_base642bin(s->scratch, SF_SCRATCH_LEN, v->value,
-	    v->value_len, NULL, &bin_len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
-		backend_error_set(error, SMC_STATUS_INTERNAL, "cannot decode SecretBinary");
+	/* plain_len <= SMC_MAX_VALUE: the parse checked every value. */
+	if (crypto_secretbox_open_easy(plain, v->sealed + SF_NONCE, v->plain_len + SF_MAC,
+	    v->sealed, key) != 0) {
+		sodium_memzero(plain, v->plain_len);
+		backend_error_set(error, SMC_STATUS_INTERNAL, "sealed value failed to open");
 		return -1;
 	}
-	value->data = s->scratch;
-	value->len = bin_len;
+	value->data = plain;
+	value->len = v->plain_len;
 	return 0;
 }
 
@@ -1064,16 +1234,18 @@ sf_request_free(struct sf_request *req)
 	free(req);
 }
 
+static void sf_destroy(struct backend_file *bf);
+
 static void
 sf_do_get(struct backend_file *bf, struct sf_request *req)
 {
-	struct sf_store s;
+	struct sf_store *s;
 	struct backend_error error;
 	struct backend_value value;
 	bool ok;
 
-	ok = sf_load(bf, &s, &error, true) == 0;
-	if (ok && sf_lookup_value(&s, req, &value, &error) != 0) {
+	ok = (s = sf_current(bf, &error, true)) != NULL;
+	if (ok && sf_lookup_value(s, bf->key, req, &value, bf->plain, &error) != 0) {
 		/* The file was read: the answer is about this secret, not the backend. */
 		error.about_secret = true;
 		ok = false;
@@ -1082,18 +1254,23 @@ sf_do_get(struct backend_file *bf, struct sf_request *req)
 		bf->b.counters.get_ok++;
 	else
 		bf->b.counters.get_error++;
-	/* From here on the callback may have freed bf. */
+	/* The callback may free bf: sf_free then leaves the end to us. */
+	bf->in_callback++;
 	if (ok)
 		req->value_cb(req->arg, &value, NULL);
 	else
 		req->value_cb(req->arg, NULL, &error);
-	sf_store_free(&s);
+	bf->in_callback--;
+	if (ok)
+		sodium_memzero(bf->plain, value.len);
+	if (bf->free_pending && bf->in_callback == 0)
+		sf_destroy(bf);
 }
 
 static void
 sf_do_describe(struct backend_file *bf, struct sf_request *req)
 {
-	struct sf_store s;
+	struct sf_store *s;
 	struct backend_error error;
 	struct backend_description d;
 	struct backend_version_stages *vs = NULL;
@@ -1101,9 +1278,9 @@ sf_do_describe(struct backend_file *bf, struct sf_request *req)
 	char id[SF_SHOWN_ID + 1];
 	bool ok = false;
 
-	if (sf_load(bf, &s, &error, true) != 0)
+	if ((s = sf_current(bf, &error, true)) == NULL)
 		goto done;
-	if ((sec = sf_find_secret(&s, req->secret_id)) == NULL) {
+	if ((sec = sf_find_secret(s, req->secret_id)) == NULL) {
 		sf_shown(id, sizeof(id), req->secret_id);
 		backend_error_set(&error, SMC_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
 		error.about_secret = true;
@@ -1146,7 +1323,6 @@ done:
 	else
 		req->describe_cb(req->arg, NULL, &error);
 	free(vs);
-	sf_store_free(&s);
 }
 
 static void
@@ -1230,7 +1406,20 @@ sf_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, vo
 	return 0;
 }
 
-/* Pending requests are dropped: their callbacks are never called. */
+static void
+sf_destroy(struct backend_file *bf)
+{
+	sf_index_drop(bf);
+	if (bf->key != NULL)
+		sodium_free(bf->key);
+	if (bf->plain != NULL)
+		sodium_free(bf->plain);		/* wipes it */
+	free(bf->path);
+	free(bf);
+}
+
+/* Pending requests are dropped: their callbacks are never called. From a
+ * value callback, the rest waits until that callback returned. */
 static void
 sf_free(struct backend *b)
 {
@@ -1241,8 +1430,11 @@ sf_free(struct backend *b)
 		TAILQ_REMOVE(&bf->pending, req, entry);
 		sf_request_free(req);
 	}
-	free(bf->path);
-	free(bf);
+	if (bf->in_callback > 0) {
+		bf->free_pending = true;
+		return;
+	}
+	sf_destroy(bf);
 }
 
 static const struct backend_ops sf_ops = {
@@ -1274,7 +1466,7 @@ backend_file_new(struct event_base *base, const char *path, char *err, size_t er
 {
 	struct backend_file *bf = NULL;
 	struct backend_error error;
-	struct sf_store s;
+	struct sf_store *s;
 	char shown[SF_SHOWN_PATH];
 
 	if (base == NULL || path == NULL || path[0] == '\0') {
@@ -1291,18 +1483,21 @@ backend_file_new(struct event_base *base, const char *path, char *err, size_t er
 	bf->b.ops = &sf_ops;
 	bf->b.base = base;
 	TAILQ_INIT(&bf->pending);
-	if ((bf->path = sf_absolute_path(path)) == NULL)
+	if ((bf->path = sf_absolute_path(path)) == NULL ||
+	    (bf->key = sodium_malloc(crypto_secretbox_KEYBYTES)) == NULL ||
+	    (bf->plain = sodium_malloc(SMC_MAX_VALUE)) == NULL)
 		goto nomem;
+	crypto_secretbox_keygen(bf->key);
 	/* Messages show the path as given: shorter, and what the operator typed. */
 	sf_shown_tail(shown, sizeof(shown), path);
 	memcpy(bf->path_shown, shown, sizeof(shown));
-	if (sf_load(bf, &s, &error, false) != 0) {
+	/* The first parse: its index answers the first requests. */
+	if ((s = sf_current(bf, &error, false)) == NULL) {
 		snprintf(err, errlen, "%s", error.message);
 		sf_free(&bf->b);
 		return NULL;
 	}
-	log_debug("file backend: %zu secrets in %s", s.secret_count, bf->path_shown);
-	sf_store_free(&s);
+	log_debug("file backend: %zu secrets in %s", s->secret_count, bf->path_shown);
 	return &bf->b;
 nomem:
 	snprintf(err, errlen, "file backend: out of memory");

@@ -3,11 +3,13 @@
  * Manager (same field names and lookup rules), for development and tests.
  * The format is documented at the top of backend_file.c.
  *
- * Secret values are never kept in memory between calls: every request
- * re-reads and re-validates the file, hands the value to the callback and
- * wipes every buffer that held it. A file that became unreadable or invalid
- * fails requests with SMC_STATUS_UPSTREAM_UNAVAILABLE (logged once per
- * change of the file) until it is fixed.
+ * The file is parsed once per change of it (a stat() per request tells;
+ * every change is seen within a second) into an index whose values are
+ * sealed: no plaintext value is kept between calls. A request opens one
+ * value, hands it to the callback and wipes it. A file that became
+ * unreadable, invalid or unsafe (sys_file.h's trust rule) fails requests
+ * with SMC_STATUS_UPSTREAM_UNAVAILABLE (logged once per change of the
+ * file) until it is fixed.
  *
  * Callbacks run from the event loop, never before get_value/describe
  * returned, in the order the calls were made. backend_free() cancels pending
@@ -24,8 +26,9 @@
 #define BACKEND_FILE_MAX_SIZE	(16u * 1024 * 1024)	/* bytes */
 
 /*
- * Validates the whole file now. Returns NULL with a message in err when the
- * file cannot be read or is invalid. A relative path is made absolute
+ * Validates the whole file now (its index answers the first requests).
+ * Returns NULL with a message in err when the file cannot be read, is
+ * invalid or fails the trust rule. A relative path is made absolute
  * against the current directory, so a later chdir does not change it.
  */
 struct backend *backend_file_new(struct event_base *base, const char *path,

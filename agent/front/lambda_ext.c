@@ -299,15 +299,21 @@ lambda_ext_new(struct event_base *base, const char *runtime_api, const char *nam
 	evhttp_connection_set_timeout(ext->poll, LAMBDA_EXT_POLL_TIMEOUT);
 	evhttp_connection_set_max_body_size(ext->ctl, LAMBDA_EXT_MAX_BODY);
 	evhttp_connection_set_max_body_size(ext->poll, LAMBDA_EXT_MAX_BODY);
-	if (ext_register(ext) != 0) {
-		snprintf(err, errlen, "cannot send the registration to the Lambda runtime API at %s",
-		    runtime_api);
-		goto fail;
-	}
 	return ext;
 fail:
 	lambda_ext_free(ext);
 	return NULL;
+}
+
+int
+lambda_ext_register(struct lambda_ext *ext, char *err, size_t errlen)
+{
+	if (ext_register(ext) != 0) {
+		snprintf(err, errlen, "cannot send the registration to the Lambda runtime API at %s",
+		    ext->host_header);
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -317,49 +323,91 @@ lambda_ext_ready(struct lambda_ext *ext)
 	ext_poll(ext);
 }
 
+/* One request on a private loop, for the last words of a process that is about
+ * to exit (the main loop may not run again). Returns the HTTP status, 0 if none. */
+struct sync_request {
+	struct event_base *base;
+	int status;
+	char id[128];
+};
+
 static void
-ext_error_sent(struct evhttp_request *req, void *arg)
+ext_sync_done(struct evhttp_request *req, void *arg)
 {
-	event_base_loopbreak(arg);
+	struct sync_request *sr = arg;
+	const char *id;
+
+	if (req != NULL) {
+		sr->status = evhttp_request_get_response_code(req);
+		id = evhttp_find_header(evhttp_request_get_input_headers(req),
+		    "Lambda-Extension-Identifier");
+		if (id != NULL && strlen(id) < sizeof(sr->id))
+			memcpy(sr->id, id, strlen(id) + 1);
+	}
+	event_base_loopbreak(sr->base);
+}
+
+static int
+ext_sync(struct lambda_ext *ext, const char *path, const char *error_type, const char *body,
+    char *id_out, size_t id_len)
+{
+	struct sync_request sr = { NULL, 0, "" };
+	struct evhttp_connection *conn = NULL;
+	struct evhttp_request *req;
+	struct evkeyvalq *h;
+	struct timeval limit = { 1, 0 };
+
+	if ((sr.base = event_base_new()) == NULL ||
+	    (conn = evhttp_connection_base_new(sr.base, NULL, ext->host, ext->port)) == NULL ||
+	    (req = evhttp_request_new(ext_sync_done, &sr)) == NULL)
+		goto out;
+	evhttp_connection_set_timeout(conn, 1);
+	h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Host", ext->host_header);
+	if (ext->registered)
+		evhttp_add_header(h, "Lambda-Extension-Identifier", ext->id);
+	else
+		evhttp_add_header(h, "Lambda-Extension-Name", ext->name);
+	if (error_type != NULL)
+		evhttp_add_header(h, "Lambda-Extension-Function-Error-Type", error_type);
+	evhttp_add_header(h, "Content-Type", "application/json");
+	evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+	if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, path) != 0)
+		goto out;
+	event_base_loopexit(sr.base, &limit);
+	event_base_dispatch(sr.base);
+	if (id_out != NULL && sr.id[0] != '\0')
+		snprintf(id_out, id_len, "%s", sr.id);
+out:
+	if (conn != NULL)
+		evhttp_connection_free(conn);
+	if (sr.base != NULL)
+		event_base_free(sr.base);
+	return sr.status;
 }
 
 void
 lambda_ext_init_error(struct lambda_ext *ext, const char *error_type, const char *message)
 {
-	struct event_base *base = NULL;
-	struct evhttp_connection *conn = NULL;
-	struct evhttp_request *req;
 	cJSON *doc = NULL;
 	char *body = NULL;
-	struct timeval limit = { 1, 0 };
 
-	if (ext == NULL || ext->done || (base = event_base_new()) == NULL ||
-	    (conn = evhttp_connection_base_new(base, NULL, ext->host, ext->port)) == NULL)
-		goto out;
-	evhttp_connection_set_timeout(conn, 1);
+	if (ext == NULL || ext->done)
+		return;
+	/* The error must name a registered extension: register now if that has not
+	 * happened yet (start-up failed before the loop ran). */
+	if (!ext->registered &&
+	    ext_sync(ext, LAMBDA_EXT_PATH "/register", NULL, "{\"events\":[\"INVOKE\",\"SHUTDOWN\"]}",
+	    ext->id, sizeof(ext->id)) == 200 && ext->id[0] != '\0')
+		ext->registered = true;
 	if ((doc = cJSON_CreateObject()) == NULL ||
 	    cJSON_AddStringToObject(doc, "errorMessage", message) == NULL ||
 	    cJSON_AddStringToObject(doc, "errorType", error_type) == NULL ||
-	    (body = cJSON_PrintUnformatted(doc)) == NULL ||
-	    (req = evhttp_request_new(ext_error_sent, base)) == NULL)
+	    (body = cJSON_PrintUnformatted(doc)) == NULL)
 		goto out;
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Host", ext->host_header);
-	if (ext->registered)
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Lambda-Extension-Identifier", ext->id);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Lambda-Extension-Function-Error-Type", error_type);
-	evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
-	if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, LAMBDA_EXT_PATH "/init/error") != 0)
-		goto out;
-	event_base_loopexit(base, &limit);
-	event_base_dispatch(base);
+	(void)ext_sync(ext, LAMBDA_EXT_PATH "/init/error", error_type, body, NULL, 0);
 	ext->done = true;
 out:
-	if (conn != NULL)
-		evhttp_connection_free(conn);
-	if (base != NULL)
-		event_base_free(base);
 	cJSON_free(body);
 	cJSON_Delete(doc);
 }

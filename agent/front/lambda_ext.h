@@ -32,20 +32,24 @@ struct lambda_ext_callbacks {
 };
 
 /*
- * Registers with the Extensions API at runtime_api ("HOST:PORT", as in
- * AWS_LAMBDA_RUNTIME_API) under name (the file name Lambda started, e.g.
- * "smcache"). Registration completes asynchronously; lambda_ext_ready() may
- * be called before it does. NULL with err on a bad address.
+ * A client of the Extensions API at runtime_api ("HOST:PORT", as in
+ * AWS_LAMBDA_RUNTIME_API) for the extension name (the file name Lambda
+ * started, e.g. "smcache"). NULL with err on a bad address or name.
  */
 struct lambda_ext *lambda_ext_new(struct event_base *base, const char *runtime_api,
     const char *name, const struct lambda_ext_callbacks *cb, char *err, size_t errlen);
+
+/* Sends the registration (POST /register for INVOKE and SHUTDOWN); it
+ * completes on the event loop, and lambda_ext_ready() may come before. */
+int lambda_ext_register(struct lambda_ext *ext, char *err, size_t errlen);
 
 /* The agent finished initialising (socket and HTTP door listening, prefetch
  * done): start asking for events, which ends Lambda's INIT phase. */
 void lambda_ext_ready(struct lambda_ext *ext);
 
-/* Start-up failed: tell Lambda why (POST /init/error). Best effort, blocking
- * for at most about one second, since the process exits next. */
+/* Start-up failed: tell Lambda why (POST /init/error, registering first if
+ * that has not completed). Best effort, blocking for at most about two
+ * seconds on a private loop, since the process exits next. */
 void lambda_ext_init_error(struct lambda_ext *ext, const char *error_type, const char *message);
 
 /* Counters for STATS / metrics. */

@@ -31,6 +31,10 @@ WRAPPER = shlex.split(os.environ.get("SMCACHE_WRAPPER", ""))
 # Start-up and shutdown are much slower under a wrapper like valgrind.
 WRAPPER_SLOWDOWN = 4.0 if WRAPPER else 1.0
 
+# The agent refuses files writable by group or others (agent/base/sys_file.h): whatever the
+# developer's umask (002 is common), the files tests write are never group/world-writable.
+os.umask(os.umask(0o022) | 0o022)
+
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: UndefinedBehaviorSanitizer")
 
@@ -187,12 +191,22 @@ class Agent:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"smcached exited with {self.proc.returncode}:\n{self.read_log()}")
-            try:
-                with self.connect(timeout=1.0):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+            if self.answers():
+                return self
+            time.sleep(0.02)
         raise AssertionError(f"smcached did not start listening:\n{self.read_log()}")
+
+    def answers(self):
+        """True once the agent answers a PING. The socket listens before the backend is
+        built, privileges dropped and signals handled, so a connect alone can come too
+        early. Any reply (even "access denied" under rules) will do."""
+        try:
+            with self.connect(timeout=5.0) as s:
+                s.sendall(frame(OP_PING, 1))
+                read_reply(s)
+                return True
+        except (OSError, ConnectionError, struct.error):
+            return False
 
     def connect(self, timeout=10.0):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -77,11 +77,9 @@ class Agent(h.Agent):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"smcached exited with {self.proc.returncode}:\n{self.read_log()}")
-            try:
-                with self.connect(timeout=1.0):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+            if self.answers():
+                return self
+            time.sleep(0.02)
         raise AssertionError(f"smcached did not start listening:\n{self.read_log()}")
 
     def connect(self, timeout=10.0):

@@ -482,6 +482,50 @@ test_long_values(void **state)
 	free(out);
 }
 
+/* /dev/null and an empty file are "no profiles" (as botocore); errors name the variable. */
+static void
+test_dev_null_and_variables(void **state)
+{
+	struct aws_resolved r;
+	char v[64], err[512];
+	int rc;
+
+	(void)state;
+	expect_key("/dev/null", true, "default", "region", NULL);
+	expect_key("/dev/null", false, "default", "aws_access_key_id", NULL);
+	assert_int_equal(aws_profile_exists("/dev/null", false, "default", err, sizeof(err)), 0);
+	write_file(tmp_path("empty"), "");
+	expect_key(tmp_path("empty"), true, "default", "region", NULL);
+
+	setenv("AWS_CONFIG_FILE", "/dev/null", 1);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1);
+	setenv("AWS_REGION", "eu-west-1", 1);
+	assert_int_equal(aws_resolve(NULL, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.config_file, "/dev/null");
+	unsetenv("AWS_REGION");
+	/* No region anywhere: the message is about the region, not the file. */
+	assert_int_equal(aws_resolve(NULL, &r, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "no AWS region"));
+
+	/* A device that reads something is not "no profiles", and the variable is named. */
+	setenv("AWS_CONFIG_FILE", "/dev/zero", 1);
+	rc = aws_profile_get("/dev/zero", true, "default", "region", v, sizeof(v), err,
+	    sizeof(err));
+	assert_int_equal(rc, -1);
+	assert_non_null(strstr(err, "AWS_CONFIG_FILE=/dev/zero: not a regular file"));
+	/* A world-writable file: refused, naming the variable and the fix. */
+	write_file(tmp_path("ww"), "[default]\nregion = us-east-1\n");
+	assert_int_equal(chmod(tmp_path("ww"), 0666), 0);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", tmp_path("ww"), 1);
+	rc = aws_profile_get(tmp_path("ww"), false, "default", "region", v, sizeof(v), err,
+	    sizeof(err));
+	assert_int_equal(rc, -1);
+	assert_non_null(strstr(err, "AWS_SHARED_CREDENTIALS_FILE="));
+	assert_non_null(strstr(err, "fix: chmod go-w"));
+	unsetenv("AWS_CONFIG_FILE");
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+}
+
 static void
 test_missing_and_malformed(void **state)
 {
@@ -566,6 +610,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_region_precedence),
+		cmocka_unit_test(test_dev_null_and_variables),
 		cmocka_unit_test(test_region_missing_and_bad),
 		cmocka_unit_test(test_endpoint_precedence),
 		cmocka_unit_test(test_endpoint_normalize),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -786,9 +787,9 @@ test_files(void **state)
 	assert_string_equal(err, "/nonexistent/smcached.conf: cannot open: No such file or directory");
 	assert_zeroed(&cfg);
 
-	/* A directory opens but cannot be read. */
+	/* A directory is not a configuration file. */
 	assert_int_equal(config_load(&cfg, "conf", err, sizeof(err)), -1);
-	assert_string_equal(err, "conf: read error: Is a directory");
+	assert_string_equal(err, "conf: cannot open: not a regular file");
 	assert_zeroed(&cfg);
 
 	fd = mkstemp(path);
@@ -805,6 +806,40 @@ test_files(void **state)
 	assert_int_equal(cfg.cache_ttl, 60);
 	assert_int_equal(cfg.log_level, LOG_INFO);
 	config_free(&cfg);
+	close(fd);
+	unlink(path);
+}
+
+/* A configuration others can write is refused (whoever writes it grants themselves access). */
+static void
+test_file_trust(void **state)
+{
+	char path[] = "/tmp/test_config.XXXXXX", err[CONFIG_ERR_SIZE], want[160];
+	struct config cfg;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "[cache]\nttl = 1m\n", 17), 17);
+	assert_int_equal(fchmod(fd, 0666), 0);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "fix: chmod go-w %s", path);
+	assert_non_null(strstr(err, "writable by group and others (mode 0666)"));
+	assert_non_null(strstr(err, want));
+	assert_zeroed(&cfg);
+	assert_int_equal(fchmod(fd, 0640), 0);
+	assert_int_equal(config_load(&cfg, path, err, sizeof(err)), 0);
+	config_free(&cfg);
+	if (geteuid() == 0) {
+		/* Owned by another user: refused, unless it is the user the agent runs as. */
+		assert_int_equal(fchown(fd, 65534, 65534), 0);
+		assert_int_equal(config_load(&cfg, path, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "owned by uid 65534"));
+		assert_int_equal(pwrite(fd, "[agent]\nuser = 65534\n", 21, 0), 21);
+		assert_int_equal(config_load(&cfg, path, err, sizeof(err)), 0);
+		config_free(&cfg);
+	}
 	close(fd);
 	unlink(path);
 }
@@ -1190,6 +1225,7 @@ main(void)
 		cmocka_unit_test(test_buffer),
 		cmocka_unit_test(test_error_buffer),
 		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_file_trust),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_http_keys),
 		cmocka_unit_test(test_help),
