@@ -335,13 +335,13 @@ const c = new sm.SecretsManagerClient({});
         conn.close()
         return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
 
-    def signed_headers(self, body, amz_date=None):
+    def signed_headers(self, body, amz_date=None, target="GetSecretValue"):
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
         req = AWSRequest(method="POST", url=f"http://127.0.0.1:{self.port}/", data=body, headers={
             "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "secretsmanager.GetSecretValue"})
+            "X-Amz-Target": "secretsmanager." + target})
         SigV4Auth(Credentials(CALLER_KEY, CALLER_SECRET), "secretsmanager", REGION).add_auth(req)
         headers = dict(req.headers.items())
         if amz_date is not None:
@@ -462,6 +462,63 @@ const c = new sm.SecretsManagerClient({});
             f.write(text)
         with self.assertRaisesRegex(AssertionError, "readable by group or others"):
             ag.start()
+
+    def test_clients_leaving_and_stopping_with_requests_waiting(self):
+        import socket
+        import time
+        port = aws_moto.free_port()
+        with aws_moto.FaultProxy(self.moto.port) as proxy:
+            ag = aws_moto.AwsAgent(endpoint=proxy.url, aws_extra="upstream_timeout = 8\n",
+                                   cache_extra=f"negative_ttl = 0\n[endpoint]\nlisten = 127.0.0.1:{port}\n"
+                                   "forward = yes\n[access]\nallow_write = user:root *\n")
+            saved, self.port = self.port, port
+            try:
+                ag.start()
+                # (tags change DescribeSecret: a secret of this test's own)
+                self.sm.create_secret(Name="wait/tagged", SecretString="t")
+                requests = [("GetSecretValue", {"SecretId": "app/db"}),
+                            ("BatchGetSecretValue", {"SecretIdList": ["bin/key", "app/staged"]}),
+                            ("ListSecretVersionIds", {"SecretId": "app/db"}),
+                            ("DescribeSecret", {"SecretId": "app/db"}),
+                            ("TagResource", {"SecretId": "wait/tagged", "Tags": [{"Key": "k", "Value": "v"}]})]
+
+                def send(op, doc):
+                    body = json.dumps(doc).encode()
+                    hdrs = self.signed_headers(body, target=op)
+                    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    s.sendall(("POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+                               + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+                    return s
+
+                for op in ("GetSecretValue", "BatchGetSecretValue", "ListSecretVersionIds",
+                           "DescribeSecret", "TagResource"):
+                    proxy.inject(op, aws_moto.Fault("delay", seconds=1.0))
+                # 1. Clients that leave before the (slow) answers: the agent carries on.
+                gone = [send(op, doc) for op, doc in requests]
+                time.sleep(0.3)
+                for s in gone:
+                    s.close()
+                time.sleep(1.5)
+                c = agent_client(port)
+                self.assertEqual(c.get_secret_value(SecretId="app/db")["Name"], "app/db")
+                # 2. Stop with every kind waiting, some clients there and some gone.
+                for op in ("GetSecretValue", "BatchGetSecretValue", "ListSecretVersionIds",
+                           "DescribeSecret", "TagResource"):
+                    proxy.inject(op, aws_moto.Fault("delay", seconds=5.0))
+                # the cache holds app/db now: ask for others
+                requests[0] = ("GetSecretValue", {"SecretId": "app/staged", "VersionStage": "AWSPENDING"})
+                requests[3] = ("DescribeSecret", {"SecretId": "bin/key"})
+                there = [send(op, doc) for op, doc in requests]
+                left = [send(op, doc) for op, doc in requests]
+                time.sleep(0.3)
+                for s in left:
+                    s.close()
+                ag.stop(check=True)
+                for s in there:
+                    s.close()
+            finally:
+                self.port = saved
+                ag.close()
 
     def test_loop_guard(self):
         port = aws_moto.free_port()
