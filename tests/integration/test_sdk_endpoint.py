@@ -95,7 +95,7 @@ class SdkEndpoint(unittest.TestCase):
                             VersionStages=["AWSPENDING"])
         cls.arn = sm.describe_secret(SecretId="app/db")["ARN"]
         cls.port = aws_moto.free_port()
-        cls.agent = make_agent(cls.moto, cls.port, "forward = yes\n",
+        cls.agent = make_agent(cls.moto, cls.port, f"listen = [::1]:{cls.port}\nforward = yes\n",
                                "allow_write = user:root *\n").start()
         cls.client = agent_client(cls.port)
 
@@ -133,6 +133,14 @@ class SdkEndpoint(unittest.TestCase):
         self.assertEqual(r["SecretString"], "pending")
         self.assertEqual(self.both("get_secret_value", SecretId="app/db")["SecretString"],
                          "v2 \u00e9\u4e2d\"\\\n")
+
+    def test_ipv6_listener(self):
+        import boto3
+        c = boto3.client("secretsmanager", endpoint_url=f"http://[::1]:{self.port}",
+                         region_name=REGION, aws_access_key_id=CALLER_KEY,
+                         aws_secret_access_key=CALLER_SECRET)
+        self.assertEqual(strip(c.get_secret_value(SecretId="bin/key")),
+                         strip(self.sm.get_secret_value(SecretId="bin/key")))
 
     def test_describe_and_versions_equal(self):
         for sid in ("app/db", self.arn, "bin/key", "app/staged"):
