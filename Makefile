@@ -22,6 +22,8 @@ LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 MANDIR       ?= $(PREFIX)/share/man
 SYSCONFDIR   ?= /etc
+DATADIR      ?= $(PREFIX)/share
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
 DESTDIR      ?=
 BUILD        ?= build
 FUZZ_SECONDS ?= 60
@@ -72,6 +74,8 @@ SEES_client           := client proto
 LIBS_client           := libsodium libcjson
 SEES_agent/base       := agent/base
 LIBS_agent/base       := libsodium libcjson
+SEES_agent/base/sd_notify := agent/base
+LIBS_agent/base/sd_notify :=
 SEES_agent/backend    := agent/backend agent/base proto
 LIBS_agent/backend    := libevent libsodium libcjson
 SEES_agent/cache      := agent/cache agent/backend agent/base proto
@@ -98,7 +102,7 @@ SEES_agent            := agent agent/front agent/access agent/cache agent/aws ag
 LIBS_agent            := libevent libcurl libcrypto libsodium libcjson inih
 SEES_tests            := $(SEES_agent) client
 LIBS_tests            := $(LIBS_agent) cmocka
-LAYER_PARTS := proto client agent agent/base agent/backend agent/cache agent/cache/seal \
+LAYER_PARTS := proto client agent agent/base agent/base/sd_notify agent/backend agent/cache agent/cache/seal \
                agent/aws agent/aws/sigv4 agent/access agent/front agent/front/lambda_ext \
                agent/front/sm_endpoint agent/front/sm_api
 
@@ -129,7 +133,7 @@ TOOL_BINS   := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRCS))
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind image lambda-layer
+.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind image lambda-layer FORCE
 .DEFAULT_GOAL := all
 # Objects made through pattern rules are kept, so a second run rebuilds nothing.
 .SECONDARY:
@@ -195,9 +199,10 @@ $(SMCACHED): $(call obj,agent/main.c) $(AGENT_LIB) $(PROTO_LIB)
 $(SMCACHE): $(call obj,$(CLI_SRCS)) $(CLIENT_A)
 	$(call link,$(LIBS_client))
 
-$(BUILD)/smcache.pc: client/smcache.pc.in Makefile
+# Directories under PREFIX are written relative to ${prefix}, as pkg-config expects.
+$(BUILD)/smcache.pc: client/smcache.pc.in Makefile $(BUILD)/install/paths
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|; s|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|; s|@VERSION@|$(VERSION)|' $< > $@
 
 # ---- tests -------------------------------------------------------------------------------
 # Test programs link the agent, client and codec libraries; the linker keeps what it uses.
@@ -282,28 +287,89 @@ lambda-layer: all
 	$(PYTHON) deploy/lambda/mklayer.py --build $(BUILD) --out $(BUILD)/lambda/smcache-layer.zip
 
 # ---- install -----------------------------------------------------------------------------
-install: all
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
-	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
-	  $(DESTDIR)$(SYSCONFDIR)/smcache $(DESTDIR)$(PREFIX)/share/smcache
-	install -m 0755 $(SMCACHED) $(DESTDIR)$(SBINDIR)/smcached
-	install -m 0755 $(SMCACHE) $(DESTDIR)$(BINDIR)/smcache
-	install -m 0644 $(CLIENT_A) $(DESTDIR)$(LIBDIR)/libsmcache.a
-	install -m 0755 $(CLIENT_SO) $(DESTDIR)$(LIBDIR)/libsmcache.so.$(VERSION)
-	ln -sf libsmcache.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsmcache.so.$(SONAME_MAJOR)
-	ln -sf libsmcache.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsmcache.so
-	install -m 0644 client/smcache.h $(DESTDIR)$(INCLUDEDIR)/smcache.h
-	install -m 0644 $(BUILD)/smcache.pc $(DESTDIR)$(LIBDIR)/pkgconfig/smcache.pc
-	install -m 0644 conf/example-secrets.json $(DESTDIR)$(PREFIX)/share/smcache/example-secrets.json
-	[ -f $(DESTDIR)$(SYSCONFDIR)/smcache/smcached.conf ] || \
-	  install -m 0640 conf/smcached.conf $(DESTDIR)$(SYSCONFDIR)/smcache/smcached.conf
-	for m in $(wildcard man/*.1); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man1/; done
-	for m in $(wildcard man/*.8); do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/; done
+# Everything install writes is listed in $(DATADIR)/smcache/install-manifest, one path per
+# line (as installed, without DESTDIR); uninstall removes exactly those. The configuration is
+# written only when none is there, and uninstall keeps it when it was edited since (its
+# checksum is in the manifest). Units, config and .pc carry the real paths: PREFIX, SBINDIR,
+# SYSCONFDIR, DATADIR, LIBDIR, INCLUDEDIR. DESTDIR only stages.
+INSTALL_GEN := $(BUILD)/install
+MANIFEST    := $(DATADIR)/smcache/install-manifest
+# mode|source|destination
+INSTALL_FILES = 0755|$(SMCACHED)|$(SBINDIR)/smcached \
+  0755|$(SMCACHE)|$(BINDIR)/smcache \
+  0644|$(CLIENT_A)|$(LIBDIR)/libsmcache.a \
+  0755|$(CLIENT_SO)|$(LIBDIR)/libsmcache.so.$(VERSION) \
+  0644|client/smcache.h|$(INCLUDEDIR)/smcache.h \
+  0644|$(BUILD)/smcache.pc|$(LIBDIR)/pkgconfig/smcache.pc \
+  0644|conf/example-secrets.json|$(DATADIR)/smcache/example-secrets.json \
+  0644|$(INSTALL_GEN)/smcached.service|$(UNITDIR)/smcached.service \
+  0644|$(INSTALL_GEN)/smcached.socket|$(UNITDIR)/smcached.socket \
+  $(foreach m,$(wildcard man/*.[0-9]),0644|$(m)|$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+INSTALL_LINKS = libsmcache.so.$(VERSION)|$(LIBDIR)/libsmcache.so.$(SONAME_MAJOR) \
+  libsmcache.so.$(VERSION)|$(LIBDIR)/libsmcache.so
+INSTALL_CONF := $(SYSCONFDIR)/smcache/smcached.conf
+INSTALL_PATHS = $(PREFIX) $(BINDIR) $(SBINDIR) $(LIBDIR) $(INCLUDEDIR) $(MANDIR) $(SYSCONFDIR) \
+  $(DATADIR) $(UNITDIR)
 
+# Rewritten only when the paths change, so files that carry them are remade when they do.
+$(INSTALL_GEN)/paths: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(INSTALL_PATHS)' | cmp -s - $@ || echo '$(INSTALL_PATHS)' > $@
+
+FORCE:
+
+# The installed config: the file backend on the installed example data, the system socket.
+# Each substitution must have happened, so a reworded conf/smcached.conf cannot slip by.
+$(INSTALL_GEN)/smcached.conf: conf/smcached.conf Makefile $(INSTALL_GEN)/paths
+	@mkdir -p $(dir $@)
+	sed -e 's|^#path = conf/example-secrets.json$$|path = $(DATADIR)/smcache/example-secrets.json|' \
+	    -e 's|^#socket = /run/smcache/smcached.sock$$|socket = /run/smcache/smcached.sock|' $< > $@.tmp
+	grep -qx 'path = $(DATADIR)/smcache/example-secrets.json' $@.tmp
+	grep -qx 'socket = /run/smcache/smcached.sock' $@.tmp
+	mv $@.tmp $@
+
+$(INSTALL_GEN)/smcached.%: conf/smcached.% Makefile $(INSTALL_GEN)/paths
+	@mkdir -p $(dir $@)
+	sed -e 's|/usr/local/sbin/smcached|$(SBINDIR)/smcached|g' \
+	    -e 's|/etc/smcache/|$(SYSCONFDIR)/smcache/|g' $< > $@
+
+install: all $(INSTALL_GEN)/smcached.conf $(INSTALL_GEN)/smcached.service $(INSTALL_GEN)/smcached.socket
+	@set -e; m="$(DESTDIR)$(MANIFEST)"; mkdir -p "$$(dirname "$$m")"; : > "$$m.new"; \
+	for f in $(foreach f,$(INSTALL_FILES),'$(f)'); do \
+	  mode=$${f%%|*}; rest=$${f#*|}; src=$${rest%%|*}; dst=$${rest#*|}; \
+	  echo "install -D -m $$mode $$src $(DESTDIR)$$dst"; \
+	  install -D -m $$mode "$$src" "$(DESTDIR)$$dst"; echo "$$dst" >> "$$m.new"; \
+	done; \
+	for l in $(foreach l,$(INSTALL_LINKS),'$(l)'); do \
+	  target=$${l%%|*}; dst=$${l#*|}; \
+	  echo "ln -sfn $$target $(DESTDIR)$$dst"; ln -sfn "$$target" "$(DESTDIR)$$dst"; echo "$$dst" >> "$$m.new"; \
+	done; \
+	conf="$(DESTDIR)$(INSTALL_CONF)"; \
+	if [ -e "$$conf" ]; then \
+	  echo "keeping the existing $$conf (the new default is $(INSTALL_GEN)/smcached.conf)"; \
+	  grep "^$(INSTALL_CONF) " "$$m" >> "$$m.new" 2>/dev/null || true; \
+	else \
+	  echo "install -D -m 0640 $(INSTALL_GEN)/smcached.conf $$conf"; \
+	  install -D -m 0640 $(INSTALL_GEN)/smcached.conf "$$conf"; \
+	  echo "$(INSTALL_CONF) $$(sha256sum < "$$conf" | cut -d' ' -f1)" >> "$$m.new"; \
+	fi; \
+	echo "$(MANIFEST)" >> "$$m.new"; mv "$$m.new" "$$m"
+
+# Removes what the manifest lists (the configuration only if unchanged), then the
+# directories of smcache's own that are left empty.
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/smcached $(DESTDIR)$(BINDIR)/smcache \
-	  $(DESTDIR)$(LIBDIR)/libsmcache.a $(DESTDIR)$(LIBDIR)/libsmcache.so* \
-	  $(DESTDIR)$(INCLUDEDIR)/smcache.h $(DESTDIR)$(LIBDIR)/pkgconfig/smcache.pc
+	@set -e; m="$(DESTDIR)$(MANIFEST)"; \
+	if [ ! -f "$$m" ]; then echo "smcache: no $$m: nothing installed there" >&2; exit 1; fi; \
+	while read -r path sum; do \
+	  f="$(DESTDIR)$$path"; \
+	  if [ -n "$$sum" ] && [ -f "$$f" ] && [ "$$(sha256sum < "$$f" | cut -d' ' -f1)" != "$$sum" ]; then \
+	    echo "keeping $$f: changed since it was installed"; continue; \
+	  fi; \
+	  if [ -e "$$f" ] || [ -L "$$f" ]; then echo "rm -f $$f"; rm -f "$$f"; fi; \
+	done < "$$m"; \
+	for d in $(DATADIR)/smcache $(SYSCONFDIR)/smcache; do \
+	  rmdir "$(DESTDIR)$$d" 2>/dev/null || true; \
+	done
 
 clean:
 	rm -rf $(BUILD)

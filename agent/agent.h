@@ -22,7 +22,7 @@ struct peer_limits;
 struct policy;
 
 struct agent_stats {
-	uint64_t requests_by_op[SMC_OP_STATS + 1];
+	uint64_t requests_by_op[SMC_OP_MAX + 1];
 	uint64_t replies_by_status[SMC_STATUS_MAX + 1];
 };
 
@@ -41,6 +41,9 @@ struct agent {
 	uint8_t *reply_scratch;		/* locked, guarded buffer where replies carrying values are built */
 	size_t reply_scratch_len;
 	time_t started;
+	/* HEALTH (front/health.h) */
+	unsigned prefetch_pending;	/* start-up prefetches not answered yet */
+	int64_t health_probe_ms;	/* CLOCK_MONOTONIC ms HEALTH last asked the upstream; 0: never */
 };
 
 #endif

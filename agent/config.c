@@ -16,6 +16,8 @@
  * The handler sees every key = value; inih's own return value then only
  * adds lines it could not parse at all.
  */
+#define LOG_COMPONENT "config"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -94,6 +96,8 @@ static const char *const yesno_names[] = { "no", "yes", NULL };
 static const char *const endpoint_auth_names[] = { "peer", "keys", NULL };
 /* In enum audit_level order. */
 static const char *const audit_names[] = { "off", "denied", "all", NULL };
+/* In enum log_format order. */
+static const char *const log_format_names[] = { "text", "json", NULL };
 
 /* CT_ENUM fields are written as an int. */
 _Static_assert(sizeof(enum config_backend) == sizeof(int), "enum size");
@@ -146,6 +150,9 @@ static const struct cfg_key cfg_keys[] = {
 	{ .section = "agent", .key = "log_level", .type = CT_LOGLEVEL,
 	  .offset = FIELD(log_level), .def = "info", .reload = true,
 	  .doc = "error, warn, info or debug" },
+	{ .section = "agent", .key = "log_format", .type = CT_ENUM,
+	  .offset = FIELD(log_format), .def = "text", .names = log_format_names, .reload = true,
+	  .doc = "log lines as text or json (one object per line)" },
 	{ .section = "backend", .key = "type", .type = CT_ENUM,
 	  .offset = FIELD(backend), .def = "file", .names = backend_names,
 	  .doc = "where secrets come from: file or aws" },
@@ -1128,6 +1135,24 @@ cfg_cross_check(struct cfg_parse *p)
 	    (cfg->file_path == NULL || cfg->file_path[0] == '\0'))
 		cfg_fail(p, seen_line(p, "backend", "type"),
 		    "[backend] type = file needs [file] path");
+	/* [aws] keys with the file backend would be silently ignored: the
+	 * operator believes something is configured that is not. */
+	if (cfg->backend == CONFIG_BACKEND_FILE) {
+		const struct cfg_key *first = NULL;
+		int line = 0;
+
+		for (size_t i = 0; i < nitems(cfg_keys); i++) {
+			if (strcmp(cfg_keys[i].section, "aws") == 0 && p->seen[i] != 0 &&
+			    (line == 0 || p->seen[i] < line)) {
+				line = p->seen[i];
+				first = &cfg_keys[i];
+			}
+		}
+		if (first != NULL)
+			cfg_fail(p, line, "[aws] %s is set but [backend] type is file, which "
+			    "ignores [aws]; set [backend] type = aws, or remove the [aws] keys",
+			    first->key);
+	}
 }
 
 static void
@@ -1437,5 +1462,50 @@ config_help(FILE *out)
 			    k->key, k->doc, def);
 		else
 			fprintf(out, "[%s] %s: %s (default %s)\n", k->section, k->key, k->doc, def);
+	}
+}
+
+void
+config_dump_keys(FILE *out)
+{
+	static const char *const type_names[] = {
+		[CT_STRING] = "string", [CT_COUNT] = "count", [CT_DURATION] = "duration",
+		[CT_SIZE] = "size", [CT_LOGLEVEL] = "level", [CT_ENUM] = "enum", [CT_MODE] = "mode",
+		[CT_LIST] = "list",
+	};
+	char bounds[256];
+	size_t i, used;
+
+	for (i = 0; i < nitems(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+
+		switch (k->type) {
+		case CT_COUNT:
+		case CT_DURATION:
+		case CT_SIZE:
+		case CT_MODE:
+			format_bounds(k, bounds, sizeof(bounds));
+			break;
+		case CT_LOGLEVEL:
+		case CT_ENUM:
+			bounds[0] = '\0';
+			used = 0;
+			for (size_t j = 0; used < sizeof(bounds); j++) {
+				const char *name = k->type == CT_ENUM ? k->names[j] :
+				    j <= LOG_DEBUG ? log_level_name((enum log_level)j) : NULL;
+
+				if (name == NULL)
+					break;
+				used += (size_t)snprintf(bounds + used, sizeof(bounds) - used, "%s%s",
+				    j > 0 ? ", " : "", name);
+			}
+			break;
+		default:
+			snprintf(bounds, sizeof(bounds), "-");
+			break;
+		}
+		fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\n", k->section, k->key, type_names[k->type],
+		    k->def != NULL ? k->def : k->unset != NULL ? k->unset : "(none)", bounds,
+		    k->reload ? "reload" : "restart");
 	}
 }

@@ -53,6 +53,7 @@ struct config {
 	size_t max_output_per_uid;	/* bytes queued to the clients of one uid */
 	size_t max_output_total;	/* bytes queued to all clients */
 	enum log_level log_level;
+	int log_format;			/* an enum log_format: text, json */
 
 	/* [backend] */
 	enum config_backend backend;
@@ -156,6 +157,14 @@ void config_describe(const struct config *cfg, FILE *out);
 
 /* Every key with its meaning, default and bounds (for --help). */
 void config_help(FILE *out);
+
+/*
+ * The key table for documentation checks (smcached --dump-config-keys), one
+ * line per key, tab-separated: section, key, type, default (or what an unset
+ * key means), bounds ("1s..86400s", "file, aws"; "-" for none), and
+ * "reload" or "restart" (whether SIGHUP applies it).
+ */
+void config_dump_keys(FILE *out);
 
 /*
  * Calls fn for every key whose value differs between a and b, saying

@@ -5,6 +5,8 @@
  * event loop. Any failure before the loop runs is one clear line on stderr
  * and exit status 1 (2 for a usage error).
  */
+#define LOG_COMPONENT "main"
+
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -34,6 +36,8 @@
 #include "secmem.h"
 #include "server.h"
 #include "sys_file.h"
+#include "service.h"
+#include "health.h"
 #include "sockpath.h"
 #include "upstream_aws.h"
 
@@ -52,6 +56,8 @@ usage(FILE *out)
 	    "  -c, --config FILE   read configuration from FILE (default: built-in defaults:\n"
 	    "                      the file backend on conf/example-secrets.json)\n"
 	    "      --check-config  validate the configuration, print it, and exit\n"
+	    "      --dump-config-keys  print every configuration key, its default and bounds\n"
+	    "                      (tab-separated; the table smcached.conf(5) is checked against)\n"
 	    "      --lambda-extension[=NAME]\n"
 	    "                      run as an AWS Lambda extension named NAME (smcache), configured\n"
 	    "                      by the AWS Parameters and Secrets extension's variables\n"
@@ -67,6 +73,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	log_info("received signal %d, shutting down", (int)sig);
+	service_stopping();
 	event_base_loopexit(base, NULL);
 }
 
@@ -81,25 +88,6 @@ make_backend(struct event_base *base, const struct config *cfg, char *err, size_
 	}
 	snprintf(err, errlen, "unknown backend");
 	return NULL;
-}
-
-/* Fetches the configured secrets in the background so first reads are hits. */
-static void
-prefetch(struct cache *cache, const char *list)
-{
-	char id[SMC_MAX_SECRET_ID + 1];
-	size_t len;
-
-	for (const char *p = list; p != NULL && *p != '\0'; p += len) {
-		p += strspn(p, ", \t");
-		if ((len = strcspn(p, ", \t")) == 0)
-			continue;
-		if (len >= sizeof(id))
-			continue;	/* the config check refuses these */
-		memcpy(id, p, len);
-		id[len] = '\0';
-		cache_prefetch(cache, id);
-	}
 }
 
 /* One descriptor per client: make room, and say so when max_connections cannot fit. */
@@ -230,6 +218,7 @@ main(int argc, char **argv)
 	static const struct option long_options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 'C' },
+		{ "dump-config-keys", no_argument, NULL, 'K' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "lambda-extension", optional_argument, NULL, 'L' },
@@ -239,6 +228,8 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct listen_socket ls = { .fd = -1 };
 	struct event *sig_int = NULL, *sig_term = NULL;
+	struct service *service = NULL;
+	sigset_t held;
 	struct server_limits limits;
 	struct http_door *http_door = NULL;
 	struct cache_options cache_opts;
@@ -263,6 +254,9 @@ main(int argc, char **argv)
 			lambda_name = optarg != NULL && optarg[0] != '\0' ? optarg :
 			    LAMBDA_MODE_DEFAULT_NAME;
 			break;
+		case 'K':
+			config_dump_keys(stdout);
+			return 0;
 		case 'V':
 			printf("smcached %s\n", SMC_VERSION);
 			return 0;
@@ -327,6 +321,14 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level(cfg.log_level);
+	log_set_format((enum log_format)cfg.log_format);
+	/* The socket listens before the handlers exist: hold SIGTERM, SIGINT and SIGHUP until
+	 * they do, so a stop or reload during start-up is handled rather than fatal. */
+	sigemptyset(&held);
+	sigaddset(&held, SIGTERM);
+	sigaddset(&held, SIGINT);
+	sigaddset(&held, SIGHUP);
+	sigprocmask(SIG_BLOCK, &held, NULL);
 	raise_fd_limit(&cfg);
 
 	/*
@@ -419,14 +421,19 @@ main(int argc, char **argv)
 		log_error("cannot install signal handlers");
 		goto out;
 	}
-	prefetch(agent.cache, cfg.cache_prefetch);
+	sigprocmask(SIG_UNBLOCK, &held, NULL);	/* one held during start-up is delivered now */
+	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
+	    config_backend_name(cfg.backend));
+	/* The prefetch, then READY=1 for systemd once it has ended. */
+	if ((service = service_start(&agent, cfg.cache_prefetch, err, sizeof(err))) == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (lambda_name != NULL &&
 	    (lambda = lambda_mode_start(&agent, lambda_name, err, sizeof(err))) == NULL) {
 		log_error("Lambda extension: %s", err);
 		goto out;
 	}
-	log_info("smcached %s listening on %s (backend %s)", SMC_VERSION, ls.path,
-	    config_backend_name(cfg.backend));
 	loop_ran = 1;
 	if (event_base_dispatch(agent.base) != 0) {
 		log_error("event loop failed");
@@ -448,6 +455,7 @@ out:
 		log_warn("cannot remove the socket file %s: %s", ls.path, strerror(errno));
 	cache_free(agent.cache);
 	backend_free(agent.backend);
+	service_free(service);	/* after the cache, which may still answer its prefetches */
 	if (agent.base != NULL)
 		event_base_free(agent.base);
 	if (agent.reply_scratch != NULL)

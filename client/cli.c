@@ -2,15 +2,16 @@
  * cli: the `smcache` command, a thin shell over libsmcache.
  *
  *   smcache [--socket PATH] [--timeout MS] get SECRET_ID
- *           [--version-stage S] [--version-id V] [--json]
+ *           [--version-stage S] [--version-id V] [--json | --output text] [--field KEY]
  *   smcache [...] describe SECRET_ID [--json]
- *   smcache [...] ping | stats
+ *   smcache [...] ping | stats | health [--json]
  *
  * `get` writes the value's bytes exactly as stored (no newline added), so
  * `$(smcache get x)` and `smcache get x > file` give back what was stored.
- * --json prints what `aws secretsmanager get-secret-value` / `describe-secret`
- * print. Exit status: 0 ok, 2 usage, 3 not found, 4 access denied, 5
- * backend unavailable, 6 agent unreachable, 1 anything else (see smcache(1)).
+ * --json prints byte for byte what `aws secretsmanager get-secret-value` /
+ * `describe-secret` print (cli_json.h). Exit status: 0 ok, 2 usage, 3 not
+ * found, 4 access denied, 5 backend unavailable, 6 agent unreachable, 7 not
+ * ready (health), 1 anything else (see smcache(1)).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +27,8 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "cli_json.h"
+#include "cli_exec.h"
 #include "smcache.h"
 
 enum {
@@ -34,6 +37,7 @@ enum {
 	EXIT_DENIED = 4,
 	EXIT_UPSTREAM = 5,
 	EXIT_UNREACHABLE = 6,
+	EXIT_NOT_READY = 7,
 };
 
 struct cli_args {
@@ -42,6 +46,8 @@ struct cli_args {
 	const char *version_stage;
 	const char *version_id;
 	int json;
+	int text;			/* --output text: the value and a newline */
+	const char *field;		/* --field KEY */
 	int refresh;
 	const char *command;
 	const char *secret_id;
@@ -51,7 +57,8 @@ static const char usage_text[] =
 "usage: smcache [--socket PATH] [--timeout MS] COMMAND [ARGS]\n"
 "\n"
 "commands:\n"
-"  get SECRET_ID [--version-stage STAGE] [--version-id ID] [--refresh] [--json]\n"
+"  get SECRET_ID [--version-stage STAGE] [--version-id ID] [--refresh]\n"
+"      [--json | --output text] [--field KEY]\n"
 "                       print a secret's value (exact bytes, no newline added)\n"
 "  refresh SECRET_ID [--version-stage STAGE]\n"
 "                       make the agent ask the upstream now; print the version\n"
@@ -59,21 +66,29 @@ static const char usage_text[] =
 "                       print a secret's metadata and versions\n"
 "  ping                 check that the agent answers; print its version\n"
 "  stats                print the agent's counters, one \"name value\" per line\n"
+"  health [--json]      print the agent's liveness and readiness; exit 0 only\n"
+"                       when ready (7 when not)\n"
 "\n"
 "options:\n"
-"  -s, --socket PATH    the agent's socket (default: $SMCACHE_SOCKET, else the\n"
-"                       agent's default path)\n"
+"  -s, --socket PATH    the agent's socket (default: $SMCACHE_SOCKET, else your\n"
+"                       own agent's path, then /run/smcache/smcached.sock)\n"
 "  -t, --timeout MS     give up after MS milliseconds (default 10000)\n"
 "      --version-stage STAGE   the version with this staging label (get)\n"
 "      --version-id ID          the version with this id (get)\n"
 "      --refresh        ask the upstream now, not the agent's cache (get;\n"
 "                       rate-limited by the agent)\n"
-"      --json           print JSON shaped like the AWS CLI's output\n"
+"      --json, --output json\n"
+"                       print the JSON the AWS CLI prints, byte for byte\n"
+"      --output text    print the value followed by a newline (a binary\n"
+"                       value in base64), like the AWS CLI's --query\n"
+"                       SecretString --output text\n"
+"      --field KEY      print the field KEY of a JSON secret (a string as\n"
+"                       is, anything else as JSON)\n"
 "  -h, --help           print this help\n"
 "  -V, --version        print the version\n"
 "\n"
 "exit status: 0 ok, 2 usage, 3 not found, 4 access denied, 5 backend\n"
-"unavailable, 6 agent unreachable, 1 other errors.\n";
+"unavailable, 6 agent unreachable, 7 not ready (health), 1 other errors.\n";
 
 static void
 message(const char *fmt, ...)
@@ -199,70 +214,129 @@ wipe_free(void *p)
 	free(p);
 }
 
-static int
-json_add_date(cJSON *obj, const char *key, int64_t ms)
+static void
+json_date(struct cjw *w, const char *key, int64_t ms)
 {
 	char date[64];
 
 	if (ms == 0)
-		return 0;
-	if (format_date(ms, date, sizeof(date)) == -1)
-		return -1;
-	return cJSON_AddStringToObject(obj, key, date) == NULL ? -1 : 0;
+		return;
+	if (format_date(ms, date, sizeof(date)) == -1) {
+		w->failed = true;
+		return;
+	}
+	cjw_key(w, key);
+	cjw_cstring(w, date);
 }
 
-/* Prints obj followed by a newline, wiping the text afterwards. */
+/* Writes the finished text (and wipes it with w). */
 static int
-json_print(cJSON *obj)
+json_print(struct cjw *w)
 {
-	char *text = cJSON_Print(obj);
-	int rc;
+	const char *text;
+	size_t len;
 
-	if (text == NULL)
+	if (cjw_finish(w, &text, &len) == -1) {
+		message("out of memory");
 		return -1;
-	rc = write_all(STDOUT_FILENO, text, strlen(text));
-	if (rc == 0)
-		rc = write_all(STDOUT_FILENO, "\n", 1);
-	cJSON_free(text);	/* wipe_free */
-	return rc;
+	}
+	if (write_all(STDOUT_FILENO, text, len) == -1) {
+		message("write error: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
-/* ---- commands ------------------------------------------------------------------------- */
-
-static int
-secret_json(const smc_secret *s, cJSON *obj)
+/* base64 of a binary value, in guarded memory (sodium_free wipes it). */
+static char *
+base64_of(const smc_secret *s, size_t *b64len)
 {
-	const unsigned char *val = smc_secret_value(s);
-	size_t len = smc_secret_value_len(s), i, b64len;
-	cJSON *stages;
+	size_t len = smc_secret_value_len(s);
+	size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
 	char *b64;
-	int rc = -1;
 
-	if (cJSON_AddStringToObject(obj, "ARN", smc_secret_arn(s)) == NULL ||
-	    cJSON_AddStringToObject(obj, "Name", smc_secret_name(s)) == NULL ||
-	    cJSON_AddStringToObject(obj, "VersionId", smc_secret_version_id(s)) == NULL)
-		return -1;
-	if (!smc_secret_is_binary(s)) {
-		if (cJSON_AddStringToObject(obj, "SecretString", smc_secret_string(s)) == NULL)
+	if ((b64 = sodium_malloc(cap)) == NULL)
+		return NULL;
+	sodium_bin2base64(b64, cap, smc_secret_value(s), len, sodium_base64_VARIANT_ORIGINAL);
+	*b64len = strlen(b64);
+	return b64;
+}
+
+/* GetSecretValue's output members in the order of the AWS API model. */
+static int
+secret_json(const smc_secret *s, struct cjw *w)
+{
+	size_t i, b64len;
+	char *b64;
+
+	cjw_object_begin(w);
+	cjw_key(w, "ARN");
+	cjw_cstring(w, smc_secret_arn(s));
+	cjw_key(w, "Name");
+	cjw_cstring(w, smc_secret_name(s));
+	cjw_key(w, "VersionId");
+	cjw_cstring(w, smc_secret_version_id(s));
+	if (smc_secret_is_binary(s)) {
+		if ((b64 = base64_of(s, &b64len)) == NULL)
 			return -1;
+		cjw_key(w, "SecretBinary");
+		cjw_string(w, b64, b64len);
+		sodium_free(b64);
 	} else {
-		b64len = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-		if ((b64 = sodium_malloc(b64len)) == NULL)
-			return -1;
-		sodium_bin2base64(b64, b64len, val, len, sodium_base64_VARIANT_ORIGINAL);
-		if (cJSON_AddStringToObject(obj, "SecretBinary", b64) != NULL)
-			rc = 0;
-		sodium_free(b64);	/* wipes */
-		if (rc == -1)
-			return -1;
+		cjw_key(w, "SecretString");
+		cjw_string(w, (const char *)smc_secret_value(s), smc_secret_value_len(s));
 	}
-	if ((stages = cJSON_AddArrayToObject(obj, "VersionStages")) == NULL)
+	cjw_key(w, "VersionStages");
+	cjw_array_begin(w);
+	for (i = 0; i < smc_secret_stage_count(s); i++)
+		cjw_cstring(w, smc_secret_stage(s, i));
+	cjw_array_end(w);
+	json_date(w, "CreatedDate", smc_secret_created_ms(s));
+	cjw_object_end(w);
+	return w->failed ? -1 : 0;
+}
+
+/* Writes buf and, with --output text, a newline. */
+static int
+put_value(const struct cli_args *a, const void *buf, size_t len)
+{
+	if (write_all(STDOUT_FILENO, buf, len) == -1 ||
+	    (a->text && write_all(STDOUT_FILENO, "\n", 1) == -1)) {
+		message("cannot write the value: %s", strerror(errno));
 		return -1;
-	for (i = 0; i < smc_secret_stage_count(s); i++) {
-		if (!cJSON_AddItemToArray(stages, cJSON_CreateString(smc_secret_stage(s, i))))
-			return -1;
 	}
-	return json_add_date(obj, "CreatedDate", smc_secret_created_ms(s));
+	return 0;
+}
+
+/* --field KEY: one member of a SecretString holding a JSON object. */
+static int
+put_field(const struct cli_args *a, const smc_secret *s)
+{
+	cJSON *doc = NULL, *item;
+	char *text = NULL;
+	int rc = 1;
+
+	if (smc_secret_is_binary(s) ||
+	    (doc = cJSON_ParseWithLength((const char *)smc_secret_value(s),
+	    smc_secret_value_len(s))) == NULL || !cJSON_IsObject(doc)) {
+		message("--field: the value of %s is not a JSON object", a->secret_id);
+		goto out;
+	}
+	if ((item = cJSON_GetObjectItemCaseSensitive(doc, a->field)) == NULL) {
+		message("--field: %s has no field \"%s\"", a->secret_id, a->field);
+		rc = EXIT_NOT_FOUND;
+		goto out;
+	}
+	if (cJSON_IsString(item))
+		rc = put_value(a, item->valuestring, strlen(item->valuestring)) == 0 ? 0 : 1;
+	else if ((text = cJSON_PrintUnformatted(item)) == NULL)
+		message("out of memory");
+	else
+		rc = put_value(a, text, strlen(text)) == 0 ? 0 : 1;
+out:
+	cJSON_free(text);	/* wipe_free */
+	cJSON_Delete(doc);
+	return rc;
 }
 
 static int
@@ -271,9 +345,12 @@ cmd_get(smc_client *c, const struct cli_args *a)
 	smc_get_options opts = { a->version_stage, a->version_id, a->refresh };
 	smc_secret *s = NULL;
 	smc_error err;
-	cJSON *obj = NULL;
+	struct cjw w;
+	char *b64;
+	size_t b64len;
 	int rc = 1;
 
+	cjw_init(&w);
 	if (smc_get(c, a->secret_id, &opts, &s, &err) == -1)
 		return fail(&err);
 	if (strcmp(a->command, "refresh") == 0) {
@@ -288,52 +365,59 @@ cmd_get(smc_client *c, const struct cli_args *a)
 	if (smc_secret_is_stale(s))
 		message("warning: %s was served from cache past its refresh time "
 		    "(the backend is unreachable)", a->secret_id);
-	if (a->json) {
-		if ((obj = cJSON_CreateObject()) == NULL || secret_json(s, obj) == -1) {
+	if (a->field != NULL) {
+		rc = put_field(a, s);
+	} else if (a->json) {
+		if (secret_json(s, &w) == 0 && json_print(&w) == 0)
+			rc = 0;
+		else if (w.failed)
+			message("out of memory");
+	} else if (a->text && smc_secret_is_binary(s)) {
+		/* As `--query SecretBinary --output text`: base64. */
+		if ((b64 = base64_of(s, &b64len)) == NULL) {
 			message("out of memory");
 			goto out;
 		}
-		if (json_print(obj) == -1)
-			goto write_error;
-	} else if (write_all(STDOUT_FILENO, smc_secret_value(s), smc_secret_value_len(s)) == -1)
-		goto write_error;
-	rc = 0;
-	goto out;
-write_error:
-	message("cannot write the value: %s", strerror(errno));
+		rc = put_value(a, b64, b64len) == 0 ? 0 : 1;
+		sodium_free(b64);
+	} else
+		rc = put_value(a, smc_secret_value(s), smc_secret_value_len(s)) == 0 ? 0 : 1;
 out:
-	cJSON_Delete(obj);
+	cjw_free(&w);
 	smc_secret_free(s);	/* wipes */
 	return rc;
 }
 
+/* DescribeSecret's output members the agent knows, in the AWS API model's order. */
 static int
-description_json(const smc_description *d, cJSON *obj)
+description_json(const smc_description *d, struct cjw *w)
 {
-	cJSON *map, *stages;
 	size_t i, j;
 
-	if (cJSON_AddStringToObject(obj, "ARN", smc_description_arn(d)) == NULL ||
-	    cJSON_AddStringToObject(obj, "Name", smc_description_name(d)) == NULL)
-		return -1;
-	if (smc_description_text(d) != NULL &&
-	    cJSON_AddStringToObject(obj, "Description", smc_description_text(d)) == NULL)
-		return -1;
-	if (json_add_date(obj, "LastChangedDate", smc_description_last_changed_ms(d)) == -1 ||
-	    json_add_date(obj, "DeletedDate", smc_description_deleted_ms(d)) == -1)
-		return -1;
-	if ((map = cJSON_AddObjectToObject(obj, "VersionIdsToStages")) == NULL)
-		return -1;
-	for (i = 0; i < smc_description_version_count(d); i++) {
-		if ((stages = cJSON_AddArrayToObject(map, smc_description_version_id(d, i))) == NULL)
-			return -1;
-		for (j = 0; j < smc_description_version_stage_count(d, i); j++) {
-			if (!cJSON_AddItemToArray(stages,
-			    cJSON_CreateString(smc_description_version_stage(d, i, j))))
-				return -1;
-		}
+	cjw_object_begin(w);
+	cjw_key(w, "ARN");
+	cjw_cstring(w, smc_description_arn(d));
+	cjw_key(w, "Name");
+	cjw_cstring(w, smc_description_name(d));
+	if (smc_description_text(d) != NULL) {
+		cjw_key(w, "Description");
+		cjw_cstring(w, smc_description_text(d));
 	}
-	return json_add_date(obj, "CreatedDate", smc_description_created_ms(d));
+	json_date(w, "LastChangedDate", smc_description_last_changed_ms(d));
+	json_date(w, "DeletedDate", smc_description_deleted_ms(d));
+	cjw_key(w, "VersionIdsToStages");
+	cjw_object_begin(w);
+	for (i = 0; i < smc_description_version_count(d); i++) {
+		cjw_key(w, smc_description_version_id(d, i));
+		cjw_array_begin(w);
+		for (j = 0; j < smc_description_version_stage_count(d, i); j++)
+			cjw_cstring(w, smc_description_version_stage(d, i, j));
+		cjw_array_end(w);
+	}
+	cjw_object_end(w);
+	json_date(w, "CreatedDate", smc_description_created_ms(d));
+	cjw_object_end(w);
+	return w->failed ? -1 : 0;
 }
 
 static void
@@ -385,28 +469,25 @@ cmd_describe(smc_client *c, const struct cli_args *a)
 {
 	smc_description *d = NULL;
 	smc_error err;
-	cJSON *obj = NULL;
+	struct cjw w;
 	int rc = 1;
 
+	cjw_init(&w);
 	if (smc_describe(c, a->secret_id, &d, &err) == -1)
 		return fail(&err);
 	if (smc_description_is_stale(d))
 		message("warning: %s was served from cache past its refresh time "
 		    "(the backend is unreachable)", a->secret_id);
 	if (a->json) {
-		if ((obj = cJSON_CreateObject()) == NULL || description_json(d, obj) == -1) {
+		if (description_json(d, &w) == 0 && json_print(&w) == 0)
+			rc = 0;
+		else if (w.failed)
 			message("out of memory");
-			goto out;
-		}
-		if (json_print(obj) == -1) {
-			message("write error: %s", strerror(errno));
-			goto out;
-		}
-	} else
+	} else {
 		description_text(d);
-	rc = 0;
-out:
-	cJSON_Delete(obj);
+		rc = 0;
+	}
+	cjw_free(&w);
 	smc_description_free(d);
 	return rc;
 }
@@ -441,6 +522,96 @@ cmd_stats(smc_client *c)
 	return 0;
 }
 
+static const char *
+credentials_name(smc_credentials c)
+{
+	switch (c) {
+	case SMC_CREDENTIALS_NOT_NEEDED:	return "not-needed";
+	case SMC_CREDENTIALS_UNKNOWN:		return "unknown";
+	case SMC_CREDENTIALS_OK:		return "ok";
+	case SMC_CREDENTIALS_UNAVAILABLE:	return "unavailable";
+	case SMC_CREDENTIALS_REJECTED:		return "rejected";
+	}
+	return "unknown";
+}
+
+static void
+health_json(const smc_health_info *h, struct cjw *w)
+{
+	const char *p, *end;
+
+	cjw_object_begin(w);
+	cjw_key(w, "Live");
+	cjw_bool(w, h->live);
+	cjw_key(w, "Ready");
+	cjw_bool(w, h->ready);
+	cjw_key(w, "Reasons");
+	cjw_array_begin(w);
+	for (p = h->reasons; *p != '\0'; p = *end != '\0' ? end + 2 : end) {
+		if ((end = strstr(p, "; ")) == NULL)
+			end = p + strlen(p);
+		cjw_string(w, p, (size_t)(end - p));
+	}
+	cjw_array_end(w);
+	cjw_key(w, "Credentials");
+	cjw_cstring(w, credentials_name(h->credentials));
+	json_date(w, "StartedDate", h->started_ms);
+	json_date(w, "LastUpstreamSuccessDate", h->last_success_ms);
+	json_date(w, "LastUpstreamFailureDate", h->last_failure_ms);
+	if (h->last_failure_ms != 0) {
+		cjw_key(w, "LastUpstreamFailure");
+		cjw_cstring(w, smc_strerror(h->last_failure));
+	}
+	cjw_key(w, "BreakerOpen");
+	cjw_bool(w, h->breaker_open);
+	cjw_key(w, "PrefetchPending");
+	cjw_uint(w, h->prefetch_pending);
+	cjw_key(w, "CacheSecrets");
+	cjw_uint(w, h->cache_secrets);
+	cjw_key(w, "CacheVersions");
+	cjw_uint(w, h->cache_versions);
+	cjw_object_end(w);
+}
+
+static int
+cmd_health(smc_client *c, const struct cli_args *a)
+{
+	smc_health_info h;
+	smc_error err;
+	struct cjw w;
+	int rc;
+
+	if (smc_health(c, &h, &err) == -1)
+		return fail(&err);
+	rc = h.ready ? 0 : EXIT_NOT_READY;
+	if (a->json) {
+		cjw_init(&w);
+		health_json(&h, &w);
+		if (json_print(&w) == -1)
+			rc = 1;
+		cjw_free(&w);
+		return rc;
+	}
+	printf("%-13s yes\n%-13s %s\n", "live:", "ready:", h.ready ? "yes" : "no");
+	if (!h.ready) {
+		printf("%-13s ", "reasons:");
+		put_safe(stdout, h.reasons);
+		putchar('\n');
+	}
+	printf("%-13s %s\n", "credentials:", credentials_name(h.credentials));
+	put_date_line("started:", h.started_ms);
+	put_date_line("last success:", h.last_success_ms);
+	if (h.last_failure_ms != 0) {
+		put_date_line("last failure:", h.last_failure_ms);
+		printf("%-13s (%s)\n", "", smc_strerror(h.last_failure));
+	}
+	printf("%-13s %s\n", "breaker:", h.breaker_open ? "open" : "closed");
+	printf("%-13s %s\n", "prefetch:", h.prefetch_pending == 0 ? "done" : "pending");
+	printf("%-13s %llu secrets, %llu versions\n", "cache:",
+	    (unsigned long long)h.cache_secrets, (unsigned long long)h.cache_versions);
+	return rc;
+}
+
 /* ---- arguments ------------------------------------------------------------------------ */
 
 static int
@@ -461,7 +632,7 @@ parse_timeout(const char *text, int *ms)
 static int
 parse_args(int argc, char **argv, struct cli_args *a)
 {
-	enum { OPT_STAGE = 256, OPT_VERSION_ID, OPT_JSON, OPT_REFRESH };
+	enum { OPT_STAGE = 256, OPT_VERSION_ID, OPT_JSON, OPT_REFRESH, OPT_OUTPUT, OPT_FIELD };
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "timeout", required_argument, NULL, 't' },
@@ -469,6 +640,8 @@ parse_args(int argc, char **argv, struct cli_args *a)
 		{ "version-id", required_argument, NULL, OPT_VERSION_ID },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "refresh", no_argument, NULL, OPT_REFRESH },
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "field", required_argument, NULL, OPT_FIELD },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -502,6 +675,19 @@ parse_args(int argc, char **argv, struct cli_args *a)
 		case OPT_REFRESH:
 			a->refresh = 1;
 			break;
+		case OPT_OUTPUT:
+			if (strcmp(optarg, "json") == 0)
+				a->json = 1;
+			else if (strcmp(optarg, "text") == 0)
+				a->text = 1;
+			else
+				return usage_error("--output takes json or text, not '%s'", optarg);
+			break;
+		case OPT_FIELD:
+			if (optarg[0] == '\0')
+				return usage_error("--field needs a key");
+			a->field = optarg;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
@@ -528,7 +714,8 @@ parse_args(int argc, char **argv, struct cli_args *a)
 		a->secret_id = argv[optind];
 		if (a->secret_id[0] == '\0')
 			return usage_error("the secret id is empty");
-	} else if (strcmp(a->command, "ping") == 0 || strcmp(a->command, "stats") == 0) {
+	} else if (strcmp(a->command, "ping") == 0 || strcmp(a->command, "stats") == 0 ||
+	    strcmp(a->command, "health") == 0) {
 		if (nargs != 0)
 			return usage_error("%s takes no arguments", a->command);
 	} else
@@ -544,8 +731,13 @@ parse_args(int argc, char **argv, struct cli_args *a)
 	if ((a->version_stage != NULL && a->version_stage[0] == '\0') ||
 	    (a->version_id != NULL && a->version_id[0] == '\0'))
 		return usage_error("--version-stage and --version-id need a non-empty value");
-	if (a->json && strcmp(a->command, "get") != 0 && strcmp(a->command, "describe") != 0)
-		return usage_error("--json goes with get and describe only");
+	if (a->json && strcmp(a->command, "get") != 0 && strcmp(a->command, "describe") != 0 &&
+	    strcmp(a->command, "health") != 0)
+		return usage_error("--json goes with get, describe and health only");
+	if ((a->text || a->field != NULL) && strcmp(a->command, "get") != 0)
+		return usage_error("--output text and --field go with get only");
+	if (a->json && (a->text || a->field != NULL))
+		return usage_error("--json goes with neither --output text nor --field");
 	return -1;
 }
 
@@ -557,6 +749,8 @@ main(int argc, char **argv)
 	smc_error err;
 	int rc;
 
+	if ((rc = cli_exec_dispatch(argc, argv)) != -1)
+		return rc;	/* `smcache exec` (cli_exec.c) */
 	if ((rc = parse_args(argc, argv, &a)) != -1)
 		return rc;
 	if (sodium_init() < 0) {
@@ -573,6 +767,8 @@ main(int argc, char **argv)
 		rc = cmd_describe(c, &a);
 	else if (strcmp(a.command, "ping") == 0)
 		rc = cmd_ping(c);
+	else if (strcmp(a.command, "health") == 0)
+		rc = cmd_health(c, &a);
 	else
 		rc = cmd_stats(c);
 	smc_close(c);

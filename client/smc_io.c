@@ -37,8 +37,8 @@ smci_deadline(int timeout_ms)
 
 /* Milliseconds left, rounded up so we never wake just before the deadline;
  * -1 without a deadline, 0 once it passed. */
-static int
-remaining_ms(int64_t deadline)
+int
+smci_io_remaining_ms(int64_t deadline)
 {
 	int64_t left;
 
@@ -51,15 +51,14 @@ remaining_ms(int64_t deadline)
 	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-/* Waits until fd is ready for events. 0, or -1 with err set on timeout. */
-static int
-wait_fd(int fd, short events, int64_t deadline, smc_error *err)
+int
+smci_io_wait(int fd, short events, int64_t deadline, short *revents, smc_error *err)
 {
 	struct pollfd pfd;
 	int ms, n;
 
 	for (;;) {
-		ms = remaining_ms(deadline);
+		ms = smci_io_remaining_ms(deadline);
 		if (ms == 0) {
 			smci_err_set(err, SMC_ERR_UNREACHABLE, "timed out waiting for the agent");
 			return -1;
@@ -68,8 +67,11 @@ wait_fd(int fd, short events, int64_t deadline, smc_error *err)
 		pfd.events = events;
 		pfd.revents = 0;
 		n = poll(&pfd, 1, ms);
-		if (n > 0)
+		if (n > 0) {
+			if (revents != NULL)
+				*revents = pfd.revents;
 			return 0;	/* ready, or an error the next call reports */
+		}
 		if (n < 0 && errno != EINTR) {
 			smci_err_set(err, SMC_ERR_UNREACHABLE, "poll: %s", strerror(errno));
 			return -1;
@@ -77,10 +79,10 @@ wait_fd(int fd, short events, int64_t deadline, smc_error *err)
 	}
 }
 
-static void
-pause_ms(int ms, int64_t deadline)
+void
+smci_io_pause_ms(int ms, int64_t deadline)
 {
-	int left = remaining_ms(deadline);
+	int left = smci_io_remaining_ms(deadline);
 
 	if (left >= 0 && left < ms)
 		ms = left;
@@ -123,15 +125,15 @@ smci_io_connect(const char *path, int64_t deadline, smc_error *err)
 			return fd;
 		if (errno == EAGAIN) {
 			/* Backlog full: the agent is busy accepting. Retry until the deadline. */
-			if (remaining_ms(deadline) == 0)
+			if (smci_io_remaining_ms(deadline) == 0)
 				goto timeout;
-			pause_ms(CONNECT_RETRY_MS, deadline);
+			smci_io_pause_ms(CONNECT_RETRY_MS, deadline);
 			continue;
 		}
 		if (errno != EINPROGRESS && errno != EINTR)
 			goto fail;
 		/* The connect goes on in the background; its result arrives as writability. */
-		if (wait_fd(fd, POLLOUT, deadline, NULL) == -1)
+		if (smci_io_wait(fd, POLLOUT, deadline, NULL, NULL) == -1)
 			goto timeout;
 		solen = sizeof(soerr);
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &solen) == -1)
@@ -168,7 +170,7 @@ smci_io_write_all(int fd, const void *buf, size_t len, int64_t deadline, smc_err
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (wait_fd(fd, POLLOUT, deadline, err) == -1)
+			if (smci_io_wait(fd, POLLOUT, deadline, NULL, err) == -1)
 				return SMCI_IO_ERROR;
 			continue;
 		}
@@ -207,7 +209,7 @@ smci_io_read_all(int fd, void *buf, size_t len, int64_t deadline, size_t *got, s
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (wait_fd(fd, POLLIN, deadline, err) == -1) {
+			if (smci_io_wait(fd, POLLIN, deadline, NULL, err) == -1) {
 				rc = SMCI_IO_ERROR;
 				break;
 			}

@@ -20,6 +20,14 @@
 /* A deadline on CLOCK_MONOTONIC in ns for timeout_ms from now; < 0 waits forever. */
 int64_t smci_deadline(int timeout_ms);
 
+/* Milliseconds left until deadline (rounded up), -1 without one, 0 once passed. */
+int smci_io_remaining_ms(int64_t deadline);
+/* Sleeps ms, or until the deadline when that comes first. */
+void smci_io_pause_ms(int ms, int64_t deadline);
+/* Waits until fd is ready for events; *revents gets poll's answer. 0, or -1
+ * with err set on timeout. */
+int smci_io_wait(int fd, short events, int64_t deadline, short *revents, smc_error *err);
+
 /* A connected, non-blocking, close-on-exec socket, or -1 with err set
  * (SMC_ERR_USAGE for an unusable path, else SMC_ERR_UNREACHABLE). */
 int smci_io_connect(const char *path, int64_t deadline, smc_error *err);

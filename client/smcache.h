@@ -25,11 +25,21 @@
  *    live until it is freed. Free functions accept NULL.
  *  - Dates are milliseconds since the Unix epoch; 0 means unknown or absent.
  *
- * Thread safety: the library has no global state. One smc_client handle may
- * be used by one thread at a time (it sends one request and waits for its
- * reply); use one handle per thread, or serialise access to a shared handle
- * with a lock. Different handles, and the objects returned, are independent
- * of each other and of the handle that produced them.
+ * Thread safety: the library has no global state. An smc_client handle may
+ * be shared by threads: it keeps a small pool of connections and each call
+ * borrows one, so calls from different threads run in parallel. (Before
+ * SMCACHE_0.2 a handle had one connection and was used by one thread at a
+ * time.) A smc_batch is used by one thread at a time. The objects returned
+ * are independent of each other and of the handle that produced them.
+ *
+ * fork(): a child may keep using a handle created before the fork (as long
+ * as no other thread of the parent was inside a call at that moment): it
+ * never touches its parent's connections and opens its own.
+ *
+ * Agent restarts: a call whose connection the agent closed sends its request
+ * again on a new one, and a handle that has reached an agent before keeps
+ * trying to connect (backoff from 10 ms to 500 ms) until the call's deadline
+ * while the agent is away.
  *
  * Secret values are kept in guarded, locked memory (libsodium's
  * sodium_malloc: guard pages, mlock, excluded from core dumps) and wiped by
@@ -93,17 +103,19 @@ typedef struct smc_description smc_description;
 typedef struct smc_stat_list smc_stat_list;
 
 /*
- * Connects to the agent. socket_path NULL means the default path (the
- * SMCACHE_SOCKET environment variable when set, else the agent's built-in
- * default). timeout_ms bounds the connect and becomes the per-request
+ * Connects to the agent. socket_path NULL means the default: the
+ * SMCACHE_SOCKET environment variable when set, else the caller's per-user
+ * path and then the system agent's /run/smcache/smcached.sock (PROTOCOL.md
+ * section 1; the error then lists every path tried). timeout_ms bounds the connect and becomes the per-request
  * timeout: > 0 milliseconds, 0 the default (SMC_DEFAULT_TIMEOUT_MS), < 0 no
  * limit. Returns NULL with err set (SMC_ERR_UNREACHABLE when no agent
  * answers). If the agent later closes an idle connection, the next request
  * reconnects by itself.
  *
- * At a default path other than the system one (/run/smcache/...), and so in
- * the /tmp fallback that any user could have created first, only an agent
- * running as root or as the caller's effective uid is accepted (SO_PEERCRED).
+ * At the per-user default path, and so in the /tmp fallback that any user
+ * could have created first, only an agent running as root or as the
+ * caller's effective uid is accepted (SO_PEERCRED); at the system path, only
+ * a socket owned by, and an agent running as, root or the user "smcache".
  * A path given here or in SMCACHE_SOCKET is trusted as given.
  */
 smc_client *smc_connect(const char *socket_path, int timeout_ms, smc_error *err);
@@ -179,9 +191,103 @@ size_t smc_description_version_stage_count(const smc_description *d, size_t i);
 const char *smc_description_version_stage(const smc_description *d, size_t i, size_t j);
 void smc_description_free(smc_description *d);
 
+/* smc_get with a deadline for this call only: timeout_ms > 0 milliseconds
+ * (connecting, retries and reconnects included), < 0 no limit, 0 the
+ * handle's timeout. (Symbol version SMCACHE_0.2.) */
+int smc_get_timeout(smc_client *c, const char *secret_id, const smc_get_options *opts,
+    int timeout_ms, smc_secret **out, smc_error *err);
+
+/*
+ * Pipelined reads (symbol version SMCACHE_0.2), for programs that read many secrets at
+ * start-up: add GETs to a batch, run it (every request is written on one
+ * connection without waiting, replies are collected as they come, in any
+ * order), then take each result.
+ *
+ *	smc_batch *b = smc_batch_new(c, &err);
+ *	smc_batch_add(b, "prod/db", NULL, &err);		// index 0
+ *	smc_batch_add(b, "prod/api-key", NULL, &err);		// index 1
+ *	if (smc_batch_run(b, 0, &err) == 0)
+ *		for (size_t i = 0; i < smc_batch_count(b); i++)
+ *			if (smc_batch_take(b, i, &s, &err) == 0) { use(s); smc_secret_free(s); }
+ *			else report(i, &err);		// e.g. SMC_ERR_NOT_FOUND for that one
+ *	smc_batch_free(b);
+ */
+typedef struct smc_batch smc_batch;
+
+/* At most this many GETs in one batch. */
+#define SMC_BATCH_MAX	1024
+
+smc_batch *smc_batch_new(smc_client *c, smc_error *err);
+/* Queues a GET (same arguments as smc_get; strings are copied). Returns its
+ * index, or -1 (SMC_ERR_USAGE for a bad id, a full batch, or a batch that
+ * already ran). */
+long smc_batch_add(smc_batch *b, const char *secret_id, const smc_get_options *opts,
+    smc_error *err);
+size_t smc_batch_count(const smc_batch *b);
+/* Sends every queued GET and waits for all replies under one deadline
+ * (timeout_ms as in smc_get_timeout). Returns 0 when every reply arrived,
+ * each being a secret or a per-secret error; -1 with err set when the
+ * connection failed (requests already answered keep their results, the
+ * others fail with that error). A batch runs once. */
+int smc_batch_run(smc_batch *b, int timeout_ms, smc_error *err);
+/* Result i: 0 with *out set (the caller frees it; a second take fails), or
+ * -1 with that request's error. */
+int smc_batch_take(smc_batch *b, size_t i, smc_secret **out, smc_error *err);
+/* Frees the batch and every result not taken (values wiped). */
+void smc_batch_free(smc_batch *b);
+
+/*
+ * A field of a JSON SecretString (symbol version SMCACHE_0.2): path is a dot-separated list
+ * of object keys, a component made of digits indexing an array
+ * ("db.hosts.0"). A string field gives its text, any other value its
+ * compact JSON ("5432", "true", "{\"a\":1}"). *out is NUL-terminated, in
+ * guarded memory, *out_len (may be NULL) its length; free it with
+ * smc_value_free(), which wipes it. Fails with SMC_ERR_NOT_FOUND when the
+ * field is absent and SMC_ERR_USAGE when the secret is binary or not JSON.
+ */
+int smcache_get_json_field(const smc_secret *s, const char *path, char **out, size_t *out_len,
+    smc_error *err);
+/* Wipes and frees a value from smcache_get_json_field (NULL is fine). */
+void smc_value_free(char *value);
+
 /* Checks the agent is alive. When version is not NULL, the agent's version
  * string is copied there (truncated to version_len - 1 bytes, NUL-terminated). */
 int smc_ping(smc_client *c, char *version, size_t version_len, smc_error *err);
+
+/* The agent's upstream credentials, as HEALTH reports them. */
+typedef enum smc_credentials {
+	SMC_CREDENTIALS_NOT_NEEDED = 0,		/* the backend needs none (file) */
+	SMC_CREDENTIALS_UNKNOWN = 1,		/* not used yet */
+	SMC_CREDENTIALS_OK = 2,			/* the upstream accepted them last time */
+	SMC_CREDENTIALS_UNAVAILABLE = 3,	/* none could be obtained */
+	SMC_CREDENTIALS_REJECTED = 4,		/* the upstream refused them last time */
+} smc_credentials;
+
+#define SMC_HEALTH_REASONS_MAX	1024
+
+/* What smc_health() reports. Dates are milliseconds since the epoch, 0 for
+ * never. Numbers the agent did not send are 0. */
+typedef struct smc_health_info {
+	int live;			/* 1: the agent answered */
+	int ready;			/* 1: reads should work now */
+	smc_credentials credentials;
+	int64_t started_ms;
+	int64_t last_success_ms;	/* the upstream last answered */
+	int64_t last_failure_ms;	/* the upstream last could not be used */
+	smc_error_code last_failure;	/* what that failure was (SMC_ERR_UPSTREAM_AUTH, ...) */
+	int breaker_open;		/* 1: the agent stopped calling a failing upstream */
+	uint64_t prefetch_pending;	/* start-up prefetches not answered yet */
+	uint64_t cache_secrets;
+	uint64_t cache_versions;
+	/* Why not ready: the agent's reasons joined by "; " (empty when ready). */
+	char reasons[SMC_HEALTH_REASONS_MAX];
+} smc_health_info;
+
+/* Asks the agent for its liveness and readiness (the HEALTH operation).
+ * Returns 0 with *out filled whether or not the agent is ready (check
+ * out->ready); -1 with err set when it could not be asked (SMC_ERR_UNSUPPORTED
+ * from an agent older than HEALTH). */
+int smc_health(smc_client *c, smc_health_info *out, smc_error *err);
 
 /* Fetches the agent's counters: a list of (name, unsigned 64-bit value). */
 int smc_stats(smc_client *c, smc_stat_list **out, smc_error *err);

@@ -20,14 +20,15 @@
 #define ARRAY_LEN(a)	(sizeof(a) / sizeof((a)[0]))
 
 /* Where a field may appear: a request of an op, a successful reply to an op,
- * any error reply, or inside a nested field. Ops are 1..4, so they fit. */
+ * any error reply, or inside a nested field. Ops are 1..5, so they fit. */
 #define IN_REQ(op)	(1u << (op))
 #define IN_REP(op)	(1u << (8 + (op)))
 #define IN_ERROR	(1u << 16)
 #define IN_VERSION	(1u << 17)
 #define IN_STAT		(1u << 18)
 #define IN_ANY_REPLY	(IN_REP(SMC_OP_PING) | IN_REP(SMC_OP_GET) | \
-			 IN_REP(SMC_OP_DESCRIBE) | IN_REP(SMC_OP_STATS) | IN_ERROR)
+			 IN_REP(SMC_OP_DESCRIBE) | IN_REP(SMC_OP_STATS) | \
+			 IN_REP(SMC_OP_HEALTH) | IN_ERROR)
 
 struct field_spec {
 	uint16_t tag;
@@ -74,6 +75,26 @@ static const struct field_spec specs[] = {
 	SPEC(SMC_TAG_STAT_VALUE), "STAT_VALUE", SMC_TYPE_U64, 8, 1, false, IN_STAT },
 	SPEC(SMC_TAG_AGENT_VERSION), "AGENT_VERSION", SMC_TYPE_STRING, SMC_MAX_AGENT_VERSION, 1, true,
 	    IN_REP(SMC_OP_PING) },
+	SPEC(SMC_TAG_READY), "READY", SMC_TYPE_U64, 8, 1, false, IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_HEALTH_REASON), "HEALTH_REASON", SMC_TYPE_STRING, SMC_MAX_REASON,
+	    SMC_MAX_REASONS, true, IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_CREDENTIALS), "CREDENTIALS", SMC_TYPE_U64, 8, 1, false, IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_STARTED_DATE), "STARTED_DATE", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_LAST_SUCCESS_DATE), "LAST_SUCCESS_DATE", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_LAST_FAILURE_DATE), "LAST_FAILURE_DATE", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_LAST_FAILURE_STATUS), "LAST_FAILURE_STATUS", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_BREAKER_OPEN), "BREAKER_OPEN", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_PREFETCH_PENDING), "PREFETCH_PENDING", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_CACHE_SECRETS), "CACHE_SECRETS", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
+	SPEC(SMC_TAG_CACHE_VERSIONS), "CACHE_VERSIONS", SMC_TYPE_U64, 8, 1, false,
+	    IN_REP(SMC_OP_HEALTH) },
 };
 #undef SPEC
 
@@ -122,6 +143,8 @@ smc_op_name(uint8_t op)
 		return "DESCRIBE";
 	case SMC_OP_STATS:
 		return "STATS";
+	case SMC_OP_HEALTH:
+		return "HEALTH";
 	}
 	return "?";
 }
@@ -129,7 +152,7 @@ smc_op_name(uint8_t op)
 static bool
 op_known(uint8_t op)
 {
-	return op >= SMC_OP_PING && op <= SMC_OP_STATS;
+	return op >= SMC_OP_PING && op <= SMC_OP_MAX;
 }
 
 /* The spec for a tag, or NULL when unknown. The tag check also covers a gap
@@ -684,6 +707,24 @@ decode_stat(const uint8_t *p, size_t len, struct smc_str *name, uint64_t *value,
 	return 0;
 }
 
+/* Where a HEALTH u64 field goes in a decoded reply. */
+static uint64_t *
+health_slot(struct smc_reply *reply, uint16_t tag)
+{
+	switch (tag) {
+	case SMC_TAG_READY:			return &reply->ready;
+	case SMC_TAG_CREDENTIALS:		return &reply->credentials;
+	case SMC_TAG_STARTED_DATE:		return &reply->started_ms;
+	case SMC_TAG_LAST_SUCCESS_DATE:		return &reply->last_success_ms;
+	case SMC_TAG_LAST_FAILURE_DATE:		return &reply->last_failure_ms;
+	case SMC_TAG_LAST_FAILURE_STATUS:	return &reply->last_failure_status;
+	case SMC_TAG_BREAKER_OPEN:		return &reply->breaker_open;
+	case SMC_TAG_PREFETCH_PENDING:		return &reply->prefetch_pending;
+	case SMC_TAG_CACHE_SECRETS:		return &reply->cache_secrets;
+	default:				return &reply->cache_versions;
+	}
+}
+
 /* Which fields a successful reply to each op must carry. */
 static int
 reply_check_required(const struct scope *sc, uint8_t op, struct smc_decode_error *err)
@@ -711,6 +752,8 @@ reply_check_required(const struct scope *sc, uint8_t op, struct smc_decode_error
 		if (require(sc, SMC_TAG_ARN, err) != 0 || require(sc, SMC_TAG_NAME, err) != 0)
 			return -1;
 		return 0;
+	case SMC_OP_HEALTH:
+		return require(sc, SMC_TAG_READY, err);
 	}
 	return 0;
 }
@@ -800,6 +843,21 @@ smc_reply_decode(const uint8_t *body, size_t len, struct smc_reply *reply,
 			if (decode_stat(f.value, f.len, &name, &value, err) != 0)
 				goto fail;
 			reply->stat_count++;
+			break;
+		case SMC_TAG_HEALTH_REASON:
+			reply->reasons[reply->reason_count++] = str_view(&f);
+			break;
+		case SMC_TAG_READY:
+		case SMC_TAG_CREDENTIALS:
+		case SMC_TAG_STARTED_DATE:
+		case SMC_TAG_LAST_SUCCESS_DATE:
+		case SMC_TAG_LAST_FAILURE_DATE:
+		case SMC_TAG_LAST_FAILURE_STATUS:
+		case SMC_TAG_BREAKER_OPEN:
+		case SMC_TAG_PREFETCH_PENDING:
+		case SMC_TAG_CACHE_SECRETS:
+		case SMC_TAG_CACHE_VERSIONS:
+			*health_slot(reply, s->tag) = smc_load_u64(f.value);
 			break;
 		}
 	}

@@ -31,6 +31,8 @@
 #define SMC_MAX_AGENT_VERSION	64
 #define SMC_MAX_STAGES		20	/* staging labels attached to one version */
 #define SMC_MAX_VERSIONS	100	/* versions listed by DESCRIBE */
+#define SMC_MAX_REASON		256	/* one HEALTH_REASON */
+#define SMC_MAX_REASONS		8	/* HEALTH_REASON fields in a HEALTH reply */
 
 /* Operations. A reply carries the request's op with SMC_OP_REPLY set. */
 enum smc_op {
@@ -38,7 +40,9 @@ enum smc_op {
 	SMC_OP_GET = 2,
 	SMC_OP_DESCRIBE = 3,
 	SMC_OP_STATS = 4,
+	SMC_OP_HEALTH = 5,
 };
+#define SMC_OP_MAX		SMC_OP_HEALTH
 #define SMC_OP_REPLY		0x80
 
 /* Reply status codes; stable numbers, never reused. */
@@ -85,6 +89,27 @@ enum smc_tag {
 	SMC_TAG_STAT_NAME = 0x000f,		/* string */
 	SMC_TAG_STAT_VALUE = 0x0010,		/* u64 */
 	SMC_TAG_AGENT_VERSION = 0x0011,		/* string */
+	/* HEALTH reply (PROTOCOL.md section 6) */
+	SMC_TAG_READY = 0x0012,			/* u64: 1 ready, 0 not */
+	SMC_TAG_HEALTH_REASON = 0x0013,		/* string: why not ready; repeated */
+	SMC_TAG_CREDENTIALS = 0x0014,		/* u64: enum smc_credentials_state */
+	SMC_TAG_STARTED_DATE = 0x0015,		/* u64 ms */
+	SMC_TAG_LAST_SUCCESS_DATE = 0x0016,	/* u64 ms: the upstream last answered */
+	SMC_TAG_LAST_FAILURE_DATE = 0x0017,	/* u64 ms: the upstream last could not be used */
+	SMC_TAG_LAST_FAILURE_STATUS = 0x0018,	/* u64: the status of that failure */
+	SMC_TAG_BREAKER_OPEN = 0x0019,		/* u64: 1 while the circuit breaker is open */
+	SMC_TAG_PREFETCH_PENDING = 0x001a,	/* u64: start-up prefetches not answered yet */
+	SMC_TAG_CACHE_SECRETS = 0x001b,		/* u64 */
+	SMC_TAG_CACHE_VERSIONS = 0x001c,	/* u64 */
+};
+
+/* CREDENTIALS values: the agent's upstream credentials. */
+enum smc_credentials_state {
+	SMC_CRED_NOT_NEEDED = 0,		/* the backend needs none (file) */
+	SMC_CRED_UNKNOWN = 1,		/* not used yet */
+	SMC_CRED_OK = 2,			/* the upstream accepted them last time */
+	SMC_CRED_UNAVAILABLE = 3,	/* none could be obtained */
+	SMC_CRED_REJECTED = 4,		/* the upstream refused them last time */
 };
 
 enum smc_field_type {
@@ -155,6 +180,19 @@ struct smc_reply {
 	uint64_t deleted_ms;
 	size_t version_count;
 	size_t stat_count;
+	/* HEALTH */
+	uint64_t ready;
+	uint64_t credentials;
+	uint64_t started_ms;
+	uint64_t last_success_ms;
+	uint64_t last_failure_ms;
+	uint64_t last_failure_status;
+	uint64_t breaker_open;
+	uint64_t prefetch_pending;
+	uint64_t cache_secrets;
+	uint64_t cache_versions;
+	struct smc_str reasons[SMC_MAX_REASONS];
+	size_t reason_count;
 	/* private: the body, for walking repeated nested fields */
 	const uint8_t *body;
 	size_t body_len;

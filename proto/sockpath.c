@@ -2,8 +2,10 @@
  * sockpath: the default socket path shared by agent and client (see sockpath.h).
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -32,6 +34,59 @@ smc_default_socket_path(char *buf, size_t len)
 			buf[0] = '\0';
 		errno = ENAMETOOLONG;
 		return -1;
+	}
+	return 0;
+}
+
+static int
+fits(const char *path)
+{
+	return strlen(path) < SMC_SOCKET_PATH_MAX;
+}
+
+int
+smc_socket_candidates(struct smc_socket_candidate out[SMC_SOCKET_CANDIDATES_MAX])
+{
+	const char *env = getenv(SMC_SOCKET_ENV);
+	size_t n = 0;
+
+	memset(out, 0, SMC_SOCKET_CANDIDATES_MAX * sizeof(*out));
+	if (env != NULL && *env != '\0') {
+		if (!fits(env)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(out[0].path, env, strlen(env) + 1);
+		out[0].trust = SMC_TRUST_AS_GIVEN;
+		return 1;
+	}
+	/* The per-user path: what smc_default_socket_path gives a non-root user. */
+	if (geteuid() != 0 && smc_default_socket_path(out[n].path, sizeof(out[n].path)) == 0) {
+		out[n].trust = SMC_TRUST_SELF;
+		n++;
+	}
+	memcpy(out[n].path, SMC_SOCKET_SYSTEM_PATH, sizeof(SMC_SOCKET_SYSTEM_PATH));
+	out[n].trust = SMC_TRUST_SYSTEM;
+	return (int)(n + 1);
+}
+
+int
+smc_socket_uid_trusted(enum smc_socket_trust trust, uid_t uid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+
+	switch (trust) {
+	case SMC_TRUST_AS_GIVEN:
+		return 1;
+	case SMC_TRUST_SELF:
+		return uid == 0 || uid == geteuid();
+	case SMC_TRUST_SYSTEM:
+		if (uid == 0)
+			return 1;
+		/* Looked up each time: the account may be created after start. */
+		return getpwnam_r(SMC_AGENT_USER, &pw, buf, sizeof(buf), &res) == 0 &&
+		    res != NULL && res->pw_uid == uid;
 	}
 	return 0;
 }

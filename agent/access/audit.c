@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "log.h"
 #include "message.h"
 
 #define AUDIT_LINE_MAX	4096
@@ -171,6 +172,18 @@ audit_record(struct audit *a, const struct audit_event *e)
 	 * level but off: a write is worth a line even when it was allowed. */
 	if (!audit_wants(a, e->allowed && e->op_name == NULL))
 		return;
+	if (a->fd == STDERR_FILENO && log_get_format() == LOG_FORMAT_JSON) {
+		/* Next to JSON log lines, one of them (component "audit"): a log shipper
+		 * reads one format. An audit file keeps the text form. */
+		char json[2 * AUDIT_LINE_MAX];
+
+		audit_format(e, line, sizeof(line));
+		used = log_format_line(json, sizeof(json) - 1, LOG_INFO, "audit", line);
+		json[used++] = '\n';
+		if (write(a->fd, json, used) < 0)
+			return;
+		return;
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ smcached[%ld] audit: ",

@@ -7,6 +7,8 @@
  * needs no locking; requests waiting for the backend hold no policy
  * pointers and see the new rules when they complete.
  */
+#define LOG_COMPONENT "policy"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include "audit.h"
 #include "config.h"
 #include "log.h"
+#include "sd_notify.h"
 #include "peer_limits.h"
 #include "policy.h"
 #include "server.h"
@@ -84,12 +87,21 @@ log_summary(const struct agent *agent, const struct config *cfg, const char *wha
 		    cfg->limit_upstream_burst);
 }
 
+/* systemd (Type=notify) sees the reload begin and end: RELOADING=1, then READY=1. */
 static void
 on_sighup(evutil_socket_t sig, short what, void *arg)
 {
+	char err[256];
+	int rc;
+
 	(void)sig;
 	(void)what;
-	(void)policy_reload(arg);
+	if (sd_notify_reloading(err, sizeof(err)) != 0)
+		log_warn("%s", err);
+	rc = policy_reload(arg);
+	if (sd_notify_reloaded(rc == 0 ? "serving; configuration reloaded" :
+	    "serving; reload failed, the running configuration stays", err, sizeof(err)) != 0)
+		log_warn("%s", err);
 }
 
 int
@@ -130,21 +142,23 @@ fail:
 	return -1;
 }
 
-/* config_diff callbacks: what a reload applies and what it cannot. */
+/* config_diff callbacks: what a reload applies and what it cannot; arg counts them. */
 static void
 note_restart(const char *section, const char *key, int reloadable, void *arg)
 {
-	(void)arg;
-	if (!reloadable)
+	if (!reloadable) {
+		(*(unsigned *)arg)++;
 		log_warn("reload: [%s] %s changed, needs a restart; not applied", section, key);
+	}
 }
 
 static void
 note_applied(const char *section, const char *key, int reloadable, void *arg)
 {
-	(void)arg;
-	if (reloadable)
+	if (reloadable) {
+		(*(unsigned *)arg)++;
 		log_info("reload: [%s] %s changed, applied", section, key);
+	}
 }
 
 int
@@ -154,11 +168,12 @@ policy_reload(struct agent *agent)
 	char err[CONFIG_ERR_SIZE];
 	struct config cfg;
 	struct built b;
+	unsigned applied = 0, restart = 0;
 
 	if (pol == NULL)
 		return -1;
 	if (pol->config_path == NULL) {
-		log_info("reload: running on built-in defaults (no -c FILE); nothing to re-read");
+		log_warn("reload: running on built-in defaults (no -c FILE); nothing to re-read");
 		return -1;
 	}
 	log_info("reload: re-reading %s", pol->config_path);
@@ -179,11 +194,15 @@ policy_reload(struct agent *agent)
 	agent->audit = b.audit;
 	peer_limits_set_config(agent->peer_limits, &b.limits);
 	log_set_level(cfg.log_level);
+	log_set_format((enum log_format)cfg.log_format);
 
 	/* Restart-only keys against what runs (the start-up file), the rest against the last reload. */
-	config_diff(agent->config, &cfg, note_restart, NULL);
-	config_diff(pol->have_last ? &pol->last : agent->config, &cfg, note_applied, NULL);
+	config_diff(agent->config, &cfg, note_restart, &restart);
+	config_diff(pol->have_last ? &pol->last : agent->config, &cfg, note_applied, &applied);
 	log_summary(agent, &cfg, "reload");
+	/* The outcome at warn, so it shows at every useful log_level. */
+	log_warn("reload: %s read; %u change(s) applied, %u need a restart", pol->config_path,
+	    applied, restart);
 	if (pol->have_last)
 		config_free(&pol->last);
 	pol->last = cfg;

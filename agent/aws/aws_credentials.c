@@ -19,6 +19,8 @@
  * and temporary copies (token files, request bodies, parsed responses) are
  * wiped before being freed. Nothing here logs a secret key or a token.
  */
+#define LOG_COMPONENT "aws"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -12,6 +12,8 @@
  * one only marks the backend dying; the code that made the callback sees
  * that, stops, and the outermost frame releases everything.
  */
+#define LOG_COMPONENT "aws"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -447,6 +449,8 @@ ua_batch_fall_back(struct ua_backend *be, struct ua_batch *b)
 static void
 ua_count_error(struct ua_backend *be, const struct ua_call *c)
 {
+	if (c->batch == NULL)	/* a batch's own call speaks for the upstream */
+		backend_note(&be->backend, &c->error);
 	switch (c->op) {
 	case UA_GET:
 		if (c->batch == NULL)
@@ -469,11 +473,12 @@ ua_log_error(const struct ua_call *c)
 	const struct backend_error *e = &c->error;
 	enum log_level level = LOG_DEBUG;
 
+	/* Operators watch warn and error: outages, denials and rejected credentials. */
 	if (e->status == SMC_STATUS_UPSTREAM_AUTH || e->status == SMC_STATUS_INTERNAL)
-		level = LOG_WARN;
+		level = LOG_ERROR;
 	else if (e->status == SMC_STATUS_UPSTREAM_UNAVAILABLE ||
 	    e->status == SMC_STATUS_ACCESS_DENIED)
-		level = LOG_INFO;
+		level = LOG_WARN;
 	log_msg(level, "aws: %s %s: %s: %s", c->target + strlen(UA_SERVICE) + 1, c->shown_id,
 	    smc_status_name(e->status), e->message);
 }
@@ -595,6 +600,7 @@ ua_get_ok(struct ua_call *c, const struct http_response *r)
 			(void)ua_batch_done(be, b);
 	} else {
 		be->backend.counters.get_ok++;
+		backend_note(&be->backend, NULL);
 		be->busy++;
 		c->value_cb(c->arg, &res.v.value, NULL);
 		be->busy--;
@@ -618,6 +624,7 @@ ua_describe_ok(struct ua_call *c, const struct http_response *r)
 	ua_call_detach(c);
 	res.d.raw_json = (const char *)r->body;	/* NUL-terminated (http.h) */
 	be->backend.counters.describe_ok++;
+	backend_note(&be->backend, NULL);
 	be->busy++;
 	c->describe_cb(c->arg, &res.d, NULL);
 	be->busy--;
@@ -667,6 +674,7 @@ ua_batch_ok(struct ua_call *c, const struct http_response *r)
 		return;
 	}
 	b->pages++;
+	backend_note(&be->backend, NULL);
 	/* The call stays on the list while items are answered: a callback that
 	 * frees the backend must cancel it. */
 	c->state = UA_IDLE;
@@ -879,6 +887,10 @@ ua_on_creds(void *arg, const struct aws_credentials *creds, const char *error)
 	be->creds_fetching = false;
 	if (be->releasing)
 		return;
+	if (creds == NULL)
+		be->backend.health.credentials = SMC_CRED_UNAVAILABLE;
+	else if (be->backend.health.credentials == SMC_CRED_UNAVAILABLE)
+		be->backend.health.credentials = SMC_CRED_UNKNOWN;
 	/* Only the calls waiting now; ones that start during callbacks queue anew. */
 	TAILQ_INIT(&ready);
 	while ((c = TAILQ_FIRST(&be->creds_wait)) != NULL) {
@@ -1168,6 +1180,7 @@ upstream_aws_new(struct event_base *base, const struct upstream_aws_options *opt
 	}
 	be->backend.ops = &ua_ops;
 	be->backend.base = base;
+	be->backend.health.credentials = SMC_CRED_UNKNOWN;
 	TAILQ_INIT(&be->calls);
 	TAILQ_INIT(&be->creds_wait);
 	TAILQ_INIT(&be->batches);

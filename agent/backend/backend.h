@@ -104,6 +104,22 @@ struct backend_counters {
 	struct backend_latency describe_latency;	/* kept by backend_describe() */
 };
 
+/*
+ * What the upstream's recent answers say, for HEALTH (front/health.h). An
+ * answer is a success when the upstream could be used, whatever it said
+ * (a value, not found, access denied: the credentials worked); a failure
+ * when it could not (UPSTREAM_UNAVAILABLE, UPSTREAM_AUTH, INTERNAL).
+ * credentials uses enum smc_credentials_state: a backend that needs
+ * credentials starts at SMC_CRED_UNKNOWN (the file backend stays at
+ * NOT_NEEDED).
+ */
+struct backend_health {
+	enum smc_credentials_state credentials;
+	int64_t last_success_ms;	/* wall clock; 0: never */
+	int64_t last_failure_ms;
+	enum smc_status last_failure_status;
+};
+
 struct backend_ops {
 	const char *name;
 	/* Both return 0 when the callback will be called, -1 (nothing scheduled) otherwise. */
@@ -123,6 +139,7 @@ struct backend {
 	struct event_base *base;
 	struct backend_counters counters;
 	struct backend_timer *timers;	/* calls in flight, timed (backend.c) */
+	struct backend_health health;
 };
 
 /* The calls every user makes: the backend's own, timed into counters' latency. */
@@ -134,6 +151,10 @@ void backend_free(struct backend *b);
 
 /* Sets status and message; about_secret is cleared (an upstream-wide failure
  * unless the caller says otherwise). */
+/* Records one upstream answer in b->health (error NULL: success). Backends
+ * call it where they count outcomes, before the caller's callback. */
+void backend_note(struct backend *b, const struct backend_error *error);
+
 void backend_error_set(struct backend_error *error, enum smc_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

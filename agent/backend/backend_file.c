@@ -58,6 +58,8 @@
  * must pass sys_file's trust rule (not writable by group or others, owned
  * by root or the agent's user, on a safe path).
  */
+#define LOG_COMPONENT "file"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -1254,6 +1256,7 @@ sf_do_get(struct backend_file *bf, struct sf_request *req)
 		bf->b.counters.get_ok++;
 	else
 		bf->b.counters.get_error++;
+	backend_note(&bf->b, ok ? NULL : &error);
 	/* The callback may free bf: sf_free then leaves the end to us. */
 	bf->in_callback++;
 	if (ok)
@@ -1317,6 +1320,7 @@ done:
 		bf->b.counters.describe_ok++;
 	else
 		bf->b.counters.describe_error++;
+	backend_note(&bf->b, ok ? NULL : &error);
 	/* From here on the callback may have freed bf. */
 	if (ok)
 		req->describe_cb(req->arg, &d, NULL);

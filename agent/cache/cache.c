@@ -27,6 +27,8 @@
  * encoded reply body) in a small table of the pass, direct-mapped by version,
  * and the end-of-pass event releases the table's references.
  */
+#define LOG_COMPONENT "cache"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -481,7 +483,7 @@ breaker_record(struct cache *c, bool ok, bool probe, uint64_t now)
 		c->breaker_probing = false;
 	if (ok) {
 		if (c->breaker_open_until_ms != 0)
-			log_info("cache: upstream answers again; circuit breaker closed");
+			log_warn("cache: upstream answers again; circuit breaker closed");
 		c->breaker_failures = 0;
 		c->breaker_open_until_ms = 0;
 		c->breaker_cooldown_ms = BREAKER_COOLDOWN_MS;
@@ -1850,12 +1852,12 @@ cache_get_shared(struct cache *c, const struct backend_query *query, unsigned fl
 }
 
 void
-cache_prefetch(struct cache *c, const char *secret_id)
+cache_prefetch(struct cache *c, const char *secret_id, cache_value_cb cb, void *arg)
 {
 	struct backend_query q = { .secret_id = secret_id, .version_stage = STAGE_CURRENT };
 
 	c->stats.prefetches++;
-	flight_join(c, &q, NULL, NULL);
+	flight_join(c, &q, cb, arg);
 }
 
 /* ---- DESCRIBE: remembered for ttl, one upstream call for concurrent askers ---------- */
@@ -2107,6 +2109,7 @@ cache_describe(struct cache *c, const char *secret_id, cache_describe_cb cb, voi
 	cache_describe_charged(c, secret_id, NULL, cb, arg);
 }
 
+
 /* ---- background refresh ------------------------------------------------------------- */
 
 static void
@@ -2146,7 +2149,7 @@ refresh_failed(struct cache *c, struct refresh *r, const struct backend_error *e
 		return;
 	}
 	if ((s = secret_find(c, r->arn)) != NULL) {
-		log_info("cache: refresh got %s; dropping the cached secret",
+		log_warn("cache: refresh got %s; dropping the cached secret",
 		    smc_status_name(error->status));
 		secret_free(c, s);
 	}

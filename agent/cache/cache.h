@@ -200,8 +200,12 @@ void cache_describe_charged(struct cache *cache, const char *secret_id,
  */
 void cache_forget(struct cache *cache, const char *const *ids, size_t n);
 
-/* Fetches AWSCURRENT of secret_id in the background (start-up prefetch). */
-void cache_prefetch(struct cache *cache, const char *secret_id);
+/*
+ * Fetches AWSCURRENT of secret_id in the background (start-up prefetch).
+ * cb (may be NULL) is called once when it is held or has failed, possibly
+ * before cache_prefetch() returns.
+ */
+void cache_prefetch(struct cache *cache, const char *secret_id, cache_value_cb cb, void *arg);
 
 /* Applies new tunables (SIGHUP); bounds take effect as entries come and go. */
 void cache_set_options(struct cache *cache, const struct cache_options *opts);

@@ -12,6 +12,8 @@
  * (length, header with the request id) plus the rest of that body, sent by
  * reference.
  */
+#define LOG_COMPONENT "dispatch"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@
 #include "cache.h"
 #include "dispatch.h"
 #include "frame.h"
+#include "health.h"
 #include "log.h"
 #include "peer_limits.h"
 #include "server.h"
@@ -608,7 +611,7 @@ void
 dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 {
 	static const char *const op_names[] = { NULL, "requests_ping", "requests_get",
-		"requests_describe", "requests_stats" };
+		"requests_describe", "requests_stats", "requests_health" };
 	static const char *const status_names[] = { "replies_ok", "replies_not_found",
 		"replies_access_denied", "replies_bad_request", "replies_upstream_unavailable",
 		"replies_internal", "replies_unsupported", "replies_too_large",
@@ -637,7 +640,7 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 	fn("limits_requests_rejected", ls != NULL ? ls->requests_rejected : 0, C, arg);
 	fn("limits_refreshes_rejected", ls != NULL ? ls->refreshes_rejected : 0, C, arg);
 	fn("limits_upstream_rejected", ls != NULL ? ls->upstream_rejected : 0, C, arg);
-	for (unsigned op = SMC_OP_PING; op <= SMC_OP_STATS; op++)
+	for (unsigned op = SMC_OP_PING; op <= SMC_OP_MAX; op++)
 		fn(op_names[op], agent->stats.requests_by_op[op], C, arg);
 	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)
 		fn(status_names[st], agent->stats.replies_by_status[st], C, arg);
@@ -695,10 +698,47 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 	conn_send(conn, frame, len);
 }
 
+/* HEALTH: liveness is this reply; readiness and its facts from health.c. */
+static void
+handle_health(struct agent *agent, struct conn *conn, const struct smc_request *req)
+{
+	uint8_t frame[4096];
+	struct agent_health hl;
+	struct smc_writer w;
+	size_t len;
+
+	agent_health_check(agent, &hl);
+	smc_writer_init(&w, frame, sizeof(frame));
+	smc_message_begin(&w, SMC_OP_HEALTH | SMC_OP_REPLY, 0, req->header.request_id,
+	    SMC_STATUS_OK);
+	smc_put_u64(&w, SMC_TAG_READY, hl.ready ? 1 : 0);
+	for (unsigned i = 0; i < hl.reason_count; i++)
+		smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, hl.reasons[i]);
+	smc_put_u64(&w, SMC_TAG_CREDENTIALS, (uint64_t)hl.credentials);
+	smc_put_u64(&w, SMC_TAG_STARTED_DATE, (uint64_t)hl.started_ms);
+	if (hl.last_success_ms > 0)
+		smc_put_u64(&w, SMC_TAG_LAST_SUCCESS_DATE, (uint64_t)hl.last_success_ms);
+	if (hl.last_failure_ms > 0) {
+		smc_put_u64(&w, SMC_TAG_LAST_FAILURE_DATE, (uint64_t)hl.last_failure_ms);
+		smc_put_u64(&w, SMC_TAG_LAST_FAILURE_STATUS, (uint64_t)hl.last_failure_status);
+	}
+	smc_put_u64(&w, SMC_TAG_BREAKER_OPEN, hl.breaker_open ? 1 : 0);
+	smc_put_u64(&w, SMC_TAG_PREFETCH_PENDING, hl.prefetch_pending);
+	smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, hl.cache_secrets);
+	smc_put_u64(&w, SMC_TAG_CACHE_VERSIONS, hl.cache_versions);
+	if (smc_message_end(&w, &len) != 0) {
+		reply_error(agent, conn, req->header.op, req->header.request_id,
+		    SMC_STATUS_INTERNAL, "cannot encode HEALTH reply");
+		return;
+	}
+	count_reply(agent, SMC_STATUS_OK);
+	conn_send(conn, frame, len);
+}
+
 void
 dispatch_request(struct agent *agent, struct conn *conn, const struct smc_request *req)
 {
-	if (req->header.op <= SMC_OP_STATS)
+	if (req->header.op <= SMC_OP_MAX)
 		agent->stats.requests_by_op[req->header.op]++;
 	if (!peer_limits_allow_request(agent->peer_limits, conn_peer_entry(conn))) {
 		if (peer_limits_should_warn(agent->peer_limits, conn_peer_uid(conn)))
@@ -720,6 +760,9 @@ dispatch_request(struct agent *agent, struct conn *conn, const struct smc_reques
 	case SMC_OP_STATS:
 		if (admit_stats(agent, conn, req))
 			handle_stats(agent, conn, req);
+		break;
+	case SMC_OP_HEALTH:
+		handle_health(agent, conn, req);
 		break;
 	default:
 		/* The decoder admits only known ops; this is a bug if reached. */

@@ -12,6 +12,8 @@
  * The evbuffers (and evbuffer_write) take over whenever the socket cannot
  * take everything at once.
  */
+#define LOG_COMPONENT "server"
+
 #include <errno.h>
 #include <malloc.h>
 #include <stdarg.h>

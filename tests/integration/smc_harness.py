@@ -310,3 +310,11 @@ class SharedAgentTest(unittest.TestCase):
 
 def have_binaries():
     return os.access(SMCACHED, os.X_OK) and os.access(SMCACHE, os.X_OK)
+
+
+def sanitizer_cflags():
+    """Flags a program linked against BUILD's libsmcache.so needs: that of `make asan`
+    carries the sanitizer runtimes' symbols."""
+    so = os.path.join(BUILD, "libsmcache.so")
+    p = subprocess.run(["objdump", "-p", so], capture_output=True, text=True)
+    return ["-fsanitize=address,undefined"] if "libasan" in p.stdout else []

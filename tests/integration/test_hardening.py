@@ -310,6 +310,8 @@ class PrivilegeDrop(unittest.TestCase):
         a.socket = os.path.join(a.dir, "run", "smcached.sock")
         a.write_config()
         with a:
+            # The socket listens before the drop; a reply means the event loop, after it, runs.
+            a.request(h.frame(h.OP_PING, 1))
             st = proc_status(a.pid())
             self.assertEqual(st["Uid"], [str(uid)] * 4)    # real, effective, saved, fs
             self.assertEqual(st["Gid"], [str(gid)] * 4)

@@ -59,6 +59,8 @@ struct fake {
 	int nreqs;
 	char failure[256];		/* first problem the server saw */
 	uint16_t status;		/* for scripts that answer with an error */
+	const char *value;		/* SecretString of GET replies (default "hunter2") */
+	int batch;			/* script_batch_reverse: requests to read before answering */
 	uint8_t *frame;			/* FRAME_CAP bytes of scratch */
 };
 
@@ -289,7 +291,8 @@ reply_get(struct fake *f, uint32_t id, uint16_t flags, int binary)
 	if (binary)
 		smc_put_bytes(&w, SMC_TAG_SECRET_BINARY, binary_value, sizeof(binary_value));
 	else
-		smc_put_bytes(&w, SMC_TAG_SECRET_STRING, "hunter2", 7);
+		smc_put_bytes(&w, SMC_TAG_SECRET_STRING, f->value != NULL ? f->value : "hunter2",
+		    f->value != NULL ? strlen(f->value) : 7);
 	smc_put_u64(&w, SMC_TAG_CREATED_DATE, 1700000000123ULL);
 	if (smc_message_end(&w, &len) != 0)
 		srv_fail(f, "cannot encode GET reply");
@@ -383,6 +386,25 @@ script_serve(struct fake *f, int fd, int conn)
 			smc_nested_end(&w, mark);
 			if (smc_message_end(&w, &len) != 0)
 				srv_fail(f, "cannot encode STATS reply");
+			break;
+		case SMC_OP_HEALTH:
+			smc_writer_init(&w, f->frame, FRAME_CAP);
+			smc_message_begin(&w, SMC_OP_HEALTH | SMC_OP_REPLY, 0, id, 0);
+			smc_put_u64(&w, SMC_TAG_READY, 0);
+			smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "first\x1b[31m");
+			smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "second");
+			smc_put_u64(&w, SMC_TAG_CREDENTIALS, SMC_CRED_REJECTED);
+			smc_put_u64(&w, SMC_TAG_STARTED_DATE, 1000);
+			smc_put_u64(&w, SMC_TAG_LAST_SUCCESS_DATE, 2000);
+			smc_put_u64(&w, SMC_TAG_LAST_FAILURE_DATE, 3000);
+			smc_put_u64(&w, SMC_TAG_LAST_FAILURE_STATUS, SMC_STATUS_UPSTREAM_AUTH);
+			smc_put_u64(&w, SMC_TAG_BREAKER_OPEN, 1);
+			smc_put_u64(&w, SMC_TAG_PREFETCH_PENDING, 2);
+			smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, 5);
+			smc_put_u64(&w, SMC_TAG_CACHE_VERSIONS, 6);
+			smc_put_u64(&w, 0x8123, 7);	/* a newer agent's field: skipped */
+			if (smc_message_end(&w, &len) != 0)
+				srv_fail(f, "cannot encode HEALTH reply");
 			break;
 		default:
 			srv_fail(f, "unexpected op %u", req.header.op);
@@ -564,6 +586,34 @@ test_ping(void **state)
 	assert_int_equal(smc_ping(c, tiny, sizeof(tiny), &err), 0);
 	assert_string_equal(tiny, "smca");	/* truncated, still terminated */
 	assert_int_equal(smc_ping(c, NULL, 0, NULL), 0);
+	smc_close(c);
+	fake_stop(f);
+}
+
+static void
+test_health(void **state)
+{
+	struct fake *f = fake_start(script_serve, 1);
+	smc_client *c = connect_ok(f, 2000);
+	smc_health_info hi;
+	smc_error err;
+
+	assert_int_equal(smc_health(c, &hi, &err), 0);
+	assert_int_equal(err.code, SMC_OK);
+	assert_int_equal(hi.live, 1);
+	assert_int_equal(hi.ready, 0);
+	assert_string_equal(hi.reasons, "first\x1b[31m; second");	/* the CLI neutralises */
+	assert_int_equal(hi.credentials, SMC_CREDENTIALS_REJECTED);
+	assert_int_equal(hi.started_ms, 1000);
+	assert_int_equal(hi.last_success_ms, 2000);
+	assert_int_equal(hi.last_failure_ms, 3000);
+	assert_int_equal(hi.last_failure, SMC_ERR_UPSTREAM_AUTH);
+	assert_int_equal(hi.breaker_open, 1);
+	assert_int_equal(hi.prefetch_pending, 2);
+	assert_int_equal(hi.cache_secrets, 5);
+	assert_int_equal(hi.cache_versions, 6);
+	assert_int_equal(smc_health(c, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_USAGE);
 	smc_close(c);
 	fake_stop(f);
 }
@@ -1099,6 +1149,164 @@ test_usage_errors(void **state)
 	fake_stop(f);
 }
 
+/* ---- pipelined batches, per-call deadlines, JSON fields ------------------------------- */
+
+/* Reads f->batch requests without answering, then answers them last first
+ * (the protocol lets replies come in any order): "missing" gets NOT_FOUND,
+ * "bin" a binary value. Then serves normally. */
+static void
+script_batch_reverse(struct fake *f, int fd, int conn)
+{
+	struct smc_request req;
+	int i, first = f->nreqs;
+	size_t len;
+
+	for (i = 0; i < f->batch; i++)
+		if (srv_read_request(f, fd, conn, &req) == -1) {
+			srv_fail(f, "batch: only %d of %d requests arrived", i, f->batch);
+			return;
+		}
+	for (i = f->nreqs - 1; i >= first; i--) {
+		struct seen_request *r = &f->reqs[i];
+
+		if (strcmp(r->secret_id, "missing") == 0)
+			len = reply_error(f, SMC_OP_GET | SMC_OP_REPLY, r->id, SMC_STATUS_NOT_FOUND,
+			    "secret missing not found");
+		else
+			len = reply_get(f, r->id, 0, strcmp(r->secret_id, "bin") == 0);
+		srv_send(f, fd, f->frame, len);
+	}
+	script_serve(f, fd, conn);
+}
+
+static void
+test_batch_out_of_order(void **state)
+{
+	static const char *const ids[] = { "a", "missing", "bin", "c" };
+	struct fake *f = fake_start(script_batch_reverse, 1);
+	smc_client *c;
+	smc_batch *b;
+	smc_secret *s;
+	smc_error err;
+	size_t i;
+
+	f->batch = 4;
+	c = connect_ok(f, 2000);
+	assert_non_null(b = smc_batch_new(c, &err));
+	for (i = 0; i < 4; i++)
+		assert_int_equal(smc_batch_add(b, ids[i], NULL, &err), (long)i);
+	assert_int_equal(smc_batch_add(b, "", NULL, &err), -1);	/* checked before sending */
+	assert_int_equal(err.code, SMC_ERR_USAGE);
+	assert_int_equal(smc_batch_count(b), 4);
+	assert_int_equal(smc_batch_take(b, 0, &s, &err), -1);	/* not run yet */
+	assert_int_equal(smc_batch_run(b, 0, &err), 0);
+	assert_int_equal(smc_batch_take(b, 0, &s, &err), 0);
+	assert_string_equal(smc_secret_string(s), "hunter2");
+	smc_secret_free(s);
+	assert_int_equal(smc_batch_take(b, 0, &s, &err), -1);	/* taken */
+	assert_int_equal(err.code, SMC_ERR_USAGE);
+	assert_int_equal(smc_batch_take(b, 1, &s, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_NOT_FOUND);
+	assert_null(s);
+	assert_int_equal(smc_batch_take(b, 2, &s, &err), 0);
+	assert_true(smc_secret_is_binary(s));
+	assert_memory_equal(smc_secret_value(s), binary_value, sizeof(binary_value));
+	smc_secret_free(s);
+	/* Result 3 is not taken: smc_batch_free frees it. */
+	assert_int_equal(smc_batch_run(b, 0, &err), -1);	/* a batch runs once */
+	assert_int_equal(smc_batch_add(b, "x", NULL, &err), -1);
+	smc_batch_free(b);
+	/* All four went out on one connection, pipelined, with distinct ids. */
+	assert_int_equal(f->nreqs, 4);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(f->reqs[i].connection, 0);
+		assert_string_equal(f->reqs[i].secret_id, ids[i]);
+		if (i > 0)
+			assert_int_not_equal(f->reqs[i].id, f->reqs[i - 1].id);
+	}
+	/* The connection is back in the pool and still in sync. */
+	assert_int_equal(smc_ping(c, NULL, 0, &err), 0);
+	smc_close(c);
+	fake_stop(f);
+	smc_batch_free(NULL);
+}
+
+static void
+test_get_timeout_per_call(void **state)
+{
+	struct fake *f = fake_start(script_silent, 1);
+	smc_client *c = connect_ok(f, 5000);
+	smc_secret *s;
+	smc_error err;
+	int64_t t0, dt;
+
+	t0 = now_ms();
+	assert_int_equal(smc_get_timeout(c, "db/pw", NULL, 200, &s, &err), -1);
+	dt = now_ms() - t0;
+	assert_int_equal(err.code, SMC_ERR_UNREACHABLE);
+	assert_true(dt >= 195 && dt < 1500);	/* this call's deadline, not the handle's 5 s */
+	smc_close(c);
+	fake_stop(f);
+}
+
+static void
+test_json_field(void **state)
+{
+	struct fake *f = fake_start(script_serve, 1);
+	smc_client *c;
+	smc_secret *s, *bin, *plain;
+	smc_error err;
+	char *v;
+	size_t n;
+
+	f->value = "{\"user\":\"admin\",\"port\":5432,\"hosts\":[\"h1\",\"h2\"],"
+	    "\"db\":{\"tls\":true,\"name\":\"x\\u00e9\"}}";
+	c = connect_ok(f, 2000);
+	assert_int_equal(smc_get(c, "db/pw", NULL, &s, &err), 0);
+	assert_int_equal(smcache_get_json_field(s, "user", &v, &n, &err), 0);
+	assert_string_equal(v, "admin");
+	assert_int_equal(n, 5);
+	smc_value_free(v);
+	assert_int_equal(smcache_get_json_field(s, "port", &v, NULL, &err), 0);
+	assert_string_equal(v, "5432");
+	smc_value_free(v);
+	assert_int_equal(smcache_get_json_field(s, "hosts.1", &v, NULL, &err), 0);
+	assert_string_equal(v, "h2");
+	smc_value_free(v);
+	assert_int_equal(smcache_get_json_field(s, "db.name", &v, NULL, &err), 0);
+	assert_string_equal(v, "x\xc3\xa9");
+	smc_value_free(v);
+	assert_int_equal(smcache_get_json_field(s, "db", &v, NULL, &err), 0);
+	assert_string_equal(v, "{\"tls\":true,\"name\":\"x\xc3\xa9\"}");
+	smc_value_free(v);
+	assert_int_equal(smcache_get_json_field(s, "db.tls", &v, NULL, &err), 0);
+	assert_string_equal(v, "true");
+	smc_value_free(v);
+	assert_int_equal(smcache_get_json_field(s, "nope", &v, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_NOT_FOUND);
+	assert_null(v);
+	assert_int_equal(smcache_get_json_field(s, "user.x", &v, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_NOT_FOUND);
+	assert_int_equal(smcache_get_json_field(s, "hosts.7", &v, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_NOT_FOUND);
+	assert_int_equal(smcache_get_json_field(s, "", &v, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_USAGE);
+	assert_int_equal(smc_get(c, "bin", NULL, &bin, &err), 0);
+	assert_int_equal(smcache_get_json_field(bin, "user", &v, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_USAGE);
+	f->value = "hunter2";
+	assert_int_equal(smc_get(c, "db/pw", NULL, &plain, &err), 0);
+	assert_int_equal(smcache_get_json_field(plain, "user", &v, NULL, &err), -1);
+	assert_int_equal(err.code, SMC_ERR_USAGE);
+	assert_null(strstr(err.message, "hunter2"));	/* errors never quote the value */
+	smc_secret_free(s);
+	smc_secret_free(bin);
+	smc_secret_free(plain);
+	smc_value_free(NULL);
+	smc_close(c);
+	fake_stop(f);
+}
+
 static void
 test_strerror(void **state)
 {
@@ -1123,11 +1331,15 @@ main(void)
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_ping),
 		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_health),
 		cmocka_unit_test(test_fetch_uses_env_socket),
 		cmocka_unit_test(test_status_mapping),
 		cmocka_unit_test(test_status_mapping_other_ops),
 		cmocka_unit_test(test_error_without_request_id),
 		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_batch_out_of_order),
+		cmocka_unit_test(test_get_timeout_per_call),
+		cmocka_unit_test(test_json_field),
 		cmocka_unit_test(test_connect_failures),
 		cmocka_unit_test(test_connect_timeout_backlog_full),
 		cmocka_unit_test(test_agent_closes_mid_reply),

@@ -135,6 +135,7 @@ static const char default_description[] =
     "agent.max_output_per_uid = 32M\n"
     "agent.max_output_total = 128M\n"
     "agent.log_level = info\n"
+    "agent.log_format = text\n"
     "backend.type = file\n"
     "file.path = conf/example-secrets.json\n"
     "aws.region = (from the environment)\n"
@@ -246,6 +247,7 @@ test_all_keys(void **state)
 	    "idle_timeout = 2h\n"
 	    "max_output = 1G\n"
 	    "log_level = debug\n"
+	    "log_format = json\n"
 	    "[backend]\n"
 	    "type = aws\n"
 	    "[file]\n"
@@ -285,6 +287,7 @@ test_all_keys(void **state)
 	    "agent.max_output_per_uid = 32M\n"
 	    "agent.max_output_total = 128M\n"
 	    "agent.log_level = debug\n"
+	    "agent.log_format = json\n"
 	    "backend.type = aws\n"
 	    "file.path = /etc/smcache/secrets.json\n"
 	    "aws.region = eu-central-1\n"
@@ -437,7 +440,8 @@ test_good_strings(void **state)
 	assert_int_equal(cfg.backend, CONFIG_BACKEND_AWS);
 	assert_null(cfg.aws_region);
 	config_free(&cfg);
-	load_ok(&cfg, "[aws]\nregion = us-gov-west-1\nendpoint = https://sm.example.com/x\n");
+	load_ok(&cfg, "[backend]\ntype = aws\n[aws]\nregion = us-gov-west-1\n"
+	    "endpoint = https://sm.example.com/x\n");
 	assert_string_equal(cfg.aws_region, "us-gov-west-1");
 	assert_string_equal(cfg.aws_endpoint, "https://sm.example.com/x");
 	config_free(&cfg);
@@ -613,6 +617,18 @@ test_bad_enums(void **state)
 	expect_err("[backend]\ntype =\n", "t.conf:2: [backend] type: ", "empty value", NULL);
 	expect_err("[file]\npath =\n", "t.conf:2: [file] path: ", "empty value", NULL);
 	expect_err("[file]\npath = 'secrets.json'\n", "t.conf:2: [file] path: ", "quote", NULL);
+}
+
+/* [aws] keys with the file backend are an error naming the first of them. */
+static void
+test_aws_keys_need_aws_backend(void **state)
+{
+	expect_err("[agent]\nlog_level = info\n[aws]\n\nendpoint = http://127.0.0.1:1\n"
+	    "region = us-east-1\n",
+	    "t.conf:5: [aws] endpoint is set but [backend] type is file", "type = aws", NULL);
+	expect_err("[aws]\nregion = us-east-1\n[backend]\ntype = file\n",
+	    "t.conf:2: [aws] region is set but [backend] type is file", NULL);
+	expect_err("[aws]\nmax_retries = 2\n", "t.conf:2: [aws] max_retries is set", NULL);
 }
 
 static void
@@ -865,6 +881,9 @@ test_example_file(void **state)
 		if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z' && strstr(line, " = ")) {
 			line++;
 			keys++;
+			/* Every [aws] key is set below: they need the aws backend. */
+			if (strcmp(line, "type = file") == 0)
+				line = "type = aws";
 		}
 		fprintf(f, "%s\n", line);
 	}
@@ -916,6 +935,8 @@ test_example_file(void **state)
 	cfg.socket_user = cfg.socket_group = cfg.user = cfg.group = NULL;
 	cfg.socket_path = cfg.aws_region = cfg.aws_endpoint = NULL;
 	cfg.aws_profile = cfg.aws_ca_bundle = NULL;
+	assert_int_equal(cfg.backend, CONFIG_BACKEND_AWS);	/* set above, for [aws] */
+	cfg.backend = CONFIG_BACKEND_FILE;
 	got = describe(&cfg);
 	config_free(&cfg);
 	assert_int_equal(config_defaults(&cfg), 0);
@@ -1218,6 +1239,7 @@ main(void)
 		cmocka_unit_test(test_bad_sizes),
 		cmocka_unit_test(test_bad_enums),
 		cmocka_unit_test(test_bad_aws),
+		cmocka_unit_test(test_aws_keys_need_aws_backend),
 		cmocka_unit_test(test_unknown_names),
 		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_access_keys),

@@ -129,6 +129,32 @@ static const uint8_t golden_error_too_large[] = {
 	0x79, 0x74, 0x65, 0x73,
 };
 
+static const uint8_t golden_health_request[] = {
+	0x00, 0x00, 0x00, 0x0a, 0x01, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06,
+	0x00, 0x00,
+};
+
+static const uint8_t golden_health_reply[] = {
+	0x00, 0x00, 0x00, 0xc9, 0x01, 0x85, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06,
+	0x00, 0x00, 0x00, 0x12, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x13, 0x00, 0x00, 0x00, 0x2d, 0x74, 0x68,
+	0x65, 0x20, 0x75, 0x70, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x20, 0x72,
+	0x65, 0x6a, 0x65, 0x63, 0x74, 0x65, 0x64, 0x20, 0x74, 0x68, 0x65, 0x20,
+	0x61, 0x67, 0x65, 0x6e, 0x74, 0x27, 0x73, 0x20, 0x63, 0x72, 0x65, 0x64,
+	0x65, 0x6e, 0x74, 0x69, 0x61, 0x6c, 0x73, 0x00, 0x14, 0x00, 0x00, 0x00,
+	0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x15, 0x00,
+	0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00, 0x00,
+	0x16, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe6, 0x52,
+	0x60, 0x00, 0x17, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x01, 0x8b, 0xcf,
+	0xe7, 0x3c, 0xc0, 0x00, 0x18, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x09, 0x00, 0x19, 0x00, 0x00, 0x00, 0x08, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1a, 0x00, 0x00, 0x00,
+	0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1b, 0x00,
+	0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00,
+	0x1c, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x03,
+};
+
 #define GOLDEN(n)	{ #n, golden_##n, sizeof(golden_##n) }
 static const struct golden {
 	const char *name;
@@ -138,6 +164,7 @@ static const struct golden {
 	GOLDEN(ping_request), GOLDEN(ping_reply), GOLDEN(get_request), GOLDEN(get_reply),
 	GOLDEN(error_not_found), GOLDEN(stats_request), GOLDEN(stats_reply),
 	GOLDEN(describe_request), GOLDEN(describe_reply), GOLDEN(error_too_large),
+	GOLDEN(health_request), GOLDEN(health_reply),
 };
 #define NGOLDEN		(sizeof(goldens) / sizeof(goldens[0]))
 
@@ -525,6 +552,74 @@ test_encode_stats(void **state)
 	smc_put_u64(&w, SMC_TAG_STAT_VALUE, 7);
 	smc_nested_end(&w, mark);
 	expect_encoded(golden_stats_reply, sizeof(golden_stats_reply));
+}
+
+static void
+test_encode_health(void **state)
+{
+	struct smc_request req = { .header = { .op = SMC_OP_HEALTH, .request_id = 6 } };
+	size_t len;
+
+	smc_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(smc_request_encode(&w, &req, &len), 0);
+	assert_int_equal(len, sizeof(golden_health_request));
+	assert_memory_equal(buf, golden_health_request, len);
+
+	smc_writer_init(&w, buf, sizeof(buf));
+	smc_message_begin(&w, SMC_OP_HEALTH | SMC_OP_REPLY, 0, 6, SMC_STATUS_OK);
+	smc_put_u64(&w, SMC_TAG_READY, 0);
+	smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "the upstream rejected the agent's credentials");
+	smc_put_u64(&w, SMC_TAG_CREDENTIALS, SMC_CRED_REJECTED);
+	smc_put_u64(&w, SMC_TAG_STARTED_DATE, 1700000000000ULL);
+	smc_put_u64(&w, SMC_TAG_LAST_SUCCESS_DATE, 1700000060000ULL);
+	smc_put_u64(&w, SMC_TAG_LAST_FAILURE_DATE, 1700000120000ULL);
+	smc_put_u64(&w, SMC_TAG_LAST_FAILURE_STATUS, SMC_STATUS_UPSTREAM_AUTH);
+	smc_put_u64(&w, SMC_TAG_BREAKER_OPEN, 0);
+	smc_put_u64(&w, SMC_TAG_PREFETCH_PENDING, 0);
+	smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, 2);
+	smc_put_u64(&w, SMC_TAG_CACHE_VERSIONS, 3);
+	expect_encoded(golden_health_reply, sizeof(golden_health_reply));
+}
+
+static void
+test_decode_health(void **state)
+{
+	struct smc_decode_error err;
+	struct smc_request req;
+	struct smc_reply rep;
+	size_t len;
+	const uint8_t *body;
+
+	body = golden_body(golden_health_request, sizeof(golden_health_request), &len);
+	assert_int_equal(smc_request_decode(body, len, &req, &err), 0);
+	assert_int_equal(req.header.op, SMC_OP_HEALTH);
+
+	body = golden_body(golden_health_reply, sizeof(golden_health_reply), &len);
+	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(rep.ready, 0);
+	assert_int_equal(rep.reason_count, 1);
+	assert_int_equal(rep.reasons[0].len, 45);
+	assert_memory_equal(rep.reasons[0].ptr, "the upstream rejected", 21);
+	assert_int_equal(rep.credentials, SMC_CRED_REJECTED);
+	assert_int_equal(rep.started_ms, 1700000000000ULL);
+	assert_int_equal(rep.last_success_ms, 1700000060000ULL);
+	assert_int_equal(rep.last_failure_ms, 1700000120000ULL);
+	assert_int_equal(rep.last_failure_status, SMC_STATUS_UPSTREAM_AUTH);
+	assert_int_equal(rep.cache_secrets, 2);
+	assert_int_equal(rep.cache_versions, 3);
+
+	/* READY is required; HEALTH fields belong to HEALTH replies only; a
+	 * HEALTH request carries no fields. */
+	body_begin(1, SMC_OP_HEALTH | SMC_OP_REPLY, 0, 1, 0);
+	smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, 1);
+	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field READY");
+	body_begin(1, SMC_OP_PING | SMC_OP_REPLY, 0, 1, 0);
+	put(SMC_TAG_AGENT_VERSION, "x");
+	smc_put_u64(&w, SMC_TAG_READY, 1);
+	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field READY not valid in a PING reply");
+	body_begin(1, SMC_OP_HEALTH, 0, 1, 0);
+	put(SMC_TAG_SECRET_ID, "x");
+	expect_req_error(SMC_STATUS_BAD_REQUEST, "field SECRET_ID not valid for HEALTH");
 }
 
 static void
@@ -1138,12 +1233,12 @@ test_rep_header_checks(void **state)
 	body_begin(1, SMC_OP_PING, 0, 1, 0);
 	expect_rep_error(SMC_STATUS_BAD_REQUEST, "op 0x01 is not a reply");
 
-	body_begin(1, 0x85, 0, 1, 0);
-	expect_rep_error(SMC_STATUS_UNSUPPORTED, "successful reply to unknown op 5");
+	body_begin(1, 0x86, 0, 1, 0);
+	expect_rep_error(SMC_STATUS_UNSUPPORTED, "successful reply to unknown op 6");
 
 	/* An error reply to an op this client does not know is still readable. */
-	body_begin(1, 0x85, 0, 1, SMC_STATUS_UNSUPPORTED);
-	put(SMC_TAG_MESSAGE, "op 5 not supported");
+	body_begin(1, 0x86, 0, 1, SMC_STATUS_UNSUPPORTED);
+	put(SMC_TAG_MESSAGE, "op 6 not supported");
 	expect_rep_ok(&rep);
 	assert_int_equal(rep.header.status, SMC_STATUS_UNSUPPORTED);
 
@@ -1747,9 +1842,10 @@ test_names(void **state)
 	assert_string_equal(smc_op_name(SMC_OP_GET), "GET");
 	assert_string_equal(smc_op_name(SMC_OP_DESCRIBE), "DESCRIBE");
 	assert_string_equal(smc_op_name(SMC_OP_STATS), "STATS");
+	assert_string_equal(smc_op_name(SMC_OP_HEALTH), "HEALTH");
 	assert_string_equal(smc_op_name(SMC_OP_GET | SMC_OP_REPLY), "GET");
 	assert_string_equal(smc_op_name(0), "?");
-	assert_string_equal(smc_op_name(5), "?");
+	assert_string_equal(smc_op_name(6), "?");
 	assert_string_equal(smc_op_name(0x80), "?");
 }
 
@@ -1890,6 +1986,49 @@ test_sockpath_default_for_uid(void **state)
 	assert_string_equal(path, want);
 }
 
+/* Clients: $SMCACHE_SOCKET alone; else the per-user path (non-root), then the system one. */
+static void
+test_sockpath_candidates(void **state)
+{
+	struct smc_socket_candidate c[SMC_SOCKET_CANDIDATES_MAX];
+	char lng[SMC_SOCKET_PATH_MAX + 1];
+
+	setenv(SMC_SOCKET_ENV, "/srv/custom/agent.sock", 1);
+	assert_int_equal(smc_socket_candidates(c), 1);
+	assert_string_equal(c[0].path, "/srv/custom/agent.sock");
+	assert_int_equal(c[0].trust, SMC_TRUST_AS_GIVEN);
+
+	memset(lng, 'x', sizeof(lng) - 1);
+	lng[0] = '/';
+	lng[sizeof(lng) - 1] = '\0';
+	setenv(SMC_SOCKET_ENV, lng, 1);
+	errno = 0;
+	assert_int_equal(smc_socket_candidates(c), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
+
+	setenv(SMC_SOCKET_ENV, "", 1);
+	setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
+	if (geteuid() == 0) {
+		assert_int_equal(smc_socket_candidates(c), 1);
+		assert_string_equal(c[0].path, SMC_SOCKET_SYSTEM_PATH);
+		assert_int_equal(c[0].trust, SMC_TRUST_SYSTEM);
+	} else {
+		assert_int_equal(smc_socket_candidates(c), 2);
+		assert_string_equal(c[0].path, "/run/user/4242/smcache/smcached.sock");
+		assert_int_equal(c[0].trust, SMC_TRUST_SELF);
+		assert_string_equal(c[1].path, SMC_SOCKET_SYSTEM_PATH);
+		assert_int_equal(c[1].trust, SMC_TRUST_SYSTEM);
+	}
+
+	/* The owner rule. */
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_AS_GIVEN, 12345));
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_SELF, 0));
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_SELF, geteuid()));
+	assert_false(smc_socket_uid_trusted(SMC_TRUST_SELF, geteuid() + 1));
+	assert_true(smc_socket_uid_trusted(SMC_TRUST_SYSTEM, 0));
+	assert_false(smc_socket_uid_trusted(SMC_TRUST_SYSTEM, 65534));	/* nobody */
+}
+
 static void
 test_sockpath_root(void **state)
 {
@@ -1924,6 +2063,8 @@ main(void)
 		cmocka_unit_test(test_encode_error_not_found),
 		cmocka_unit_test(test_encode_error_too_large),
 		cmocka_unit_test(test_encode_stats),
+		cmocka_unit_test(test_encode_health),
+		cmocka_unit_test(test_decode_health),
 		cmocka_unit_test(test_encode_describe),
 		cmocka_unit_test(test_decode_ping),
 		cmocka_unit_test(test_decode_get),
@@ -1978,6 +2119,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sockpath_default_for_uid, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_sockpath_root, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_sockpath_candidates, env_setup, env_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
