@@ -237,10 +237,6 @@ static const struct cfg_key cfg_keys[] = {
 	  .reload = true,
 	  .doc = "a rule: user:NAME|UID or group:NAME|GID, then secret name or ARN patterns;"
 	    " may be repeated; none: access control off" },
-	{ .section = "access", .key = "allow_write", .type = CT_LIST,
-	  .offset = FIELD(access_allow_write), .check = acl_rule_check, .unset = "(none: no writes)",
-	  .doc = "a rule: user:NAME|UID, group:NAME|GID or key:NAME, then secret name or ARN"
-	    " patterns whose writes [endpoint] forward passes to Secrets Manager; may be repeated" },
 	{ .section = "audit", .key = "level", .type = CT_ENUM,
 	  .offset = FIELD(audit_level), .def = "denied", .names = audit_names, .reload = true,
 	  .doc = "which access decisions are logged: off, denied or all" },
@@ -337,6 +333,10 @@ static const struct cfg_key cfg_keys[] = {
 	  .offset = FIELD(endpoint_forward), .def = "no", .names = yesno_names,
 	  .doc = "pass writes and other operations to Secrets Manager, signed with the agent's"
 	    " credentials, for callers an [access] allow_write rule grants: yes or no" },
+	{ .section = "access", .key = "allow_write", .type = CT_LIST,
+	  .offset = FIELD(access_allow_write), .check = acl_rule_check, .unset = "(none: no writes)",
+	  .doc = "a rule: user:NAME|UID, group:NAME|GID or key:NAME, then secret name or ARN"
+	    " patterns whose writes [endpoint] forward passes to Secrets Manager; may be repeated" },
 };
 
 /* ---- value syntax ---------------------------------------------------------------------- */

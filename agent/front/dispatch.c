@@ -109,7 +109,7 @@ audit_request(struct agent *agent, struct conn *conn, const struct smc_request *
 	e.version_id = str_copy(&req->version_id, vid, sizeof(vid));
 	e.allowed = allowed;
 	e.status = status;
-	e.door = e.reason = NULL;
+	e.door = e.reason = e.op_name = NULL;
 	audit_record(agent->audit, &e);
 }
 
