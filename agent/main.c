@@ -27,6 +27,7 @@
 #include "dispatch.h"
 #include "frame.h"
 #include "http_door.h"
+#include "http.h"
 #include "json_secure.h"
 #include "lambda_mode.h"
 #include "listen.h"
@@ -354,7 +355,13 @@ main(int argc, char **argv)
 	}
 	if (msg[0] != '\0')
 		log_warn("%s", msg);
+	/* Wiping allocators for cJSON, libcurl and OpenSSL: before anything uses
+	 * them (OpenSSL accepts its allocator only before its first allocation). */
 	json_secure_init();
+	if (http_global_init(err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
 	/* [http]: its sockets and token file, before privileges are dropped. */
 	if (http_door_open(&http_door, &cfg, err, sizeof(err)) != 0) {
 		log_error("%s", err);
@@ -460,6 +467,7 @@ out:
 		event_base_free(agent.base);
 	if (agent.reply_scratch != NULL)
 		sodium_free(agent.reply_scratch);
+	http_global_cleanup();
 	config_free(&cfg);
 	return status;
 }

@@ -30,6 +30,8 @@ LIBRARY_HEADERS = {
     "libevent": ("/event2/", "/evhttp.h", "/evdns.h", "/evutil.h", "/evrpc.h", "/include/event.h"),
     "libcurl": ("/curl/",),
     "libcrypto": ("/openssl/",),
+    "libssl": ("/openssl/ssl.h", "/openssl/ssl2.h", "/openssl/ssl3.h", "/openssl/tls1.h",
+               "/openssl/dtls1.h", "/openssl/srtp.h", "/openssl/sslerr.h", "/openssl/sslerr_legacy.h"),
     "libsodium": ("/sodium.h", "/sodium/"),
     "libcjson": ("/cjson/",),
     "inih": ("/ini.h", "/INIReader.h"),

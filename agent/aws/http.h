@@ -63,6 +63,18 @@ enum http_error {
 typedef void (*http_done_cb)(void *arg, const struct http_response *response,
     enum http_error error, const char *error_message);
 
+/*
+ * Process-wide, once, before anything uses OpenSSL or libcurl (main.c calls it
+ * during start-up, before the backend exists): every allocation of libcurl
+ * and OpenSSL goes through secmem's wipe-on-free allocator from then on, so
+ * the response bodies, request headers (the session token) and TLS records
+ * they buffer are zeroed when freed.  Idempotent.  Returns 0, or -1 with the
+ * reason in err (OpenSSL had already allocated: the start-up order is wrong).
+ */
+int http_global_init(char *err, size_t errlen);
+/* At exit, after the last http_client_free(). */
+void http_global_cleanup(void);
+
 struct http_client *http_client_new(struct event_base *base, const struct http_client_options *opts,
     char *err, size_t errlen);
 /* Cancels requests in flight (their callbacks are not called) and frees. */

@@ -1,22 +1,16 @@
 /*
- * json_secure: cJSON hooks whose free zeroes the whole usable block first.
+ * json_secure: cJSON hooks whose free zeroes the whole usable block first
+ * (secmem's wipe-on-free allocator).
  */
-#include <malloc.h>
 #include <stdlib.h>
 
 #include <cjson/cJSON.h>
-#include <sodium.h>
 
 #include "json_secure.h"
+#include "secmem.h"
 
 static json_secure_free_hook json_secure_hook;
 static void *json_secure_hook_arg;
-
-static void *
-json_secure_malloc(size_t len)
-{
-	return malloc(len);
-}
 
 static void
 json_secure_free(void *block)
@@ -25,9 +19,7 @@ json_secure_free(void *block)
 
 	if (block == NULL)
 		return;
-	/* The usable size covers every byte cJSON could have written. */
-	len = malloc_usable_size(block);
-	sodium_memzero(block, len);
+	len = secmem_wipe_block(block);
 	if (json_secure_hook != NULL)
 		json_secure_hook(block, len, json_secure_hook_arg);
 	free(block);
@@ -38,7 +30,7 @@ json_secure_init(void)
 {
 	/* Not the C library's own malloc/free, so cJSON never uses realloc()
 	 * (which could leave an unwiped copy behind when it moves a block). */
-	cJSON_Hooks hooks = { .malloc_fn = json_secure_malloc, .free_fn = json_secure_free };
+	cJSON_Hooks hooks = { .malloc_fn = secmem_wipe_malloc, .free_fn = json_secure_free };
 
 	cJSON_InitHooks(&hooks);
 }

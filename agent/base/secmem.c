@@ -1,12 +1,12 @@
 /*
  * secmem: process-wide memory protection policy (dumps, ptrace, mlockall),
- * VmLck reporting and wipe-on-free plaintext buffers.  See secmem.h.
+ * VmLck reporting and the wipe-on-free heap allocator.  See secmem.h.
  */
 #include "secmem.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdalign.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,35 +256,71 @@ secmem_startup(secmem_mlock_policy p, char *msg, size_t msglen)
 	return secmem_mlock_apply(p, msg, msglen);
 }
 
-/* Header in front of each buffer: its size, padded to keep the user part
- * aligned for any type, as malloc's is. */
-#define BUF_HDR (alignof(max_align_t) > sizeof(size_t) ? alignof(max_align_t) : sizeof(size_t))
+/* ---- wipe-on-free heap blocks --------------------------------------------------------- */
 
-void *
-secmem_buf_alloc(size_t n)
+size_t
+secmem_wipe_block(void *p)
 {
-	unsigned char *base;
+	/* The usable size covers every byte the owner could have written. */
+	size_t n = malloc_usable_size(p);
 
-	if (n > SIZE_MAX - BUF_HDR) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	if ((base = calloc(1, BUF_HDR + n)) == NULL)
-		return NULL;
-	memcpy(base, &n, sizeof n);
-	return base + BUF_HDR;
+	sodium_memzero(p, n);
+	return n;
 }
 
 void
-secmem_buf_free(void *p)
+secmem_wipe_free(void *p)
 {
-	unsigned char *base;
-	size_t n;
-
 	if (p == NULL)
 		return;
-	base = (unsigned char *)p - BUF_HDR;
-	memcpy(&n, base, sizeof n);
-	sodium_memzero(base, BUF_HDR + n);
-	free(base);
+	secmem_wipe_block(p);
+	free(p);
+}
+
+void *
+secmem_wipe_malloc(size_t n)
+{
+	return malloc(n);
+}
+
+void *
+secmem_wipe_calloc(size_t nmemb, size_t size)
+{
+	return calloc(nmemb, size);
+}
+
+char *
+secmem_wipe_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d;
+
+	if ((d = malloc(n)) != NULL)
+		memcpy(d, s, n);
+	return d;
+}
+
+void *
+secmem_wipe_realloc(void *p, size_t n)
+{
+	size_t old;
+	void *q;
+
+	if (p == NULL)
+		return malloc(n);
+	if (n == 0) {
+		secmem_wipe_free(p);
+		return NULL;
+	}
+	old = malloc_usable_size(p);
+	/* In place when it fits; not under ASan, whose usable size is the size
+	 * asked for, so that it keeps checking accesses past n. */
+	if (n <= old && !SECMEM_UNDER_ASAN)
+		return p;
+	/* Not realloc(): when it moves a block, the old one is freed unwiped. */
+	if ((q = malloc(n)) == NULL)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	secmem_wipe_free(p);
+	return q;
 }

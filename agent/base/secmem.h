@@ -4,7 +4,8 @@
  * Owns: libsodium initialisation, keeping secrets out of core dumps and away
  * from ptrace (PR_SET_DUMPABLE 0, RLIMIT_CORE 0), the mlockall() policy from
  * `[cache] mlock = required | best-effort | off`, reading VmLck for stats, and
- * a malloc wrapper that wipes buffers carrying plaintext when they are freed.
+ * and the wipe-on-free heap allocator (secmem_wipe_*) that our buffers and the
+ * libraries' allocation hooks (cJSON, libcurl, OpenSSL) use.
  *
  * This module does not log: functions that have something to say write it to
  * a caller buffer and the caller logs it (see each function for the level).
@@ -89,11 +90,35 @@ int secmem_locked_bytes(uint64_t *bytes);
  * or unknown (-1). */
 int secmem_have_cap_ipc_lock(void);
 
-/* Heap buffers for plaintext: zero-filled on allocation and wiped with
- * sodium_memzero on free.  Same signatures as malloc/free (the size is kept
- * in a header), so they can serve as allocation hooks, e.g. cJSON_InitHooks.
- * secmem_buf_free(NULL) does nothing. */
-void *secmem_buf_alloc(size_t n);
-void secmem_buf_free(void *p);
+/*
+ * Wipe-on-free heap allocation: the one home for "a heap block that held
+ * plaintext is zeroed before it goes back to the heap".  Used directly and as
+ * the allocation hooks of the libraries secrets pass through: cJSON
+ * (json_secure.c), libcurl (curl_global_init_mem) and OpenSSL
+ * (CRYPTO_set_mem_functions), both installed by http_global_init().
+ *
+ * Blocks are the C library's own (malloc), and the size wiped is
+ * malloc_usable_size(), every byte the caller could have written.  So a
+ * block allocated before the hooks were installed may be freed through them
+ * and the other way round, and under AddressSanitizer (whose malloc reports
+ * the requested size) they still work.  Same signatures and contracts as
+ * malloc, calloc, realloc, strdup and free, except:
+ *   - secmem_wipe_realloc never leaves an unwiped copy: a block that must
+ *     move is copied into a new one and the old one wiped and freed (a
+ *     shrinking block stays where it is; it is wiped whole when freed).
+ *     secmem_wipe_realloc(p, 0) frees p and returns NULL.
+ *   - secmem_wipe_calloc, like calloc, refuses nmemb * size overflow (ENOMEM).
+ * secmem_wipe_free(NULL) does nothing.
+ */
+void *secmem_wipe_malloc(size_t n);
+void *secmem_wipe_calloc(size_t nmemb, size_t size);
+void *secmem_wipe_realloc(void *p, size_t n);
+char *secmem_wipe_strdup(const char *s);
+void secmem_wipe_free(void *p);
+
+/* Zeroes the whole usable size of a heap block (p from malloc and friends,
+ * not NULL) without freeing it, and returns that size: for free hooks that
+ * need to look at the block between wiping and freeing. */
+size_t secmem_wipe_block(void *p);
 
 #endif /* SMC_SECMEM_H */

@@ -6,7 +6,7 @@
  * Values: a hit is answered with a body the cache shares (the
  * GetSecretValue JSON rendered once per version and loop pass, in locked
  * memory, wiped when its last reply is written), sent by reference; a miss
- * renders the JSON into a wiping buffer (secmem_buf_alloc) handed to the
+ * renders the JSON into a wiping buffer (secmem_wipe_calloc) handed to the
  * connection by reference and wiped by the evbuffer's cleanup callback once
  * written or dropped. No plaintext goes through evhttp's own copies.
  *
@@ -30,6 +30,7 @@
 #include "cache.h"
 #include "config.h"
 #include "dispatch.h"
+#include "health.h"
 #include "http_api.h"
 #include "http_door.h"
 #include "metrics.h"
@@ -228,7 +229,7 @@ wipe_and_free(const void *data, size_t len, void *arg)
 {
 	(void)len;
 	(void)arg;
-	secmem_buf_free((void *)(uintptr_t)data);	/* wipes */
+	secmem_wipe_free((void *)(uintptr_t)data);	/* wipes */
 }
 
 static void
@@ -392,9 +393,9 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 		goto out;
 	}
 	need = http_api_render_value(value, NULL, 0);
-	if ((out = secmem_buf_alloc(need)) == NULL ||
+	if ((out = secmem_wipe_calloc(1, need)) == NULL ||
 	    http_api_render_value(value, out, need) != need) {
-		secmem_buf_free(out);
+		secmem_wipe_free(out);
 		send_status(g->door, g->req, SMC_STATUS_INTERNAL, NULL);
 		goto out;
 	}
@@ -575,15 +576,22 @@ out:
 bool
 http_api_ready(struct agent *agent, char *why, size_t whylen)
 {
-	if (agent->backend == NULL || agent->cache == NULL) {
-		snprintf(why, whylen, "no backend");
-		return false;
+	struct agent_health h;
+	size_t used = 0;
+	int n;
+
+	/* The same answer as HEALTH (smcache health): one home for readiness. */
+	agent_health_check(agent, &h);
+	if (h.ready)
+		return true;
+	why[0] = '\0';
+	for (unsigned i = 0; i < h.reason_count && used < whylen; i++) {
+		n = snprintf(why + used, whylen - used, "%s%s", i > 0 ? "; " : "", h.reasons[i]);
+		if (n < 0)
+			break;
+		used += (size_t)n;
 	}
-	if (cache_get_stats(agent->cache)->breaker_open != 0) {
-		snprintf(why, whylen, "the upstream is failing (circuit breaker open)");
-		return false;
-	}
-	return true;
+	return false;
 }
 
 static void

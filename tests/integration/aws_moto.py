@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import socketserver
+import ssl
 import subprocess
 import threading
 import time
@@ -48,12 +49,36 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _http(method, url, body=None, timeout=5.0):
+def _http(method, url, body=None, timeout=5.0, ca=None):
     # text/plain: with urllib's default form type, werkzeug hides the body from moto.
     req = urllib.request.Request(url, data=body, method=method,
                                  headers={"Content-Type": "text/plain"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    context = ssl.create_default_context(cafile=ca) if ca is not None else None
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
         return r.status, r.read()
+
+
+def make_tls_files(directory, name="test"):
+    """A throw-away CA and a server certificate it signed for 127.0.0.1 and localhost,
+    made with the openssl CLI in directory. Returns (ca, cert, key) paths."""
+    def path(suffix):
+        return os.path.join(directory, f"{name}-{suffix}")
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", path("ca.key"), "-out", path("ca.pem"), "-days", "2",
+        "-subj", f"/CN=smcache {name} CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", *ec, "-keyout", path("server.key"), "-out", path("server.csr"),
+        "-subj", "/CN=localhost")
+    with open(path("server.ext"), "w") as f:
+        f.write("subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n"
+                "keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n")
+    run("x509", "-req", "-in", path("server.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"),
+        "-CAcreateserial", "-out", path("server.pem"), "-days", "2", "-extfile", path("server.ext"))
+    return path("ca.pem"), path("server.pem"), path("server.key")
 
 
 class Moto:
@@ -61,11 +86,15 @@ class Moto:
 
     auth_free_actions: when not None, IAM-auth mode (INITIAL_NO_AUTH_ACTION_COUNT): that
     many requests are free, then every request is signature-checked and IAM-evaluated.
+    tls: None for plain HTTP, or (ca, cert, key) paths (make_tls_files) to serve HTTPS with
+    that certificate; url is then https://, and clients verify against ca.
     """
 
-    def __init__(self, auth_free_actions=None, port=None):
+    def __init__(self, auth_free_actions=None, port=None, tls=None):
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ca = tls[0] if tls else None
         self.auth_free_actions = auth_free_actions
         self.proc = None
         self.log = None
@@ -78,7 +107,8 @@ class Moto:
         if self.auth_free_actions is not None:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(self.auth_free_actions)
         self.log = open(os.devnull, "wb")
-        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+        tls = ["-c", self.tls[1], "-k", self.tls[2]] if self.tls else []
+        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port), *tls],
                                      stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
@@ -86,7 +116,7 @@ class Moto:
             if self.proc.poll() is not None:
                 raise AssertionError(f"moto_server exited with {self.proc.returncode}")
             try:
-                _http("GET", self.url + "/moto-api/", timeout=1.0)
+                _http("GET", self.url + "/moto-api/", timeout=1.0, ca=self.ca)
                 return self
             except (OSError, urllib.error.URLError):
                 time.sleep(0.05)
@@ -121,16 +151,16 @@ class Moto:
         from botocore.config import Config
         return boto3.client(service, endpoint_url=self.url, region_name=REGION,
                             aws_access_key_id=key, aws_secret_access_key=secret,
-                            aws_session_token=token,
+                            aws_session_token=token, verify=self.ca,
                             config=Config(retries={"max_attempts": 1, "mode": "standard"}))
 
     def reset(self):
         """Forgets every resource."""
-        _http("POST", self.url + "/moto-api/reset")
+        _http("POST", self.url + "/moto-api/reset", ca=self.ca)
 
     def reset_auth(self, free_actions=0):
         """Auth mode: the next free_actions requests are free, then checks resume."""
-        _http("POST", self.url + "/moto-api/reset-auth", str(free_actions).encode())
+        _http("POST", self.url + "/moto-api/reset-auth", str(free_actions).encode(), ca=self.ca)
 
 
 def setup_iam_user(moto, name, actions):
@@ -205,6 +235,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        with self.server.fault_proxy._lock:
+            self.server.fault_proxy.connections += 1
         self.server.fault_proxy._gauge("connections", +1)
 
     def finish(self):
@@ -296,16 +328,18 @@ class _ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 class FaultProxy:
-    """An HTTP proxy on 127.0.0.1 in front of moto (use its url as the agent's endpoint).
+    """An HTTP proxy on 127.0.0.1 in front of moto (use its url as the agent's endpoint);
+    HTTPS with tls=(ca, cert, key).
 
     counts: requests seen per operation (the X-Amz-Target after "secretsmanager.").
+    connections: connections accepted so far.
     requests: the last 200 requests as (op, headers, body).
     inject(op, *faults): the next requests for op get these faults, in order ("*": any op).
     peak("connections"|"requests"): the most open at once (TCP connections from the agent,
     requests being answered) since start or reset_peaks().
     """
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, tls=None):
         self.upstream_port = upstream_port
         self._lock = threading.Lock()
         self._faults = {}
@@ -314,10 +348,18 @@ class FaultProxy:
         self.requests = []
         self._now = {"connections": 0, "requests": 0}
         self._peak = dict(self._now)
+        self.connections = 0   # accepted so far
         self.server = _ThreadingServer(("127.0.0.1", 0), _ProxyHandler)
         self.server.fault_proxy = self
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            # HTTPS to the agent with (ca, cert, key) from make_tls_files; unlike moto it
+            # keeps connections open, as Secrets Manager does. Plain HTTP to moto.
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls[1], tls[2])
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = None
 
     def start(self):

@@ -127,6 +127,9 @@ class NoPlaintextInMemory(unittest.TestCase):
             h.secret("mem/big", [h.version("g1", ["AWSCURRENT"], string=self.big)]),
         ], config_extra=config_extra)
         self.agent.start()
+        # The socket accepts before the backend has read the file at start-up: wait
+        # for an answer (the event loop runs), or a scan could catch that read.
+        self.assertEqual(self.agent.cli("ping").returncode, 0)
 
     def tearDown(self):
         if self.agent is None:

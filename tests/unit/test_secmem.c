@@ -298,28 +298,48 @@ test_cap_and_vmlck_readable(void **state)
 }
 
 static void
-test_buf_alloc(void **state)
+test_wipe_alloc(void **state)
 {
-	unsigned char *p;
-	size_t i;
+	unsigned char *p, *q;
+	size_t i, n;
+	char *d;
 
 	(void)state;
-	p = secmem_buf_alloc(1000);
+	/* secmem_wipe_block zeroes every usable byte and leaves the block allocated. */
+	p = secmem_wipe_malloc(1000);
 	assert_non_null(p);
-	assert_int_equal((uintptr_t)p % _Alignof(max_align_t), 0);
+	memset(p, 'S', 1000);
+	n = secmem_wipe_block(p);
+	assert_true(n >= 1000);
+	for (i = 0; i < n; i++)
+		assert_int_equal(p[i], 0);
+
+	/* Growing keeps the contents (the old block is wiped and freed). */
+	memset(p, 'S', 1000);
+	q = secmem_wipe_realloc(p, 100000);
+	assert_non_null(q);
+	for (i = 0; i < 1000; i++)
+		assert_int_equal(q[i], 'S');
+	/* Shrinking keeps the first bytes. */
+	p = secmem_wipe_realloc(q, 10);
+	assert_non_null(p);
+	assert_memory_equal(p, "SSSSSSSSSS", 10);
+	assert_null(secmem_wipe_realloc(p, 0));		/* frees */
+	p = secmem_wipe_realloc(NULL, 16);		/* allocates */
+	assert_non_null(p);
+	secmem_wipe_free(p);
+	secmem_wipe_free(NULL);
+
+	p = secmem_wipe_calloc(10, 100);
+	assert_non_null(p);
 	for (i = 0; i < 1000; i++)
 		assert_int_equal(p[i], 0);
-	memset(p, 'S', 1000);
-	secmem_buf_free(p);
+	secmem_wipe_free(p);
 
-	p = secmem_buf_alloc(0);
-	assert_non_null(p);
-	secmem_buf_free(p);
-	secmem_buf_free(NULL);
-
-	errno = 0;
-	assert_null(secmem_buf_alloc(SIZE_MAX));
-	assert_int_equal(errno, ENOMEM);
+	d = secmem_wipe_strdup("token");
+	assert_non_null(d);
+	assert_string_equal(d, "token");
+	secmem_wipe_free(d);
 }
 
 int
@@ -334,7 +354,7 @@ main(void)
 		cmocka_unit_test(test_mlock_apply),
 		cmocka_unit_test(test_mlock_small_limit),
 		cmocka_unit_test(test_cap_and_vmlck_readable),
-		cmocka_unit_test(test_buf_alloc),
+		cmocka_unit_test(test_wipe_alloc),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
