@@ -10,7 +10,7 @@
  * upstream budget (dispatch_charge_for) exactly as the Unix socket's GET and
  * DESCRIBE. A GetSecretValue hit is answered with a body the cache shares;
  * values that wait for the backend are rendered into locked memory
- * (secmem_buf_alloc) that is wiped once written. "Not found" is answered with
+ * (secmem_wipe_malloc) that is wiped once written. "Not found" is answered with
  * the service's own message.
  *
  * Writes (any operation not read here) are refused unless [endpoint] forward
@@ -226,7 +226,7 @@ static void
 batch_free(struct sm_batch *b)
 {
 	for (size_t i = 0; i < b->count; i++) {
-		secmem_buf_free(b->items[i].json);
+		secmem_wipe_free(b->items[i].json);
 		free(b->items[i].id);
 	}
 	cJSON_Delete(b->errors);
@@ -288,9 +288,9 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 		goto out;
 	}
 	need = http_api_render_sdk_value(value, NULL, 0);
-	if ((out = secmem_buf_alloc(need)) == NULL ||
+	if ((out = secmem_wipe_malloc(need)) == NULL ||
 	    http_api_render_sdk_value(value, out, need) != need) {
-		secmem_buf_free(out);
+		secmem_wipe_free(out);
 		send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
 		goto out;
 	}
@@ -486,7 +486,7 @@ relay(struct sm_pending *p, const struct upstream_aws_reply *r, const cJSON *doc
 		type = strrchr(t->valuestring, '#');
 		type = type != NULL ? type + 1 : t->valuestring;
 	}
-	if ((copy = secmem_buf_alloc(r->len + 1)) == NULL) {
+	if ((copy = secmem_wipe_malloc(r->len + 1)) == NULL) {
 		send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
 		return;
 	}
@@ -670,7 +670,7 @@ batch_finish(struct sm_batch *b)
 	need += strlen(errors);
 	for (size_t i = 0; i < b->count; i++)
 		need += b->items[i].json != NULL ? b->items[i].len + 1 : 0;
-	if ((out = secmem_buf_alloc(need)) == NULL) {
+	if ((out = secmem_wipe_malloc(need)) == NULL) {
 		send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
 		goto out;
 	}
@@ -723,9 +723,9 @@ on_batch_value(void *arg, const struct backend_value *value, bool stale,
 		batch_error(b, it->index, "AccessDeniedException", dispatch_access_denied_message());
 	} else {
 		need = http_api_render_sdk_value(value, NULL, 0);
-		if ((it->json = secmem_buf_alloc(need)) == NULL ||
+		if ((it->json = secmem_wipe_malloc(need)) == NULL ||
 		    http_api_render_sdk_value(value, it->json, need) != need) {
-			secmem_buf_free(it->json);
+			secmem_wipe_free(it->json);
 			it->json = NULL;
 			batch_error(b, it->index, "InternalServiceError", "out of memory");
 		} else

@@ -329,7 +329,7 @@ sm_endpoint_wipe_free(const void *data, size_t len, void *arg)
 {
 	(void)len;
 	(void)arg;
-	secmem_buf_free((void *)(uintptr_t)data);	/* wipes */
+	secmem_wipe_free((void *)(uintptr_t)data);	/* wipes */
 }
 
 static void
@@ -603,7 +603,7 @@ sm_endpoint_handle(struct sm_endpoint *ep, struct http_door *door, struct agent 
 	/* The body, copied into locked memory, and evhttp's copy wiped at once: a write's
 	 * may hold a secret. The reply may free the request, so nothing of it is
 	 * touched after sm_api_handle(). */
-	if ((body = secmem_buf_alloc(len + 1)) == NULL) {
+	if ((body = secmem_wipe_malloc(len + 1)) == NULL) {
 		sm_endpoint_error(door, req, 500, "InternalServiceError", "out of memory");
 		goto out;
 	}
@@ -625,5 +625,5 @@ sm_endpoint_handle(struct sm_endpoint *ep, struct http_door *door, struct agent 
 		ep->write_acl };
 	sm_api_handle(&ctx, op, body, len);
 out:
-	secmem_buf_free(body);	/* wipes */
+	secmem_wipe_free(body);	/* wipes */
 }
