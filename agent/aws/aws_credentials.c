@@ -44,6 +44,7 @@
 #include "http.h"
 #include "json_secure.h"
 #include "log.h"
+#include "sm_id.h"
 #include "sys_file.h"
 
 #define CRED_TOKEN_FILE_MAX	(16 * 1024)	/* web identity JWT, container auth token */
@@ -1164,7 +1165,7 @@ cred_setup_web_identity(struct aws_credential_provider *p, const struct aws_reso
 	if ((endpoint = cred_env(name)) == NULL && (endpoint = cred_env(name = "AWS_ENDPOINT_URL"))
 	    == NULL) {
 		snprintf(p->url, sizeof(p->url), "https://sts%s.%s.%s", r->fips ? "-fips" : "",
-		    r->region, aws_region_dns_suffix(r->region));
+		    r->region, sm_id_region_dns_suffix(r->region));
 	} else if (aws_endpoint_normalize(endpoint, p->url, sizeof(p->url), why,
 	    sizeof(why)) != 0) {
 		snprintf(err, errlen, "%s: %s", name, why);

@@ -21,7 +21,6 @@
 #include "aws_json.h"
 
 #define AJ_MAX_DATE_S		253402300799.0	/* 9999-12-31T23:59:59Z */
-#define AJ_SUFFIX_LEN		6	/* the random "-XXXXXX" AWS appends to ARNs */
 #define AJ_MAX_B64 \
 	(sodium_base64_ENCODED_LEN(SMC_MAX_VALUE, sodium_base64_VARIANT_ORIGINAL) - 1)
 #define AJ_MAX_BATCH_VALUES	100	/* entries accepted in one batch page */
@@ -519,25 +518,6 @@ aws_batch_result_free(struct aws_batch_result *r)
 	free(r->errors);
 	cJSON_Delete(r->root);
 	memset(r, 0, sizeof(*r));
-}
-
-bool
-aws_secret_id_matches(const char *secret_id, const char *arn, const char *name)
-{
-	size_t id_len, arn_len;
-
-	if (secret_id == NULL)
-		return false;
-	if ((name != NULL && strcmp(secret_id, name) == 0) ||
-	    (arn != NULL && strcmp(secret_id, arn) == 0))
-		return true;
-	if (arn == NULL || strncmp(secret_id, "arn:", 4) != 0)
-		return false;
-	/* A partial ARN: the full one without "-" and the random suffix. */
-	id_len = strlen(secret_id);
-	arn_len = strlen(arn);
-	return arn_len == id_len + 1 + AJ_SUFFIX_LEN && strncmp(arn, secret_id, id_len) == 0 &&
-	    arn[id_len] == '-';
 }
 
 /* ---- requests ------------------------------------------------------------------------- */

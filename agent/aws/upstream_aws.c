@@ -33,6 +33,7 @@
 #include "http.h"
 #include "log.h"
 #include "sigv4.h"
+#include "sm_id.h"
 #include "upstream_aws.h"
 
 #define UA_SERVICE		"secretsmanager"
@@ -631,7 +632,7 @@ ua_batch_page(struct ua_backend *be, struct ua_batch *b, const struct aws_batch_
 		const struct backend_value *val = &res->values[v].value;
 
 		for (size_t i = 0; i < b->count; i++) {
-			if (!b->answered[i] && aws_secret_id_matches(b->ids[i], val->arn, val->name) &&
+			if (!b->answered[i] && sm_id_matches(b->ids[i], val->arn, val->name) &&
 			    ua_batch_item(be, b, i, val, NULL) != 0)
 				return -1;
 		}
