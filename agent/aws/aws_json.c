@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "aws_json.h"
+#include "utf8.h"
 
 #define AJ_MAX_DATE_S		253402300799.0	/* 9999-12-31T23:59:59Z */
 #define AJ_MAX_B64 \
@@ -44,37 +45,6 @@ aj_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (1..4), or 0. */
-static size_t
-aj_utf8_seq(const unsigned char *s, size_t left)
-{
-	size_t need, k;
-	uint32_t cp, min;
-
-	if (left == 0)
-		return 0;
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		need = 1; cp = s[0] & 0x1f; min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		need = 2; cp = s[0] & 0x0f; min = 0x800;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		need = 3; cp = s[0] & 0x07; min = 0x10000;
-	} else
-		return 0;
-	if (left - 1 < need)
-		return 0;
-	for (k = 1; k <= need; k++) {
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need + 1;
-}
-
 /* Valid UTF-8 without control characters (tab and newline allowed when multiline). */
 static bool
 aj_text_ok(const char *s, bool multiline)
@@ -87,7 +57,7 @@ aj_text_ok(const char *s, bool multiline)
 			if (!multiline || (*p != '\t' && *p != '\n' && *p != '\r'))
 				return false;
 		}
-		if ((n = aj_utf8_seq(p, left)) == 0)
+		if ((n = smc_utf8_seq_len(p, left)) == 0)
 			return false;
 		p += n;
 		left -= n;
@@ -662,7 +632,7 @@ aj_set_text(char *dst, size_t dstlen, const char *src, size_t len)
 			continue;
 		}
 		space = false;
-		if ((k = aj_utf8_seq(p, len)) == 0) {
+		if ((k = smc_utf8_seq_len(p, len)) == 0) {
 			dst[n++] = '?';
 			p++;
 			len--;

@@ -82,6 +82,7 @@
 #include "sm_id.h"
 #include "sys_file.h"
 #include "table.h"
+#include "utf8.h"
 
 #define SF_MAX_PARTITION	16
 #define SF_ACCOUNT_LEN		12
@@ -263,43 +264,6 @@ sf_printable_ascii(const char *s, size_t min, size_t max)
 	for (size_t i = 0; i < n; i++)
 		if (s[i] < 0x20 || s[i] >= 0x7f)
 			return false;
-	return true;
-}
-
-/* Well-formed UTF-8: no overlong forms, surrogates or code points past U+10FFFF. */
-static bool
-sf_utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		size_t need;
-		uint32_t cp, min;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			need = 1; cp = c & 0x1f; min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			need = 2; cp = c & 0x0f; min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			need = 3; cp = c & 0x07; min = 0x10000;
-		} else {
-			return false;
-		}
-		if (len - i - 1 < need)
-			return false;
-		for (size_t k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += need + 1;
-	}
 	return true;
 }
 
@@ -636,7 +600,7 @@ sf_secret_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struct
 		if (sf_string(w, &f[FS_DESCRIPTION], &sec->description) != 0)
 			return -1;
 		if (strlen(sec->description) > SMC_MAX_DESCRIPTION ||
-		    !sf_utf8_valid((const unsigned char *)sec->description,
+		    !smc_utf8_valid(sec->description,
 		    strlen(sec->description)))
 			return sf_fail(w, "Description must be valid UTF-8 of at most %d bytes",
 			    SMC_MAX_DESCRIPTION);
