@@ -34,6 +34,7 @@
 #include "log.h"
 #include "sigv4.h"
 #include "sm_id.h"
+#include "sys_clock.h"
 #include "upstream_aws.h"
 
 #define UA_SERVICE		"secretsmanager"
@@ -127,10 +128,11 @@ static void ua_release(struct ua_backend *);
 static struct timespec
 ua_now(void)
 {
-	struct timespec ts;
+	uint64_t ns = sys_clock_ns();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts;
+	return (struct timespec){
+		.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)
+	};
 }
 
 static struct timespec

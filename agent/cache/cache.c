@@ -44,6 +44,7 @@
 #include "log.h"
 #include "seal.h"
 #include "sm_id.h"
+#include "sys_clock.h"
 #include "table.h"
 
 #define STAGE_CURRENT		"AWSCURRENT"
@@ -281,10 +282,7 @@ struct cache {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return sys_clock_coarse_ms();
 }
 
 static bool
