@@ -44,6 +44,7 @@
 #include "http.h"
 #include "json_secure.h"
 #include "log.h"
+#include "sigv4.h"
 #include "sm_id.h"
 #include "sys_file.h"
 
@@ -211,13 +212,11 @@ out:
 	return rc;
 }
 
-/* application/x-www-form-urlencoded value: RFC 3986 unreserved bytes stay. */
+/* application/x-www-form-urlencoded name=value, the value encoded as SigV4 encodes. */
 static int
 cred_form_append(char *buf, size_t buflen, size_t *off, const char *name, const char *value)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	size_t o = *off;
-	const unsigned char *v;
 
 	if (o > 0) {
 		if (o + 1 >= buflen)
@@ -229,18 +228,8 @@ cred_form_append(char *buf, size_t buflen, size_t *off, const char *name, const 
 	memcpy(buf + o, name, strlen(name));
 	o += strlen(name);
 	buf[o++] = '=';
-	for (v = (const unsigned char *)value; *v != '\0'; v++) {
-		if (o + 3 >= buflen)
-			return -1;
-		if (isalnum(*v) || *v == '-' || *v == '_' || *v == '.' || *v == '~') {
-			buf[o++] = (char)*v;
-		} else {
-			buf[o++] = '%';
-			buf[o++] = hex[*v >> 4];
-			buf[o++] = hex[*v & 15];
-		}
-	}
-	buf[o] = '\0';
+	if (sigv4_uri_encode(buf, buflen, &o, value) != 0)
+		return -1;
 	*off = o;
 	return 0;
 }
