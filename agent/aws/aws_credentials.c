@@ -1047,28 +1047,6 @@ aws_credentials_get(struct aws_credential_provider *p, aws_credentials_cb cb, vo
 	return 0;
 }
 
-void
-aws_credentials_cancel(struct aws_credential_provider *p, aws_credentials_cb cb, void *arg)
-{
-	struct cred_waiter **lists[2], **pp, *w;
-	size_t i;
-
-	if (p == NULL)
-		return;
-	lists[0] = &p->waiters;
-	lists[1] = &p->dispatching_list;
-	for (i = 0; i < 2; i++) {
-		for (pp = lists[i]; (w = *pp) != NULL; ) {
-			if (w->cb == cb && w->arg == arg) {
-				*pp = w->next;
-				free(w);
-			} else {
-				pp = &w->next;
-			}
-		}
-	}
-}
-
 const char *
 aws_credentials_source(const struct aws_credential_provider *p)
 {

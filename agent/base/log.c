@@ -30,12 +30,6 @@ log_set_level(enum log_level level)
 	log_current_level = level;
 }
 
-enum log_level
-log_get_level(void)
-{
-	return log_current_level;
-}
-
 void
 log_set_format(enum log_format format)
 {

@@ -37,7 +37,6 @@ enum log_format {
 
 /* Messages above this level are dropped. Default LOG_INFO. */
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 int log_level_parse(const char *text, enum log_level *level);
 const char *log_level_name(enum log_level level);
 

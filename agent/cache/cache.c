@@ -383,12 +383,6 @@ cache_body_data(const struct cache_body *b, size_t *len)
 }
 
 void
-cache_body_hold(struct cache_body *b)
-{
-	b->refs++;
-}
-
-void
 cache_body_release(struct cache_body *b)
 {
 	if (b == NULL || --b->refs > 0)

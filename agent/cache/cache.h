@@ -170,8 +170,6 @@ int cache_get_shared(struct cache *cache, const struct backend_query *query, uns
     cache_render_fn render, cache_body_cb cb, void *arg);
 
 const uint8_t *cache_body_data(const struct cache_body *body, size_t *len);
-/* Another reference (for one more reply sending the same bytes). */
-void cache_body_hold(struct cache_body *body);
 /* Drops a reference; the last one wipes and frees the body. NULL is a no-op.
  * Needs no cache: bodies may outlive it. */
 void cache_body_release(struct cache_body *body);
