@@ -196,7 +196,9 @@ void cache_describe_charged(struct cache *cache, const char *secret_id,
  */
 void cache_prefetch(struct cache *cache, const char *secret_id, cache_value_cb cb, void *arg);
 
-/* Applies new tunables (SIGHUP); bounds take effect as entries come and go. */
+/* Applies new tunables; bounds take effect as entries come and go. SIGHUP
+ * does not reload [cache] keys (policy.c swaps access rules, audit, limits
+ * and logging only), so today only tests call this. */
 void cache_set_options(struct cache *cache, const struct cache_options *opts);
 
 const struct cache_stats *cache_get_stats(const struct cache *cache);
