@@ -8,7 +8,8 @@
 #   make asan         the whole suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-layers prove the walls between the parts of the tree (part of `make test`)
 #   make fuzz         run every libFuzzer target for FUZZ_SECONDS each (needs clang)
-#   make bench        benchmarks (not part of `make test`)
+#   make bench        benchmarks (not part of `make test`); writes docs/bench/RESULTS.md and charts
+#   make deps-bench   install the benchmark's peers (redis-server, nginx, wrk, gnuplot, hyperfine)
 #   make valgrind     the agent's integration tests with smcached under valgrind memcheck
 #   make image        the container image as an OCI/docker archive (build/image/smcache-image.tar)
 #   make lambda-layer the AWS Lambda extension layer (build/lambda/smcache-layer.zip)
@@ -126,7 +127,7 @@ TOOL_BINS   := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/replay_%,$(FUZZ_SRCS))
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind image lambda-layer FORCE
+.PHONY: all deps deps-bench check-deps check-layers test asan fuzz bench demo install uninstall clean valgrind image lambda-layer FORCE
 .DEFAULT_GOAL := all
 # Objects made through pattern rules are kept, so a second run rebuilds nothing.
 .SECONDARY:
@@ -261,6 +262,21 @@ $(BUILD)/bench/%: $(call obj,tests/bench/%.c) $(TEST_LINK_LIBS)
 
 bench: all $(BENCH_BINS)
 	$(PYTHON) tests/bench/run_bench.py --build $(BUILD)
+
+# The peers `make bench` compares with (each is skipped with a note when absent).
+# nginx-light where Debian still ships it, else nginx.
+BENCH_DEBS := redis-server wrk gnuplot-nox hyperfine
+deps-bench:
+	@nginx=nginx-light; apt-cache show nginx-light >/dev/null 2>&1 || nginx=nginx; \
+	missing=""; for p in $(BENCH_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing $$nginx"; \
+	if [ -z "$$missing" ]; then echo "smcache: all benchmark peers are installed"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "smcache: installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing; \
+	else \
+	  echo "smcache: missing:$$missing"; echo "run:  sudo apt-get install -y$$missing"; exit 1; \
+	fi
 
 # ---- demo: the README's first command ----------------------------------------------------
 demo: all

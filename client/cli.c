@@ -506,14 +506,31 @@ cmd_ping(smc_client *c)
 }
 
 static int
-cmd_stats(smc_client *c)
+cmd_stats(smc_client *c, const struct cli_args *a)
 {
 	smc_stat_list *st;
 	smc_error err;
+	struct cjw w;
 	size_t i;
+	int rc = 0;
 
 	if (smc_stats(c, &st, &err) == -1)
 		return fail(&err);
+	if (a->json) {
+		/* {"name": value, ...} in the agent's order: the numbers /metrics exposes. */
+		cjw_init(&w);
+		cjw_object_begin(&w);
+		for (i = 0; i < smc_stat_list_count(st); i++) {
+			cjw_key(&w, smc_stat_list_name(st, i));
+			cjw_uint(&w, smc_stat_list_value(st, i));
+		}
+		cjw_object_end(&w);
+		if (json_print(&w) == -1)
+			rc = 1;
+		cjw_free(&w);
+		smc_stat_list_free(st);
+		return rc;
+	}
 	for (i = 0; i < smc_stat_list_count(st); i++) {
 		put_safe(stdout, smc_stat_list_name(st, i));
 		printf(" %llu\n", (unsigned long long)smc_stat_list_value(st, i));
@@ -732,8 +749,8 @@ parse_args(int argc, char **argv, struct cli_args *a)
 	    (a->version_id != NULL && a->version_id[0] == '\0'))
 		return usage_error("--version-stage and --version-id need a non-empty value");
 	if (a->json && strcmp(a->command, "get") != 0 && strcmp(a->command, "describe") != 0 &&
-	    strcmp(a->command, "health") != 0)
-		return usage_error("--json goes with get, describe and health only");
+	    strcmp(a->command, "health") != 0 && strcmp(a->command, "stats") != 0)
+		return usage_error("--json goes with get, describe, health and stats only");
 	if ((a->text || a->field != NULL) && strcmp(a->command, "get") != 0)
 		return usage_error("--output text and --field go with get only");
 	if (a->json && (a->text || a->field != NULL))
@@ -770,7 +787,7 @@ main(int argc, char **argv)
 	else if (strcmp(a.command, "health") == 0)
 		rc = cmd_health(c, &a);
 	else
-		rc = cmd_stats(c);
+		rc = cmd_stats(c, &a);
 	smc_close(c);
 	if (fflush(stdout) == EOF && rc == 0) {
 		message("write error: %s", strerror(errno));

@@ -41,12 +41,15 @@ timer_start(struct backend *b, void *arg)
 		t->next->prevp = &t->next;
 	t->prevp = &b->timers;
 	b->timers = t;
+	b->counters.in_flight++;
 	return t;
 }
 
 static void
 timer_unlink(struct backend_timer *t)
 {
+	if (t->b->counters.in_flight > 0)
+		t->b->counters.in_flight--;
 	if (t->next != NULL)
 		t->next->prevp = t->prevp;
 	*t->prevp = t->next;

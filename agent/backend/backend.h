@@ -98,6 +98,7 @@ struct backend_counters {
 	uint64_t describe_error;
 	struct backend_latency get_latency;	/* kept by backend_get_value() */
 	struct backend_latency describe_latency;	/* kept by backend_describe() */
+	uint64_t in_flight;		/* timed calls not answered yet (a gauge) */
 };
 
 /*

@@ -675,6 +675,7 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 	fn("upstream_get_error", bc->get_error, C, arg);
 	fn("upstream_describe_ok", bc->describe_ok, C, arg);
 	fn("upstream_describe_error", bc->describe_error, C, arg);
+	fn("upstream_in_flight", bc->in_flight, G, arg);
 }
 
 static void

@@ -30,6 +30,7 @@
 #include "cache.h"
 #include "config.h"
 #include "dispatch.h"
+#include "health.h"
 #include "http_api.h"
 #include "http_door.h"
 #include "metrics.h"
@@ -553,15 +554,22 @@ out:
 bool
 http_api_ready(struct agent *agent, char *why, size_t whylen)
 {
-	if (agent->backend == NULL || agent->cache == NULL) {
-		snprintf(why, whylen, "no backend");
-		return false;
+	struct agent_health h;
+	size_t used = 0;
+	int n;
+
+	/* The same answer as HEALTH (smcache health): one home for readiness. */
+	agent_health_check(agent, &h);
+	if (h.ready)
+		return true;
+	why[0] = '\0';
+	for (unsigned i = 0; i < h.reason_count && used < whylen; i++) {
+		n = snprintf(why + used, whylen - used, "%s%s", i > 0 ? "; " : "", h.reasons[i]);
+		if (n < 0)
+			break;
+		used += (size_t)n;
 	}
-	if (cache_get_stats(agent->cache)->breaker_open != 0) {
-		snprintf(why, whylen, "the upstream is failing (circuit breaker open)");
-		return false;
-	}
-	return true;
+	return false;
 }
 
 static void

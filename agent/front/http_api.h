@@ -24,10 +24,8 @@ void http_api_handle(struct http_door *door, struct agent *agent, struct evhttp_
 void http_api_shutdown(struct http_door *door);
 
 /*
- * Readiness for /ready: false with why when the agent cannot answer from
- * its backend now. Today: a backend and a cache exist and the upstream's
- * circuit breaker is closed; one function, so it can become the agent's
- * shared health check when there is one.
+ * Readiness for /ready: agent_health_check() (health.h), the same answer as
+ * HEALTH and `smcache health`; false with its reasons in why.
  */
 bool http_api_ready(struct agent *agent, char *why, size_t whylen);
 

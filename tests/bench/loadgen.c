@@ -17,8 +17,20 @@
  * The result is one JSON line on stdout; the exit status is 1 when any reply
  * was wrong or missing, 2 on a usage or setup error.
  *
- *   loadgen -s SOCKET -i SECRET_ID [-c CONNS] [-d DEPTH] [-t SECONDS | -n REQUESTS]
- *           [-w WARMUP_SECONDS] [-T THREADS] [-l EXPECTED_VALUE_LEN]
+ * Spread access (-f FILE, one secret id a line): each connection cycles over
+ * the list (its own starting point), so a pipelined batch of d requests asks
+ * for d consecutive, distinct ids; every reply is still checked.
+ *
+ * Redis mode (-R): the same closed loop against redis-server's Unix socket,
+ * sending RESP `GET key` (the ids are the keys) and checking that every reply
+ * is a bulk string of the expected length. RESP has no request id, so replies
+ * are matched to requests in order (redis answers a connection in order).
+ * Same threads, same batching, same histogram: the comparison with the agent
+ * measures the servers, not two different clients.
+ *
+ *   loadgen -s SOCKET (-i SECRET_ID | -f ID_FILE) [-R] [-c CONNS] [-d DEPTH]
+ *           [-t SECONDS | -n REQUESTS] [-w WARMUP_SECONDS] [-T THREADS]
+ *           [-l EXPECTED_VALUE_LEN]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +67,7 @@
 #define MAX_THREADS	64
 #define DRAIN_NS	(3ull * 1000000000ull)	/* wait this long for the last replies */
 #define ERRORS_SHOWN	5
+#define MAX_IDS		100000
 
 struct slot {
 	uint64_t sent_ns;
@@ -67,6 +80,9 @@ struct lconn {
 	bool dead;
 	bool want_out;			/* EPOLLOUT registered */
 	uint32_t seq;			/* high bits of the next request id */
+	unsigned cursor;		/* next index into the id list */
+	uint32_t *order;		/* redis: slots in the order sent (a ring) */
+	unsigned order_head, order_len;
 	unsigned outstanding;
 	struct slot *slots;
 	uint32_t *free_slots;		/* stack of idle slot indexes */
@@ -96,6 +112,8 @@ struct worker {
 struct options {
 	const char *socket_path;
 	const char *secret_id;
+	const char *id_file;
+	bool redis;
 	unsigned conns, depth, threads;
 	double duration_s, warmup_s;
 	uint64_t requests;
@@ -104,8 +122,10 @@ struct options {
 
 /* Shared, read-only once the workers start. */
 static struct options opt;
-static uint8_t *req_template;
-static size_t req_len;
+static uint8_t **req_templates;	/* one encoded request per id */
+static size_t *req_lens;
+static size_t req_max;			/* the longest of them */
+static unsigned nids;
 static unsigned slot_bits;
 static uint64_t t_start, t_warm_end, t_end;
 static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -241,6 +261,8 @@ conn_fill(struct worker *w, struct lconn *c, uint64_t now)
 	while (c->nfree > 0) {
 		uint32_t idx = c->free_slots[--c->nfree];
 		struct slot *s = &c->slots[idx];
+		unsigned k = c->cursor;
+		size_t req_len = req_lens[k];
 		uint8_t *p;
 
 		if (c->out_len + req_len > c->out_cap) {
@@ -259,9 +281,13 @@ conn_fill(struct worker *w, struct lconn *c, uint64_t now)
 		s->sent_ns = now;
 		s->busy = true;
 		p = c->out + c->out_len;
-		memcpy(p, req_template, req_len);
+		memcpy(p, req_templates[k], req_len);
 		/* The request id sits after the prefix, version, op and flags. */
-		smc_store_u32(p + SMC_FRAME_PREFIX_LEN + 4, s->id);
+		if (!opt.redis)
+			smc_store_u32(p + SMC_FRAME_PREFIX_LEN + 4, s->id);
+		else
+			c->order[(c->order_head + c->order_len++) % opt.depth] = idx;
+		c->cursor = k + 1 < nids ? k + 1 : 0;
 		c->out_len += req_len;
 		c->outstanding++;
 		w->sent++;
@@ -334,6 +360,81 @@ release:
 		record(w, now - s->sent_ns, now);
 }
 
+/*
+ * Redis mode: parses one RESP reply at p[0..len). Returns the bytes it takes,
+ * 0 when more are needed, or -1 when the stream cannot be parsed (the
+ * connection is then dropped). *vlen is the bulk length, -1 for nil, -2 for an
+ * error or another type.
+ */
+static long
+redis_parse(const uint8_t *p, size_t len, long *vlen)
+{
+	const uint8_t *nl = memchr(p, '\n', len);
+	size_t head;
+	long n = 0;
+
+	if (nl == NULL)
+		return len > 64 ? -1 : 0;
+	head = (size_t)(nl - p) + 1;
+	if (head < 3 || p[head - 2] != '\r')
+		return -1;
+	if (p[0] != '$') {
+		*vlen = -2;
+		return (long)head;
+	}
+	if (head == 5 && p[1] == '-' && p[2] == '1') {
+		*vlen = -1;
+		return (long)head;
+	}
+	for (size_t i = 1; i < head - 2; i++) {
+		if (p[i] < '0' || p[i] > '9' || n > (long)IN_CAP)
+			return -1;
+		n = n * 10 + (p[i] - '0');
+	}
+	if (n > (long)(IN_CAP - 64))
+		return -1;
+	if (len < head + (size_t)n + 2)
+		return 0;
+	if (p[head + (size_t)n] != '\r' || p[head + (size_t)n + 1] != '\n')
+		return -1;
+	*vlen = n;
+	return (long)(head + (size_t)n + 2);
+}
+
+/* Redis mode: checks one reply against the oldest outstanding request. */
+static void
+handle_redis_reply(struct worker *w, struct lconn *c, long vlen, size_t frame, uint64_t now)
+{
+	struct slot *s;
+	uint32_t idx;
+	bool ok = false;
+
+	if (c->order_len == 0) {
+		report_error(w, "redis reply with no request outstanding");
+		return;
+	}
+	idx = c->order[c->order_head];
+	c->order_head = (c->order_head + 1) % opt.depth;
+	c->order_len--;
+	if (vlen == -1)
+		report_error(w, "redis: nil reply (key missing)");
+	else if (vlen < 0)
+		report_error(w, "redis: reply is not a bulk string");
+	else if (opt.expect_len >= 0 && vlen != opt.expect_len)
+		report_error(w, "redis: value of %ld bytes, expected %ld", vlen, opt.expect_len);
+	else
+		ok = true;
+	if (ok && w->reply_frame_len == 0)
+		w->reply_frame_len = frame;
+	s = &c->slots[idx];
+	s->busy = false;
+	c->free_slots[c->nfree++] = idx;
+	c->outstanding--;
+	w->received++;
+	if (ok)
+		record(w, now - s->sent_ns, now);
+}
+
 static void
 conn_readable(struct worker *w, struct lconn *c, bool sending)
 {
@@ -354,7 +455,20 @@ conn_readable(struct worker *w, struct lconn *c, bool sending)
 	}
 	now = now_ns();
 	c->in_len += (size_t)n;
-	while (c->in_len - off >= SMC_FRAME_PREFIX_LEN) {
+	while (opt.redis && off < c->in_len) {
+		long vlen = -2;
+		long took = redis_parse(c->in + off, c->in_len - off, &vlen);
+
+		if (took < 0) {
+			conn_kill(w, c, "unparsable redis reply");
+			return;
+		}
+		if (took == 0)
+			break;
+		handle_redis_reply(w, c, vlen, (size_t)took, now);
+		off += (size_t)took;
+	}
+	while (!opt.redis && c->in_len - off >= SMC_FRAME_PREFIX_LEN) {
 		enum smc_frame_state st = smc_frame_check(c->in + off, c->in_len - off,
 		    IN_CAP - SMC_FRAME_PREFIX_LEN, &body_len);
 
@@ -461,8 +575,9 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: loadgen -s SOCKET -i SECRET_ID [-c CONNS] [-d DEPTH] [-t SECONDS | -n REQUESTS]\n"
-	    "               [-w WARMUP_SECONDS] [-T THREADS] [-l EXPECTED_VALUE_LEN]\n");
+	    "usage: loadgen -s SOCKET (-i SECRET_ID | -f ID_FILE) [-R] [-c CONNS] [-d DEPTH]\n"
+	    "               [-t SECONDS | -n REQUESTS] [-w WARMUP_SECONDS] [-T THREADS]\n"
+	    "               [-l EXPECTED_VALUE_LEN]\n");
 	exit(2);
 }
 
@@ -503,6 +618,8 @@ parse_options(int argc, char **argv)
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "threads", required_argument, NULL, 'T' },
 		{ "expect-len", required_argument, NULL, 'l' },
+		{ "id-file", required_argument, NULL, 'f' },
+		{ "redis", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -513,10 +630,12 @@ parse_options(int argc, char **argv)
 	opt.duration_s = 2.0;
 	opt.warmup_s = 0.5;
 	opt.expect_len = -1;
-	while ((ch = getopt_long(argc, argv, "s:i:c:d:t:n:w:T:l:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:i:f:Rc:d:t:n:w:T:l:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': opt.socket_path = optarg; break;
 		case 'i': opt.secret_id = optarg; break;
+		case 'f': opt.id_file = optarg; break;
+		case 'R': opt.redis = true; break;
 		case 'c': opt.conns = (unsigned)parse_ulong(optarg, 1, MAX_CONNS); break;
 		case 'd': opt.depth = (unsigned)parse_ulong(optarg, 1, MAX_DEPTH); break;
 		case 't': opt.duration_s = parse_seconds(optarg); break;
@@ -527,7 +646,8 @@ parse_options(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc || opt.socket_path == NULL || opt.secret_id == NULL)
+	if (optind != argc || opt.socket_path == NULL ||
+	    (opt.secret_id == NULL) == (opt.id_file == NULL))
 		usage();
 	/* With a request count, the duration is only a safety limit. */
 	if (opt.requests > 0)
@@ -540,25 +660,80 @@ parse_options(int argc, char **argv)
 		opt.threads = opt.conns;
 }
 
+/* Encodes one request for id into *out (malloc'd). */
 static int
-build_template(void)
+encode_request(const char *id, uint8_t **out, size_t *len)
 {
 	struct smc_request req;
 	struct smc_writer w;
-	size_t cap = SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + SMC_FIELD_HEADER_LEN +
-	    strlen(opt.secret_id);
+	size_t idlen = strlen(id);
+	size_t cap = SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + SMC_FIELD_HEADER_LEN + idlen + 64;
+	int n;
 
-	if (strlen(opt.secret_id) == 0 || strlen(opt.secret_id) > SMC_MAX_SECRET_ID)
+	if (idlen == 0 || idlen > SMC_MAX_SECRET_ID)
 		return -1;
-	if ((req_template = malloc(cap)) == NULL)
+	if ((*out = malloc(cap)) == NULL)
 		return -1;
+	if (opt.redis) {
+		n = snprintf((char *)*out, cap, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n", idlen, id);
+		if (n < 0 || (size_t)n >= cap)
+			return -1;
+		*len = (size_t)n;
+		return 0;
+	}
 	memset(&req, 0, sizeof(req));
 	req.header.version = SMC_PROTO_VERSION;
 	req.header.op = SMC_OP_GET;
-	req.secret_id.ptr = opt.secret_id;
-	req.secret_id.len = strlen(opt.secret_id);
-	smc_writer_init(&w, req_template, cap);
-	return smc_request_encode(&w, &req, &req_len);
+	req.secret_id.ptr = id;
+	req.secret_id.len = idlen;
+	smc_writer_init(&w, *out, cap);
+	return smc_request_encode(&w, &req, len);
+}
+
+/* One request per id: -i's single id, or every line of -f's file. */
+static int
+build_templates(void)
+{
+	char line[SMC_MAX_SECRET_ID + 2];
+	FILE *f = NULL;
+	int rc = -1;
+
+	if ((req_templates = calloc(MAX_IDS, sizeof(*req_templates))) == NULL ||
+	    (req_lens = calloc(MAX_IDS, sizeof(*req_lens))) == NULL)
+		goto out;
+	if (opt.id_file == NULL) {
+		if (encode_request(opt.secret_id, &req_templates[0], &req_lens[0]) != 0)
+			goto out;
+		nids = 1;
+	} else {
+		if ((f = fopen(opt.id_file, "r")) == NULL) {
+			fprintf(stderr, "loadgen: %s: %s\n", opt.id_file, strerror(errno));
+			goto out;
+		}
+		while (fgets(line, sizeof(line), f) != NULL) {
+			size_t n = strcspn(line, "\r\n");
+
+			if (line[n] == '\0' && !feof(f))
+				goto out;	/* an id longer than the protocol allows */
+			line[n] = '\0';
+			if (n == 0)
+				continue;
+			if (nids == MAX_IDS ||
+			    encode_request(line, &req_templates[nids], &req_lens[nids]) != 0)
+				goto out;
+			nids++;
+		}
+		if (nids == 0)
+			goto out;
+	}
+	for (unsigned i = 0; i < nids; i++)
+		if (req_lens[i] > req_max)
+			req_max = req_lens[i];
+	rc = 0;
+out:
+	if (f != NULL)
+		fclose(f);
+	return rc;
 }
 
 static void
@@ -614,8 +789,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	while ((1u << slot_bits) < opt.depth)
 		slot_bits++;
-	if (build_template() != 0) {
-		fprintf(stderr, "loadgen: cannot encode a GET for that secret id\n");
+	if (build_templates() != 0) {
+		fprintf(stderr, "loadgen: cannot encode a GET for every secret id\n");
 		return 2;
 	}
 	workers = calloc(opt.threads, sizeof(*workers));
@@ -633,9 +808,13 @@ main(int argc, char **argv)
 		c->slots = calloc(opt.depth, sizeof(*c->slots));
 		c->free_slots = calloc(opt.depth, sizeof(*c->free_slots));
 		c->in = malloc(IN_CAP);
-		c->out_cap = req_len * opt.depth;
+		c->out_cap = req_max * opt.depth;
 		c->out = malloc(c->out_cap);
-		if (c->slots == NULL || c->free_slots == NULL || c->in == NULL || c->out == NULL)
+		c->order = calloc(opt.depth, sizeof(*c->order));
+		/* Connections start far apart in the id list (a prime stride). */
+		c->cursor = (unsigned)(((uint64_t)i * opt.depth * 7919u) % nids);
+		if (c->slots == NULL || c->free_slots == NULL || c->in == NULL || c->out == NULL ||
+		    c->order == NULL)
 			goto oom;
 		for (unsigned k = 0; k < opt.depth; k++)
 			c->free_slots[c->nfree++] = opt.depth - 1 - k;
@@ -702,6 +881,7 @@ out:
 		free(conns[i].free_slots);
 		free(conns[i].in);
 		free(conns[i].out);
+		free(conns[i].order);
 	}
 	for (unsigned t = 0; workers != NULL && t < opt.threads; t++) {
 		free(workers[t].hist);
@@ -711,6 +891,9 @@ out:
 	free(workers);
 	free(conns);
 	free(hist);
-	free(req_template);
+	for (unsigned i = 0; req_templates != NULL && i < nids; i++)
+		free(req_templates[i]);
+	free(req_templates);
+	free(req_lens);
 	return rc;
 }

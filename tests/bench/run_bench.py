@@ -1,20 +1,18 @@
 #!/usr/bin/env python3
-"""make bench: smcached against the physical limit, and memory per cached version.
+"""make bench: smcached side by side with the physical limit and its peers, in one run.
 
-1. Seal micro-benchmark: build/bench/bench_seal, printed as is.
-2. Throughput and latency: for each scenario (connections c, pipeline depth d),
-   build/bench/loadgen runs against build/bench/echo_server (a minimal epoll
-   server sending a pre-encoded reply of the same size as the agent's: the
-   physical limit) and against smcached serving a cached 1 KiB secret,
-   interleaved and repeated; medians are compared as ratios, since both servers
-   share the machine with the load generator in the same way.
-3. Memory: an agent loads 10,000 secrets of 1 KiB; the growth of its anonymous
-   memory minus the sealed bytes it reports (STATS cache_sealed_bytes), divided
-   by the number of versions, is the bookkeeping cost per cached version.
+Sections (tests/bench/README.md says what each number is): seal (bench_seal);
+throughput (echo_server = the limit, redis-server, smcached over Unix sockets,
+value sizes x connections x pipelining, hot and spread access, interleaved
+rounds); scaling (throughput vs connections); cli (cold processes: smcache,
+boto3, aws CLI); http (the [http] door vs nginx, wrk); fleet (upstream calls
+through one agent vs naive vs a simulated per-process cache); memory (RSS and
+VmLck vs cached entries, smcached and redis-server); filemem (off by default).
 
-Targets are printed as PASS/MISS beside each result; a MISS does not fail the
-run (this is a measurement, not a test). The exit status is 1 when a reply was
-wrong or missing, or a step could not run.
+Writes docs/bench/RESULTS.md, results.json and PNG charts (bench_report.py).
+Targets are marked beside each result; a miss does not fail the run (this is
+a measurement, not a test). The exit status is 1 when a reply was wrong or
+missing, or a step could not run; a missing peer is skipped with a note.
 """
 import argparse
 import base64
@@ -30,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,6 +40,7 @@ TARGET_P50_RATIO = 1.30      # agent p50 within 1.3 x echo
 TARGET_BYTES_PER_VERSION = 200
 
 h = None  # smc_harness, imported once SMCACHE_BUILD is set
+bench_peers = None  # tests/bench/bench_peers.py, imported in main
 
 
 class BenchError(Exception):
@@ -49,7 +49,7 @@ class BenchError(Exception):
 
 # ---- processes -------------------------------------------------------------------------
 
-def make_agent(secrets, cache_conf):
+def make_agent(secrets, cache_conf, extra=""):
     """A harness Agent with the bench's own configuration (log_level = warn)."""
     agent = h.Agent(secrets=secrets)
     with open(agent.config, "w") as f:
@@ -57,7 +57,8 @@ def make_agent(secrets, cache_conf):
                 f"[backend]\ntype = file\n[file]\npath = {agent.secrets_path}\n"
                 f"[cache]\n{cache_conf}\n"
                 # The bench is one local user sending as fast as it can.
-                f"[limits]\nrequests_per_second_per_uid = 10000000\nburst_per_uid = 10000000\n")
+                f"[limits]\nrequests_per_second_per_uid = 10000000\nburst_per_uid = 10000000\n"
+                f"upstream_per_second_per_uid = 1000000\nupstream_burst_per_uid = 1000000\n{extra}")
     return agent
 
 
@@ -132,11 +133,28 @@ def stats(agent):
     return out
 
 
-# ---- throughput and latency ---------------------------------------------------------------
+# ---- throughput and latency: echo (the limit), redis, the agent ---------------------------
 
-def run_loadgen(loadgen, path, conns, depth, duration, warmup):
-    cmd = [loadgen, "-s", path, "-i", BENCH_SECRET, "-c", str(conns), "-d", str(depth),
-           "-t", str(duration), "-w", str(warmup), "-l", str(VALUE_LEN)]
+SIZES = [64, 1024, 65536]
+CLOSED = [("c1", 1, 1), ("c8", 8, 1), ("c64", 64, 1), ("c8x16", 8, 16)]
+SPREAD_CACHED = 2000
+SCALING_CLIENTS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+HOT = "bench/hot-{}"
+SPREAD = "bench/s{:04d}"
+
+
+def bench_value(size, salt=0):
+    rnd = random.Random(size * 1000003 + salt)
+    return "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(size))
+
+
+def run_loadgen(loadgen, path, conns, depth, duration, warmup, value_len, secret_id=None,
+                id_file=None, redis=False):
+    cmd = [loadgen, "-s", path, "-c", str(conns), "-d", str(depth), "-t", str(duration),
+           "-w", str(warmup), "-l", str(value_len)]
+    cmd += ["-f", id_file] if id_file else ["-i", secret_id]
+    if redis:
+        cmd.append("-R")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 30)
     lines = p.stdout.strip().splitlines()
     result = json.loads(lines[-1]) if lines else {"errors": -1}
@@ -146,95 +164,175 @@ def run_loadgen(loadgen, path, conns, depth, duration, warmup):
     return result
 
 
-def fmt_lat(r):
-    return f"{r['p50_us']:.1f}/{r['p99_us']:.0f}/{r['p999_us']:.0f}"
-
-
 def mark(ok):
     return "PASS" if ok else "MISS"
 
 
-def throughput_bench(args, loadgen, echo_bin, workdir):
-    value = "".join(random.Random(1).choice("abcdefghijklmnopqrstuvwxyz0123456789")
-                    for _ in range(VALUE_LEN))
-    secrets = [h.secret(BENCH_SECRET, [h.version("3c7d9a52-1f0b-4e8a-9d2c-5b6e7f8a9b0c",
-                                                 ["AWSCURRENT"], string=value)])]
-    agent = make_agent(secrets, "ttl = 3600\n")
-    echo = None
+def start_echo(echo_bin, workdir, tag, reply):
+    """An echo_server answering with a reply of the agent's exact size for this secret."""
+    stages = reply.all(h.T_VERSION_STAGE)
+    created = reply.get(h.T_CREATED_DATE)
+    value = reply.get(h.T_SECRET_STRING)
+    path = os.path.join(workdir, f"echo-{tag}.sock")
+    cmd = [echo_bin, "-s", path, "-a", reply.get(h.T_ARN).decode(),
+           "-n", reply.get(h.T_NAME).decode(), "-v", reply.get(h.T_VERSION_ID).decode(),
+           "-g", stages[0].decode() if len(stages) == 1 else "",
+           "-C", str(struct.unpack(">Q", created)[0] if created else 0), "-l", str(len(value))]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    wait_socket(path, proc)
+    return proc, path
+
+
+class Servers:
+    """The three servers of the throughput bench, filled with the same values."""
+
+    def __init__(self, args, bins, workdir):
+        self.args, self.bins, self.workdir = args, bins, workdir
+        self.agent = None
+        self.redis = None
+        self.echo = {}          # tag -> (proc, socket)
+        self.notes = []
+
+    def start(self):
+        hot = [h.secret(HOT.format(n), [h.version(f"{n:08x}-1f0b-4e8a-9d2c-5b6e7f8a9b0c",
+                                                  ["AWSCURRENT"], string=bench_value(n))])
+               for n in SIZES]
+        spread = [h.secret(SPREAD.format(i), [h.version(f"{i:08x}-7b3c-4d5e-8f90-{i:012x}",
+                                                        ["AWSCURRENT"],
+                                                        string=bench_value(1024, i + 1))])
+                  for i in range(SPREAD_CACHED)]
+        self.agent = make_agent([], f"ttl = 3600\nmax_entries = {SPREAD_CACHED + 100}\n"
+                                    "max_bytes = 1G\n")
+        self.agent.start()
+        load_secrets(self.agent, spread, 50, 1024)
+        self.agent.write_secrets(hot)
+        frames = {}
+        for n in SIZES:
+            reply, frames[n] = get_reply(self.agent.socket, HOT.format(n))
+            self.echo[n] = start_echo(self.bins["echo_server"], self.workdir, n, reply)
+        reply, frames["spread"] = get_reply(self.agent.socket, SPREAD.format(0))
+        self.echo["spread"] = start_echo(self.bins["echo_server"], self.workdir, "spread", reply)
+        for tag, (_, path) in self.echo.items():
+            _, ef = get_reply(path, HOT.format(tag) if tag != "spread" else SPREAD.format(0))
+            if ef != frames[tag]:
+                raise BenchError(f"echo reply for {tag} is {ef} bytes, the agent's {frames[tag]}")
+        self.frames = frames
+        self.id_file = os.path.join(self.workdir, "spread-ids")
+        with open(self.id_file, "w") as f:
+            f.write("".join(SPREAD.format(i) + "\n" for i in range(SPREAD_CACHED)))
+        if bench_peers.have("redis"):
+            self.redis = bench_peers.Redis(self.workdir).start()
+            self.redis.set_many([(HOT.format(n), bench_value(n).encode()) for n in SIZES])
+            self.redis.set_many([(SPREAD.format(i), bench_value(1024, i + 1).encode())
+                                 for i in range(SPREAD_CACHED)])
+        else:
+            self.notes.append("redis-server is not installed (`make deps-bench`): its column "
+                              "is empty")
+
+    def targets(self):
+        return ["echo"] + (["redis"] if self.redis else []) + ["agent"]
+
+    def run(self, server, tag, conns, depth, duration, warmup):
+        size = 1024 if tag == "spread" else tag
+        kw = {"id_file": self.id_file} if tag == "spread" else {"secret_id": HOT.format(tag)}
+        path = {"echo": self.echo[tag][1], "agent": self.agent.socket,
+                "redis": self.redis.socket if self.redis else None}[server]
+        return run_loadgen(self.bins["loadgen"], path, conns, depth, duration, warmup, size,
+                           redis=(server == "redis"), **kw)
+
+    def stop(self):
+        for proc, _ in self.echo.values():
+            stop_process(proc)
+        if self.redis:
+            self.redis.stop()
+        if self.agent:
+            try:
+                self.agent.stop(check=True)
+            finally:
+                self.agent.close()
+
+
+def med(runs, key):
+    return statistics.median(r.get(key, 0) for r in runs) if runs else 0.0
+
+
+def summarize(runs, names):
+    """Medians per server, ratios to echo per round (min-max) and of the medians."""
+    out = {"servers": {}}
+    for name in names:
+        out["servers"][name] = {k: med(runs[name], k) for k in ("rps", "p50_us", "p99_us",
+                                                                "p999_us")}
+        out["servers"][name]["rounds_rps"] = [r.get("rps", 0) for r in runs[name]]
+    e = out["servers"]["echo"]
+    for name in names:
+        if name == "echo":
+            continue
+        per = [a.get("rps", 0) / x["rps"] if x.get("rps") else 0
+               for x, a in zip(runs["echo"], runs[name])]
+        s = out["servers"][name]
+        s["ratio"] = s["rps"] / e["rps"] if e["rps"] else 0.0
+        s["ratio_min"], s["ratio_max"] = (min(per), max(per)) if per else (0.0, 0.0)
+        s["p50_ratio"] = s["p50_us"] / e["p50_us"] if e["p50_us"] else 0.0
+    return out
+
+
+def throughput_bench(args, srv):
+    """Every (value size, connections, depth) row, interleaved rounds of all servers."""
+    rows = []
+    for size in SIZES:
+        for label, c, d in CLOSED:
+            rows.append({"workload": f"{size} B hot {label}", "size": size, "access": "hot",
+                         "tag": size, "conns": c, "depth": d, "label": label})
+    rows.append({"workload": "1024 B spread c8x16", "size": 1024, "access": "spread",
+                 "tag": "spread", "conns": 8, "depth": 16, "label": "c8x16"})
+    if args.quick:
+        rows = [r for r in rows if r["size"] == 1024]
+    names = srv.targets()
     failed = False
-    results = {}
-    try:
-        agent.start()
-        reply, agent_frame = get_reply(agent.socket, BENCH_SECRET)
-        stages = reply.all(h.T_VERSION_STAGE)
-        created = reply.get(h.T_CREATED_DATE)
-        echo_sock = os.path.join(workdir, "echo.sock")
-        cmd = [echo_bin, "-s", echo_sock, "-a", reply.get(h.T_ARN).decode(),
-               "-n", reply.get(h.T_NAME).decode(), "-v", reply.get(h.T_VERSION_ID).decode(),
-               "-g", stages[0].decode() if len(stages) == 1 else "",
-               "-C", str(struct.unpack(">Q", created)[0] if created else 0),
-               "-l", str(len(reply.get(h.T_SECRET_STRING)))]
-        if len(stages) > 1:
-            raise BenchError("the bench secret should carry one label")
-        echo = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-        wait_socket(echo_sock, echo)
-        _, echo_frame = get_reply(echo_sock, BENCH_SECRET)
-        if echo_frame != agent_frame:
-            raise BenchError(f"echo reply is {echo_frame} bytes, the agent's {agent_frame}")
-        print(f"reply frame: {agent_frame} bytes from both servers "
-              f"({VALUE_LEN}-byte value); loadgen threads: {os.cpu_count()}; "
-              f"{args.rounds} interleaved rounds of {args.duration:g} s "
-              f"(+{args.warmup:g} s warm-up) per server and scenario")
-        servers = {"echo": echo_sock, "agent": agent.socket}
-        # Warm both (the agent's cache already holds the secret after the GET above).
-        for path in servers.values():
-            failed |= bool(run_loadgen(loadgen, path, 8, 1, 0.3, 0.0).get("failed"))
+    print(f"servers: {', '.join(names)}; {args.rounds} interleaved rounds of {args.duration:g} s "
+          f"(+{args.warmup:g} s warm-up); reply frames {srv.frames} bytes (agent = echo)")
+    print(f"{'workload':<22} " + " ".join(f"{n + ' req/s':>12}" for n in names) +
+          f" {'agent/limit':>11} {'(rounds)':>11} {'>=0.80':>6} {'redis/limit':>11} "
+          f"{'agent p50 us':>12} {'p50 x':>6}")
+    for ri, row in enumerate(rows):
+        runs = {n: [] for n in names}
+        for rnd in range(args.rounds):
+            k = (rnd + ri) % len(names)
+            for name in names[k:] + names[:k]:
+                r = srv.run(name, row["tag"], row["conns"], row["depth"], args.duration,
+                            args.warmup)
+                failed |= bool(r.get("failed"))
+                runs[name].append(r)
+        row.update(summarize(runs, names))
+        a = row["servers"]["agent"]
+        rr = row["servers"].get("redis", {}).get("ratio")
+        print(f"{row['workload']:<22} " +
+              " ".join(f"{row['servers'][n]['rps']:>12,.0f}" for n in names) +
+              f" {a['ratio']:>11.2f} {a['ratio_min']:>5.2f}-{a['ratio_max']:<5.2f} "
+              f"{mark(a['ratio'] >= TARGET_RPS_RATIO):>6} "
+              f"{'-' if rr is None else format(rr, '.2f'):>11} {a['p50_us']:>12.1f} "
+              f"{a['p50_ratio']:>6.2f}", flush=True)
+    return failed, rows
 
-        rows = []
-        scenarios = [x for x in SCENARIOS if not args.scenarios or
-                     x[0].replace(" ", "") in args.scenarios.replace(" ", "").split(",")]
-        for si, (label, conns, depth) in enumerate(scenarios):
-            runs = {"echo": [], "agent": []}
-            for rnd in range(args.rounds):
-                order = ["echo", "agent"] if (rnd + si) % 2 == 0 else ["agent", "echo"]
-                for name in order:
-                    r = run_loadgen(loadgen, servers[name], conns, depth, args.duration,
-                                    args.warmup)
-                    failed |= bool(r.get("failed"))
-                    runs[name].append(r)
-            med = {}
-            for name in runs:
-                med[name] = {k: statistics.median(r.get(k, 0) for r in runs[name])
-                             for k in ("rps", "p50_us", "p99_us", "p999_us")}
-            round_ratios = [a.get("rps", 0) / e["rps"] if e.get("rps") else 0
-                            for e, a in zip(runs["echo"], runs["agent"])]
-            rps_ratio = med["agent"]["rps"] / med["echo"]["rps"] if med["echo"]["rps"] else 0
-            p50_ratio = med["agent"]["p50_us"] / med["echo"]["p50_us"] if med["echo"]["p50_us"] else 0
-            rows.append((label, med, rps_ratio, min(round_ratios), max(round_ratios), p50_ratio))
-            results[label] = {"echo": med["echo"], "agent": med["agent"],
-                              "rps_ratio": rps_ratio, "p50_ratio": p50_ratio,
-                              "round_rps_ratios": round_ratios, "runs": runs}
 
-        print()
-        print(f"{'scenario':<8} {'echo req/s':>11} {'agent req/s':>11} {'agent/echo':>10} "
-              f"{'(rounds)':>11} {'>=0.80':>6}  {'echo p50/p99/p99.9 us':>22} "
-              f"{'agent p50/p99/p99.9 us':>22} {'p50 x':>6} {'<=1.30':>6}")
-        for label, med, ratio, lo, hi, p50r in rows:
-            print(f"{label:<8} {med['echo']['rps']:>11,.0f} {med['agent']['rps']:>11,.0f} "
-                  f"{ratio:>10.2f} {lo:>5.2f}-{hi:<5.2f} {mark(ratio >= TARGET_RPS_RATIO):>6}  "
-                  f"{fmt_lat(med['echo']):>22} {fmt_lat(med['agent']):>22} "
-                  f"{p50r:>6.2f} {mark(p50r <= TARGET_P50_RATIO):>6}")
-        st = stats(agent)
-        print(f"agent STATS: cache_hits {st.get('cache_hits')}, cache_misses "
-              f"{st.get('cache_misses')}, replies_ok {st.get('replies_ok')}, other replies "
-              f"{sum(v for k, v in st.items() if k.startswith('replies_') and k != 'replies_ok')}")
-        if st.get("cache_misses") != 1:
-            print("note: the agent fetched the bench secret more than once during the runs")
-        agent.stop(check=True)
-    finally:
-        stop_process(echo)
-        agent.close()
-    return failed, results
+def scaling_bench(args, srv):
+    """Throughput vs connections (1 KiB hot, no pipelining), one round per point."""
+    names = srv.targets()
+    points = []
+    failed = False
+    clients = [c for c in SCALING_CLIENTS if not args.quick or c in (1, 8, 64)]
+    for i, c in enumerate(clients):
+        pt = {"clients": c}
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            r = srv.run(name, 1024, c, 1, args.scaling_duration, args.warmup)
+            failed |= bool(r.get("failed"))
+            pt[name] = {"rps": r.get("rps", 0), "p50_us": r.get("p50_us", 0),
+                        "p99_us": r.get("p99_us", 0)}
+        points.append(pt)
+        print(f"c{c:<4} " + "  ".join(f"{n} {pt[n]['rps']:>9,.0f} req/s p50 {pt[n]['p50_us']:>7.1f} us"
+                                      for n in names), flush=True)
+    return failed, points
 
 
 # ---- memory per cached version -----------------------------------------------------------
@@ -265,7 +363,7 @@ def mem_secrets(prefix, first, count, rnd):
     return out
 
 
-def load_secrets(agent, secrets, chunk):
+def load_secrets(agent, secrets, chunk, value_len=None):
     """Fetches every secret once, `chunk` at a time, each chunk alone in the secrets file.
 
     The file backend re-reads and parses its whole file for every fetch, so the
@@ -275,7 +373,7 @@ def load_secrets(agent, secrets, chunk):
         for i in range(0, len(secrets), chunk):
             part = secrets[i:i + chunk]
             agent.write_secrets(part)
-            get_many(s, [x["Name"] for x in part], VALUE_LEN)
+            get_many(s, [x["Name"] for x in part], value_len or VALUE_LEN)
 
 
 def memory_run(args, max_entries, secrets, warm):
@@ -354,68 +452,482 @@ def memory_bench(args):
     return {"full": full, "control": control, "per_version": per}
 
 
+
+
+# ---- HTTP front door (issue 12) vs nginx, driven by wrk ------------------------------------
+
+HTTP_TOKEN = "bench-ssrf-token-0123456789abcdef"
+HTTP_CONNS = [1, 8, 64]
+
+
+def http_bench(args, workdir):
+    """wrk against the agent's [http] door and against nginx serving the same bytes."""
+    out = {"rows": [], "note": ""}
+    missing = [n for n in ("wrk", "nginx") if not bench_peers.have(n)]
+    if missing:
+        out["note"] = f"skipped: {' and '.join(missing)} not installed (`make deps-bench`)"
+        print(out["note"])
+        return False, out
+    port = bench_peers.free_port()
+    secret = HOT.format(1024)
+    agent = make_agent([h.secret(secret, [h.version("00000400-1f0b-4e8a-9d2c-5b6e7f8a9b0c",
+                                                    ["AWSCURRENT"], string=bench_value(1024))])],
+                       "ttl = 3600\n", extra=f"[http]\nlisten = 127.0.0.1:{port}\n")
+    agent.env["AWS_TOKEN"] = HTTP_TOKEN
+    nginx = None
+    failed = False
+    try:
+        try:
+            agent.start()
+            bench_peers.wait_tcp(port, agent.proc, timeout=5)
+        except (AssertionError, RuntimeError) as e:
+            log = str(e)
+            out["note"] = ("skipped: this smcached has no HTTP front door (`[http] listen`, "
+                           "issue 12, not in this build)" if "http" in log.lower() else
+                           f"skipped: the agent did not start with [http]: {log[-300:]}")
+            print(out["note"])
+            return False, out
+        url = f"http://127.0.0.1:{port}/secretsmanager/get?secretId={secret}"
+        req = urllib.request.Request(url, headers={"X-Aws-Parameters-Secrets-Token": HTTP_TOKEN})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+        if json.loads(body).get("SecretString") != bench_value(1024):
+            raise BenchError("the HTTP door answered a different value")
+        nginx = bench_peers.Nginx(workdir, body).start()
+        nurl = f"http://127.0.0.1:{nginx.port}/secretsmanager/get?secretId={secret}"
+        with urllib.request.urlopen(nurl, timeout=10) as r:
+            if r.read() != body:
+                raise BenchError("nginx serves different bytes")
+        hdr = [f"X-Aws-Parameters-Secrets-Token: {HTTP_TOKEN}"]
+        print(f"body {len(body)} bytes from both; wrk, {args.rounds} interleaved rounds of "
+              f"{args.duration:g} s")
+        for c in HTTP_CONNS:
+            runs = {"nginx": [], "agent": []}
+            for rnd in range(args.rounds):
+                for name in (["nginx", "agent"] if rnd % 2 == 0 else ["agent", "nginx"]):
+                    r = bench_peers.run_wrk(nurl if name == "nginx" else url, c,
+                                            max(1, round(args.duration)), hdr)
+                    if r["errors"]:
+                        sys.stderr.write(f"wrk {name} c{c}: {r['errors']} errors "
+                                         f"{r.get('stderr', '')}\n")
+                        failed = True
+                    runs[name].append(r)
+            row = {"conns": c, "nginx": {k: med(runs["nginx"], k) for k in ("rps", "p50_us")},
+                   "agent": {k: med(runs["agent"], k) for k in ("rps", "p50_us")}}
+            per = [a["rps"] / n["rps"] if n["rps"] else 0
+                   for n, a in zip(runs["nginx"], runs["agent"])]
+            row["ratio"] = row["agent"]["rps"] / row["nginx"]["rps"] if row["nginx"]["rps"] else 0
+            row["ratio_min"], row["ratio_max"] = min(per), max(per)
+            row["p50_ratio"] = (row["agent"]["p50_us"] / row["nginx"]["p50_us"]
+                                if row["nginx"]["p50_us"] else 0)
+            out["rows"].append(row)
+            print(f"c{c:<3} nginx {row['nginx']['rps']:>9,.0f} req/s  agent "
+                  f"{row['agent']['rps']:>9,.0f} req/s  ratio {row['ratio']:.2f} "
+                  f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f})  p50 x {row['p50_ratio']:.2f}",
+                  flush=True)
+        out["body_bytes"] = len(body)
+        agent.stop(check=True)
+    finally:
+        if nginx:
+            nginx.stop()
+        agent.close()
+    return failed, out
+
+
+# ---- cold processes: smcache get vs boto3 vs the aws CLI ------------------------------------
+
+def time_commands(cmds, env):
+    """{label: {median_ms, min_ms, max_ms, runs}}: hyperfine when installed, else a loop."""
+    out = {}
+    for label, argv, runs in cmds:
+        if bench_peers.have("hyperfine"):
+            js = os.path.join(tempfile.gettempdir(), f"smc-bench-hf-{os.getpid()}.json")
+            cmd = [bench_peers.which("hyperfine"), "-N", "--warmup", "1", "--runs", str(runs),
+                   "--export-json", js, "--style", "none", subprocess.list2cmdline(argv)]
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            if p.returncode != 0:
+                raise BenchError(f"hyperfine {label}: {p.stderr[-500:]}")
+            with open(js) as f:
+                t = [x * 1e3 for x in json.load(f)["results"][0]["times"]]
+            os.unlink(js)
+            tool = "hyperfine"
+        else:
+            t = []
+            for i in range(runs + 1):
+                t0 = time.perf_counter()
+                p = subprocess.run(argv, capture_output=True, env=env, timeout=120)
+                if p.returncode != 0:
+                    raise BenchError(f"{label}: exit {p.returncode}: {p.stderr[-300:]!r}")
+                if i:
+                    t.append((time.perf_counter() - t0) * 1e3)
+            tool = "loop"
+        out[label] = {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t),
+                      "runs": len(t), "tool": tool}
+        print(f"{label:<40} median {out[label]['median_ms']:>8.1f} ms  "
+              f"({out[label]['min_ms']:.1f}-{out[label]['max_ms']:.1f}, {len(t)} runs, {tool})",
+              flush=True)
+    return out
+
+
+def cli_bench(args, srv):
+    import aws_moto
+    if not aws_moto.have_moto():
+        print("skipped: moto_server or boto3 not installed")
+        return {"note": "skipped: moto_server or boto3 not installed"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": aws_moto.FAKE_KEY,
+                "AWS_SECRET_ACCESS_KEY": aws_moto.FAKE_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
+                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "SMCACHE_SOCKET": srv.agent.socket})
+    with aws_moto.Moto() as moto:
+        moto.client().create_secret(Name="bench/cli", SecretString=bench_value(1024))
+        py = ("import boto3; c = boto3.client('secretsmanager', endpoint_url='%s', "
+              "region_name='us-east-1'); c.get_secret_value(SecretId='bench/cli')" % moto.url)
+        cmds = [("smcache get (agent, cached)", [h.SMCACHE, "get", HOT.format(1024)], args.cli_runs),
+                ("python3 + boto3 get_secret_value (moto)", [sys.executable, "-c", py],
+                 max(3, args.cli_runs // 4))]
+        if shutil.which("aws"):
+            cmds.append(("aws secretsmanager get-secret-value (moto)",
+                         [shutil.which("aws"), "--endpoint-url", moto.url, "secretsmanager",
+                          "get-secret-value", "--secret-id", "bench/cli"],
+                         max(3, args.cli_runs // 6)))
+        return time_commands(cmds, env)
+
+
+# ---- upstream calls of a fleet-like workload ------------------------------------------------
+
+def _reader(sock_path, ids, seconds, pause, q):
+    reads = errors = 0
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(sock_path)
+            end = time.monotonic() + seconds
+            rid = 0
+            while time.monotonic() < end:
+                for sid in ids:
+                    rid += 1
+                    s.sendall(h.get_frame(sid, request_id=rid))
+                    reply = h.Reply(read_frame(s))
+                    if reply.status != h.ST_OK or reply.request_id != rid:
+                        errors += 1
+                    reads += 1
+                time.sleep(pause)
+    except Exception:  # noqa: BLE001 - counted, reported by the parent
+        errors += 1
+    q.put((reads, errors))
+
+
+def fleet_bench(args):
+    import aws_moto
+    import multiprocessing
+    if not aws_moto.have_moto():
+        return {"note": "skipped: moto_server or boto3 not installed"}
+    n, m, secs, ttl = args.fleet_readers, args.fleet_secrets, args.fleet_seconds, args.fleet_ttl
+    with aws_moto.Moto() as moto, aws_moto.FaultProxy(moto.port) as proxy:
+        sm = moto.client()
+        ids = [f"fleet/{i:03d}" for i in range(m)]
+        for sid in ids:
+            sm.create_secret(Name=sid, SecretString=bench_value(256, len(sid)))
+        agent = aws_moto.AwsAgent(endpoint=proxy.url, cache_extra=f"ttl = {ttl}\n")
+        with open(agent.config) as f:
+            conf = f.read().replace("log_level = debug", "log_level = warn")
+        with open(agent.config, "w") as f:
+            f.write(conf + "[limits]\nrequests_per_second_per_uid = 10000000\n"
+                    "burst_per_uid = 10000000\n")
+        try:
+            agent.start()
+            proxy.clear()
+            ctx = multiprocessing.get_context("fork")
+            q = ctx.Queue()
+            procs = [ctx.Process(target=_reader, args=(agent.socket, ids, secs, 0.05, q))
+                     for _ in range(n)]
+            t0 = time.monotonic()
+            for p in procs:
+                p.start()
+            res = [q.get(timeout=secs + 60) for _ in procs]
+            for p in procs:
+                p.join()
+            wall = time.monotonic() - t0
+            counts = {k: v for k, v in proxy.counts.items()}
+            agent.stop(check=True)
+        finally:
+            agent.close()
+    reads = sum(r for r, _ in res)
+    errors = sum(e for _, e in res)
+    sim = bench_peers.fleet_simulation(n, m, secs, ttl)
+    out = {"readers": n, "secrets": m, "seconds": secs, "ttl": ttl, "wall_s": wall,
+           "reads": reads, "errors": errors, "agent_calls": counts,
+           "agent_total": sum(counts.values()), "naive_total": reads, "simulated": sim}
+    print(f"{n} reader processes x {m} secrets for {secs} s (agent ttl = {ttl} s; the simulated "
+          f"library's secret_refresh_interval = {ttl} s)")
+    print(f"  reads served: {reads:,} ({errors} errors)")
+    print(f"  naive (one GetSecretValue per read):           {reads:>9,} upstream calls")
+    print(f"  per-process SecretCache, simulated:            {sim['total']:>9,} "
+          f"({sim['GetSecretValue']} GetSecretValue + {sim['DescribeSecret']} DescribeSecret)")
+    print(f"  one smcached (counted at the proxy):           {out['agent_total']:>9,} {counts}")
+    return out
+
+
+# ---- memory vs cached entries: the agent (aws backend) and redis ---------------------------
+
+MEM_POINTS = [1000, 10000, 100000]
+
+
+def _mem_point(pid, entries, extra=None):
+    m = bench_peers.proc_memory(pid)
+    d = {"entries": entries, "rss": m.get("VmRSS", 0), "lck": m.get("VmLck", 0)}
+    d.update(extra or {})
+    return d
+
+
+def agent_memory_bench(args, bins, workdir):
+    import aws_moto
+    points = [p for p in MEM_POINTS if p <= args.mem_max]
+    fake = bench_peers.FakeUpstream(bins["fake_upstream"], workdir, 1024).start()
+    agent = aws_moto.AwsAgent(endpoint=fake.url,
+                              cache_extra=f"ttl = 3600\nmax_entries = {points[-1] + 1000}\n"
+                                          "max_bytes = 2G\nnegative_ttl = 0\n",
+                              aws_extra="max_connections = 16\n")
+    with open(agent.config) as f:
+        conf = f.read().replace("log_level = debug", "log_level = warn")
+    with open(agent.config, "w") as f:
+        f.write(conf + "[limits]\nrequests_per_second_per_uid = 10000000\n"
+                "burst_per_uid = 10000000\nupstream_per_second_per_uid = 1000000\n"
+                "upstream_burst_per_uid = 1000000\n")
+    out = {"points": []}
+    try:
+        agent.start()
+        time.sleep(1.0)
+        out["idle"] = _mem_point(agent.pid(), 0)
+        with agent.connect(timeout=120) as s:
+            get_many(s, ["mem/warm"], 1024)
+            loaded = 0
+            t0 = time.monotonic()
+            for target in points:
+                while loaded < target:
+                    k = min(200, target - loaded)
+                    get_many(s, [f"mem/{i:06d}" for i in range(loaded, loaded + k)], 1024)
+                    loaded += k
+                st = stats(agent)
+                pt = _mem_point(agent.pid(), loaded, {"sealed": st.get("cache_sealed_bytes", 0),
+                                                      "cache_entries": st.get("cache_entries", 0),
+                                                      "load_s": time.monotonic() - t0})
+                out["points"].append(pt)
+                print(f"  agent {loaded:>7,} entries: RSS {pt['rss'] / 2**20:>7.1f} MiB, "
+                      f"VmLck {pt['lck'] / 2**20:>7.1f} MiB, sealed {pt['sealed'] / 2**20:.1f} MiB "
+                      f"({pt['load_s']:.0f} s)", flush=True)
+        agent.stop(check=True)
+    finally:
+        agent.close()
+        fake.stop()
+    out["upstream_calls"] = fake.counts
+    return out
+
+
+def redis_memory_bench(args, workdir):
+    if not bench_peers.have("redis"):
+        return {"note": "skipped: redis-server not installed (`make deps-bench`)"}
+    points = [p for p in MEM_POINTS if p <= args.mem_max]
+    r = bench_peers.Redis(os.path.join(workdir)).start()
+    out = {"points": []}
+    try:
+        time.sleep(1.0)
+        out["idle"] = _mem_point(r.pid(), 0)
+        loaded = 0
+        for target in points:
+            r.set_many([(f"mem/{i:06d}", bench_peers.fake_value("x", 1024).encode())
+                        for i in range(loaded, target)])
+            loaded = target
+            pt = _mem_point(r.pid(), loaded)
+            out["points"].append(pt)
+            print(f"  redis {loaded:>7,} keys:    RSS {pt['rss'] / 2**20:>7.1f} MiB", flush=True)
+    finally:
+        r.stop()
+    return out
+
+
+def per_entry(mem, value_len=1024):
+    """Bytes of RSS per entry between idle and each point, and the overhead over the value."""
+    idle = mem["idle"]["rss"]
+    prev = mem["idle"]
+    for pt in mem["points"]:
+        pt["rss_per_entry"] = (pt["rss"] - idle) / pt["entries"]
+        # Marginal: between this point and the previous one, free of start-up costs.
+        pt["marginal"] = (pt["rss"] - prev["rss"]) / (pt["entries"] - prev["entries"])
+        pt["overhead"] = pt["marginal"] - value_len
+        prev = pt
+
+
+# ---- machine ----------------------------------------------------------------------------
+
+def machine_info():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ver = subprocess.run([h.SMCACHED, "--version"], capture_output=True, text=True)
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "nproc": os.cpu_count(), "cpu": cpu, "kernel": os.uname().release,
+            "load_before": os.getloadavg(),
+            "versions": {"smcached": (ver.stdout or ver.stderr).strip().splitlines()[0]
+                         if (ver.stdout or ver.stderr).strip() else "unknown",
+                         **{n: bench_peers.version_of(n)
+                            for n in ("redis", "nginx", "wrk", "hyperfine", "gnuplot")},
+                         "python": sys.version.split()[0]}}
+
+
 # ---- main -------------------------------------------------------------------------------
 
+SECTIONS = ["seal", "throughput", "scaling", "cli", "http", "fleet", "memory", "filemem"]
+
+
 def main():
-    global h, VALUE_LEN
+    global h, VALUE_LEN, bench_peers
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--duration", type=float, default=1.5, help="measured seconds per run")
-    ap.add_argument("--warmup", type=float, default=0.3, help="unmeasured seconds per run")
-    ap.add_argument("--scenarios", help="only these, e.g. c1d1,c8d16")
-    ap.add_argument("--value-len", type=int, default=VALUE_LEN,
-                    help="bytes of the secret value (the targets are for 1024)")
-    ap.add_argument("--mem-secrets", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=1.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=0.2, help="unmeasured seconds per run")
+    ap.add_argument("--scaling-duration", type=float, default=1.0)
+    ap.add_argument("--quick", action="store_true", help="1 KiB rows and 3 scaling points only")
+    ap.add_argument("--cli-runs", type=int, default=30)
+    ap.add_argument("--fleet-readers", type=int, default=20)
+    ap.add_argument("--fleet-secrets", type=int, default=10)
+    ap.add_argument("--fleet-seconds", type=float, default=12)
+    ap.add_argument("--fleet-ttl", type=float, default=3)
+    ap.add_argument("--mem-max", type=int, default=100000,
+                    help="largest cache fill of the memory curve (1k, 10k, 100k)")
+    ap.add_argument("--mem-secrets", type=int, default=10000, help="filemem: secrets loaded")
     ap.add_argument("--mem-chunk", type=int, default=20,
-                    help="secrets in the file at a time while loading")
-    ap.add_argument("--skip", action="append", default=[], choices=["seal", "throughput", "memory"])
+                    help="filemem: secrets in the file at a time while loading")
+    ap.add_argument("--skip", action="append", default=["filemem"], choices=SECTIONS)
+    ap.add_argument("--only", action="append", default=[], choices=SECTIONS)
     ap.add_argument("--json", help="also write every result to this file")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"),
+                    help="where RESULTS.md, results.json and the charts go ('' for nowhere)")
+    ap.add_argument("--render", metavar="JSON",
+                    help="only redraw RESULTS.md and the charts from a saved results.json")
     args = ap.parse_args()
-    VALUE_LEN = args.value_len
+    if args.render:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_report
+        with open(args.render) as f:
+            bench_report.render(json.load(f), args.out)
+        return 0
 
     build = args.build if os.path.isabs(args.build) else os.path.join(ROOT, args.build)
     os.environ["SMCACHE_BUILD"] = build
     sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import smc_harness
+    import bench_peers as bp
     h = smc_harness
+    bench_peers = bp
+    want = (lambda s: s in args.only) if args.only else (lambda s: s not in args.skip)
 
-    bins = {name: os.path.join(build, "bench", name) for name in ("loadgen", "echo_server", "bench_seal")}
-    for path in list(bins.values()) + [h.SMCACHED]:
+    bins = {name: os.path.join(build, "bench", name) for name in ("loadgen", "echo_server", "bench_seal",
+                                                           "fake_upstream")}
+    for path in list(bins.values()) + [h.SMCACHED, h.SMCACHE]:
         if not os.access(path, os.X_OK):
             print(f"run_bench: {path} is missing: run `make bench`", file=sys.stderr)
             return 1
 
     failed = False
-    report = {}
+    t_start = time.monotonic()
+    report = {"machine": machine_info(), "args": vars(args)}
+    m = report["machine"]
+    print(f"machine: {m['nproc']} x {m['cpu']}, Linux {m['kernel']}, load "
+          f"{' '.join(f'{x:.1f}' for x in m['load_before'])}; {m['versions']}")
+    for peer in ("redis", "nginx", "wrk", "hyperfine", "gnuplot"):
+        if not bench_peers.have(peer):
+            print(f"note: {bench_peers.BINARIES[peer]} is not installed: its rows are skipped "
+                  "(`make deps-bench` installs the peers)")
     workdir = tempfile.mkdtemp(prefix="smc-bench-")
+    srv = None
     try:
-        if "seal" not in args.skip:
-            print("== seal (tests/bench/bench_seal.c)")
+        if want("seal"):
+            print("\n== seal (tests/bench/bench_seal.c)")
             p = subprocess.run([bins["bench_seal"]], capture_output=True, text=True, timeout=120)
             print(p.stdout, end="")
+            report["seal"] = p.stdout
             if p.returncode != 0:
                 print(f"bench_seal failed ({p.returncode}): {p.stderr}")
                 failed = True
-            print()
-        if "throughput" not in args.skip:
-            print("== throughput and latency: smcached vs echo_server (the physical limit)")
-            f, report["throughput"] = throughput_bench(args, bins["loadgen"], bins["echo_server"],
-                                                       workdir)
+        if want("throughput") or want("scaling") or want("cli"):
+            srv = Servers(args, bins, workdir)
+            srv.start()
+            for note in srv.notes:
+                print(f"note: {note}")
+            report["notes"] = srv.notes
+            if want("throughput"):
+                print("\n== throughput: echo_server (the limit), redis-server, smcached; "
+                      "Unix sockets, loadgen")
+                f, report["throughput"] = throughput_bench(args, srv)
+                failed |= f
+            if want("scaling"):
+                print("\n== scaling: 1 KiB hot, connections 1..256, no pipelining, one round each")
+                f, report["scaling"] = scaling_bench(args, srv)
+                failed |= f
+            if want("cli"):
+                print("\n== cold processes: one read each")
+                report["cli"] = cli_bench(args, srv)
+            st = stats(srv.agent)
+            report["agent_stats"] = {k: st.get(k) for k in ("cache_hits", "cache_misses",
+                                                            "replies_ok")}
+            srv.stop()
+            srv = None
+        if want("http"):
+            print("\n== HTTP front door vs nginx (wrk, 1 KiB value)")
+            f, report["http"] = http_bench(args, workdir)
             failed |= f
-            print()
-        if "memory" not in args.skip:
-            print(f"== memory per cached version ({args.mem_secrets} secrets of {VALUE_LEN} B)")
-            report["memory"] = memory_bench(args)
-            print()
-    except (BenchError, AssertionError, OSError, subprocess.SubprocessError) as e:
-        print(f"run_bench: {e}", file=sys.stderr)
+        if want("fleet"):
+            print("\n== upstream calls, fleet-like workload (moto behind a counting proxy)")
+            report["fleet"] = fleet_bench(args)
+            failed |= bool(report["fleet"].get("errors"))
+        if want("memory"):
+            print("\n== memory vs cached 1 KiB entries, measured from /proc (agent: aws backend, "
+                  "fast fake upstream)")
+            report["memory"] = {"agent": agent_memory_bench(args, bins, workdir),
+                                "redis": redis_memory_bench(args, workdir)}
+            for who in ("agent", "redis"):
+                if "points" in report["memory"][who]:
+                    per_entry(report["memory"][who])
+                    mm = report["memory"][who]
+                    print(f"  {who}: idle RSS {mm['idle']['rss'] / 2**20:.1f} MiB; per entry " +
+                          ", ".join(f"{p['entries']:,}: {p['rss_per_entry']:.0f} B from idle, "
+                                    f"{p['marginal']:.0f} B marginal" for p in mm["points"]))
+        if want("filemem"):
+            print(f"\n== memory per cached version, file backend ({args.mem_secrets} secrets)")
+            report["filemem"] = memory_bench(args)
+    except (BenchError, AssertionError, OSError, RuntimeError, subprocess.SubprocessError) as e:
+        print(f"run_bench: {type(e).__name__}: {e}", file=sys.stderr)
         failed = True
     finally:
+        if srv is not None:
+            try:
+                srv.stop()
+            except (AssertionError, OSError) as e:
+                print(f"run_bench: {e}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    report["elapsed_s"] = time.monotonic() - t_start
+    report["machine"]["load_after"] = os.getloadavg()
+    report["failed"] = failed
+    print(f"\nelapsed {report['elapsed_s']:.0f} s")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+    for path in [args.json] + ([os.path.join(args.out, "results.json")] if args.out else []):
+        if path:
+            with open(path, "w") as f:
+                json.dump(report, f, indent=1)
+    if args.out:
+        import bench_report
+        bench_report.render(report, args.out)
     if failed:
         print("run_bench: FAILED: some replies were wrong or missing, or a step failed")
         return 1

@@ -11,6 +11,8 @@ import json
 import subprocess
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 import aws_moto
 import smc_harness as h
@@ -115,11 +117,21 @@ class CredentialReadiness(unittest.TestCase):
     def test_rejected_then_fixed(self):
         with aws_moto.Moto(auth_free_actions=1000) as moto:
             moto.client().create_secret(Name="auth/db", SecretString="ok")
-            with aws_moto.AwsAgent(endpoint=moto.url) as agent:
+            mport = aws_moto.free_port()
+            # The HTTP door's /ready (issue 12) gives the same answer as HEALTH.
+            with aws_moto.AwsAgent(endpoint=moto.url, cache_extra="negative_ttl = 0\n[http]\n"
+                                   f"metrics_listen = 127.0.0.1:{mport}\n") as agent:
+                def ready():
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/ready", timeout=5) as r:
+                            return r.status, r.read().decode()
+                    except urllib.error.HTTPError as e:
+                        return e.code, e.read().decode()
                 # Free actions: the probe HEALTH starts proves the credentials.
                 self.assertTrue(wait_for(lambda: agent.cli("health").returncode == 0, 20),
                                 agent.cli("health").stdout)
                 self.assertEqual(health_json(agent)[1]["Credentials"], "ok")
+                self.assertEqual(ready(), (200, "ready"))
 
                 moto.reset_auth(0)                      # checks on: the key is now refused
                 rc, _, err = agent.get("auth/db")
@@ -135,6 +147,9 @@ class CredentialReadiness(unittest.TestCase):
                 self.assertEqual(r.returncode, EXIT_NOT_READY)
                 self.assertIn(b"reasons:      the upstream rejected", r.stdout)
                 self.assertEqual(agent.cli("ping").returncode, 0)   # ping stays liveness
+                code, text = ready()
+                self.assertEqual(code, 503, text)
+                self.assertIn("the upstream rejected the agent's credentials", text)
 
                 moto.reset_auth(1000)                   # "fixed": the key is accepted again
                 t0 = time.monotonic()
@@ -145,6 +160,7 @@ class CredentialReadiness(unittest.TestCase):
                 rc, obj, _ = health_json(agent)
                 self.assertEqual((obj["Ready"], obj["Credentials"]), (True, "ok"))
                 self.assertEqual(agent.get("auth/db")[:2], (0, b"ok"))
+                self.assertEqual(ready(), (200, "ready"))
 
 
 if __name__ == "__main__":

@@ -304,6 +304,11 @@ class AwsValuesTest(h.SharedAgentTest):
         # Quiet numbers (cache and upstream) must be equal; request counters may move.
         curl("-H", f"{HDR}: {TOKEN}", f"{self.base()}/secretsmanager/get?secretId={self.string_name}")
         stats = self.agent.stats()
+        # `smcache stats --json` prints the same numbers as the STATS reply.
+        cli = json.loads(self.agent.cli("stats", "--json").stdout)
+        for name, value in stats.items():
+            if name.startswith("cache_") or name.startswith("upstream_"):
+                self.assertEqual(cli[name], value, name)
         _, _, body = curl("-H", f"{HDR}: {TOKEN}", f"{self.base()}/metrics")
         samples, types = parse_exposition(body.decode())
         compared = 0
