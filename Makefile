@@ -93,12 +93,19 @@ SEES_agent/front      := agent/front agent/access agent/cache agent/backend agen
 LIBS_agent/front      := libevent libsodium
 SEES_agent/front/lambda_ext := agent/front agent/base
 LIBS_agent/front/lambda_ext := libevent libcjson
+# The Secrets Manager endpoint: the front wing plus the SigV4 verifier, the aws backend's
+# pass-through (aws/sigv4.h, aws/upstream_aws.h) and cJSON for the JSON 1.1 bodies.
+SEES_agent/front/sm_endpoint := $(SEES_agent/front) agent/aws
+LIBS_agent/front/sm_endpoint := libevent libsodium libcjson
+SEES_agent/front/sm_api := $(SEES_agent/front) agent/aws
+LIBS_agent/front/sm_api := libevent libsodium libcjson
 SEES_agent            := agent agent/front agent/access agent/cache agent/aws agent/backend agent/base proto
 LIBS_agent            := libevent libcurl libssl libcrypto libsodium libcjson inih
 SEES_tests            := $(SEES_agent) client
 LIBS_tests            := $(LIBS_agent) cmocka
 LAYER_PARTS := proto client agent agent/base agent/base/sd_notify agent/backend agent/cache agent/cache/seal \
-               agent/aws agent/aws/sigv4 agent/access agent/front agent/front/lambda_ext
+               agent/aws agent/aws/sigv4 agent/access agent/front agent/front/lambda_ext \
+               agent/front/sm_endpoint agent/front/sm_api
 
 # The part a source belongs to: its own row if it has one, else its folder's (all of tests/ is one).
 layer_of     = $(or $(if $(SEES_$(basename $(1))),$(basename $(1))),$(if $(filter tests/%,$(1)),tests),$(patsubst %/,%,$(dir $(1))))

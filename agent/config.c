@@ -94,6 +94,7 @@ static const char *const backend_names[] = { "file", "aws", NULL };
 static const char *const mlock_names[] = { "off", "best-effort", "required", NULL };
 static const char *const bool_names[] = { "false", "true", NULL };
 static const char *const yesno_names[] = { "no", "yes", NULL };
+static const char *const endpoint_auth_names[] = { "peer", "keys", NULL };
 /* In enum audit_level order. */
 static const char *const audit_names[] = { "off", "denied", "all", NULL };
 /* In enum log_format order. */
@@ -311,6 +312,32 @@ static const struct cfg_key cfg_keys[] = {
 	{ .section = "http", .key = "idle_timeout", .type = CT_DURATION,
 	  .offset = FIELD(http_idle_timeout), .def = "30", .min = 1, .max = 3600,
 	  .doc = "close an HTTP connection that sends nothing this long" },
+	{ .section = "endpoint", .key = "listen", .type = CT_LIST,
+	  .offset = FIELD(endpoint_listen), .check = check_http_address, .unset = "(none: off)",
+	  .doc = "ADDRESS:PORT the Secrets Manager API (for AWS SDKs and the aws CLI) listens on,"
+	    " e.g. 127.0.0.1:2774 or [::1]:2774; may be repeated" },
+	{ .section = "endpoint", .key = "allow_non_loopback", .type = CT_ENUM,
+	  .offset = FIELD(endpoint_allow_non_loopback), .def = "no", .names = yesno_names,
+	  .doc = "DANGEROUS: let [endpoint] listen use non-loopback addresses: yes or no" },
+	{ .section = "endpoint", .key = "auth", .type = CT_ENUM,
+	  .offset = FIELD(endpoint_auth), .def = "peer", .names = endpoint_auth_names,
+	  .doc = "who the caller is: peer (the uid owning the client socket) or keys (a key of"
+	    " keys_file, proved by its SigV4 signature)" },
+	{ .section = "endpoint", .key = "keys_file", .type = CT_STRING,
+	  .offset = FIELD(endpoint_keys_file), .check = check_abs_path, .unset = "(none)",
+	  .doc = "auth = keys: lines ACCESS_KEY_ID SECRET_ACCESS_KEY NAME (absolute path; owned"
+	    " by root or the agent's user, readable by no one else)" },
+	{ .section = "endpoint", .key = "allowed_hosts", .type = CT_STRING,
+	  .offset = FIELD(endpoint_allowed_hosts), .check = check_http_names, .unset = "(none)",
+	  .doc = "Host header names accepted besides localhost, 127.0.0.1 and [::1] (comma separated)" },
+	{ .section = "endpoint", .key = "forward", .type = CT_ENUM,
+	  .offset = FIELD(endpoint_forward), .def = "no", .names = yesno_names,
+	  .doc = "pass writes and other operations to Secrets Manager, signed with the agent's"
+	    " credentials, for callers an [access] allow_write rule grants: yes or no" },
+	{ .section = "access", .key = "allow_write", .type = CT_LIST,
+	  .offset = FIELD(access_allow_write), .check = acl_rule_check, .unset = "(none: no writes)",
+	  .doc = "a rule: user:NAME|UID, group:NAME|GID or key:NAME, then secret name or ARN"
+	    " patterns whose writes [endpoint] forward passes to Secrets Manager; may be repeated" },
 };
 
 /* ---- value syntax ---------------------------------------------------------------------- */
@@ -1063,6 +1090,28 @@ cross_check_http(struct cfg_parse *p, const struct config *cfg)
 		    cfg->http_metrics_listen);
 }
 
+/* [endpoint]: loopback only unless allowed; auth = keys needs a keys file. */
+static void
+cross_check_endpoint(struct cfg_parse *p, const struct config *cfg)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char why[128];
+
+	for (size_t i = 0; i < cfg->endpoint_listen.count && !cfg->endpoint_allow_non_loopback;
+	    i++) {
+		if (http_door_parse_address(cfg->endpoint_listen.items[i], &ss, &len, why,
+		    sizeof(why)) == 0 && !http_door_is_loopback(&ss))
+			cfg_fail(p, seen_line(p, "endpoint", "listen"), "[endpoint] listen = %s is"
+			    " not a loopback address (set [endpoint] allow_non_loopback = yes to"
+			    " allow it, which lets other hosts reach the agent)",
+			    cfg->endpoint_listen.items[i]);
+	}
+	if (cfg->endpoint_auth == 1 && cfg->endpoint_keys_file == NULL)
+		cfg_fail(p, seen_line(p, "endpoint", "auth"),
+		    "[endpoint] auth = keys needs [endpoint] keys_file");
+}
+
 /* Checks between keys, after the whole file is read. */
 static void
 cfg_cross_check(struct cfg_parse *p)
@@ -1070,6 +1119,7 @@ cfg_cross_check(struct cfg_parse *p)
 	const struct config *cfg = p->cfg;
 
 	cross_check_http(p, cfg);
+	cross_check_endpoint(p, cfg);
 
 	if (cfg->backend == CONFIG_BACKEND_FILE &&
 	    (cfg->file_path == NULL || cfg->file_path[0] == '\0'))

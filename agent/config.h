@@ -117,6 +117,15 @@ struct config {
 	size_t http_max_header_size;
 	size_t http_max_uri_size;
 	unsigned int http_idle_timeout;	/* seconds */
+
+	/* [endpoint] (the Secrets Manager API for AWS SDKs, sm_endpoint.h) */
+	struct config_list endpoint_listen;	/* ADDRESS:PORT items; none: off */
+	int endpoint_allow_non_loopback;	/* 1: listen addresses may be non-loopback */
+	int endpoint_auth;			/* enum sm_endpoint_auth: peer, keys */
+	char *endpoint_keys_file;		/* ACCESS_KEY_ID SECRET_ACCESS_KEY NAME lines */
+	char *endpoint_allowed_hosts;		/* Host names besides the loopback ones */
+	int endpoint_forward;			/* 1: pass other operations to the upstream */
+	struct config_list access_allow_write;	/* [access] allow_write rules (acl.h syntax) */
 };
 
 /*

@@ -31,6 +31,7 @@ struct acl_pattern {
 struct acl_rule {
 	bool group;			/* false: a user */
 	uint32_t id;			/* uid or gid */
+	char *key;			/* key:NAME rule ([endpoint] auth = keys); else NULL */
 	struct acl_pattern *patterns;
 	size_t npatterns;
 };
@@ -157,6 +158,7 @@ rule_clear(struct acl_rule *r)
 		free(r->patterns[i].suffixed);
 	}
 	free(r->patterns);
+	free(r->key);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -179,7 +181,15 @@ rule_parse(const char *text, struct acl_rule *r, char *why, size_t whylen)
 		return -1;
 	}
 	principal = tok;
-	if (parse_principal(principal, &r->group, &r->id, why, whylen) != 0)
+	if (strncmp(principal, "key:", 4) == 0) {
+		/* A local key of the Secrets Manager endpoint ([endpoint] keys_file). */
+		if (principal[4] == '\0') {
+			snprintf(why, whylen, "'%s' names no key", principal);
+			return -1;
+		}
+		if ((r->key = strdup(principal + 4)) == NULL)
+			goto nomem;
+	} else if (parse_principal(principal, &r->group, &r->id, why, whylen) != 0)
 		return -1;
 	/* At most one pattern per two characters of the rest, so one allocation fits all. */
 	if ((r->patterns = calloc(len / 2 + 1, sizeof(*r->patterns))) == NULL)
@@ -274,6 +284,9 @@ acl_rule_count(const struct acl *acl)
 static bool
 rule_names(const struct acl_rule *r, const struct acl_peer *p)
 {
+	/* A caller that proved a key is judged by key rules only, and only it by them. */
+	if (r->key != NULL || p->key != NULL)
+		return r->key != NULL && p->key != NULL && strcmp(r->key, p->key) == 0;
 	if (!r->group)
 		return (uint32_t)p->uid == r->id;
 	if ((uint32_t)p->gid == r->id)

@@ -7,6 +7,11 @@
  *
  *     user:NAME|UID   PATTERN [PATTERN ...]
  *     group:NAME|GID  PATTERN [PATTERN ...]
+ *     key:NAME        PATTERN [PATTERN ...]
+ *
+ * A key rule names a local key of the Secrets Manager endpoint ([endpoint]
+ * auth = keys, keys_file): a caller that signed with that key is judged by
+ * key rules only (acl_peer.key), and uid and group rules never match it.
  *
  * A group rule matches a peer whose primary group or any supplementary
  * group (SO_PEERGROUPS) is that group. A principal written with digits only
@@ -48,6 +53,7 @@ struct acl_peer {
 	gid_t gid;			/* primary group */
 	const gid_t *groups;		/* supplementary groups; NULL when none */
 	size_t ngroups;
+	const char *key;		/* the endpoint key the caller proved; NULL: a uid caller */
 };
 
 /* Checks one rule's text, resolving names. 0, or -1 with the reason in why. */

@@ -142,7 +142,7 @@ audit_format(const struct audit_event *e, char *buf, size_t len)
 		return 0;
 	buf[0] = '\0';
 	used = put_text(buf, len, used, "op=%s decision=%s status=%s uid=%lu gid=%lu pid=%ld id=",
-	    smc_op_name(e->op), e->allowed ? "allowed" : "denied",
+	    e->op_name != NULL ? e->op_name : smc_op_name(e->op), e->allowed ? "allowed" : "denied",
 	    e->status < 0 ? "-" : smc_status_name((enum smc_status)e->status),
 	    (unsigned long)e->uid, (unsigned long)e->gid, (long)e->pid);
 	used = put_quoted(buf, len, used, e->secret_id);
@@ -166,7 +166,9 @@ audit_record(struct audit *a, const struct audit_event *e)
 	int n;
 	size_t used;
 
-	if (!audit_wants(a, e->allowed))
+	/* Operations passed through (op_name, the endpoint's writes) are written at every
+	 * level but off: a write is worth a line even when it was allowed. */
+	if (!audit_wants(a, e->allowed && e->op_name == NULL))
 		return;
 	if (a->fd == STDERR_FILENO && log_get_format() == LOG_FORMAT_JSON) {
 		/* Next to JSON log lines, one of them (component "audit"): a log shipper

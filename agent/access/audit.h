@@ -43,6 +43,8 @@ struct audit_event {
 	int status;			/* the reply's smc_status; -1: no reply (client left) */
 	const char *door;		/* NULL: the Unix socket; "http": the HTTP door */
 	const char *reason;		/* NULL, or why a decision was made (e.g. uid unknown) */
+	const char *op_name;		/* NULL: smc_op_name(op); else e.g. "CreateSecret" (an
+					 * operation the Secrets Manager endpoint passed through) */
 };
 
 /* path NULL: stderr. Otherwise the file is opened (created 0600) for appending. */

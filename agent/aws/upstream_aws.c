@@ -23,6 +23,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <sodium.h>
 
@@ -45,7 +46,7 @@
 #define UA_MAX_PAGES		20	/* NextToken pages followed for one batch */
 #define UA_SHOWN_ID		64	/* secret ids are shortened to this in messages */
 
-enum ua_op { UA_GET, UA_DESCRIBE, UA_BATCH };
+enum ua_op { UA_GET, UA_DESCRIBE, UA_BATCH, UA_FORWARD };
 
 enum ua_state {
 	UA_IDLE,		/* between steps */
@@ -77,6 +78,8 @@ struct ua_call {
 	backend_value_cb value_cb;
 	backend_describe_cb describe_cb;
 	void *arg;
+	upstream_aws_forward_cb forward_cb;	/* UA_FORWARD */
+	char forward_target[UPSTREAM_AWS_MAX_TARGET + 1];
 	struct ua_batch *batch;			/* UA_BATCH, or a UA_GET of a batch fallback */
 	size_t batch_index;			/* that UA_GET's id */
 };
@@ -280,7 +283,7 @@ ua_call_new(struct ua_backend *be, enum ua_op op, char *body, const char *shown_
 	c->deadline = deadline;
 	c->target = op == UA_GET ? "secretsmanager.GetSecretValue" :
 	    op == UA_DESCRIBE ? "secretsmanager.DescribeSecret" :
-	    "secretsmanager.BatchGetSecretValue";
+	    op == UA_FORWARD ? c->forward_target : "secretsmanager.BatchGetSecretValue";
 	ua_shown_id(c->shown_id, sizeof(c->shown_id), shown_id);
 	c->timer = evtimer_new(be->backend.base, ua_on_timer, c);
 	c->deadline_ev = evtimer_new(be->backend.base, ua_on_deadline, c);
@@ -462,6 +465,8 @@ ua_count_error(struct ua_backend *be, const struct ua_call *c)
 	case UA_BATCH:
 		be->stats.batch_error++;
 		break;
+	case UA_FORWARD:
+		break;
 	}
 }
 
@@ -508,6 +513,12 @@ ua_call_finish(struct ua_call *c)
 	case UA_DESCRIBE:
 		be->busy++;
 		c->describe_cb(c->arg, NULL, &c->error);
+		be->busy--;
+		(void)ua_gone(be);
+		break;
+	case UA_FORWARD:
+		be->busy++;
+		c->forward_cb(c->arg, NULL, &c->error);
 		be->busy--;
 		(void)ua_gone(be);
 		break;
@@ -614,6 +625,7 @@ ua_describe_ok(struct ua_call *c, const struct http_response *r)
 		return;
 	}
 	ua_call_detach(c);
+	res.d.raw_json = (const char *)r->body;	/* NUL-terminated (http.h) */
 	be->backend.counters.describe_ok++;
 	backend_note(&be->backend, NULL);
 	be->busy++;
@@ -713,6 +725,18 @@ ua_on_http(void *arg, const struct http_response *r, enum http_error error,
 
 	c->http = NULL;
 	c->state = UA_IDLE;
+	if (c->op == UA_FORWARD && error == HTTP_OK) {
+		const struct upstream_aws_reply reply = { r->status, r->body, r->body_len,
+			r->content_type };
+
+		ua_call_detach(c);
+		be->busy++;
+		c->forward_cb(c->arg, &reply, NULL);
+		be->busy--;
+		(void)ua_gone(be);
+		ua_call_free(c);
+		return;
+	}
 	if (error != HTTP_OK) {
 		const char *why = error_message != NULL ? error_message : http_error_name(error);
 
@@ -736,7 +760,10 @@ ua_on_http(void *arg, const struct http_response *r, enum http_error error,
 			    "cannot reach Secrets Manager at %s: %s", be->host, why);
 			break;
 		}
-		ua_call_retry(c);
+		if (c->op == UA_FORWARD)
+			ua_call_finish(c);	/* not retried: the upstream may have acted on it */
+		else
+			ua_call_retry(c);
 		return;
 	}
 	if (r->status >= 200 && r->status < 300) {
@@ -750,6 +777,8 @@ ua_on_http(void *arg, const struct http_response *r, enum http_error error,
 		case UA_BATCH:
 			ua_batch_ok(c, r);
 			break;
+		case UA_FORWARD:
+			break;	/* answered above */
 		}
 		return;
 	}
@@ -1044,6 +1073,48 @@ upstream_aws_batch_get(struct backend *backend, const char *const *secret_ids, s
 fail:
 	ua_batch_free(be, b);
 	return -1;
+}
+
+int
+upstream_aws_forward(struct backend *backend, const char *target, const void *body, size_t len,
+    upstream_aws_forward_cb cb, void *arg)
+{
+	struct ua_backend *be = (struct ua_backend *)backend;
+	struct ua_call *c;
+	char *copy;
+
+	if (!upstream_aws_is(backend) || be->dying || target == NULL || cb == NULL ||
+	    strlen(target) > UPSTREAM_AWS_MAX_TARGET || (body == NULL && len > 0))
+		return -1;
+	/* aws_json_free() releases it: cJSON's hooks wipe (json_secure), and a write's body
+	 * can hold a secret value. */
+	if ((copy = cJSON_malloc(len + 1)) == NULL)
+		return -1;
+	if (len > 0)
+		memcpy(copy, body, len);
+	copy[len] = '\0';
+	if ((c = ua_call_new(be, UA_FORWARD, copy, "(forwarded)", ua_deadline(be))) == NULL)
+		return -1;
+	c->body_len = len;
+	snprintf(c->forward_target, sizeof(c->forward_target), "%s", target);
+	c->target = c->forward_target;
+	c->forward_cb = cb;
+	c->arg = arg;
+	ua_call_start(c);
+	return 0;
+}
+
+const char *
+upstream_aws_url(const struct backend *backend)
+{
+	return upstream_aws_is(backend) ? ((const struct ua_backend *)backend)->url : NULL;
+}
+
+const char *
+upstream_aws_region(const struct backend *backend)
+{
+	return upstream_aws_is(backend) ?
+	    ((const struct ua_backend *)backend)->resolved.region : NULL;
 }
 
 /* Frees everything; no callback runs after this starts. */

@@ -96,6 +96,32 @@ struct upstream_aws_batch_cbs {
 int upstream_aws_batch_get(struct backend *backend, const char *const *secret_ids, size_t count,
     const struct upstream_aws_batch_cbs *cbs, void *arg);
 
+/*
+ * A request of the Secrets Manager API passed through as it is (the
+ * endpoint's writes): body (AWS JSON 1.1) POSTed with X-Amz-Target target,
+ * signed with the agent's credentials, within upstream_timeout, never
+ * retried (the upstream may have acted on an attempt whose answer was lost).
+ * cb gets every HTTP answer (any status) as reply, or an error when there
+ * was none (no credentials, unreachable, timeout); what it receives is valid
+ * during the call. Returns 0, or -1 (no callback) when backend is not an aws
+ * backend or on bad arguments. body is copied (and wiped when done).
+ */
+#define UPSTREAM_AWS_MAX_TARGET	96
+struct upstream_aws_reply {
+	long status;
+	const uint8_t *body;
+	size_t len;
+	const char *content_type;	/* NULL when absent */
+};
+typedef void (*upstream_aws_forward_cb)(void *arg, const struct upstream_aws_reply *reply,
+    const struct backend_error *error);
+int upstream_aws_forward(struct backend *backend, const char *target, const void *body, size_t len,
+    upstream_aws_forward_cb cb, void *arg);
+
+/* The URL requests are POSTed to, and the signing region; NULL when not an aws backend. */
+const char *upstream_aws_url(const struct backend *backend);
+const char *upstream_aws_region(const struct backend *backend);
+
 /* NULL when backend is not an aws backend. */
 const struct upstream_aws_stats *upstream_aws_stats(const struct backend *backend);
 

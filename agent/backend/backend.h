@@ -72,6 +72,10 @@ struct backend_description {
 	int64_t deleted_ms;		/* 0 unless scheduled for deletion */
 	const struct backend_version_stages *versions;
 	size_t version_count;
+	/* The DescribeSecret response as the upstream sent it (NUL-terminated JSON, metadata
+	 * only), so the Secrets Manager endpoint can answer exactly as the service did;
+	 * NULL when the backend has none (the file backend). */
+	const char *raw_json;
 };
 
 /* Exactly one of value/description and error is non-NULL. */

@@ -1892,7 +1892,8 @@ described_put(struct cache *c, const char *id, const struct backend_description 
 		described_free(c, TAILQ_FIRST(&c->desc_fifo));
 	size = strlen(id) + 1;
 	if (d != NULL) {
-		size += opt_len(d->arn) + opt_len(d->name) + opt_len(d->description);
+		size += opt_len(d->arn) + opt_len(d->name) + opt_len(d->description) +
+		    opt_len(d->raw_json);
 		for (size_t i = 0; i < nv; i++) {
 			size += opt_len(d->versions[i].version_id);
 			nstages += d->versions[i].stage_count;
@@ -1916,6 +1917,7 @@ described_put(struct cache *c, const char *id, const struct backend_description 
 		e->d.arn = copy_opt(&p, d->arn);
 		e->d.name = copy_opt(&p, d->name);
 		e->d.description = copy_opt(&p, d->description);
+		e->d.raw_json = copy_opt(&p, d->raw_json);
 		e->d.versions = vs;
 		for (size_t i = 0; i < nv; i++) {
 			vs[i] = d->versions[i];
@@ -2039,6 +2041,51 @@ cache_describe_charged(struct cache *c, const char *secret_id, const struct cach
 fail:
 	backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
 	cb(arg, NULL, &error);
+}
+
+/* Does id name the secret known by ids[] (names, ARNs, the id a write used)? */
+static bool
+forget_names(const char *id, const char *const *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+
+		if (ids[i] == NULL)
+			continue;
+		if (strcmp(id, ids[i]) == 0)
+			return true;
+		/* A partial ARN of a full one: the ARN without its "-XXXXXX". */
+		len = strlen(id);
+		if (strncmp(ids[i], "arn:", 4) == 0 && strlen(ids[i]) == len + ARN_SUFFIX_LEN &&
+		    strncmp(ids[i], id, len) == 0 && ids[i][len] == '-')
+			return true;
+	}
+	return false;
+}
+
+void
+cache_forget(struct cache *c, const char *const *ids, size_t n)
+{
+	struct negative *neg, *nnext;
+	struct described *e, *enext;
+	struct secret *sec;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] != NULL && (sec = secret_find(c, ids[i])) != NULL)
+			secret_free(c, sec);
+	}
+	for (neg = TAILQ_FIRST(&c->negative_fifo); neg != NULL; neg = nnext) {
+		nnext = TAILQ_NEXT(neg, fifo);
+		if (forget_names(neg->id, ids, n))
+			negative_free(c, neg);
+	}
+	for (e = TAILQ_FIRST(&c->desc_fifo); e != NULL; e = enext) {
+		enext = TAILQ_NEXT(e, fifo);
+		if (forget_names(e->id, ids, n) || (e->found && ((e->d.name != NULL &&
+		    forget_names(e->d.name, ids, n)) || (e->d.arn != NULL &&
+		    forget_names(e->d.arn, ids, n)))))
+			described_free(c, e);
+	}
 }
 
 void

@@ -190,6 +190,15 @@ void cache_describe_charged(struct cache *cache, const char *secret_id,
     const struct cache_charge *charge, cache_describe_cb cb, void *arg);
 
 /*
+ * Drops everything held about one secret: its versions and labels, remembered
+ * "not found" answers and descriptions. ids are what it is known by (its name,
+ * its ARN, the id a client used), NULL entries skipped. For read-your-writes
+ * after a write passed through to the upstream: the next read asks again.
+ * (A fetch already in flight still answers its waiters with what it gets.)
+ */
+void cache_forget(struct cache *cache, const char *const *ids, size_t n);
+
+/*
  * Fetches AWSCURRENT of secret_id in the background (start-up prefetch).
  * cb (may be NULL) is called once when it is held or has failed, possibly
  * before cache_prefetch() returns.

@@ -73,6 +73,7 @@ peer_of(const struct conn *conn, struct acl_peer *peer)
 	peer->uid = conn_peer_uid(conn);
 	peer->gid = conn_peer_gid(conn);
 	peer->groups = conn_peer_groups(conn, &peer->ngroups);
+	peer->key = NULL;
 }
 
 /* A NUL-terminated copy of a request string that fits buf (the decoder bounds them); NULL if absent. */
@@ -108,7 +109,7 @@ audit_request(struct agent *agent, struct conn *conn, const struct smc_request *
 	e.version_id = str_copy(&req->version_id, vid, sizeof(vid));
 	e.allowed = allowed;
 	e.status = status;
-	e.door = e.reason = NULL;
+	e.door = e.reason = e.op_name = NULL;
 	audit_record(agent->audit, &e);
 }
 
@@ -838,6 +839,21 @@ dispatch_audit_answer(struct agent *agent, const struct dispatch_caller *c, uint
     const struct backend_query *q, int status)
 {
 	caller_audit(agent, c, op, q, true, status, NULL);
+}
+
+void
+dispatch_audit_forward(struct agent *agent, const struct dispatch_caller *c, const char *operation,
+    const char *secret_id, bool allowed, int status, const char *reason)
+{
+	const struct audit_event e = {
+		.op = 0, .op_name = operation, .uid = c->peer.uid, .gid = c->peer.gid,
+		.pid = c->pid, .secret_id = secret_id, .allowed = allowed, .status = status,
+		.door = c->door, .reason = reason,
+	};
+
+	/* Every forwarded write is written, whatever the level but off. */
+	if (audit_wants(agent->audit, false))
+		audit_record(agent->audit, &e);
 }
 
 const char *

@@ -68,6 +68,15 @@ void dispatch_charge_for(struct dispatch_charge *charge, struct agent *agent,
 typedef void (*dispatch_stat_fn)(const char *name, uint64_t value, bool counter, void *arg);
 void dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg);
 
+/*
+ * Audits an operation the Secrets Manager endpoint passes through or refuses
+ * (a write): operation is its API name, status the smc_status answered, or
+ * -1 when the upstream's HTTP answer was relayed (reason says which). Written
+ * at every audit level but off.
+ */
+void dispatch_audit_forward(struct agent *agent, const struct dispatch_caller *caller,
+    const char *operation, const char *secret_id, bool allowed, int status, const char *reason);
+
 /* The one answer to a refused request. */
 const char *dispatch_access_denied_message(void);
 

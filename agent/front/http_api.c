@@ -136,7 +136,7 @@ jw_base64(struct jw *w, const unsigned char *data, size_t len)
  * (serde_with TimestampSecondsWithFrac<String>), null when unknown.
  */
 static void
-render(struct jw *w, const struct backend_value *v)
+render(struct jw *w, const struct backend_value *v, bool sdk)
 {
 	char date[48];
 
@@ -165,6 +165,16 @@ render(struct jw *w, const struct backend_value *v)
 	jw_lit(w, ",\"CreatedDate\":");
 	if (v->created_ms <= 0) {
 		jw_lit(w, "null");
+	} else if (sdk) {
+		/* The service's epoch number (AWS JSON 1.1 timestamps), e.g. 1569534789.046. */
+		long long ms = v->created_ms % 1000;
+
+		if (ms == 0)
+			snprintf(date, sizeof(date), "%lld", (long long)(v->created_ms / 1000));
+		else
+			snprintf(date, sizeof(date), "%lld.%03lld", (long long)(v->created_ms / 1000),
+			    ms);
+		jw_lit(w, date);
 	} else {
 		long long ms = v->created_ms % 1000;
 
@@ -184,20 +194,32 @@ render(struct jw *w, const struct backend_value *v)
 	jw_lit(w, "}");
 }
 
-size_t
-http_api_render_value(const struct backend_value *value, unsigned char *out, size_t cap)
+static size_t
+render_into(const struct backend_value *value, unsigned char *out, size_t cap, bool sdk)
 {
 	struct jw w = { NULL, 0 };
 	size_t need;
 
-	render(&w, value);
+	render(&w, value, sdk);
 	need = w.n;
 	if (out == NULL || cap < need)
 		return need;
 	w.out = out;
 	w.n = 0;
-	render(&w, value);
+	render(&w, value, sdk);
 	return w.n == need ? need : 0;
+}
+
+size_t
+http_api_render_value(const struct backend_value *value, unsigned char *out, size_t cap)
+{
+	return render_into(value, out, cap, false);
+}
+
+size_t
+http_api_render_sdk_value(const struct backend_value *value, unsigned char *out, size_t cap)
+{
+	return render_into(value, out, cap, true);
 }
 
 /* ---- replies ------------------------------------------------------------------------------ */

@@ -32,5 +32,9 @@ bool http_api_ready(struct agent *agent, char *why, size_t whylen);
 /* The GetSecretValue JSON of value into out[0..cap); the length it needs when cap is short. */
 struct backend_value;
 size_t http_api_render_value(const struct backend_value *value, unsigned char *out, size_t cap);
+/* The same as the service itself answers GetSecretValue (CreatedDate an epoch number),
+ * for the Secrets Manager endpoint (sm_api.c). */
+size_t http_api_render_sdk_value(const struct backend_value *value, unsigned char *out,
+    size_t cap);
 
 #endif

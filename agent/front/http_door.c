@@ -45,6 +45,7 @@
 #include "dispatch.h"
 #include "http_api.h"
 #include "http_door.h"
+#include "sm_endpoint.h"
 #include "log.h"
 #include "peer_inet.h"
 #include "peer_limits.h"
@@ -80,13 +81,24 @@ struct http_sock {
 
 #define SWEEP_MS	100
 
+/* What a listener serves. */
+enum listener_kind {
+	LISTEN_API,			/* [http] listen, socket: the AWS agent's API */
+	LISTEN_METRICS,			/* [http] metrics_listen */
+	LISTEN_SDK,			/* [endpoint] listen: the Secrets Manager API (sm_endpoint.c) */
+};
+
 struct http_door {
 	const struct config *cfg;
 	struct agent *agent;
 	struct evhttp *http;		/* [http] listen and [http] socket */
 	struct evhttp *metrics_http;	/* [http] metrics_listen */
+	struct evhttp *sdk_http;	/* [endpoint] listen */
+	struct sm_endpoint *sdk;	/* what the [endpoint] listeners serve; NULL: none */
+	char *sdk_hosts[MAX_NAMES];	/* [endpoint] allowed_hosts */
+	size_t nsdk_hosts;
 	int fds[MAX_LISTENERS];
-	bool metrics_fd[MAX_LISTENERS];
+	enum listener_kind kind[MAX_LISTENERS];
 	size_t nfds;
 	char *unix_path;		/* unlinked at free */
 	uint8_t token_hash[crypto_generichash_BYTES];
@@ -287,8 +299,9 @@ out:
 /* ---- listeners ---------------------------------------------------------------------------- */
 
 static int
-bind_tcp(struct http_door *d, const char *text, bool metrics, char *err, size_t errlen)
+bind_tcp(struct http_door *d, const char *text, enum listener_kind kind, char *err, size_t errlen)
 {
+	const char *section = kind == LISTEN_SDK ? "endpoint" : "http";
 	struct sockaddr_storage ss;
 	socklen_t len;
 	const int one = 1;
@@ -296,11 +309,11 @@ bind_tcp(struct http_door *d, const char *text, bool metrics, char *err, size_t 
 	int fd;
 
 	if (d->nfds == MAX_LISTENERS) {
-		snprintf(err, errlen, "[http]: more than %d listeners", MAX_LISTENERS);
+		snprintf(err, errlen, "[%s]: more than %d listeners", section, MAX_LISTENERS);
 		return -1;
 	}
 	if (http_door_parse_address(text, &ss, &len, why, sizeof(why)) != 0) {
-		snprintf(err, errlen, "[http] %s: %s", text, why);
+		snprintf(err, errlen, "[%s] %s: %s", section, text, why);
 		return -1;
 	}
 	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
@@ -312,11 +325,11 @@ bind_tcp(struct http_door *d, const char *text, bool metrics, char *err, size_t 
 		close(fd);
 		goto fail;
 	}
-	d->metrics_fd[d->nfds] = metrics;
+	d->kind[d->nfds] = kind;
 	d->fds[d->nfds++] = fd;
 	return 0;
 fail:
-	snprintf(err, errlen, "[http] cannot listen on %s: %s", text, strerror(errno));
+	snprintf(err, errlen, "[%s] cannot listen on %s: %s", section, text, strerror(errno));
 	return -1;
 }
 
@@ -354,7 +367,7 @@ bind_unix(struct http_door *d, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	d->metrics_fd[d->nfds] = false;
+	d->kind[d->nfds] = LISTEN_API;
 	d->fds[d->nfds++] = fd;
 	return 0;
 }
@@ -366,7 +379,7 @@ http_door_open(struct http_door **door, const struct config *cfg, char *err, siz
 
 	*door = NULL;
 	if (cfg->http_listen.count == 0 && cfg->http_socket == NULL &&
-	    cfg->http_metrics_listen == NULL)
+	    cfg->http_metrics_listen == NULL && cfg->endpoint_listen.count == 0)
 		return 0;
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -389,14 +402,24 @@ http_door_open(struct http_door **door, const struct config *cfg, char *err, siz
 	    "allowed_hosts") != 0)
 		goto fail;
 	for (size_t i = 0; i < cfg->http_listen.count; i++) {
-		if (bind_tcp(d, cfg->http_listen.items[i], false, err, errlen) != 0)
+		if (bind_tcp(d, cfg->http_listen.items[i], LISTEN_API, err, errlen) != 0)
 			goto fail;
 	}
 	if (cfg->http_socket != NULL && bind_unix(d, cfg->http_socket, err, errlen) != 0)
 		goto fail;
 	if (cfg->http_metrics_listen != NULL &&
-	    bind_tcp(d, cfg->http_metrics_listen, true, err, errlen) != 0)
+	    bind_tcp(d, cfg->http_metrics_listen, LISTEN_METRICS, err, errlen) != 0)
 		goto fail;
+	if (cfg->endpoint_listen.count > 0) {
+		/* Its keys file is read now, before the agent drops privileges. */
+		if (split_names(cfg->endpoint_allowed_hosts, d->sdk_hosts, &d->nsdk_hosts, err,
+		    errlen, "allowed_hosts") != 0 || sm_endpoint_open(&d->sdk, cfg, err, errlen) != 0)
+			goto fail;
+		for (size_t i = 0; i < cfg->endpoint_listen.count; i++) {
+			if (bind_tcp(d, cfg->endpoint_listen.items[i], LISTEN_SDK, err, errlen) != 0)
+				goto fail;
+		}
+	}
 	*door = d;
 	return 0;
 fail:
@@ -627,7 +650,7 @@ http_door_send_text(struct http_door *d, struct evhttp_request *req, int code, c
 
 /* "name" or "name:port" where name is a loopback name or an allowed host. */
 static bool
-host_ok(const struct http_door *d, const struct http_conn *hc, const char *host)
+host_ok(char *const *hosts, size_t nhosts, const struct http_conn *hc, const char *host)
 {
 	static const char *const loopback[] = { "localhost", "127.0.0.1", "[::1]" };
 	const char *colon;
@@ -652,8 +675,8 @@ host_ok(const struct http_door *d, const struct http_conn *hc, const char *host)
 		if (strlen(loopback[i]) == nlen && strncasecmp(host, loopback[i], nlen) == 0)
 			return true;
 	}
-	for (size_t i = 0; i < d->nhosts; i++) {
-		if (strlen(d->hosts[i]) == nlen && strncasecmp(host, d->hosts[i], nlen) == 0)
+	for (size_t i = 0; i < nhosts; i++) {
+		if (strlen(hosts[i]) == nlen && strncasecmp(host, hosts[i], nlen) == 0)
 			return true;
 	}
 	return false;
@@ -685,30 +708,34 @@ request_path(struct evhttp_request *req)
 	return path != NULL ? path : "";
 }
 
-static void
-on_request(struct evhttp_request *req, void *arg)
+/*
+ * What every request on a caller-facing listener passes first: the door's
+ * state for its connection, the connection limits (judged at a connection's
+ * first request), the caller's identity. NULL: answered here.
+ */
+static struct http_conn *
+conn_admit(struct http_door *d, struct evhttp_request *req, bool ping, const char *door_name)
 {
-	struct http_door *d = arg;
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	struct http_conn *hc;
-	const char *path = request_path(req);
-	bool fresh, ping = strcmp(path, "/ping") == 0;
+	bool fresh;
 	unsigned limit = d->cfg->http_max_connections;
 
 	d->stats.requests++;
 	sock_requested(d, evcon);
 	if (evcon == NULL || (hc = conn_get(d, evcon, &fresh)) == NULL) {
 		http_door_send_text(d, req, 500, "out of memory");
-		return;
+		return NULL;
 	}
+	if (fresh)
+		hc->caller.door = door_name;
 	/* Judged once, at a connection's first request (the one that made the count); like the
 	 * AWS agent, /ping has a little headroom so health checks pass under load. */
 	if (fresh && d->stats.connections_active > (ping ? limit + 2 : limit)) {
 		d->stats.connections_rejected++;
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		http_door_send_text(d, req, 429, "Connection limit exceeded");
-		return;
+		return NULL;
 	}
 	if (fresh && d->agent->peer_limits != NULL && (hc->caller.limits =
 	    peer_limits_conn_open(d->agent->peer_limits, hc->caller.peer.uid)) == NULL) {
@@ -716,11 +743,25 @@ on_request(struct evhttp_request *req, void *arg)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		http_door_send_text(d, req, 429, errno == EUSERS ?
 		    "too many connections from your user" : "out of memory");
-		return;
+		return NULL;
 	}
 	if (!hc->caller.uid_known)
 		d->stats.uid_unknown++;
-	if (!host_ok(d, hc, evhttp_find_header(in, "Host"))) {
+	return hc;
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	struct http_door *d = arg;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct http_conn *hc;
+	const char *path = request_path(req);
+	bool ping = strcmp(path, "/ping") == 0;
+
+	if ((hc = conn_admit(d, req, ping, "http")) == NULL)
+		return;
+	if (!host_ok(d->hosts, d->nhosts, hc, evhttp_find_header(in, "Host"))) {
 		http_door_send_text(d, req, 400, "Bad Host");
 		return;
 	}
@@ -739,6 +780,27 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	http_api_handle(d, d->agent, req, path, &hc->caller, d->cfg);
+}
+
+/*
+ * [endpoint] listen: the Secrets Manager API. The same connection bounds,
+ * caller and Host (DNS rebinding) checks as the HTTP API; no token (the SigV4
+ * Authorization plays its part, sm_endpoint.c) and no CORS headers ever.
+ */
+static void
+on_sdk_request(struct evhttp_request *req, void *arg)
+{
+	struct http_door *d = arg;
+	struct http_conn *hc;
+
+	if ((hc = conn_admit(d, req, false, "sdk")) == NULL)
+		return;
+	if (!host_ok(d->sdk_hosts, d->nsdk_hosts, hc,
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "Host"))) {
+		http_door_send_text(d, req, 400, "Bad Host");
+		return;
+	}
+	sm_endpoint_handle(d->sdk, d, d->agent, req, &hc->caller);
 }
 
 /* [http] metrics_listen: /metrics, /ready and /ping for scrapers, no token, GET only. */
@@ -790,14 +852,20 @@ http_door_start(struct http_door *d, struct agent *agent, char *err, size_t errl
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	if (d->sdk != NULL && sm_endpoint_start(d->sdk, agent, err, errlen) != 0)
+		return -1;
 	for (size_t i = 0; i < d->nfds; i++) {
-		struct evhttp **h = d->metrics_fd[i] ? &d->metrics_http : &d->http;
+		struct evhttp **h = d->kind[i] == LISTEN_METRICS ? &d->metrics_http :
+		    d->kind[i] == LISTEN_SDK ? &d->sdk_http : &d->http;
 
-		if (*h == NULL && (*h = make_http(d, d->metrics_fd[i] ? on_metrics_request :
+		if (*h == NULL && (*h = make_http(d, d->kind[i] == LISTEN_METRICS ?
+		    on_metrics_request : d->kind[i] == LISTEN_SDK ? on_sdk_request :
 		    on_request)) == NULL) {
 			snprintf(err, errlen, "cannot create the HTTP server");
 			return -1;
 		}
+		if (d->kind[i] == LISTEN_SDK)
+			evhttp_set_max_body_size(*h, SM_ENDPOINT_MAX_BODY);
 		if (evhttp_accept_socket_with_handle(*h, d->fds[i]) == NULL) {
 			snprintf(err, errlen, "cannot serve HTTP on a listener");
 			return -1;
@@ -811,6 +879,9 @@ http_door_start(struct http_door *d, struct agent *agent, char *err, size_t errl
 		log_info("HTTP API on Unix socket %s", d->unix_path);
 	if (agent->config->http_metrics_listen != NULL)
 		log_info("metrics on %s", agent->config->http_metrics_listen);
+	for (size_t i = 0; i < agent->config->endpoint_listen.count; i++)
+		log_info("Secrets Manager API (for AWS SDKs) on %s",
+		    agent->config->endpoint_listen.items[i]);
 	return 0;
 }
 
@@ -820,11 +891,15 @@ http_door_free(struct http_door *d)
 	if (d == NULL)
 		return;
 	http_api_shutdown(d);
+	sm_endpoint_shutdown(d->sdk);
 	/* Frees every connection: conn_closed returns their per-uid entries. */
 	if (d->http != NULL)
 		evhttp_free(d->http);
 	if (d->metrics_http != NULL)
 		evhttp_free(d->metrics_http);
+	if (d->sdk_http != NULL)
+		evhttp_free(d->sdk_http);
+	sm_endpoint_free(d->sdk);
 	/* Every connection is freed now: our references are the last. */
 	while (!TAILQ_EMPTY(&d->socks))
 		sock_release(d, TAILQ_FIRST(&d->socks));
@@ -843,6 +918,8 @@ http_door_free(struct http_door *d)
 		free(d->headers[i]);
 	for (size_t i = 0; i < d->nhosts; i++)
 		free(d->hosts[i]);
+	for (size_t i = 0; i < d->nsdk_hosts; i++)
+		free(d->sdk_hosts[i]);
 	table_destroy(&d->conns);
 	sodium_memzero(d->token_hash, sizeof(d->token_hash));
 	free(d);

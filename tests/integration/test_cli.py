@@ -206,7 +206,7 @@ class CliAgainstAgent(h.SharedAgentTest):
                      ["ping", "extra"], ["stats", "x"], ["--timeout", "abc", "ping"],
                      ["--timeout", "0", "ping"], ["--timeout", "-5", "ping"], ["--timeout"],
                      ["describe", "app/db", "--version-stage", "AWSCURRENT"],
-                     ["ping", "--json"], ["stats", "--json"], ["get", "app/db", "--bogus"],
+                     ["ping", "--json"], ["get", "app/db", "--bogus"],
                      ["get", "app/db", "--version-id", ""], ["get", ""], ["--socket", "", "ping"],
                      ["get", "x" * 3000]):
             with self.subTest(args=args):

@@ -182,7 +182,10 @@ class UpstreamBudget(unittest.TestCase):
         names = [f"budget/cap-{tag}-{i}" for i in range(n)]
         for i, name in enumerate(names):
             self.sm.create_secret(Name=name, SecretString=f"value-{i}")
-        with self.agent(aws_extra=f"max_connections = {cap}\n",
+        # 40 calls of 0.3 s through 4 connections queue for 3 s and more (much more under
+        # ASan on a loaded machine): the timeouts are out of the way, the cap is the subject.
+        with self.agent(aws_extra=f"max_connections = {cap}\nupstream_timeout = 120\n"
+                                  "request_timeout = 60\n",
                         limits="upstream_burst_per_uid = 1000\n") as a:
             self.proxy.clear()
             self.proxy.reset_peaks()

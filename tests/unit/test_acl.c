@@ -299,6 +299,35 @@ test_stats(void **state)
 	acl_free(acl);
 }
 
+/* key:NAME rules ([endpoint] auth = keys): a key caller is judged by key rules only. */
+static void
+test_key_principals(void **state)
+{
+	static const char *const rules[] = {
+		"key:alice app/*",
+		"key:bob other/*",
+		"user:1000 app/* other/*",
+	};
+	const struct acl_peer alice = { .uid = 1000, .gid = 1000, .key = "alice" };
+	const struct acl_peer bob_as_root = { .uid = 0, .gid = 0, .key = "bob" };
+	const struct acl_peer carol = { .uid = 1000, .gid = 1000, .key = "carol" };
+	struct acl *acl = make(rules, 3);
+	char why[128];
+
+	(void)state;
+	assert_true(acl_allows_id(acl, &alice, "app/db"));
+	assert_false(acl_allows_id(acl, &alice, "other/x"));	/* uid 1000's rule does not apply */
+	assert_true(acl_allows_resolved(acl, &bob_as_root, "other/x", NULL));
+	assert_false(acl_allows_id(acl, &bob_as_root, "app/db"));
+	assert_false(acl_allows_id(acl, &carol, "app/db"));	/* an unnamed key: nothing */
+	assert_true(acl_allows_id(acl, &user1000, "other/x"));	/* a uid caller: no key rule */
+	assert_true(acl_names_peer(acl, &alice));
+	assert_false(acl_names_peer(acl, &carol));
+	assert_int_equal(acl_rule_check("key: app/*", why, sizeof(why)), -1);
+	assert_int_equal(acl_rule_check("key:alice", why, sizeof(why)), -1);
+	acl_free(acl);
+}
+
 int
 main(void)
 {
@@ -312,6 +341,7 @@ main(void)
 		cmocka_unit_test(test_resolved),
 		cmocka_unit_test(test_unambiguous),
 		cmocka_unit_test(test_principals),
+		cmocka_unit_test(test_key_principals),
 		cmocka_unit_test(test_stats),
 	};
 

@@ -182,7 +182,14 @@ static const char default_description[] =
     "http.max_connections = 800\n"
     "http.max_header_size = 16K\n"
     "http.max_uri_size = 8K\n"
-    "http.idle_timeout = 30\n";
+    "http.idle_timeout = 30\n"
+    "endpoint.listen = (none: off)\n"
+    "endpoint.allow_non_loopback = no\n"
+    "endpoint.auth = peer\n"
+    "endpoint.keys_file = (none)\n"
+    "endpoint.allowed_hosts = (none)\n"
+    "endpoint.forward = no\n"
+    "access.allow_write = (none: no writes)\n";
 
 static void
 check_defaults(const struct config *cfg)
@@ -334,7 +341,14 @@ test_all_keys(void **state)
 	    "http.max_connections = 800\n"
 	    "http.max_header_size = 16K\n"
 	    "http.max_uri_size = 8K\n"
-	    "http.idle_timeout = 30\n");
+	    "http.idle_timeout = 30\n"
+	    "endpoint.listen = (none: off)\n"
+	    "endpoint.allow_non_loopback = no\n"
+	    "endpoint.auth = peer\n"
+	    "endpoint.keys_file = (none)\n"
+	    "endpoint.allowed_hosts = (none)\n"
+	    "endpoint.forward = no\n"
+	    "access.allow_write = (none: no writes)\n");
 	free(text);
 	config_free(&cfg);
 
@@ -936,6 +950,20 @@ test_example_file(void **state)
 	free(cfg.http_allowed_hosts);
 	free(cfg.http_metrics_listen);
 	cfg.http_socket = cfg.http_allowed_hosts = cfg.http_metrics_listen = NULL;
+	/* [endpoint] and [access] allow_write: one example each. */
+	assert_int_equal(cfg.endpoint_listen.count, 1);
+	assert_int_equal(cfg.access_allow_write.count, 1);
+	free(cfg.endpoint_listen.items[0]);
+	free(cfg.endpoint_listen.items);
+	free(cfg.access_allow_write.items[0]);
+	free(cfg.access_allow_write.items);
+	cfg.endpoint_listen.items = cfg.access_allow_write.items = NULL;
+	cfg.endpoint_listen.count = cfg.access_allow_write.count = 0;
+	assert_non_null(cfg.endpoint_keys_file);
+	assert_non_null(cfg.endpoint_allowed_hosts);
+	free(cfg.endpoint_keys_file);
+	free(cfg.endpoint_allowed_hosts);
+	cfg.endpoint_keys_file = cfg.endpoint_allowed_hosts = NULL;
 	free(cfg.socket_user);
 	free(cfg.socket_group);
 	free(cfg.user);
