@@ -2056,8 +2056,7 @@ forget_names(const char *id, const char *const *ids, size_t n)
 			return true;
 		/* A partial ARN of a full one: the ARN without its "-XXXXXX". */
 		len = strlen(id);
-		if (strncmp(ids[i], "arn:", 4) == 0 && strlen(ids[i]) == len + ARN_SUFFIX_LEN &&
-		    strncmp(ids[i], id, len) == 0 && ids[i][len] == '-')
+		if (sm_id_is_partial_of(id, len, ids[i]))
 			return true;
 	}
 	return false;
