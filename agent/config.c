@@ -38,6 +38,7 @@
 #include "config.h"
 #include "http_door.h"
 #include "log.h"
+#include "sm_id.h"
 #include "sys_file.h"
 #include "sys_user.h"
 
@@ -482,18 +483,7 @@ check_socket(const char *v, char *why, size_t whylen)
 static int
 check_region(const char *v, char *why, size_t whylen)
 {
-	size_t len = strlen(v), i;
-	bool ok = len > 0 && len <= 32 && v[0] >= 'a' && v[0] <= 'z' && v[len - 1] != '-';
-
-	for (i = 0; ok && i < len; i++) {
-		char c = v[i];
-
-		if (c == '-')
-			ok = v[i + 1] != '-';
-		else
-			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-	}
-	if (!ok) {
+	if (!sm_id_region_valid(v)) {
 		snprintf(why, whylen, "'%s' is not a region name (expected lowercase letters,"
 		    " digits and dashes, like us-east-1)", v);
 		return -1;

@@ -169,12 +169,6 @@ fail:
 	return NULL;
 }
 
-size_t
-service_prefetch_pending(const struct service *svc)
-{
-	return svc->pending;
-}
-
 void
 service_stopping(void)
 {

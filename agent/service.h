@@ -23,9 +23,6 @@ struct service;
  */
 struct service *service_start(struct agent *agent, const char *list, char *err, size_t errlen);
 
-/* Prefetched ids not yet held or failed; 0 once READY=1 has been sent. */
-size_t service_prefetch_pending(const struct service *svc);
-
 /* STOPPING=1; call when shutdown begins. */
 void service_stopping(void);
 

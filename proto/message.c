@@ -15,6 +15,7 @@
 
 #include "frame.h"
 #include "message.h"
+#include "utf8.h"
 #include "wire.h"
 
 #define ARRAY_LEN(a)	(sizeof(a) / sizeof((a)[0]))
@@ -190,35 +191,6 @@ fail(struct smc_decode_error *err, enum smc_status status, const char *fmt, ...)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence at p (1 to 4 bytes), or 0 when
- * the bytes there are not one: stray continuation bytes, overlong forms,
- * UTF-16 surrogates, code points past U+10FFFF and cut sequences.
- */
-static size_t
-utf8_seq_len(const uint8_t *p, size_t left)
-{
-	uint8_t c = p[0];
-	size_t n, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2)
-		return 0;
-	n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
-	if (n == 0 || left < n)
-		return 0;
-	for (i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((c == 0xe0 && p[1] < 0xa0) ||	/* overlong 3-byte */
-	    (c == 0xed && p[1] >= 0xa0) ||	/* surrogates */
-	    (c == 0xf0 && p[1] < 0x90) ||	/* overlong 4-byte */
-	    (c == 0xf4 && p[1] >= 0x90))	/* past U+10FFFF */
-		return 0;
-	return n;
-}
-
-/*
  * Length of the leading run of bytes in 0x01..0x7f: text that needs neither
  * the NUL search nor the UTF-8 decoder. Eight bytes at a time: for bytes of
  * 0x01..0x7f, neither the byte nor the byte minus one (no borrow can occur
@@ -279,7 +251,7 @@ check_value(const struct field_spec *s, const struct smc_field *f, const struct 
 		return fail(err, SMC_STATUS_BAD_REQUEST, "field %s%s contains a NUL byte",
 		    s->name, sc->suffix);
 	for (; i < f->len; i += n) {
-		if ((n = utf8_seq_len(f->value + i, f->len - i)) == 0)
+		if ((n = smc_utf8_seq_len(f->value + i, f->len - i)) == 0)
 			return fail(err, SMC_STATUS_BAD_REQUEST,
 			    "field %s%s is not valid UTF-8 (byte %zu)", s->name, sc->suffix, i);
 	}
@@ -546,7 +518,7 @@ smc_encode_error(struct smc_writer *w, uint8_t request_op, uint32_t request_id,
 		/* Whatever the caller formatted, the receiver must be able to decode it. */
 		left = strlen(message);
 		while (left > 0) {
-			n = utf8_seq_len(m, left);
+			n = smc_utf8_seq_len(m, left);
 			if (len + (n == 0 ? 1 : n) > sizeof(text))
 				break;
 			if (n == 0) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "sm_id.h"
 #include "sys_user.h"
 
 #define RULE_MAX_LEN	4096
@@ -303,43 +304,16 @@ glob_match(const struct acl_pattern *pat, const char *s, bool with_suffix)
 	    (with_suffix && fnmatch(pat->suffixed, s, FNM_FLAGS) == 0);
 }
 
-/*
- * The name part of a Secrets Manager ARN,
- * arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME[-XXXXXX], or NULL
- * when the id is not shaped like one.
- */
-static const char *
-arn_name_part(const char *arn)
-{
-	const char *field[7], *p = arn;
-	size_t n = 0;
-
-	field[n++] = p;
-	while (n < 7 && (p = strchr(p, ':')) != NULL)
-		field[n++] = ++p;
-	if (n < 7 || strchr(field[6], ':') != NULL || field[6][0] == '\0')
-		return NULL;
-	if (strncmp(field[2], "secretsmanager:", 15) != 0 || strncmp(field[5], "secret:", 7) != 0)
-		return NULL;
-	return field[6];
-}
-
-static bool
-is_arn(const char *id)
-{
-	return strncmp(id, "arn:", 4) == 0;
-}
-
 bool
 acl_allows_id(const struct acl *acl, const struct acl_peer *peer, const char *id)
 {
 	const char *name = NULL;
-	bool arn = is_arn(id);
+	bool arn = sm_id_is_arn(id);
 
 	if (!acl_enabled(acl))
 		return true;
 	if (arn)
-		name = arn_name_part(id);
+		name = sm_id_arn_name(id, false, NULL);
 	for (size_t i = 0; i < acl->nrules; i++) {
 		const struct acl_rule *r = &acl->rules[i];
 
@@ -383,37 +357,25 @@ acl_allows_resolved(const struct acl *acl, const struct acl_peer *peer, const ch
 }
 
 /* Does name end in what looks like Secrets Manager's suffix ("-" and 6 letters or digits)? */
-static bool
-has_arn_suffix(const char *name)
-{
-	size_t len = strlen(name);
-
-	if (len < 8 || name[len - 7] != '-')
-		return false;
-	for (size_t i = len - 6; i < len; i++)
-		if (!isalnum((unsigned char)name[i]))
-			return false;
-	return true;
-}
-
 bool
 acl_id_unambiguous(const struct acl *acl, const struct acl_peer *peer, const char *id)
 {
 	const char *name;
 	char *base;
+	size_t len;
 	bool ok;
 
-	if (!acl_enabled(acl) || !is_arn(id))
+	if (!acl_enabled(acl) || !sm_id_is_arn(id))
 		return true;
-	if ((name = arn_name_part(id)) == NULL)
+	if ((name = sm_id_arn_name(id, false, &len)) == NULL)
 		return false;
 	/* The secret named like the name part itself... */
 	if (!acl_allows_resolved(acl, peer, name, NULL))
 		return false;
-	if (!has_arn_suffix(name))
+	if (!sm_id_has_suffix(name, len))
 		return true;
 	/* ...and the one whose name is the name part without its suffix. */
-	if ((base = strndup(name, strlen(name) - 7)) == NULL)
+	if ((base = strndup(name, len - SM_ID_SUFFIX_LEN)) == NULL)
 		return false;
 	ok = acl_allows_resolved(acl, peer, base, NULL);
 	free(base);

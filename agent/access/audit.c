@@ -162,9 +162,7 @@ audit_format(const struct audit_event *e, char *buf, size_t len)
 void
 audit_record(struct audit *a, const struct audit_event *e)
 {
-	char line[AUDIT_LINE_MAX];
-	struct timespec now;
-	struct tm tm;
+	char line[AUDIT_LINE_MAX], when[LOG_TIME_LEN];
 	int n;
 	size_t used;
 
@@ -184,11 +182,8 @@ audit_record(struct audit *a, const struct audit_event *e)
 			return;
 		return;
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ smcached[%ld] audit: ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    now.tv_nsec / 1000000, (long)getpid());
+	log_format_time(when, sizeof(when));
+	n = snprintf(line, sizeof(line), "%s smcached[%ld] audit: ", when, (long)getpid());
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
 	used = (size_t)n + audit_format(e, line + n, sizeof(line) - (size_t)n - 1);

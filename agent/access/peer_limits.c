@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "peer_limits.h"
+#include "sys_clock.h"
 #include "table.h"
 
 #define NS_PER_S		1000000000ULL
@@ -38,29 +39,11 @@ struct peer_entry {
 
 struct peer_limits {
 	struct peer_limits_config cfg;
-	peer_limits_clock_fn clock;
-	void *clock_arg;
 	struct table table;
 	LIST_HEAD(, peer_entry) entries;
 	size_t sweep_at;
 	struct peer_limits_stats stats;
 };
-
-static uint64_t
-monotonic_ns(void *arg)
-{
-	struct timespec ts;
-
-	(void)arg;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t
-now_ns(const struct peer_limits *pl)
-{
-	return pl->clock(pl->clock_arg);
-}
 
 /* ---- token buckets ----------------------------------------------------------------------- */
 
@@ -193,7 +176,7 @@ entry_get(struct peer_limits *pl, uid_t uid)
 
 	if ((e = entry_find(pl, uid, h)) != NULL)
 		return e;
-	now = now_ns(pl);
+	now = sys_clock_ns();
 	if (pl->stats.uids >= pl->sweep_at)
 		sweep(pl, now);
 	if ((e = calloc(1, sizeof(*e))) == NULL)
@@ -214,7 +197,7 @@ entry_get(struct peer_limits *pl, uid_t uid)
 /* ---- public ------------------------------------------------------------------------------ */
 
 struct peer_limits *
-peer_limits_new(const struct peer_limits_config *cfg, peer_limits_clock_fn clock, void *clock_arg)
+peer_limits_new(const struct peer_limits_config *cfg)
 {
 	struct peer_limits *pl;
 
@@ -225,8 +208,6 @@ peer_limits_new(const struct peer_limits_config *cfg, peer_limits_clock_fn clock
 		return NULL;
 	}
 	pl->cfg = *cfg;
-	pl->clock = clock != NULL ? clock : monotonic_ns;
-	pl->clock_arg = clock_arg;
 	pl->sweep_at = SWEEP_AT;
 	LIST_INIT(&pl->entries);
 	return pl;
@@ -250,7 +231,7 @@ peer_limits_free(struct peer_limits *pl)
 void
 peer_limits_set_config(struct peer_limits *pl, const struct peer_limits_config *cfg)
 {
-	uint64_t now = now_ns(pl);
+	uint64_t now = sys_clock_ns();
 	struct peer_entry *e;
 
 	/* Settle the old rates up to now, then clip to the new capacities. */
@@ -293,7 +274,7 @@ peer_limits_allow_request(struct peer_limits *pl, struct peer_entry *e)
 {
 	if (pl == NULL || e == NULL || pl->cfg.requests_per_second == 0)
 		return true;
-	if (bucket_take(&e->requests, request_rate(pl), request_capacity(pl), now_ns(pl)))
+	if (bucket_take(&e->requests, request_rate(pl), request_capacity(pl), sys_clock_ns()))
 		return true;
 	pl->stats.requests_rejected++;
 	e->refused_since_warn = true;
@@ -309,7 +290,7 @@ peer_limits_should_warn(struct peer_limits *pl, uid_t uid)
 	if (pl == NULL || (e = entry_find(pl, uid, uid_hash(pl, uid))) == NULL ||
 	    !e->refused_since_warn)
 		return false;
-	now = now_ns(pl);
+	now = sys_clock_ns();
 	if (e->warned && now - e->last_warn_ns < WARN_INTERVAL_NS)
 		return false;
 	e->warned = true;
@@ -328,7 +309,7 @@ peer_limits_allow_refresh(struct peer_limits *pl, uid_t uid)
 	/* Callers hold a connection of uid, so this finds its entry; if memory ran out, refuse. */
 	if ((e = entry_get(pl, uid)) == NULL)
 		return false;
-	if (bucket_take(&e->refreshes, refresh_rate(pl), refresh_capacity(pl), now_ns(pl)))
+	if (bucket_take(&e->refreshes, refresh_rate(pl), refresh_capacity(pl), sys_clock_ns()))
 		return true;
 	pl->stats.refreshes_rejected++;
 	e->refused_since_warn = true;
@@ -340,7 +321,7 @@ peer_limits_allow_upstream(struct peer_limits *pl, struct peer_entry *e)
 {
 	if (pl == NULL || e == NULL || pl->cfg.upstream_per_second == 0)
 		return true;
-	if (bucket_take(&e->upstream, upstream_rate(pl), upstream_capacity(pl), now_ns(pl)))
+	if (bucket_take(&e->upstream, upstream_rate(pl), upstream_capacity(pl), sys_clock_ns()))
 		return true;
 	pl->stats.upstream_rejected++;
 	e->refused_since_warn = true;

@@ -42,11 +42,8 @@ struct peer_limits_stats {
 	uint64_t uids;			/* entries held */
 };
 
-/* Monotonic time in nanoseconds; NULL uses CLOCK_MONOTONIC. Tests inject their own. */
-typedef uint64_t (*peer_limits_clock_fn)(void *arg);
-
-struct peer_limits *peer_limits_new(const struct peer_limits_config *config,
-    peer_limits_clock_fn clock, void *clock_arg);
+/* Time is sys_clock's (tests set it with sys_clock_test_set_ns). */
+struct peer_limits *peer_limits_new(const struct peer_limits_config *config);
 /* Every connection must have been closed (entries still held are freed anyway). */
 void peer_limits_free(struct peer_limits *limits);
 

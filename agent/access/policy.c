@@ -122,7 +122,7 @@ policy_init(struct agent *agent, const struct config *cfg, const char *config_pa
 		goto fail;
 	agent->acl = b.acl;
 	agent->audit = b.audit;
-	if ((agent->peer_limits = peer_limits_new(&b.limits, NULL, NULL)) == NULL)
+	if ((agent->peer_limits = peer_limits_new(&b.limits)) == NULL)
 		goto nomem;
 	if (agent->server != NULL)
 		server_set_peer_limits(agent->server, agent->peer_limits);

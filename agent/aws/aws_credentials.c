@@ -44,6 +44,8 @@
 #include "http.h"
 #include "json_secure.h"
 #include "log.h"
+#include "sigv4.h"
+#include "sm_id.h"
 #include "sys_file.h"
 
 #define CRED_TOKEN_FILE_MAX	(16 * 1024)	/* web identity JWT, container auth token */
@@ -210,13 +212,11 @@ out:
 	return rc;
 }
 
-/* application/x-www-form-urlencoded value: RFC 3986 unreserved bytes stay. */
+/* application/x-www-form-urlencoded name=value, the value encoded as SigV4 encodes. */
 static int
 cred_form_append(char *buf, size_t buflen, size_t *off, const char *name, const char *value)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	size_t o = *off;
-	const unsigned char *v;
 
 	if (o > 0) {
 		if (o + 1 >= buflen)
@@ -228,18 +228,8 @@ cred_form_append(char *buf, size_t buflen, size_t *off, const char *name, const 
 	memcpy(buf + o, name, strlen(name));
 	o += strlen(name);
 	buf[o++] = '=';
-	for (v = (const unsigned char *)value; *v != '\0'; v++) {
-		if (o + 3 >= buflen)
-			return -1;
-		if (isalnum(*v) || *v == '-' || *v == '_' || *v == '.' || *v == '~') {
-			buf[o++] = (char)*v;
-		} else {
-			buf[o++] = '%';
-			buf[o++] = hex[*v >> 4];
-			buf[o++] = hex[*v & 15];
-		}
-	}
-	buf[o] = '\0';
+	if (sigv4_uri_encode(buf, buflen, &o, value) != 0)
+		return -1;
 	*off = o;
 	return 0;
 }
@@ -1057,28 +1047,6 @@ aws_credentials_get(struct aws_credential_provider *p, aws_credentials_cb cb, vo
 	return 0;
 }
 
-void
-aws_credentials_cancel(struct aws_credential_provider *p, aws_credentials_cb cb, void *arg)
-{
-	struct cred_waiter **lists[2], **pp, *w;
-	size_t i;
-
-	if (p == NULL)
-		return;
-	lists[0] = &p->waiters;
-	lists[1] = &p->dispatching_list;
-	for (i = 0; i < 2; i++) {
-		for (pp = lists[i]; (w = *pp) != NULL; ) {
-			if (w->cb == cb && w->arg == arg) {
-				*pp = w->next;
-				free(w);
-			} else {
-				pp = &w->next;
-			}
-		}
-	}
-}
-
 const char *
 aws_credentials_source(const struct aws_credential_provider *p)
 {
@@ -1164,7 +1132,7 @@ cred_setup_web_identity(struct aws_credential_provider *p, const struct aws_reso
 	if ((endpoint = cred_env(name)) == NULL && (endpoint = cred_env(name = "AWS_ENDPOINT_URL"))
 	    == NULL) {
 		snprintf(p->url, sizeof(p->url), "https://sts%s.%s.%s", r->fips ? "-fips" : "",
-		    r->region, aws_region_dns_suffix(r->region));
+		    r->region, sm_id_region_dns_suffix(r->region));
 	} else if (aws_endpoint_normalize(endpoint, p->url, sizeof(p->url), why,
 	    sizeof(why)) != 0) {
 		snprintf(err, errlen, "%s: %s", name, why);

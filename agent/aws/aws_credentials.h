@@ -71,12 +71,6 @@ typedef void (*aws_credentials_cb)(void *arg, const struct aws_credentials *cred
     const char *error);
 int aws_credentials_get(struct aws_credential_provider *p, aws_credentials_cb cb, void *arg);
 
-/*
- * Forgets every pending aws_credentials_get() with this cb and arg: their
- * callback will not run. For a caller that goes away while waiting.
- */
-void aws_credentials_cancel(struct aws_credential_provider *p, aws_credentials_cb cb, void *arg);
-
 /* Name of the source in use ("environment", ...). */
 const char *aws_credentials_source(const struct aws_credential_provider *p);
 

@@ -19,9 +19,9 @@
 #include <sodium.h>
 
 #include "aws_json.h"
+#include "utf8.h"
 
 #define AJ_MAX_DATE_S		253402300799.0	/* 9999-12-31T23:59:59Z */
-#define AJ_SUFFIX_LEN		6	/* the random "-XXXXXX" AWS appends to ARNs */
 #define AJ_MAX_B64 \
 	(sodium_base64_ENCODED_LEN(SMC_MAX_VALUE, sodium_base64_VARIANT_ORIGINAL) - 1)
 #define AJ_MAX_BATCH_VALUES	100	/* entries accepted in one batch page */
@@ -45,37 +45,6 @@ aj_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (1..4), or 0. */
-static size_t
-aj_utf8_seq(const unsigned char *s, size_t left)
-{
-	size_t need, k;
-	uint32_t cp, min;
-
-	if (left == 0)
-		return 0;
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		need = 1; cp = s[0] & 0x1f; min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		need = 2; cp = s[0] & 0x0f; min = 0x800;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		need = 3; cp = s[0] & 0x07; min = 0x10000;
-	} else
-		return 0;
-	if (left - 1 < need)
-		return 0;
-	for (k = 1; k <= need; k++) {
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need + 1;
-}
-
 /* Valid UTF-8 without control characters (tab and newline allowed when multiline). */
 static bool
 aj_text_ok(const char *s, bool multiline)
@@ -88,7 +57,7 @@ aj_text_ok(const char *s, bool multiline)
 			if (!multiline || (*p != '\t' && *p != '\n' && *p != '\r'))
 				return false;
 		}
-		if ((n = aj_utf8_seq(p, left)) == 0)
+		if ((n = smc_utf8_seq_len(p, left)) == 0)
 			return false;
 		p += n;
 		left -= n;
@@ -521,25 +490,6 @@ aws_batch_result_free(struct aws_batch_result *r)
 	memset(r, 0, sizeof(*r));
 }
 
-bool
-aws_secret_id_matches(const char *secret_id, const char *arn, const char *name)
-{
-	size_t id_len, arn_len;
-
-	if (secret_id == NULL)
-		return false;
-	if ((name != NULL && strcmp(secret_id, name) == 0) ||
-	    (arn != NULL && strcmp(secret_id, arn) == 0))
-		return true;
-	if (arn == NULL || strncmp(secret_id, "arn:", 4) != 0)
-		return false;
-	/* A partial ARN: the full one without "-" and the random suffix. */
-	id_len = strlen(secret_id);
-	arn_len = strlen(arn);
-	return arn_len == id_len + 1 + AJ_SUFFIX_LEN && strncmp(arn, secret_id, id_len) == 0 &&
-	    arn[id_len] == '-';
-}
-
 /* ---- requests ------------------------------------------------------------------------- */
 
 static bool
@@ -682,7 +632,7 @@ aj_set_text(char *dst, size_t dstlen, const char *src, size_t len)
 			continue;
 		}
 		space = false;
-		if ((k = aj_utf8_seq(p, len)) == 0) {
+		if ((k = smc_utf8_seq_len(p, len)) == 0) {
 			dst[n++] = '?';
 			p++;
 			len--;

@@ -101,12 +101,6 @@ void aws_get_result_free(struct aws_get_result *r);
 void aws_describe_result_free(struct aws_describe_result *r);
 void aws_batch_result_free(struct aws_batch_result *r);
 
-/*
- * True when secret_id (a name, a full ARN, or an ARN without the 6-character
- * random suffix) designates the secret with this ARN and name.
- */
-bool aws_secret_id_matches(const char *secret_id, const char *arn, const char *name);
-
 /* ---- errors --------------------------------------------------------------------------- */
 
 struct aws_error_info {

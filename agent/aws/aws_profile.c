@@ -36,6 +36,7 @@
 #include <sodium.h>
 
 #include "aws_profile.h"
+#include "sm_id.h"
 #include "sys_file.h"
 #include "sys_user.h"
 
@@ -404,40 +405,6 @@ aws_env(const char *name)
 	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
-bool
-aws_region_valid(const char *region)
-{
-	size_t i, len;
-
-	if (region == NULL || (len = strlen(region)) == 0 || len > 63)
-		return false;
-	if (region[0] == '-' || region[len - 1] == '-')
-		return false;
-	for (i = 0; i < len; i++) {
-		char c = region[i];
-
-		if (c == '-') {
-			if (region[i + 1] == '-')
-				return false;
-		} else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
-			return false;
-		}
-	}
-	return true;
-}
-
-const char *
-aws_region_dns_suffix(const char *region)
-{
-	if (strncmp(region, "cn-", 3) == 0)
-		return "amazonaws.com.cn";
-	if (strncmp(region, "us-isob-", 8) == 0)
-		return "sc2s.sgov.gov";
-	if (strncmp(region, "us-iso-", 7) == 0)
-		return "c2s.ic.gov";
-	return "amazonaws.com";
-}
-
 int
 aws_endpoint_normalize(const char *url, char *out, size_t outlen, char *err, size_t errlen)
 {
@@ -582,7 +549,7 @@ aws_resolve(const struct aws_settings *settings, struct aws_resolved *out,
 		v = value;
 		from = "region in the AWS config file";
 	}
-	if (!aws_region_valid(v)) {
+	if (!sm_id_region_valid(v)) {
 		snprintf(err, errlen, "%s: '%.64s' is not a region name (expected lowercase letters,"
 		    " digits and dashes, like us-east-1)", from, v);
 		goto fail;
@@ -621,7 +588,7 @@ aws_resolve(const struct aws_settings *settings, struct aws_resolved *out,
 		}
 	} else {
 		snprintf(out->endpoint, sizeof(out->endpoint), "https://secretsmanager%s.%s.%s",
-		    fips ? "-fips" : "", out->region, aws_region_dns_suffix(out->region));
+		    fips ? "-fips" : "", out->region, sm_id_region_dns_suffix(out->region));
 	}
 	sodium_memzero(value, sizeof(value));
 	return 0;

@@ -55,12 +55,6 @@ int aws_profile_get(const char *path, bool is_config_file, const char *profile,
 int aws_profile_exists(const char *path, bool is_config_file, const char *profile,
     char *err, size_t errlen);
 
-/* Lowercase letters, digits and single inner dashes, 1 to 63 characters. */
-bool aws_region_valid(const char *region);
-
-/* "amazonaws.com", or the partition's suffix ("amazonaws.com.cn" for cn-*, ...). */
-const char *aws_region_dns_suffix(const char *region);
-
 /*
  * Checks an endpoint URL (http:// or https://, a host, no blanks, control
  * characters, '?', '#' or '@') and copies it without trailing slashes.

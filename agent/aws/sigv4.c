@@ -226,6 +226,40 @@ sb_take(struct sbuf *b, char **out, enum sigv4_error *err)
 	return 0;
 }
 
+/* The encoded form of one byte into esc: itself when unreserved, else %XX. Its length. */
+static size_t
+uri_encode_byte(unsigned char c, char esc[3])
+{
+	if (is_unreserved(c)) {
+		esc[0] = (char)c;
+		return 1;
+	}
+	esc[0] = '%';
+	esc[1] = hex_upper[c >> 4];
+	esc[2] = hex_upper[c & 0x0f];
+	return 3;
+}
+
+int
+sigv4_uri_encode(char *buf, size_t buflen, size_t *off, const char *s)
+{
+	size_t o = *off, k;
+	char esc[3];
+
+	for (; *s != '\0'; s++) {
+		k = uri_encode_byte((unsigned char)*s, esc);
+		if (o + k >= buflen)
+			return -1;
+		memcpy(buf + o, esc, k);
+		o += k;
+	}
+	if (o >= buflen)
+		return -1;
+	buf[o] = '\0';
+	*off = o;
+	return 0;
+}
+
 /* Writes n bytes, %XX-escaping all but unreserved ones. With decode, valid
  * %XX escapes in the input are decoded first, so they are not escaped twice. */
 static int
@@ -243,15 +277,7 @@ sb_put_uri_encoded(struct sbuf *b, const char *s, size_t n, bool decode)
 			    hex_value((unsigned char)s[i + 2]));
 			i += 2;
 		}
-		if (is_unreserved(c)) {
-			if (sb_putc(b, c) == -1)
-				return -1;
-			continue;
-		}
-		esc[0] = '%';
-		esc[1] = hex_upper[c >> 4];
-		esc[2] = hex_upper[c & 0x0f];
-		if (sb_put(b, esc, sizeof(esc)) == -1)
+		if (sb_put(b, esc, uri_encode_byte(c, esc)) == -1)
 			return -1;
 	}
 	return 0;

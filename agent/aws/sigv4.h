@@ -215,4 +215,13 @@ int sigv4_auth_find(const struct sigv4_request *req, struct sigv4_auth *auth,
 int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
     const char *secret_key, enum sigv4_error *err);
 
+/*
+ * Percent-encodes the string s as SigV4 (and application/x-www-form-urlencoded
+ * values) want it: RFC 3986's unreserved bytes (A-Z a-z 0-9 - _ . ~) stay,
+ * every other byte becomes %XX in uppercase hex. Appends at buf + *off and
+ * NUL-terminates; 0 and *off advanced, or -1 when it does not fit (buf past
+ * *off is then undefined).
+ */
+int sigv4_uri_encode(char *buf, size_t buflen, size_t *off, const char *s);
+
 #endif

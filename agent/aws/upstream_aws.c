@@ -34,6 +34,8 @@
 #include "http.h"
 #include "log.h"
 #include "sigv4.h"
+#include "sm_id.h"
+#include "sys_clock.h"
 #include "upstream_aws.h"
 
 #define UA_SERVICE		"secretsmanager"
@@ -129,10 +131,11 @@ static void ua_release(struct ua_backend *);
 static struct timespec
 ua_now(void)
 {
-	struct timespec ts;
+	uint64_t ns = sys_clock_ns();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts;
+	return (struct timespec){
+		.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)
+	};
 }
 
 static struct timespec
@@ -643,7 +646,7 @@ ua_batch_page(struct ua_backend *be, struct ua_batch *b, const struct aws_batch_
 		const struct backend_value *val = &res->values[v].value;
 
 		for (size_t i = 0; i < b->count; i++) {
-			if (!b->answered[i] && aws_secret_id_matches(b->ids[i], val->arn, val->name) &&
+			if (!b->answered[i] && sm_id_matches(b->ids[i], val->arn, val->name) &&
 			    ua_batch_item(be, b, i, val, NULL) != 0)
 				return -1;
 		}

@@ -4,8 +4,9 @@
  *
  * GET is GetSecretValue (VersionStage AWSCURRENT sent explicitly when the
  * query names neither stage nor version id), DESCRIBE is DescribeSecret.
- * upstream_aws_batch_get() exposes BatchGetSecretValue for bulk refresh and
- * prefetch by the cache.
+ * upstream_aws_batch_get() exposes BatchGetSecretValue (1..20 ids in one
+ * call); the cache does not call it yet: refresh and prefetch go one
+ * GetSecretValue per secret.
  *
  * Every request has a total deadline (upstream_timeout): within it,
  * throttling, HTTP 429/5xx, timeouts and connection failures are retried

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "sys_clock.h"
 
 /* Seconds; chosen around Secrets Manager's usual 10-100 ms and its retries and timeouts. */
 const double backend_latency_bounds[BACKEND_LATENCY_BUCKETS] = {
@@ -26,15 +27,6 @@ struct backend_timer {
 	void *arg;
 };
 
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static struct backend_timer *
 timer_start(struct backend *b, void *arg)
 {
@@ -44,7 +36,7 @@ timer_start(struct backend *b, void *arg)
 		return NULL;
 	t->b = b;
 	t->arg = arg;
-	t->start_ns = now_ns();
+	t->start_ns = sys_clock_ns();
 	if ((t->next = b->timers) != NULL)
 		t->next->prevp = &t->next;
 	t->prevp = &b->timers;
@@ -66,7 +58,7 @@ timer_unlink(struct backend_timer *t)
 static void
 timer_record(struct backend_timer *t, struct backend_latency *lat)
 {
-	const uint64_t ns = now_ns() - t->start_ns;
+	const uint64_t ns = sys_clock_ns() - t->start_ns;
 	const double s = (double)ns / 1e9;
 	size_t i;
 

@@ -79,13 +79,13 @@
 #include "backend_file.h"
 #include "json_secure.h"
 #include "log.h"
+#include "sm_id.h"
 #include "sys_file.h"
 #include "table.h"
+#include "utf8.h"
 
-#define SF_MAX_REGION		32
 #define SF_MAX_PARTITION	16
 #define SF_ACCOUNT_LEN		12
-#define SF_SUFFIX_LEN		6	/* the random "-XXXXXX" AWS appends to ARNs */
 #define SF_MAX_DATE_S		253402300799.0	/* 9999-12-31T23:59:59Z */
 #define SF_MAX_B64 \
 	(sodium_base64_ENCODED_LEN(SMC_MAX_VALUE, sodium_base64_VARIANT_ORIGINAL) - 1)
@@ -264,43 +264,6 @@ sf_printable_ascii(const char *s, size_t min, size_t max)
 	for (size_t i = 0; i < n; i++)
 		if (s[i] < 0x20 || s[i] >= 0x7f)
 			return false;
-	return true;
-}
-
-/* Well-formed UTF-8: no overlong forms, surrogates or code points past U+10FFFF. */
-static bool
-sf_utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		size_t need;
-		uint32_t cp, min;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			need = 1; cp = c & 0x1f; min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			need = 2; cp = c & 0x0f; min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			need = 3; cp = c & 0x07; min = 0x10000;
-		} else {
-			return false;
-		}
-		if (len - i - 1 < need)
-			return false;
-		for (size_t k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += need + 1;
-	}
 	return true;
 }
 
@@ -484,29 +447,19 @@ sf_version_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struc
 static bool
 sf_arn_valid(const struct sf_store *s, const char *arn, const char *name)
 {
-	char middle[SF_MAX_REGION + SF_ACCOUNT_LEN + 64];
-	size_t plen, mlen, nlen = strlen(name);
-	const char *p;
+	struct sm_arn a;
+	size_t nlen = strlen(name);
 
-	if (strncmp(arn, "arn:", 4) != 0)
+	if (sm_id_arn_split(arn, &a) != 0 || a.partition_len > SF_MAX_PARTITION)
 		return false;
-	p = arn + 4;
-	plen = strcspn(p, ":");
-	if (plen == 0 || plen > SF_MAX_PARTITION)
-		return false;
-	for (size_t i = 0; i < plen; i++)
-		if (!((p[i] >= 'a' && p[i] <= 'z') || p[i] == '-'))
+	for (size_t i = 0; i < a.partition_len; i++)
+		if (!((a.partition[i] >= 'a' && a.partition[i] <= 'z') || a.partition[i] == '-'))
 			return false;
-	p += plen;
-	mlen = (size_t)snprintf(middle, sizeof(middle), ":secretsmanager:%s:%s:secret:",
-	    s->region, s->account);
-	if (mlen >= sizeof(middle) || strncmp(p, middle, mlen) != 0)
+	if (a.region_len != strlen(s->region) || strncmp(a.region, s->region, a.region_len) != 0 ||
+	    a.account_len != strlen(s->account) || strncmp(a.account, s->account, a.account_len) != 0)
 		return false;
-	p += mlen;
-	if (strncmp(p, name, nlen) != 0 || p[nlen] != '-')
-		return false;
-	p += nlen + 1;
-	return strlen(p) == SF_SUFFIX_LEN && strspn(p, sf_alnum) == SF_SUFFIX_LEN;
+	return a.resource_len == nlen + SM_ID_SUFFIX_LEN && strncmp(a.resource, name, nlen) == 0 &&
+	    sm_id_has_suffix(a.resource, a.resource_len);
 }
 
 /* The ARN AWS would have made, with a suffix derived from the name so it is stable. */
@@ -514,19 +467,15 @@ static char *
 sf_arn_derive(const struct sf_store *s, const char *name)
 {
 	unsigned char h[16];
-	char suffix[SF_SUFFIX_LEN + 1];
-	const char *partition = "aws";
+	char suffix[SM_ID_SUFFIX_CHARS + 1];
+	const char *partition = sm_id_region_partition(s->region);
 	char *arn;
 
 	crypto_generichash(h, sizeof(h), (const unsigned char *)name, strlen(name),
 	    (const unsigned char *)"smcache-file-arn", 16);
-	for (size_t i = 0; i < SF_SUFFIX_LEN; i++)
+	for (size_t i = 0; i < SM_ID_SUFFIX_CHARS; i++)
 		suffix[i] = sf_alnum[h[i] % (sizeof(sf_alnum) - 1)];
-	suffix[SF_SUFFIX_LEN] = '\0';
-	if (strncmp(s->region, "cn-", 3) == 0)
-		partition = "aws-cn";
-	else if (strncmp(s->region, "us-gov-", 7) == 0)
-		partition = "aws-us-gov";
+	suffix[SM_ID_SUFFIX_CHARS] = '\0';
 	if (asprintf(&arn, "arn:%s:secretsmanager:%s:%s:secret:%s-%s", partition, s->region,
 	    s->account, name, suffix) < 0)
 		return NULL;
@@ -621,7 +570,7 @@ sf_secret_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struct
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "Name");
 
 		if (cJSON_IsString(name) && name->valuestring != NULL &&
-		    sf_charset(name->valuestring, 1, SMC_MAX_NAME, "/_+=.@-", false))
+		    sm_id_name_valid(name->valuestring))
 			w->secret_name = name->valuestring;
 	}
 	if (sf_take_fields(w, obj, "a secret", f, FS_COUNT) != 0)
@@ -630,9 +579,9 @@ sf_secret_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struct
 		return sf_fail(w, "Name is missing");
 	if (sf_string(w, &f[FS_NAME], &sec->name) != 0)
 		return -1;
-	if (!sf_charset(sec->name, 1, SMC_MAX_NAME, "/_+=.@-", false))
+	if (!sm_id_name_valid(sec->name))
 		return sf_fail(w, "Name must be 1 to %d characters of [A-Za-z0-9/_+=.@-]",
-		    SMC_MAX_NAME);
+		    SM_ID_MAX_NAME);
 	w->secret_name = sec->name;
 
 	if (f[FS_ARN].item != NULL) {
@@ -651,7 +600,7 @@ sf_secret_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struct
 		if (sf_string(w, &f[FS_DESCRIPTION], &sec->description) != 0)
 			return -1;
 		if (strlen(sec->description) > SMC_MAX_DESCRIPTION ||
-		    !sf_utf8_valid((const unsigned char *)sec->description,
+		    !smc_utf8_valid(sec->description,
 		    strlen(sec->description)))
 			return sf_fail(w, "Description must be valid UTF-8 of at most %d bytes",
 			    SMC_MAX_DESCRIPTION);
@@ -741,8 +690,9 @@ sf_store_build(struct sf_store *s, struct sf_where *w)
 		return sf_fail(w, "Region is missing");
 	if (sf_string(w, &f[FT_REGION], &s->region) != 0)
 		return -1;
-	if (!sf_charset(s->region, 1, SF_MAX_REGION, "-", true))
-		return sf_fail(w, "Region must be 1 to %d characters of [a-z0-9-]", SF_MAX_REGION);
+	if (!sm_id_region_valid(s->region))
+		return sf_fail(w, "Region must be a region name (1 to %d lowercase letters, digits"
+		    " and single dashes, starting with a letter, like us-east-1)", SM_ID_MAX_REGION);
 	if (f[FT_ACCOUNT].item == NULL)
 		return sf_fail(w, "Account is missing");
 	if (sf_string(w, &f[FT_ACCOUNT], &s->account) != 0)
@@ -897,7 +847,7 @@ sf_store_seal(struct sf_store *s, const uint8_t *key, char *err, size_t errlen)
 		size_t alen = strlen(sec->arn);
 
 		/* Every ARN here ends with "-XXXXXX". */
-		if ((sec->partial = strndup(sec->arn, alen - SF_SUFFIX_LEN - 1)) == NULL) {
+		if ((sec->partial = strndup(sec->arn, alen - SM_ID_SUFFIX_LEN)) == NULL) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}

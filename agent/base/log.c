@@ -30,12 +30,6 @@ log_set_level(enum log_level level)
 	log_current_level = level;
 }
 
-enum log_level
-log_get_level(void)
-{
-	return log_current_level;
-}
-
 void
 log_set_format(enum log_format format)
 {
@@ -72,8 +66,8 @@ log_level_parse(const char *text, enum log_level *level)
 	return -1;
 }
 
-static void
-format_time(char *buf, size_t len)
+void
+log_format_time(char *buf, size_t len)
 {
 	struct timespec now;
 	struct tm tm;
@@ -110,7 +104,7 @@ log_format_line(char *buf, size_t len, enum log_level level, const char *compone
     const char *message)
 {
 	size_t clen = strlen(component);
-	char time[64];
+	char time[LOG_TIME_LEN];
 	int n;
 
 	if (len == 0)
@@ -119,7 +113,7 @@ log_format_line(char *buf, size_t len, enum log_level level, const char *compone
 	if (strncmp(message, component, clen) == 0 && message[clen] == ':' &&
 	    message[clen + 1] == ' ')
 		message += clen + 2;
-	format_time(time, sizeof(time));
+	log_format_time(time, sizeof(time));
 	if (log_current_format == LOG_FORMAT_JSON)
 		return format_json(buf, len, time, level, component, message);
 	n = snprintf(buf, len, "%s smcached[%ld] [%s] %s: %s", time, (long)getpid(), component,

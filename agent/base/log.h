@@ -37,7 +37,6 @@ enum log_format {
 
 /* Messages above this level are dropped. Default LOG_INFO. */
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 int log_level_parse(const char *text, enum log_level *level);
 const char *log_level_name(enum log_level level);
 
@@ -47,6 +46,12 @@ enum log_format log_get_format(void);
 
 void log_write(enum log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The time every line starts with, UTC to the millisecond
+ * ("2026-01-31T12:00:00.123Z"); LOG_TIME_LEN bytes with the NUL. The audit
+ * log's lines start with it too. */
+#define LOG_TIME_LEN	32
+void log_format_time(char *buf, size_t len);
 
 /* Formats one line into buf (no newline) as log_write() would; for tests. Returns its length. */
 size_t log_format_line(char *buf, size_t len, enum log_level level, const char *component,

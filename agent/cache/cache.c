@@ -43,12 +43,13 @@
 #include "cache.h"
 #include "log.h"
 #include "seal.h"
+#include "sm_id.h"
+#include "sys_clock.h"
 #include "table.h"
 
 #define STAGE_CURRENT		"AWSCURRENT"
 #define STAGE_PENDING		"AWSPENDING"
 #define MAX_NEGATIVES		4096
-#define ARN_SUFFIX_LEN		7	/* "-" and six random characters */
 #define TICK_MS			250	/* background scan period */
 #define BACKOFF_BASE_MS		1000
 #define BACKOFF_CAP_MS		60000
@@ -281,10 +282,7 @@ struct cache {
 static uint64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return sys_clock_coarse_ms();
 }
 
 static bool
@@ -382,12 +380,6 @@ cache_body_data(const struct cache_body *b, size_t *len)
 {
 	*len = b->len;
 	return b->data;
-}
-
-void
-cache_body_hold(struct cache_body *b)
-{
-	b->refs++;
 }
 
 void
@@ -581,15 +573,9 @@ index_remove(struct secret_index *x, struct secret *s)
 static size_t
 arn_prefix_len(const char *arn)
 {
-	int colons = 0;
+	struct sm_arn a;
 
-	if (strncmp(arn, "arn:", 4) != 0)
-		return 0;
-	for (const char *p = arn; *p != '\0'; p++) {
-		if (*p == ':' && ++colons == 6)
-			return (size_t)(p + 1 - arn);
-	}
-	return 0;
+	return sm_id_arn_split(arn, &a) == 0 ? a.prefix_len : 0;
 }
 
 /* A reference to the shared copy of arn[0..len); NO_PREFIX when none can be had. */
@@ -634,7 +620,7 @@ static size_t
 secret_name_len(const struct secret *s)
 {
 	if (s->prefix != NO_PREFIX)
-		return strlen(s->tail) - ARN_SUFFIX_LEN;
+		return strlen(s->tail) - SM_ID_SUFFIX_LEN;
 	return strlen(s->tail + strlen(s->tail) + 1);
 }
 
@@ -646,7 +632,7 @@ secret_named(const struct secret *s, const char *name, size_t len)
 
 	if (s->prefix != NO_PREFIX)
 		return strncmp(s->tail, name, len) == 0 && s->tail[len] == '-' &&
-		    strlen(s->tail + len) == ARN_SUFFIX_LEN;
+		    strlen(s->tail + len) == SM_ID_SUFFIX_LEN;
 	name_at = s->tail + strlen(s->tail) + 1;
 	return strncmp(name_at, name, len) == 0 && name_at[len] == '\0';
 }
@@ -792,7 +778,7 @@ secret_find_uncached(struct cache *c, const char *id)
 	size_t id_len, rest_len, plen;
 
 	if ((plen = arn_prefix_len(id)) == 0) {
-		if (strncmp(id, "arn:", 4) == 0)
+		if (sm_id_is_arn(id))
 			return NULL;	/* not a name (it has ':'), and no ARN */
 		return secret_by_name(c, id, strlen(id));
 	}
@@ -802,13 +788,12 @@ secret_find_uncached(struct cache *c, const char *id)
 	/* Partial ARN: the stored ARN is the id plus a suffix. */
 	if ((s = secret_by_name(c, rest, rest_len)) != NULL) {
 		arn = secret_arn(c, s, buf);
-		if (strlen(arn) == id_len + ARN_SUFFIX_LEN && strncmp(arn, id, id_len) == 0 &&
-		    arn[id_len] == '-')
+		if (sm_id_is_partial_of(id, id_len, arn))
 			return s;
 	}
 	/* Full ARN. */
-	if (rest_len > ARN_SUFFIX_LEN && rest[rest_len - ARN_SUFFIX_LEN] == '-') {
-		s = secret_by_name(c, rest, rest_len - ARN_SUFFIX_LEN);
+	if (sm_id_has_suffix(rest, rest_len)) {
+		s = secret_by_name(c, rest, rest_len - SM_ID_SUFFIX_LEN);
 		if (s != NULL && secret_arn_is(c, s, id))
 			return s;
 	}
@@ -1019,7 +1004,7 @@ secret_upsert(struct cache *c, const char *arn, const char *name)
 		return NULL;
 	/* The usual shape, prefix + NAME-XXXXXX: share the prefix, keep the rest. */
 	plen = arn_prefix_len(arn);
-	if (plen > 0 && arn_len == plen + name_len + ARN_SUFFIX_LEN &&
+	if (plen > 0 && arn_len == plen + name_len + SM_ID_SUFFIX_LEN &&
 	    memcmp(arn + plen, name, name_len) == 0 && arn[plen + name_len] == '-')
 		prefix = prefix_get(c, arn, plen);
 	tail_len = prefix != NO_PREFIX ? arn_len - plen + 1 : arn_len + 1 + name_len + 1;
@@ -2071,8 +2056,7 @@ forget_names(const char *id, const char *const *ids, size_t n)
 			return true;
 		/* A partial ARN of a full one: the ARN without its "-XXXXXX". */
 		len = strlen(id);
-		if (strncmp(ids[i], "arn:", 4) == 0 && strlen(ids[i]) == len + ARN_SUFFIX_LEN &&
-		    strncmp(ids[i], id, len) == 0 && ids[i][len] == '-')
+		if (sm_id_is_partial_of(id, len, ids[i]))
 			return true;
 	}
 	return false;

@@ -170,8 +170,6 @@ int cache_get_shared(struct cache *cache, const struct backend_query *query, uns
     cache_render_fn render, cache_body_cb cb, void *arg);
 
 const uint8_t *cache_body_data(const struct cache_body *body, size_t *len);
-/* Another reference (for one more reply sending the same bytes). */
-void cache_body_hold(struct cache_body *body);
 /* Drops a reference; the last one wipes and frees the body. NULL is a no-op.
  * Needs no cache: bodies may outlive it. */
 void cache_body_release(struct cache_body *body);
@@ -207,7 +205,9 @@ void cache_forget(struct cache *cache, const char *const *ids, size_t n);
  */
 void cache_prefetch(struct cache *cache, const char *secret_id, cache_value_cb cb, void *arg);
 
-/* Applies new tunables (SIGHUP); bounds take effect as entries come and go. */
+/* Applies new tunables; bounds take effect as entries come and go. SIGHUP
+ * does not reload [cache] keys (policy.c swaps access rules, audit, limits
+ * and logging only), so today only tests call this. */
 void cache_set_options(struct cache *cache, const struct cache_options *opts);
 
 const struct cache_stats *cache_get_stats(const struct cache *cache);

@@ -12,16 +12,7 @@
 #include "cache.h"
 #include "config.h"
 #include "health.h"
-
-/* For spacing probes: a wall-clock step must not stop them. */
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "sys_clock.h"
 
 static void
 not_ready(struct agent_health *h, const char *why)
@@ -85,7 +76,8 @@ agent_health_check(struct agent *agent, struct agent_health *out)
 	enum smc_credentials_state cr = agent->backend->health.credentials;
 	const char *list = agent->config->cache_prefetch;
 	char id[SMC_MAX_SECRET_ID + 1];
-	int64_t now = mono_ms();
+	/* Probes are spaced on the monotonic clock: a wall-clock step must not stop them. */
+	int64_t now = (int64_t)sys_clock_ms();
 	size_t len;
 
 	if ((cr == SMC_CRED_UNKNOWN || cr == SMC_CRED_REJECTED ||

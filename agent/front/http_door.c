@@ -49,6 +49,7 @@
 #include "log.h"
 #include "peer_inet.h"
 #include "peer_limits.h"
+#include "sys_clock.h"
 #include "table.h"
 
 #define MAX_LISTENERS	16
@@ -428,15 +429,6 @@ fail:
 
 /* ---- accepted sockets --------------------------------------------------------------------- */
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static struct http_sock *
 sock_find(const struct http_door *d, const struct bufferevent *bev)
 {
@@ -476,7 +468,7 @@ sweep(evutil_socket_t unused, short what, void *arg)
 	struct http_door *d = arg;
 	struct http_sock *s, *next;
 	bufferevent_event_cb errcb;
-	const uint64_t now = mono_ms(), limit_ms = (uint64_t)d->cfg->http_idle_timeout * 1000;
+	const uint64_t now = sys_clock_ms(), limit_ms = (uint64_t)d->cfg->http_idle_timeout * 1000;
 	size_t waiting = 0;
 	int fd;
 
@@ -515,7 +507,7 @@ make_bev(struct event_base *base, void *arg)
 	if (bev == NULL || (s = calloc(1, sizeof(*s))) == NULL)
 		return bev;	/* untracked; evhttp's own bounds still hold */
 	s->bev = bev;
-	s->accepted_ms = mono_ms();
+	s->accepted_ms = sys_clock_ms();
 	bufferevent_incref(bev);
 	TAILQ_INSERT_TAIL(&d->socks, s, link);
 	table_insert(&d->socks_by_bev, &s->node,

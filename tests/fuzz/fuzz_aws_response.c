@@ -13,6 +13,7 @@
 
 #include "aws_json.h"
 #include "fuzz.h"
+#include "sm_id.h"
 
 static volatile unsigned int sink;
 
@@ -52,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (aws_json_parse_get(data + 1, size - 1, &r, err, sizeof(err)) == 0) {
 			check_value(&r.v.value);
-			(void)aws_secret_id_matches("x", r.v.value.arn, r.v.value.name);
+			(void)sm_id_matches("x", r.v.value.arn, r.v.value.name);
 			aws_get_result_free(&r);
 		}
 		break;
@@ -78,7 +79,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (aws_json_parse_batch(data + 1, size - 1, &r, err, sizeof(err)) == 0) {
 			for (size_t i = 0; i < r.value_count; i++) {
 				check_value(&r.values[i].value);
-				(void)aws_secret_id_matches(r.values[i].value.name,
+				(void)sm_id_matches(r.values[i].value.name,
 				    r.values[i].value.arn, r.values[i].value.name);
 			}
 			for (size_t i = 0; i < r.error_count; i++) {

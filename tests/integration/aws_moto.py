@@ -21,6 +21,7 @@ import socket
 import socketserver
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -161,6 +162,24 @@ class Moto:
     def reset_auth(self, free_actions=0):
         """Auth mode: the next free_actions requests are free, then checks resume."""
         _http("POST", self.url + "/moto-api/reset-auth", str(free_actions).encode(), ca=self.ca)
+
+
+def module_hooks(module_name, run):
+    """setUpModule and tearDownModule for a test module whose tests share one default-mode
+    moto_server as the module's global MOTO (None when not run):
+    `setUpModule, tearDownModule = aws_moto.module_hooks(__name__, RUN)`."""
+    mod = sys.modules[module_name]
+
+    def set_up():
+        if run:
+            mod.MOTO = Moto().start()
+
+    def tear_down():
+        if getattr(mod, "MOTO", None) is not None:
+            mod.MOTO.stop()
+            mod.MOTO = None
+
+    return set_up, tear_down
 
 
 def setup_iam_user(moto, name, actions):

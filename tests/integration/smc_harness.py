@@ -175,6 +175,7 @@ class Agent:
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.proc = None
+        self.connect_path = None    # where clients connect, when not self.socket
 
     def write_secrets(self, secrets):
         doc = {"Region": "us-east-1", "Account": "123456789012", "Secrets": secrets}
@@ -183,10 +184,18 @@ class Agent:
             json.dump(doc, f)
         os.replace(tmp, self.secrets_path)
 
+    def command(self):
+        """What start() runs; a subclass may put a launcher in front."""
+        return [*WRAPPER, SMCACHED, "-c", self.config]
+
+    def popen_kwargs(self):
+        """Extra subprocess.Popen arguments for start()."""
+        return {"env": self.env}
+
     def start(self, timeout=15.0):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([*WRAPPER, SMCACHED, "-c", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, **self.popen_kwargs())
         deadline = time.monotonic() + timeout * WRAPPER_SLOWDOWN
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -212,7 +221,7 @@ class Agent:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(timeout)
         try:
-            s.connect(self.socket)
+            s.connect(self.connect_path or self.socket)
         except OSError:
             s.close()
             raise

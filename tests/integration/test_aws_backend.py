@@ -38,15 +38,7 @@ MOTO = None          # the module's default-mode moto_server
 _names = itertools.count()
 
 
-def setUpModule():
-    global MOTO
-    if RUN:
-        MOTO = aws_moto.Moto().start()
-
-
-def tearDownModule():
-    if MOTO is not None:
-        MOTO.stop()
+setUpModule, tearDownModule = aws_moto.module_hooks(__name__, RUN)
 
 
 def unique(prefix):

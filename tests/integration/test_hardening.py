@@ -68,29 +68,11 @@ class Agent(h.Agent):
                     f"[backend]\ntype = file\n[file]\npath = {self.secrets_path}\n"
                     f"{self.config_extra}\n")
 
-    def start(self, timeout=15.0):
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([*self.launcher, h.SMCACHED, "-c", self.config],
-                                     stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, **self.popen_kw)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"smcached exited with {self.proc.returncode}:\n{self.read_log()}")
-            if self.answers():
-                return self
-            time.sleep(0.02)
-        raise AssertionError(f"smcached did not start listening:\n{self.read_log()}")
+    def command(self):
+        return [*self.launcher, h.SMCACHED, "-c", self.config]
 
-    def connect(self, timeout=10.0):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(self.connect_path or self.socket)
-        except OSError:
-            s.close()
-            raise
-        return s
+    def popen_kwargs(self):
+        return self.popen_kw
 
     def run_once(self, timeout=15, **kw):
         """Runs smcached expecting it to exit at start-up; returns (status, stderr text)."""

@@ -50,15 +50,8 @@ except OSError:
 MOTO = None
 
 
-def setUpModule():
-    global MOTO
-    if aws_moto.have_moto() and h.have_binaries():
-        MOTO = aws_moto.Moto().start()
-
-
-def tearDownModule():
-    if MOTO is not None:
-        MOTO.stop()
+setUpModule, tearDownModule = aws_moto.module_hooks(
+    __name__, aws_moto.have_moto() and h.have_binaries())
 
 
 def http_section(port, sock, extra=""):

@@ -76,15 +76,7 @@ ASAN_ENV = ({"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_s
             if RUN and _asan_build() else None)
 
 
-def setUpModule():
-    global MOTO
-    if RUN:
-        MOTO = aws_moto.Moto().start()
-
-
-def tearDownModule():
-    if MOTO is not None:
-        MOTO.stop()
+setUpModule, tearDownModule = aws_moto.module_hooks(__name__, RUN)
 
 
 def rss(pid):

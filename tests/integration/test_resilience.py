@@ -60,15 +60,11 @@ _report_lines = []
 _seq = itertools.count()
 
 
-def setUpModule():
-    global MOTO
-    if RUN:
-        MOTO = aws_moto.Moto().start()
+setUpModule, _moto_down = aws_moto.module_hooks(__name__, RUN)
 
 
 def tearDownModule():
-    if MOTO is not None:
-        MOTO.stop()
+    _moto_down()
     if _report_lines:
         text = "\n".join(_report_lines) + "\n"
         sys.stderr.write("\n" + text)

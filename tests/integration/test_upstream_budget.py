@@ -46,15 +46,7 @@ RUN = aws_moto.have_moto() and h.have_binaries()
 MOTO = None
 
 
-def setUpModule():
-    global MOTO
-    if RUN:
-        MOTO = aws_moto.Moto().start()
-
-
-def tearDownModule():
-    if MOTO is not None:
-        MOTO.stop()
+setUpModule, tearDownModule = aws_moto.module_hooks(__name__, RUN)
 
 
 def pipeline(sock, frames, n):

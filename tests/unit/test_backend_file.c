@@ -401,6 +401,14 @@ test_derived_arn_partition(void **state)
 	assert_true(r.ok);
 	assert_int_equal(strncmp(r.arn, "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:x-",
 	    strlen("arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:x-")), 0);
+
+	/* The partition is sm_id's: this backend used to know only aws-cn and aws-us-gov. */
+	write_json(f->path, "{'Region':'us-iso-east-1','Account':'123456789012','Secrets':["
+	    "{'Name':'x','Versions':[{'VersionId':'a'," CUR ",'SecretString':'v'}]}]}");
+	get(f, "x", NULL, NULL, &r);
+	assert_true(r.ok);
+	assert_int_equal(strncmp(r.arn, "arn:aws-iso:secretsmanager:us-iso-east-1:123456789012:secret:x-",
+	    strlen("arn:aws-iso:secretsmanager:us-iso-east-1:123456789012:secret:x-")), 0);
 }
 
 static void
@@ -594,6 +602,9 @@ static const struct bad_case bad_cases[] = {
 	  "unknown field \"Extra\" in the top level" },
 	{ "{'Account':'123456789012','Secrets':[]}", "Region is missing" },
 	{ "{'Region':'US-East-1','Account':'123456789012','Secrets':[]}", "Region must be" },
+	/* sm_id's region rule (this backend took any [a-z0-9-]{1,32} before). */
+	{ "{'Region':'1us-east-1','Account':'123456789012','Secrets':[]}", "Region must be" },
+	{ "{'Region':'us--east-1','Account':'123456789012','Secrets':[]}", "Region must be" },
 	{ "{'Region':5,'Account':'123456789012','Secrets':[]}", "Region must be a string" },
 	{ "{'Region':'us-east-1','Secrets':[]}", "Account is missing" },
 	{ "{'Region':'us-east-1','Account':'1234','Secrets':[]}", "Account must be 12 digits" },

@@ -459,6 +459,12 @@ test_good_strings(void **state)
 	assert_string_equal(cfg.aws_region, "us-gov-west-1");
 	assert_string_equal(cfg.aws_endpoint, "https://sm.example.com/x");
 	config_free(&cfg);
+	/* Regions follow sm_id's rule, up to 63 characters (this key stopped at 32
+	 * before the rule had one home). */
+	load_ok(&cfg, "[backend]\ntype = aws\n[aws]\nregion = "
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n");
+	assert_int_equal(strlen(cfg.aws_region), 63);
+	config_free(&cfg);
 
 	/* ';' without a blank before it and '#' after a value are part of the value. */
 	load_ok(&cfg, "[file]\npath = a;b#c\n");
@@ -650,7 +656,9 @@ test_bad_aws(void **state)
 {
 	static const char *const regions[] = {
 		"US-EAST-1", "us_east_1", "us-east-", "-us-east-1", "us--east-1", "1us-east",
-		"us-east-1.", "us east 1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		"us-east-1.", "us east 1",
+		/* 64 characters: one more than sm_id's limit */
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	};
 	static const char *const endpoints[] = {
 		"ftp://example.com", "secretsmanager.us-east-1.amazonaws.com", "http://",

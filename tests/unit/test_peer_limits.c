@@ -15,17 +15,19 @@
 #include <sodium.h>
 
 #include "peer_limits.h"
+#include "sys_clock.h"
 
 #define MS 1000000ULL
 #define S  1000000000ULL
 
 static uint64_t fake_now;
 
-static uint64_t
-fake_clock(void *arg)
+/* The time every reading of sys_clock returns. */
+static void
+set_now(uint64_t ns)
 {
-	(void)arg;
-	return fake_now;
+	fake_now = ns;
+	sys_clock_test_set_ns(ns);
 }
 
 static struct peer_limits *
@@ -37,8 +39,8 @@ make(unsigned conns, unsigned rps, unsigned burst, unsigned rpm)
 	};
 	struct peer_limits *pl;
 
-	fake_now = 1000 * S;
-	pl = peer_limits_new(&cfg, fake_clock, NULL);
+	set_now(1000 * S);
+	pl = peer_limits_new(&cfg);
 	assert_non_null(pl);
 	return pl;
 }
@@ -65,25 +67,25 @@ test_token_bucket(void **state)
 	assert_int_equal(drain(pl, e), 5);
 	assert_false(peer_limits_allow_request(pl, e));
 	/* 10 per second: one more every 100 ms, and not before. */
-	fake_now += 99 * MS;
+	set_now(fake_now + (99 * MS));
 	assert_false(peer_limits_allow_request(pl, e));
-	fake_now += 1 * MS;
+	set_now(fake_now + (1 * MS));
 	assert_true(peer_limits_allow_request(pl, e));
 	assert_false(peer_limits_allow_request(pl, e));
-	fake_now += 350 * MS;
+	set_now(fake_now + (350 * MS));
 	assert_int_equal(drain(pl, e), 3);
 	/* Idle for long: the bucket holds the burst, not the time's worth. */
-	fake_now += 60 * S;
+	set_now(fake_now + (60 * S));
 	assert_int_equal(drain(pl, e), 5);
 	/* The clock standing still or going back refills nothing. */
-	fake_now -= 5 * S;
+	set_now(fake_now - (5 * S));
 	assert_false(peer_limits_allow_request(pl, e));
 	assert_int_equal(peer_limits_get_stats(pl)->requests_rejected, 7);
 	/* A sustained rate at the limit is served. */
-	fake_now += 10 * S;
+	set_now(fake_now + (10 * S));
 	drain(pl, e);
 	for (int i = 0; i < 100; i++) {
-		fake_now += 100 * MS;
+		set_now(fake_now + (100 * MS));
 		assert_true(peer_limits_allow_request(pl, e));
 	}
 	/* No entry (limits not set up): always allowed. */
@@ -108,7 +110,7 @@ test_uid_isolation(void **state)
 	assert_int_equal(drain(pl, a) + drain(pl, a2), 50);
 	/* Another uid is untouched. */
 	assert_int_equal(drain(pl, b), 50);
-	fake_now += 100 * MS;
+	set_now(fake_now + (100 * MS));
 	assert_int_equal(drain(pl, a), 10);
 	assert_int_equal(drain(pl, b), 10);
 	assert_int_equal(peer_entry_uid(a), 1000);
@@ -185,9 +187,9 @@ test_refreshes(void **state)
 	/* Another uid has its own minute. */
 	assert_true(peer_limits_allow_refresh(pl, 2000));
 	/* 3 a minute: one every 20 s. */
-	fake_now += 19 * S;
+	set_now(fake_now + (19 * S));
 	assert_false(peer_limits_allow_refresh(pl, 1000));
-	fake_now += 1 * S;
+	set_now(fake_now + (1 * S));
 	assert_true(peer_limits_allow_refresh(pl, 1000));
 	assert_false(peer_limits_allow_refresh(pl, 1000));
 	assert_true(peer_limits_allow_refresh(NULL, 1000));
@@ -206,11 +208,11 @@ test_reconfigure(void **state)
 	struct peer_entry *e2 = peer_limits_conn_open(pl, 1000);
 
 	assert_int_equal(drain(pl, e), 100);
-	fake_now += 500 * MS;		/* 50 tokens earned at the old rate */
+	set_now(fake_now + (500 * MS));		/* 50 tokens earned at the old rate */
 	peer_limits_set_config(pl, &smaller);
 	/* Clipped to the new burst, refilled at the new rate. */
 	assert_int_equal(drain(pl, e), 2);
-	fake_now += 1 * S;
+	set_now(fake_now + (1 * S));
 	assert_int_equal(drain(pl, e), 1);
 	/* The new connection limit applies to new connections only. */
 	assert_null(peer_limits_conn_open(pl, 1000));
@@ -234,7 +236,7 @@ test_warning_throttle(void **state)
 	assert_true(peer_limits_should_warn(pl, 1000));
 	assert_false(peer_limits_allow_request(pl, e));
 	assert_false(peer_limits_should_warn(pl, 1000));	/* within 10 s */
-	fake_now += 10 * S;
+	set_now(fake_now + (10 * S));
 	assert_true(peer_limits_allow_request(pl, e));
 	assert_false(peer_limits_allow_request(pl, e));
 	assert_true(peer_limits_should_warn(pl, 1000));
@@ -297,8 +299,8 @@ test_upstream_budget(void **state)
 	unsigned n;
 
 	(void)state;
-	fake_now = 1000 * S;
-	assert_non_null(pl = peer_limits_new(&cfg, fake_clock, NULL));
+	set_now(1000 * S);
+	assert_non_null(pl = peer_limits_new(&cfg));
 	a = peer_limits_conn_open(pl, 1000);
 	b = peer_limits_conn_open(pl, 2000);
 	assert_int_equal(drain(pl, a), 1000000);	/* no request limit at all */
@@ -307,7 +309,7 @@ test_upstream_budget(void **state)
 	assert_int_equal(n, 50);			/* the burst */
 	assert_false(peer_limits_allow_upstream(pl, a));
 	assert_true(peer_limits_allow_upstream(pl, b));	/* another uid is not affected */
-	fake_now += S / 2;				/* half a second: 10 more */
+	set_now(fake_now + (S / 2));				/* half a second: 10 more */
 	for (n = 0; peer_limits_allow_upstream(pl, a) && n < 1000; n++)
 		;
 	assert_int_equal(n, 10);

@@ -1260,6 +1260,27 @@ test_step_functions(void **state)
 	sigv4_result_free(NULL);
 }
 
+/* The one percent-encoder (aws_credentials' STS form bodies use it too). */
+static void
+test_uri_encode(void **state)
+{
+	char buf[32];
+	size_t off = 0;
+
+	(void)state;
+	assert_int_equal(sigv4_uri_encode(buf, sizeof(buf), &off, "aZ09-_.~"), 0);
+	assert_string_equal(buf, "aZ09-_.~");
+	assert_int_equal(off, 8);
+	assert_int_equal(sigv4_uri_encode(buf, sizeof(buf), &off, "a b/+=\xc3\xa9"), 0);
+	assert_string_equal(buf, "aZ09-_.~a%20b%2F%2B%3D%C3%A9");
+	/* No room for the last escape and the NUL: refused, the offset kept. */
+	off = 0;
+	assert_int_equal(sigv4_uri_encode(buf, 5, &off, "ab/"), -1);
+	assert_int_equal(off, 0);
+	assert_int_equal(sigv4_uri_encode(buf, 6, &off, "ab/"), 0);
+	assert_string_equal(buf, "ab%2F");
+}
+
 int
 main(void)
 {
@@ -1267,6 +1288,7 @@ main(void)
 		cmocka_unit_test(test_signing_key_doc_example),
 		cmocka_unit_test(test_secretsmanager_matches_botocore),
 		cmocka_unit_test(test_canonical_path),
+		cmocka_unit_test(test_uri_encode),
 		cmocka_unit_test(test_canonical_query),
 		cmocka_unit_test(test_canonical_headers),
 		cmocka_unit_test(test_payload_hash),

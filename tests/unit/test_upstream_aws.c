@@ -18,6 +18,7 @@
 
 #include "aws_json.h"
 #include "json_secure.h"
+#include "sm_id.h"
 #include "upstream_aws.h"
 
 #define ARN "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-gMWBeB"
@@ -451,18 +452,18 @@ static void
 test_secret_id_matches(void **state)
 {
 	(void)state;
-	assert_true(aws_secret_id_matches("app/db", ARN, "app/db"));
-	assert_true(aws_secret_id_matches(ARN, ARN, "app/db"));
+	assert_true(sm_id_matches("app/db", ARN, "app/db"));
+	assert_true(sm_id_matches(ARN, ARN, "app/db"));
 	/* Partial ARN: without "-" and the 6 random characters. */
-	assert_true(aws_secret_id_matches("arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db",
+	assert_true(sm_id_matches("arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db",
 	    ARN, "app/db"));
-	assert_false(aws_secret_id_matches("arn:aws:secretsmanager:us-east-1:123456789012:secret:app/d",
+	assert_false(sm_id_matches("arn:aws:secretsmanager:us-east-1:123456789012:secret:app/d",
 	    ARN, "app/db"));
-	assert_false(aws_secret_id_matches("arn:aws:secretsmanager:us-east-1:123456789012:secret:app",
+	assert_false(sm_id_matches("arn:aws:secretsmanager:us-east-1:123456789012:secret:app",
 	    ARN, "app/db"));
-	assert_false(aws_secret_id_matches("app", ARN, "app/db"));
-	assert_false(aws_secret_id_matches("app/db-gMWBeB", ARN, "app/db"));
-	assert_false(aws_secret_id_matches(NULL, ARN, "app/db"));
+	assert_false(sm_id_matches("app", ARN, "app/db"));
+	assert_false(sm_id_matches("app/db-gMWBeB", ARN, "app/db"));
+	assert_false(sm_id_matches(NULL, ARN, "app/db"));
 }
 
 /* ---- errors ----------------------------------------------------------------------------- */
