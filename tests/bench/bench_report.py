@@ -249,6 +249,29 @@ def render(report, outdir):
                 w(f"| {label} | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | "
                   f"{r['runs']} | {r['median_ms'] / base:.0f}x |")
         w("")
+    sdk = report.get("sdk")
+    if sdk:
+        w("## boto3 per call: through the agent's Secrets Manager endpoint")
+        w("")
+        if sdk.get("note"):
+            w(sdk["note"])
+        else:
+            w(f"One warm Python process calls boto3 `get_secret_value` {sdk['calls']} times "
+              "(after 20 warm-up calls) against each target: the agent's `[endpoint] listen` "
+              "(SigV4-signed JSON 1.1, answered from the cache), moto_server on 127.0.0.1, and a "
+              "minimal HTTP server returning a canned GetSecretValue answer, which is what boto3 "
+              "itself costs per call (the client-side limit).")
+            w("")
+            w("| target | calls/s | p50 ms | p99 ms | vs the canned answer |")
+            w("|---|---:|---:|---:|---:|")
+            rows = sdk["rows"]
+            limit = [r for k, r in rows.items() if "canned" in k]
+            base = limit[0]["calls_per_s"] if limit else None
+            for label, r in rows.items():
+                ratio = f"{r['calls_per_s'] / base:.2f}" if base else "-"
+                w(f"| {label} | {r['calls_per_s']:,.0f} | {r['p50_us'] / 1000:.2f} | "
+                  f"{r['p99_us'] / 1000:.2f} | {ratio} |")
+        w("")
     fl = report.get("fleet")
     if fl:
         w("## Upstream calls for a fleet-like workload")

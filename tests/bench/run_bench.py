@@ -594,6 +594,100 @@ def cli_bench(args, srv):
         return time_commands(cmds, env)
 
 
+# ---- boto3 per call: through the SDK endpoint, to moto, to a canned answer ------------------
+
+SDK_CHILD = r"""
+import json, statistics, sys, time
+import boto3
+url, secret_id, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = boto3.client("secretsmanager", endpoint_url=url, region_name="us-east-1")
+for _ in range(20):                                    # warm-up: connections, signer, parser
+    c.get_secret_value(SecretId=secret_id)
+lat = []
+t0 = time.perf_counter()
+for _ in range(calls):
+    t = time.perf_counter()
+    c.get_secret_value(SecretId=secret_id)
+    lat.append((time.perf_counter() - t) * 1e6)
+total = time.perf_counter() - t0
+lat.sort()
+print(json.dumps({"calls_per_s": calls / total, "p50_us": lat[len(lat) // 2],
+                  "p99_us": lat[int(len(lat) * 0.99) - 1], "calls": calls}))
+"""
+
+
+def _canned_server(body):
+    """A minimal HTTP server answering every request with one GetSecretValue body: the
+    client-side limit (what boto3 itself costs per call)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def sdk_bench(args, workdir):
+    """boto3 get_secret_value per call, in one warm process: through the agent's Secrets
+    Manager endpoint ([endpoint] listen), directly to moto_server, and to a canned-answer
+    server (the client-side limit)."""
+    import aws_moto
+    if not aws_moto.have_moto():
+        print("skipped: moto_server or boto3 not installed")
+        return {"note": "skipped: moto_server or boto3 not installed"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": aws_moto.FAKE_KEY, "AWS_SECRET_ACCESS_KEY": aws_moto.FAKE_SECRET,
+                "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
+                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+    calls = args.sdk_calls
+    out = {"calls": calls, "rows": {}}
+    with aws_moto.Moto() as moto:
+        sm = moto.client()
+        sm.create_secret(Name="bench/sdk", SecretString=bench_value(1024))
+        body = json.dumps({k: (v.timestamp() if hasattr(v, "timestamp") else v)
+                           for k, v in sm.get_secret_value(SecretId="bench/sdk").items()
+                           if k != "ResponseMetadata"}).encode()
+        port = bench_peers.free_port()
+        agent = aws_moto.AwsAgent(endpoint=moto.url, cache_extra="negative_ttl = 0\nttl = 3600\n"
+                                  f"[endpoint]\nlisten = 127.0.0.1:{port}\n")
+        canned = _canned_server(body)
+        try:
+            agent.start()
+            targets = [("boto3 -> smcached [endpoint] (cached)", f"http://127.0.0.1:{port}"),
+                       ("boto3 -> moto_server", moto.url),
+                       ("boto3 -> canned answer (client-side limit)",
+                        f"http://127.0.0.1:{canned.server_address[1]}")]
+            for label, url in targets:
+                p = subprocess.run([sys.executable, "-c", SDK_CHILD, url, "bench/sdk", str(calls)],
+                                   env=env, capture_output=True, text=True, timeout=600)
+                if p.returncode != 0:
+                    raise BenchError(f"{label}: {p.stderr.strip()[-300:]}")
+                out["rows"][label] = json.loads(p.stdout.strip().splitlines()[-1])
+                r = out["rows"][label]
+                print(f"{label:<45} {r['calls_per_s']:>8,.0f} calls/s  p50 {r['p50_us'] / 1000:.2f} ms"
+                      f"  p99 {r['p99_us'] / 1000:.2f} ms")
+        finally:
+            canned.shutdown()
+            agent.close()
+    return out
+
+
+
 # ---- upstream calls of a fleet-like workload ------------------------------------------------
 
 def _reader(sock_path, ids, seconds, pause, q):
@@ -784,7 +878,7 @@ def machine_info():
 
 # ---- main -------------------------------------------------------------------------------
 
-SECTIONS = ["seal", "throughput", "scaling", "cli", "http", "fleet", "memory", "filemem"]
+SECTIONS = ["seal", "throughput", "scaling", "cli", "http", "sdk", "fleet", "memory", "filemem"]
 
 
 def main():
@@ -797,6 +891,8 @@ def main():
     ap.add_argument("--scaling-duration", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true", help="1 KiB rows and 3 scaling points only")
     ap.add_argument("--cli-runs", type=int, default=30)
+    ap.add_argument("--sdk-calls", type=int, default=500,
+                    help="boto3 get_secret_value calls per target in the sdk section")
     ap.add_argument("--fleet-readers", type=int, default=20)
     ap.add_argument("--fleet-secrets", type=int, default=10)
     ap.add_argument("--fleet-seconds", type=float, default=12)
@@ -886,6 +982,9 @@ def main():
             print("\n== HTTP front door vs nginx (wrk, 1 KiB value)")
             f, report["http"] = http_bench(args, workdir)
             failed |= f
+        if want("sdk"):
+            print("\n== boto3 get_secret_value per call: the agent's endpoint, moto, a canned answer")
+            report["sdk"] = sdk_bench(args, workdir)
         if want("fleet"):
             print("\n== upstream calls, fleet-like workload (moto behind a counting proxy)")
             report["fleet"] = fleet_bench(args)
