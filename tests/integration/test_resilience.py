@@ -199,17 +199,29 @@ class Resilience(unittest.TestCase):
                    f"; refresh errors +{after['cache_refresh_errors'] - before['cache_refresh_errors']}"
                    f", breaker open before/after {before['upstream_breaker_open']}/"
                    f"{after['upstream_breaker_open']}")
-            # Under ASan (or a wrapper) the agent's own timers run late, so a refresh can
-            # start after ttl without any upstream call being late: staleness is then the
-            # agent's slowness, which this timing claim is not about (as [3]'s p99).
-            if SLOW_BUILD:
-                pass
-            elif not late and not failing:
-                self.assertEqual(self.readers.total("stale"), 0, "a hot secret is never stale")
-            elif not failing:
-                arn_names = {n for n in names if any(i == n or i.endswith(":" + n) or
-                                                      f":secret:{n}-" in i for i in late)}
-                self.assertLessEqual(stale_ids, arn_names, (stale_ids, late))
+            # Stale-while-revalidate bounds staleness by the refresh, not by zero: a read is
+            # STALE only between ttl and its refresh's answer being processed. With 50 reader
+            # processes on two CPUs the agent itself (serving ~30k reads/s) can process an
+            # on-time answer late, which no proxy timestamp shows. What must hold: while no
+            # refresh fails, no hot secret stays stale for a whole ttl (one refresh cycle),
+            # and stale reads stay rare. A cache that failed to refresh, or kept flagging a
+            # refreshed value, breaks both.
+            if not failing:
+                longest = {}
+                for r in self.readers.reports or []:
+                    for k, segs in enumerate(r.get("timeline", [])):
+                        run_start = None
+                        for status, stale, t_first, t_last, _count in segs:
+                            if stale:
+                                run_start = t_first if run_start is None else run_start
+                                longest[names[k]] = max(longest.get(names[k], 0.0), t_last - run_start)
+                            else:
+                                run_start = None
+                report(f"[1] longest stale run per secret: "
+                       f"{max(longest.values()) if longest else 0.0:.2f}s (bound: ttl {ttl}s)")
+                self.assertLess(max(longest.values()) if longest else 0.0, ttl, longest)
+                self.assertLessEqual(self.readers.total("stale"), 0.05 * reads,
+                                     "stale reads are rare while refreshes succeed")
             # Close to one refresh (a DescribeSecret) per secret per refresh interval, in
             # all and by refresh-ahead, never one call per read.
             self.assertGreaterEqual(calls, expected * (1 - tolerance), by_op)
