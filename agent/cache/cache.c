@@ -80,7 +80,7 @@ get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
 	if (flags & CACHE_FORCE_REFRESH) {
 		if (!forced_refresh_allowed(c, &q, now)) {
 			c->stats.forced_refresh_limited++;
-			backend_error_set(&error, SMC_STATUS_LIMIT_EXCEEDED,
+			backend_error_set(&error, PROTO_STATUS_LIMIT_EXCEEDED,
 			    "this secret was refreshed less than %us ago; try again later",
 			    c->opts.min_refresh_interval_s);
 			cb(arg, NULL, false, &error);
@@ -276,7 +276,7 @@ describe_flight_done(void *arg, const struct backend_description *d,
 	breaker_record(c, upstream_answered(error), f->probe, now);
 	if (d != NULL)
 		described_put(c, f->id, d, NULL, now + (uint64_t)c->opts.ttl_s * 1000u);
-	else if (error->status == SMC_STATUS_NOT_FOUND && c->opts.negative_ttl_s != 0)
+	else if (error->status == PROTO_STATUS_NOT_FOUND && c->opts.negative_ttl_s != 0)
 		described_put(c, f->id, NULL, error,
 		    now + (uint64_t)c->opts.negative_ttl_s * 1000u);
 	for (w = f->waiters; w != NULL; w = next) {
@@ -330,14 +330,14 @@ cache_describe_charged(struct cache *c, const char *secret_id, const struct cach
 	} else {
 		if (charge != NULL && !charge->allow(charge->arg)) {
 			free(w);
-			backend_error_set(&error, SMC_STATUS_LIMIT_EXCEEDED, "%s", charge->refusal);
+			backend_error_set(&error, PROTO_STATUS_LIMIT_EXCEEDED, "%s", charge->refusal);
 			cb(arg, NULL, &error);
 			return;
 		}
 		if (!breaker_allow(c, now, &probe)) {
 			free(w);
 			c->stats.breaker_rejects++;
-			backend_error_set(&error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			backend_error_set(&error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 			    "the upstream is failing; not asking it again before the next probe");
 			cb(arg, NULL, &error);
 			return;
@@ -358,7 +358,7 @@ cache_describe_charged(struct cache *c, const char *secret_id, const struct cach
 				c->breaker_probing = false;
 			free(f);
 			free(w);
-			backend_error_set(&error, SMC_STATUS_INTERNAL,
+			backend_error_set(&error, PROTO_STATUS_INTERNAL,
 			    "the backend could not take the request");
 			cb(arg, NULL, &error);
 			return;
@@ -370,7 +370,7 @@ cache_describe_charged(struct cache *c, const char *secret_id, const struct cach
 	f->waiters_tail = &w->next;
 	return;
 fail:
-	backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
+	backend_error_set(&error, PROTO_STATUS_INTERNAL, "out of memory");
 	cb(arg, NULL, &error);
 }
 

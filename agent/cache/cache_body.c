@@ -144,13 +144,13 @@ plain_get(struct cache *c, struct version *v, struct backend_value *value,
 	if (c->plain_busy) {
 		cap = seal_plain_capacity(v->blob_len);
 		if (cap == 0 || (plain = sodium_malloc(cap)) == NULL) {
-			backend_error_set(error, SMC_STATUS_INTERNAL, "out of memory");
+			backend_error_set(error, PROTO_STATUS_INTERNAL, "out of memory");
 			return NULL;
 		}
 	}
 	if (key_hold(c) != 0 ||
 	    seal_unseal(c->seal, arn, vid, version_blob(v), v->blob_len, plain, cap, &len) != 0) {
-		backend_error_set(error, SMC_STATUS_INTERNAL, "cached value failed to unseal");
+		backend_error_set(error, PROTO_STATUS_INTERNAL, "cached value failed to unseal");
 		log_error("cache: a sealed value failed its integrity check");
 		if (plain != c->plain)
 			sodium_free(plain);
@@ -163,7 +163,7 @@ plain_get(struct cache *c, struct version *v, struct backend_value *value,
 	value->name = secret_name(v->secret, ident->name);
 	value->version_id = vid;
 	value->stages = stages;
-	value->stage_count = version_stages(v, stages, SMC_MAX_STAGES);
+	value->stage_count = version_stages(v, stages, PROTO_MAX_STAGES);
 	value->created_ms = v->created_ms;
 	value->is_binary = v->is_binary;
 	value->data = plain;
@@ -185,7 +185,7 @@ plain_put(struct cache *c, uint8_t *plain, size_t len)
 void
 deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb cb, void *arg)
 {
-	const char *stages[SMC_MAX_STAGES];
+	const char *stages[PROTO_MAX_STAGES];
 	struct backend_value value;
 	struct backend_error error;
 	struct ident_buf ident;
@@ -205,13 +205,13 @@ deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb c
 static bool
 body_matches(const struct cache_body *b, const struct version *v, cache_render_fn render)
 {
-	const char *stages[SMC_MAX_STAGES];
+	const char *stages[PROTO_MAX_STAGES];
 	const char *key = (const char *)b->data + b->len, *end = key + b->stages_len;
 	size_t n, len;
 
 	if (b->version != v || b->render != render)
 		return false;
-	n = version_stages(v, stages, SMC_MAX_STAGES);
+	n = version_stages(v, stages, PROTO_MAX_STAGES);
 	for (size_t i = 0; i < n; i++) {
 		len = strlen(stages[i]) + 1;
 		if ((size_t)(end - key) < len || memcmp(key, stages[i], len) != 0)
@@ -225,7 +225,7 @@ body_matches(const struct cache_body *b, const struct version *v, cache_render_f
 static struct cache_body *
 body_make(struct cache *c, struct version *v, cache_render_fn render)
 {
-	const char *stages[SMC_MAX_STAGES];
+	const char *stages[PROTO_MAX_STAGES];
 	struct backend_value value;
 	struct backend_error error;
 	struct cache_body *b = NULL;

@@ -197,17 +197,17 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 			/* Nothing to serve: this query backs off (see struct negative). */
 			if (v == NULL && (error->about_secret || f->probe))
 				failure_add(c, &f->query, error, now);
-		} else if (s != NULL && (error->status == SMC_STATUS_ACCESS_DENIED ||
-		    (error->status == SMC_STATUS_NOT_FOUND && f->query.version_id == NULL &&
+		} else if (s != NULL && (error->status == PROTO_STATUS_ACCESS_DENIED ||
+		    (error->status == PROTO_STATUS_NOT_FOUND && f->query.version_id == NULL &&
 		    strcmp(f->query.version_stage, STAGE_CURRENT) == 0))) {
 			/* Access revoked, or the secret is gone: a definitive answer. */
 			secret_free(c, s);
-			if (error->status == SMC_STATUS_ACCESS_DENIED && error->about_secret)
+			if (error->status == PROTO_STATUS_ACCESS_DENIED && error->about_secret)
 				failure_add(c, &f->query, error, now);
-		} else if (s == NULL && error->status == SMC_STATUS_ACCESS_DENIED &&
+		} else if (s == NULL && error->status == PROTO_STATUS_ACCESS_DENIED &&
 		    error->about_secret) {
 			failure_add(c, &f->query, error, now);	/* denied: back off as a failure */
-		} else if (s != NULL && error->status == SMC_STATUS_NOT_FOUND &&
+		} else if (s != NULL && error->status == PROTO_STATUS_NOT_FOUND &&
 		    f->query.version_stage == NULL &&
 		    (v = version_find(s, f->query.version_id)) != NULL) {
 			/* A version we hold is gone (or the whole secret is): it goes. */
@@ -215,11 +215,11 @@ flight_done(void *arg, const struct backend_value *value, const struct backend_e
 			v = NULL;
 			if (s->versions == NULL)
 				secret_free(c, s);
-		} else if (s != NULL && error->status == SMC_STATUS_NOT_FOUND &&
+		} else if (s != NULL && error->status == PROTO_STATUS_NOT_FOUND &&
 		    f->query.version_id == NULL) {
 			label_drop(c, s, f->query.version_stage);	/* that label moved away */
 		}
-		if (error->status == SMC_STATUS_NOT_FOUND)
+		if (error->status == PROTO_STATUS_NOT_FOUND)
 			negative_add(c, &f->query, error, now);
 	} else {
 		breaker_record(c, true, f->probe, now);
@@ -275,7 +275,7 @@ flight_join(struct cache *c, const struct backend_query *q, cache_value_cb cb, v
 	} else {
 		if (!breaker_allow(c, now_ms(), &probe)) {
 			c->stats.breaker_rejects++;
-			backend_error_set(&error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			backend_error_set(&error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 			    "the upstream is failing; not asking it again before the next probe");
 			if (cb != NULL)
 				cb(arg, NULL, false, &error);
@@ -284,7 +284,7 @@ flight_join(struct cache *c, const struct backend_query *q, cache_value_cb cb, v
 		if (c->charge != NULL && !c->charge->allow(c->charge->arg)) {
 			if (probe)
 				c->breaker_probing = false;
-			backend_error_set(&error, SMC_STATUS_LIMIT_EXCEEDED, "%s",
+			backend_error_set(&error, PROTO_STATUS_LIMIT_EXCEEDED, "%s",
 			    c->charge->refusal);
 			if (cb != NULL)
 				cb(arg, NULL, false, &error);
@@ -319,7 +319,7 @@ flight_join(struct cache *c, const struct backend_query *q, cache_value_cb cb, v
 	f->waiters_tail = &w->next;
 	return;
 fail:
-	backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
+	backend_error_set(&error, PROTO_STATUS_INTERNAL, "out of memory");
 	if (cb != NULL)
 		cb(arg, NULL, false, &error);
 }

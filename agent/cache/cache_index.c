@@ -147,7 +147,7 @@ secret_named(const struct secret *s, const char *name, size_t len)
 	return strncmp(name_at, name, len) == 0 && name_at[len] == '\0';
 }
 
-/* The name, NUL-terminated: in the record, or in buf (SMC_MAX_NAME + 1 bytes). */
+/* The name, NUL-terminated: in the record, or in buf (PROTO_MAX_NAME + 1 bytes). */
 const char *
 secret_name(const struct secret *s, char *buf)
 {
@@ -161,7 +161,7 @@ secret_name(const struct secret *s, char *buf)
 	return buf;
 }
 
-/* The whole ARN: in the record, or in buf (SMC_MAX_ARN + 1 bytes). */
+/* The whole ARN: in the record, or in buf (PROTO_MAX_ARN + 1 bytes). */
 const char *
 secret_arn(const struct cache *c, const struct secret *s, char *buf)
 {
@@ -247,7 +247,7 @@ version_blob(struct version *v)
 	return v->id + version_id_size(v);
 }
 
-/* The VersionId string: in the record, or in buf (SMC_MAX_VERSION_ID + 1 bytes). */
+/* The VersionId string: in the record, or in buf (PROTO_MAX_VERSION_ID + 1 bytes). */
 const char *
 version_id(const struct version *v, char *buf)
 {
@@ -264,7 +264,7 @@ secret_by_name(struct cache *c, const char *name, size_t name_len)
 {
 	uint32_t h;
 
-	if (name_len > SMC_MAX_NAME)
+	if (name_len > PROTO_MAX_NAME)
 		return NULL;
 	h = index_hash(&c->secrets, name, name_len);
 	for (struct secret *s = c->secrets.buckets[h & c->secrets.mask]; s != NULL; s = s->hnext) {
@@ -282,7 +282,7 @@ secret_by_name(struct cache *c, const char *name, size_t name_len)
 static struct secret *
 secret_find_uncached(struct cache *c, const char *id)
 {
-	char buf[SMC_MAX_ARN + 1];
+	char buf[PROTO_MAX_ARN + 1];
 	const char *rest, *arn;
 	struct secret *s;
 	size_t id_len, rest_len, plen;
@@ -406,7 +406,7 @@ label_set(struct cache *c, struct secret *s, const char *name, struct version *v
 	pp = label_slot(s, name);
 	if ((l = *pp) == NULL) {
 		len = strlen(name);
-		if (len > SMC_MAX_VERSION_STAGE || (l = malloc(sizeof(*l) + len + 1)) == NULL)
+		if (len > PROTO_MAX_VERSION_STAGE || (l = malloc(sizeof(*l) + len + 1)) == NULL)
 			return;		/* not cached; the next read fetches again */
 		memcpy(l->name, name, len + 1);
 		l->next = NULL;
@@ -510,7 +510,7 @@ secret_upsert(struct cache *c, const char *arn, const char *name)
 			return s;
 		secret_free(c, s);
 	}
-	if (arn_len > SMC_MAX_ARN || name_len > SMC_MAX_NAME)
+	if (arn_len > PROTO_MAX_ARN || name_len > PROTO_MAX_NAME)
 		return NULL;
 	/* The usual shape, prefix + NAME-XXXXXX: share the prefix, keep the rest. */
 	plen = arn_prefix_len(arn);
@@ -580,7 +580,7 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		is_uuid = uuid_parse(value->version_id, uuid);
 		id_size = is_uuid ? sizeof(uuid) : strlen(value->version_id) + 1;
 		blob_len = seal_sealed_size(value->len);
-		if (blob_len == 0 || id_size > SMC_MAX_VERSION_ID + 1)
+		if (blob_len == 0 || id_size > PROTO_MAX_VERSION_ID + 1)
 			return NULL;
 		if ((v = malloc(offsetof(struct version, id) + id_size + blob_len)) == NULL)
 			return NULL;

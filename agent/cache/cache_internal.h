@@ -254,9 +254,9 @@ struct cache {
 
 /* Room for a version's identity as strings. */
 struct ident_buf {
-	char arn[SMC_MAX_ARN + 1];
-	char name[SMC_MAX_NAME + 1];
-	char vid[SMC_MAX_VERSION_ID + 1];
+	char arn[PROTO_MAX_ARN + 1];
+	char name[PROTO_MAX_NAME + 1];
+	char vid[PROTO_MAX_VERSION_ID + 1];
 };
 
 static inline uint64_t
@@ -286,10 +286,10 @@ random_below(uint64_t n)
 
 /* Errors that say the upstream could not answer, as opposed to a real answer. */
 static inline bool
-is_upstream_failure(enum smc_status status)
+is_upstream_failure(enum proto_status status)
 {
-	return status == SMC_STATUS_UPSTREAM_UNAVAILABLE || status == SMC_STATUS_UPSTREAM_AUTH ||
-	    status == SMC_STATUS_INTERNAL;
+	return status == PROTO_STATUS_UPSTREAM_UNAVAILABLE || status == PROTO_STATUS_UPSTREAM_AUTH ||
+	    status == PROTO_STATUS_INTERNAL;
 }
 
 /*

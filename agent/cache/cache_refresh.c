@@ -155,7 +155,7 @@ refresh_failed(struct cache *c, struct refresh *r, const struct backend_error *e
 	}
 	if ((s = secret_find(c, r->arn)) != NULL) {
 		log_warn("cache: refresh got %s; dropping the cached secret",
-		    smc_status_name(error->status));
+		    proto_status_name(error->status));
 		secret_free(c, s);
 	}
 }
@@ -189,7 +189,7 @@ refresh_described(void *arg, const struct backend_description *d, const struct b
 	struct refresh *r = arg;
 	struct cache *c = r->cache;
 	struct backend_query q = { .secret_id = r->arn };
-	const char *held[SMC_MAX_STAGES + 1];
+	const char *held[PROTO_MAX_STAGES + 1];
 	struct secret *s;
 	struct version *v;
 	size_t nheld = 0;
@@ -219,7 +219,7 @@ refresh_described(void *arg, const struct backend_description *d, const struct b
 	 * (only these cost a GetSecretValue). Labels the upstream no longer has go. */
 	if (s->current != NULL || s->current_expires_ms != 0)
 		held[nheld++] = STAGE_CURRENT;
-	for (struct label *l = s->labels; l != NULL && nheld < SMC_MAX_STAGES; l = l->next)
+	for (struct label *l = s->labels; l != NULL && nheld < PROTO_MAX_STAGES; l = l->next)
 		held[nheld++] = l->name;
 	for (size_t k = 0; k < nheld; k++) {
 		const char *vid = NULL;
@@ -271,7 +271,7 @@ out:
 void
 refresh_start(struct cache *c, struct secret *s, bool probe)
 {
-	char buf[SMC_MAX_ARN + 1];
+	char buf[PROTO_MAX_ARN + 1];
 	const char *arn = secret_arn(c, s, buf);
 	size_t len = strlen(arn);
 	struct refresh *r;
