@@ -1,5 +1,5 @@
 # smcache: one Makefile for the agent, the client library, the CLI and the tests.
-# Objects go under $(BUILD)/ (build/ by default, build/asan for `make asan`).
+# Objects go under $(BUILD)/ (build/ by default, $(BUILD)/asan for `make asan`).
 #
 #   make              build everything
 #   make deps         install missing Debian packages (as root; otherwise prints the line to run)
@@ -239,7 +239,7 @@ test: all $(TEST_BINS) check-layers
 	$(PYTHON) tests/run_tests.py --build $(BUILD)
 
 asan:
-	$(MAKE) BUILD=build/asan SANITIZE=1 test
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 test
 
 # ---- fuzzing (clang + libFuzzer), bounded in time ---------------------------------------
 FUZZ_CC       ?= clang
