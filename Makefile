@@ -1,5 +1,5 @@
 # smcache: one Makefile for the agent, the client library, the CLI and the tests.
-# Objects go under $(BUILD)/ (build/ by default, build/asan for `make asan`).
+# Objects go under $(BUILD)/ (build/ by default, $(BUILD)/asan for `make asan`).
 #
 #   make              build everything
 #   make deps         install missing Debian packages (as root; otherwise prints the line to run)
@@ -117,6 +117,7 @@ CLIENT_LIB_SRCS := $(filter-out client/cli.c client/cli_%.c,$(wildcard client/*.
 CLI_SRCS        := $(filter client/cli.c client/cli_%.c,$(wildcard client/*.c))
 AGENT_LIB_SRCS  := $(filter-out agent/main.c,$(wildcard agent/*.c agent/*/*.c))
 UNIT_SRCS       := $(wildcard tests/unit/test_*.c)
+UNIT_HELPER_SRCS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 TOOL_SRCS       := $(wildcard tests/tools/*.c)
 FUZZ_SRCS       := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRCS      := $(wildcard tests/bench/*.c)
@@ -208,8 +209,14 @@ $(BUILD)/smcache.pc: client/smcache.pc.in Makefile $(BUILD)/install/paths
 # ---- tests -------------------------------------------------------------------------------
 # Test programs link the agent, client and codec libraries; the linker keeps what it uses.
 TEST_LINK_LIBS := $(AGENT_LIB) $(CLIENT_A)
+# What unit tests share (tests/unit/*.c other than test_*.c, e.g. the cache tests' fake
+# backend), as an archive ahead of the agent's: each test takes only what it calls.
+UNIT_HELPER_LIB := $(BUILD)/libsmctest.a
 
-$(BUILD)/tests/test_%: $(call obj,tests/unit/test_%.c) $(TEST_LINK_LIBS)
+$(UNIT_HELPER_LIB): $(call obj,$(UNIT_HELPER_SRCS))
+	$(archive)
+
+$(BUILD)/tests/test_%: $(call obj,tests/unit/test_%.c) $(UNIT_HELPER_LIB) $(TEST_LINK_LIBS)
 	$(call link,$(LIBS_tests))
 
 # Helper programs the integration tests drive (signers, raw clients, ...).
@@ -232,7 +239,7 @@ test: all $(TEST_BINS) check-layers
 	$(PYTHON) tests/run_tests.py --build $(BUILD)
 
 asan:
-	$(MAKE) BUILD=build/asan SANITIZE=1 test
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 test
 
 # ---- fuzzing (clang + libFuzzer), bounded in time ---------------------------------------
 FUZZ_CC       ?= clang

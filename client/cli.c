@@ -27,18 +27,10 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
-#include "cli_json.h"
 #include "cli_exec.h"
+#include "cli_json.h"
+#include "cli_util.h"
 #include "smcache.h"
-
-enum {
-	EXIT_USAGE = 2,
-	EXIT_NOT_FOUND = 3,
-	EXIT_DENIED = 4,
-	EXIT_UPSTREAM = 5,
-	EXIT_UNREACHABLE = 6,
-	EXIT_NOT_READY = 7,
-};
 
 struct cli_args {
 	const char *socket_path;	/* NULL: the library's default */
@@ -90,51 +82,11 @@ static const char usage_text[] =
 "exit status: 0 ok, 2 usage, 3 not found, 4 access denied, 5 backend\n"
 "unavailable, 6 agent unreachable, 7 not ready (health), 1 other errors.\n";
 
-static void
-message(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("smcache: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static int
-usage_error(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	message("%s (see smcache --help)", buf);
-	return EXIT_USAGE;
-}
-
-static int
-exit_code(smc_error_code code)
-{
-	switch (code) {
-	case SMC_OK:				return 0;
-	case SMC_ERR_USAGE:			return EXIT_USAGE;
-	case SMC_ERR_NOT_FOUND:			return EXIT_NOT_FOUND;
-	case SMC_ERR_ACCESS_DENIED:
-	case SMC_ERR_UPSTREAM_AUTH:		return EXIT_DENIED;
-	case SMC_ERR_UPSTREAM_UNAVAILABLE:	return EXIT_UPSTREAM;
-	case SMC_ERR_UNREACHABLE:		return EXIT_UNREACHABLE;
-	default:				return 1;
-	}
-}
-
 static int
 fail(const smc_error *err)
 {
-	message("%s", err->message[0] != '\0' ? err->message : smc_strerror(err->code));
-	return exit_code(err->code);
+	cli_message("%s", err->message[0] != '\0' ? err->message : smc_strerror(err->code));
+	return cli_exit_code(err->code);
 }
 
 /* ---- output helpers ------------------------------------------------------------------- */
@@ -237,11 +189,11 @@ json_print(struct cjw *w)
 	size_t len;
 
 	if (cjw_finish(w, &text, &len) == -1) {
-		message("out of memory");
+		cli_message("out of memory");
 		return -1;
 	}
 	if (write_all(STDOUT_FILENO, text, len) == -1) {
-		message("write error: %s", strerror(errno));
+		cli_message("write error: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -302,7 +254,7 @@ put_value(const struct cli_args *a, const void *buf, size_t len)
 {
 	if (write_all(STDOUT_FILENO, buf, len) == -1 ||
 	    (a->text && write_all(STDOUT_FILENO, "\n", 1) == -1)) {
-		message("cannot write the value: %s", strerror(errno));
+		cli_message("cannot write the value: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -319,18 +271,18 @@ put_field(const struct cli_args *a, const smc_secret *s)
 	if (smc_secret_is_binary(s) ||
 	    (doc = cJSON_ParseWithLength((const char *)smc_secret_value(s),
 	    smc_secret_value_len(s))) == NULL || !cJSON_IsObject(doc)) {
-		message("--field: the value of %s is not a JSON object", a->secret_id);
+		cli_message("--field: the value of %s is not a JSON object", a->secret_id);
 		goto out;
 	}
 	if ((item = cJSON_GetObjectItemCaseSensitive(doc, a->field)) == NULL) {
-		message("--field: %s has no field \"%s\"", a->secret_id, a->field);
+		cli_message("--field: %s has no field \"%s\"", a->secret_id, a->field);
 		rc = EXIT_NOT_FOUND;
 		goto out;
 	}
 	if (cJSON_IsString(item))
 		rc = put_value(a, item->valuestring, strlen(item->valuestring)) == 0 ? 0 : 1;
 	else if ((text = cJSON_PrintUnformatted(item)) == NULL)
-		message("out of memory");
+		cli_message("out of memory");
 	else
 		rc = put_value(a, text, strlen(text)) == 0 ? 0 : 1;
 out:
@@ -363,7 +315,7 @@ cmd_get(smc_client *c, const struct cli_args *a)
 		goto out;
 	}
 	if (smc_secret_is_stale(s))
-		message("warning: %s was served from cache past its refresh time "
+		cli_message("warning: %s was served from cache past its refresh time "
 		    "(the backend is unreachable)", a->secret_id);
 	if (a->field != NULL) {
 		rc = put_field(a, s);
@@ -371,11 +323,11 @@ cmd_get(smc_client *c, const struct cli_args *a)
 		if (secret_json(s, &w) == 0 && json_print(&w) == 0)
 			rc = 0;
 		else if (w.failed)
-			message("out of memory");
+			cli_message("out of memory");
 	} else if (a->text && smc_secret_is_binary(s)) {
 		/* As `--query SecretBinary --output text`: base64. */
 		if ((b64 = base64_of(s, &b64len)) == NULL) {
-			message("out of memory");
+			cli_message("out of memory");
 			goto out;
 		}
 		rc = put_value(a, b64, b64len) == 0 ? 0 : 1;
@@ -476,13 +428,13 @@ cmd_describe(smc_client *c, const struct cli_args *a)
 	if (smc_describe(c, a->secret_id, &d, &err) == -1)
 		return fail(&err);
 	if (smc_description_is_stale(d))
-		message("warning: %s was served from cache past its refresh time "
+		cli_message("warning: %s was served from cache past its refresh time "
 		    "(the backend is unreachable)", a->secret_id);
 	if (a->json) {
 		if (description_json(d, &w) == 0 && json_print(&w) == 0)
 			rc = 0;
 		else if (w.failed)
-			message("out of memory");
+			cli_message("out of memory");
 	} else {
 		description_text(d);
 		rc = 0;
@@ -672,12 +624,12 @@ parse_args(int argc, char **argv, struct cli_args *a)
 		switch (ch) {
 		case 's':
 			if (optarg[0] == '\0')
-				return usage_error("--socket needs a path");
+				return cli_usage(NULL, "--socket needs a path");
 			a->socket_path = optarg;
 			break;
 		case 't':
 			if (parse_timeout(optarg, &a->timeout_ms) == -1)
-				return usage_error("--timeout takes a positive number of "
+				return cli_usage(NULL, "--timeout takes a positive number of "
 				    "milliseconds, not '%s'", optarg);
 			break;
 		case OPT_STAGE:
@@ -698,11 +650,12 @@ parse_args(int argc, char **argv, struct cli_args *a)
 			else if (strcmp(optarg, "text") == 0)
 				a->text = 1;
 			else
-				return usage_error("--output takes json or text, not '%s'", optarg);
+				return cli_usage(NULL, "--output takes json or text, not '%s'",
+				    optarg);
 			break;
 		case OPT_FIELD:
 			if (optarg[0] == '\0')
-				return usage_error("--field needs a key");
+				return cli_usage(NULL, "--field needs a key");
 			a->field = optarg;
 			break;
 		case 'h':
@@ -712,13 +665,13 @@ parse_args(int argc, char **argv, struct cli_args *a)
 			printf("smcache %s\n", smc_version());
 			return 0;
 		case ':':
-			return usage_error("option '%s' needs a value", argv[optind - 1]);
+			return cli_usage(NULL, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			return cli_usage(NULL, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind >= argc)
-		return usage_error("no command given");
+		return cli_usage(NULL, "no command given");
 	a->command = argv[optind++];
 	nargs = argc - optind;
 
@@ -727,34 +680,34 @@ parse_args(int argc, char **argv, struct cli_args *a)
 	if (strcmp(a->command, "get") == 0 || strcmp(a->command, "describe") == 0 ||
 	    strcmp(a->command, "refresh") == 0) {
 		if (nargs != 1)
-			return usage_error("%s takes one SECRET_ID", a->command);
+			return cli_usage(NULL, "%s takes one SECRET_ID", a->command);
 		a->secret_id = argv[optind];
 		if (a->secret_id[0] == '\0')
-			return usage_error("the secret id is empty");
+			return cli_usage(NULL, "the secret id is empty");
 	} else if (strcmp(a->command, "ping") == 0 || strcmp(a->command, "stats") == 0 ||
 	    strcmp(a->command, "health") == 0) {
 		if (nargs != 0)
-			return usage_error("%s takes no arguments", a->command);
+			return cli_usage(NULL, "%s takes no arguments", a->command);
 	} else
-		return usage_error("unknown command '%s'", a->command);
+		return cli_usage(NULL, "unknown command '%s'", a->command);
 
 	if (a->version_id != NULL && strcmp(a->command, "get") != 0)
-		return usage_error("--version-id goes with get only");
+		return cli_usage(NULL, "--version-id goes with get only");
 	if (a->version_stage != NULL && strcmp(a->command, "get") != 0 &&
 	    strcmp(a->command, "refresh") != 0)
-		return usage_error("--version-stage goes with get and refresh only");
+		return cli_usage(NULL, "--version-stage goes with get and refresh only");
 	if (a->refresh && strcmp(a->command, "get") != 0 && strcmp(a->command, "refresh") != 0)
-		return usage_error("--refresh goes with get only");
+		return cli_usage(NULL, "--refresh goes with get only");
 	if ((a->version_stage != NULL && a->version_stage[0] == '\0') ||
 	    (a->version_id != NULL && a->version_id[0] == '\0'))
-		return usage_error("--version-stage and --version-id need a non-empty value");
+		return cli_usage(NULL, "--version-stage and --version-id need a non-empty value");
 	if (a->json && strcmp(a->command, "get") != 0 && strcmp(a->command, "describe") != 0 &&
 	    strcmp(a->command, "health") != 0 && strcmp(a->command, "stats") != 0)
-		return usage_error("--json goes with get, describe, health and stats only");
+		return cli_usage(NULL, "--json goes with get, describe, health and stats only");
 	if ((a->text || a->field != NULL) && strcmp(a->command, "get") != 0)
-		return usage_error("--output text and --field go with get only");
+		return cli_usage(NULL, "--output text and --field go with get only");
 	if (a->json && (a->text || a->field != NULL))
-		return usage_error("--json goes with neither --output text nor --field");
+		return cli_usage(NULL, "--json goes with neither --output text nor --field");
 	return -1;
 }
 
@@ -771,7 +724,7 @@ main(int argc, char **argv)
 	if ((rc = parse_args(argc, argv, &a)) != -1)
 		return rc;
 	if (sodium_init() < 0) {
-		message("libsodium failed to initialise");
+		cli_message("libsodium failed to initialise");
 		return 1;
 	}
 	cJSON_InitHooks(&(cJSON_Hooks){ .malloc_fn = malloc, .free_fn = wipe_free });
@@ -790,7 +743,7 @@ main(int argc, char **argv)
 		rc = cmd_stats(c, &a);
 	smc_close(c);
 	if (fflush(stdout) == EOF && rc == 0) {
-		message("write error: %s", strerror(errno));
+		cli_message("write error: %s", strerror(errno));
 		rc = 1;
 	}
 	return rc;

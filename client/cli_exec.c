@@ -53,6 +53,7 @@
 #include <sodium.h>
 
 #include "cli_exec.h"
+#include "cli_util.h"
 #include "smcache.h"
 
 extern char **environ;
@@ -72,8 +73,6 @@ extern char **environ;
 #define TMPFS_MAGIC_		0x01021994
 #define RAMFS_MAGIC_		0x858458f6
 
-enum { EXIT_USAGE = 2, EXIT_NOT_FOUND = 3, EXIT_DENIED = 4, EXIT_UPSTREAM = 5,
-	EXIT_UNREACHABLE = 6, EXIT_CANNOT_EXEC = 126, EXIT_NO_COMMAND = 127 };
 
 /* A secret whose content does not fit its reference (not JSON, not an
  * object, NUL bytes for an environment variable): exit status 1, not the
@@ -114,46 +113,6 @@ struct exec_state {
 	char dir[PATH_MAX];	/* private file directory, "" when none */
 	int dirfd;
 };
-
-static void
-msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("smcache: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static int
-usage(const char *fmt, ...)
-{
-	char buf[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	msg("exec: %s (see smcache exec --help)", buf);
-	return EXIT_USAGE;
-}
-
-static int
-exit_code(smc_error_code code)
-{
-	switch (code) {
-	case SMC_OK:				return 0;
-	case SMC_ERR_USAGE:			return EXIT_USAGE;
-	case SMC_ERR_NOT_FOUND:			return EXIT_NOT_FOUND;
-	case SMC_ERR_ACCESS_DENIED:
-	case SMC_ERR_UPSTREAM_AUTH:		return EXIT_DENIED;
-	case SMC_ERR_UPSTREAM_UNAVAILABLE:	return EXIT_UPSTREAM;
-	case SMC_ERR_UNREACHABLE:		return EXIT_UNREACHABLE;
-	default:				return 1;
-	}
-}
 
 static int64_t
 now_ms(void)
@@ -216,7 +175,7 @@ dup_n(const char *s, size_t n)
 	char *d = malloc(n + 1);
 
 	if (d == NULL) {
-		msg("out of memory");
+		cli_message("out of memory");
 		exit(1);
 	}
 	memcpy(d, s, n);
@@ -244,26 +203,28 @@ parse_ref(const char *ref, struct spec *sp, const char *opt)
 		    strspn(colon + 1, "01234567") == (size_t)(end - colon - 1)) {
 			mode = strtoul(colon + 1, &stop, 8);
 			if (mode > 07777 || (mode & 0400) == 0)
-				return usage("%s: mode %s must let the owner read the file", opt,
+				return cli_usage("exec",
+				    "%s: mode %s must let the owner read the file", opt,
 				    colon + 1);
 			sp->mode = (mode_t)mode;
 			end = colon;
 		}
 	} else if ((at = memrchr(ref, '@', (size_t)(end - ref))) != NULL) {
 		if (at + 1 == end)
-			return usage("%s: empty stage after '@' in '%s'", opt, ref);
+			return cli_usage("exec", "%s: empty stage after '@' in '%s'", opt, ref);
 		sp->stage = dup_n(at + 1, (size_t)(end - at - 1));
 		end = at;
 	}
 	hash = memchr(ref, '#', (size_t)(end - ref));
 	if (hash != NULL) {
 		if (hash + 1 == end)
-			return usage("%s: empty JSON field after '#' in '%s'", opt, ref);
+			return cli_usage("exec",
+			    "%s: empty JSON field after '#' in '%s'", opt, ref);
 		sp->field = dup_n(hash + 1, (size_t)(end - hash - 1));
 		end = hash;
 	}
 	if (end == ref)
-		return usage("%s: empty secret id in '%s'", opt, ref);
+		return cli_usage("exec", "%s: empty secret id in '%s'", opt, ref);
 	sp->secret_id = dup_n(ref, (size_t)(end - ref));
 	return -1;
 }
@@ -276,7 +237,7 @@ add_spec(struct exec_state *st, enum spec_kind kind, const char *arg, const char
 	size_t i;
 
 	if ((n = realloc(st->specs, (st->nspecs + 1) * sizeof(*n))) == NULL) {
-		msg("out of memory");
+		cli_message("out of memory");
 		return 1;
 	}
 	st->specs = n;
@@ -286,22 +247,24 @@ add_spec(struct exec_state *st, enum spec_kind kind, const char *arg, const char
 	sp->mode = 0400;
 	if (kind == SPEC_ENV_JSON) {
 		if (arg[0] == '\0')
-			return usage("%s needs a secret id", opt);
+			return cli_usage("exec", "%s needs a secret id", opt);
 		sp->secret_id = dup_n(arg, strlen(arg));
 		return -1;
 	}
 	if ((eq = strchr(arg, '=')) == NULL)
-		return usage("%s takes %s, not '%s'", opt, kind == SPEC_ENV ?
+		return cli_usage("exec", "%s takes %s, not '%s'", opt, kind == SPEC_ENV ?
 		    "NAME=SECRET_ID[#json.field][@STAGE]" : "PATH=SECRET_ID[#field][:MODE]", arg);
 	sp->name = dup_n(arg, (size_t)(eq - arg));
 	if (kind == SPEC_ENV && !valid_env_name(sp->name, strlen(sp->name)))
-		return usage("%s: '%s' is not a valid environment variable name", opt, sp->name);
+		return cli_usage("exec",
+		    "%s: '%s' is not a valid environment variable name", opt, sp->name);
 	if (kind == SPEC_FILE && !valid_rel_path(sp->name))
-		return usage("%s: '%s' must be a relative path without '.' or '..' components "
+		return cli_usage("exec",
+		    "%s: '%s' must be a relative path without '.' or '..' components "
 		    "(files are created under a private directory, $SMCACHE_EXEC_DIR)", opt, sp->name);
 	for (i = 0; i + 1 < st->nspecs; i++)
 		if (st->specs[i].kind == kind && strcmp(st->specs[i].name, sp->name) == 0)
-			return usage("%s %s given twice", opt, sp->name);
+			return cli_usage("exec", "%s %s given twice", opt, sp->name);
 	return parse_ref(eq + 1, sp, opt);
 }
 
@@ -330,15 +293,18 @@ parse_on_change(struct exec_state *st, const char *arg)
 			long n = strtol(name, &stop, 10);
 
 			if (*name == '\0' || *stop != '\0' || n <= 0 || n >= NSIG)
-				return usage("--on-change signal:%s: unknown signal", name);
+				return cli_usage("exec",
+				    "--on-change signal:%s: unknown signal", name);
 			sig = (int)n;
 		}
 		if (sig == SIGKILL || sig == SIGSTOP)
-			return usage("--on-change signal: SIGKILL and SIGSTOP cannot be used");
+			return cli_usage("exec",
+			    "--on-change signal: SIGKILL and SIGSTOP cannot be used");
 		st->on_change = CHANGE_SIGNAL;
 		st->change_signal = sig;
 	} else
-		return usage("--on-change takes restart, signal:SIG or none, not '%s'", arg);
+		return cli_usage("exec",
+		    "--on-change takes restart, signal:SIG or none, not '%s'", arg);
 	return -1;
 }
 
@@ -423,17 +389,18 @@ parse_exec_args(int argc, char **argv, struct exec_state *st)
 			rc = parse_on_change(st, optarg);
 			break;
 		case ':':
-			return usage("option '%s' needs a value", argv[optind - 1]);
+			return cli_usage("exec", "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return usage("unknown option '%s'", argv[optind - 1]);
+			return cli_usage("exec", "unknown option '%s'", argv[optind - 1]);
 		}
 		if (rc != -1)
 			return rc;
 	}
 	if (optind >= argc)
-		return usage("no command given (smcache exec [OPTIONS] -- COMMAND [ARGS])");
+		return cli_usage("exec",
+		    "no command given (smcache exec [OPTIONS] -- COMMAND [ARGS])");
 	if (st->nspecs == 0)
-		return usage("no secret given (--env, --env-json or --file)");
+		return cli_usage("exec", "no secret given (--env, --env-json or --file)");
 	st->command = argv + optind;
 	return -1;
 }
@@ -672,18 +639,19 @@ make_private_dir(struct exec_state *st)
 	else if (on_tmpfs("/dev/shm"))
 		base = "/dev/shm";
 	if (base == NULL) {
-		msg("exec: no tmpfs for --file: neither $XDG_RUNTIME_DIR nor /dev/shm is a tmpfs "
-		    "(secrets are never written to a disk)");
+		cli_message("exec: no tmpfs for --file: neither $XDG_RUNTIME_DIR nor /dev/shm is a"
+		    " tmpfs (secrets are never written to a disk)");
 		return -1;
 	}
 	n = snprintf(st->dir, sizeof(st->dir), "%s/smcache-exec-XXXXXX", base);
 	if (n < 0 || (size_t)n >= sizeof(st->dir) || mkdtemp(st->dir) == NULL) {
-		msg("exec: cannot create a private directory under %s: %s", base, strerror(errno));
+		cli_message("exec: cannot create a private directory under %s: %s", base,
+		    strerror(errno));
 		st->dir[0] = '\0';
 		return -1;
 	}
 	if ((st->dirfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
-		msg("exec: %s: %s", st->dir, strerror(errno));
+		cli_message("exec: %s: %s", st->dir, strerror(errno));
 		(void)rmdir(st->dir);
 		st->dir[0] = '\0';
 		return -1;
@@ -741,7 +709,7 @@ write_files(struct exec_state *st, const struct value *vs, size_t n)
 			goto fail;
 		continue;
 fail:
-		msg("exec: cannot write %s/%s: %s", st->dir, sp->name, strerror(errno));
+		cli_message("exec: cannot write %s/%s: %s", st->dir, sp->name, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -788,7 +756,7 @@ remove_files(struct exec_state *st)
 	}
 	(void)close(st->dirfd);
 	if (rmdir(st->dir) == -1)
-		msg("exec: could not remove %s: %s", st->dir, strerror(errno));
+		cli_message("exec: could not remove %s: %s", st->dir, strerror(errno));
 	st->dir[0] = '\0';
 }
 
@@ -877,11 +845,11 @@ spawn(struct exec_state *st, const sigset_t *orig_mask, pid_t *pid)
 	int sig;
 
 	if (env == NULL) {
-		msg("exec: out of memory");
+		cli_message("exec: out of memory");
 		return -1;
 	}
 	if ((*pid = fork()) == -1) {
-		msg("exec: fork: %s", strerror(errno));
+		cli_message("exec: fork: %s", strerror(errno));
 		free_env(env, st);
 		return -1;
 	}
@@ -890,7 +858,7 @@ spawn(struct exec_state *st, const sigset_t *orig_mask, pid_t *pid)
 			(void)signal(sig, SIG_DFL);
 		(void)sigprocmask(SIG_SETMASK, orig_mask, NULL);
 		execvpe(st->command[0], st->command, env);
-		msg("exec: %s: %s", st->command[0], strerror(errno));
+		cli_message("exec: %s: %s", st->command[0], strerror(errno));
 		_exit(exec_failure_code(errno));
 	}
 	free_env(env, st);
@@ -997,12 +965,12 @@ supervise(struct exec_state *st, const sigset_t *orig_mask, int sfd)
 			if (resolve(st, &nv, &nn, &err) == -1) {
 				/* Keep the child running on what it has; say so once. */
 				if (!warned)
-					msg("exec: cannot check for changes (%s); will keep trying",
+					cli_message("exec: cannot check for changes (%s); will keep trying",
 					    err.message);
 				warned = 1;
 			} else {
 				if (warned)
-					msg("exec: checking for changes again");
+					cli_message("exec: checking for changes again");
 				warned = 0;
 				digest_values(nv, nn, nd);
 				if (sodium_memcmp(nd, st->digest, sizeof(nd)) != 0) {
@@ -1011,7 +979,7 @@ supervise(struct exec_state *st, const sigset_t *orig_mask, int sfd)
 					st->nvalues = nn;
 					memcpy(st->digest, nd, sizeof(nd));
 					if (st->dir[0] != '\0' && write_files(st, nv, nn) == -1)
-						msg("exec: keeping the old files");
+						cli_message("exec: keeping the old files");
 					pending = 1;
 				} else
 					values_free(nv, nn);
@@ -1063,8 +1031,8 @@ run(struct exec_state *st)
 
 	if ((st->client = smc_connect(st->socket_path, st->timeout_ms, &err)) == NULL ||
 	    resolve(st, &st->values, &st->nvalues, &err) == -1) {
-		msg("%s", err.message);
-		return exit_code(err.code);
+		cli_message("%s", err.message);
+		return cli_exit_code(err.code);
 	}
 	digest_values(st->values, st->nvalues, st->digest);
 	for (i = 0; i < st->nspecs; i++)
@@ -1073,7 +1041,7 @@ run(struct exec_state *st)
 	if (nfiles == 0 && st->on_change == CHANGE_NONE) {
 		/* Nothing to watch or clean up: become the command. */
 		if ((env = build_env(st)) == NULL) {
-			msg("exec: out of memory");
+			cli_message("exec: out of memory");
 			return 1;
 		}
 		smc_close(st->client);
@@ -1081,7 +1049,7 @@ run(struct exec_state *st)
 		execvpe(st->command[0], st->command, env);
 		rc = errno;
 		free_env(env, st);
-		msg("exec: %s: %s", st->command[0], strerror(rc));
+		cli_message("exec: %s: %s", st->command[0], strerror(rc));
 		return exec_failure_code(rc);
 	}
 
@@ -1092,7 +1060,7 @@ run(struct exec_state *st)
 		sigaddset(&mask, forwarded[i]);
 	if (sigprocmask(SIG_BLOCK, &mask, &orig) == -1 ||
 	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC)) == -1) {
-		msg("exec: signalfd: %s", strerror(errno));
+		cli_message("exec: signalfd: %s", strerror(errno));
 		return 1;
 	}
 	st->dirfd = -1;
@@ -1125,7 +1093,7 @@ cli_exec_dispatch(int argc, char **argv)
 	if ((at = find_exec(argc, argv, &st)) == -1)
 		return -1;
 	if (sodium_init() < 0) {
-		msg("libsodium failed to initialise");
+		cli_message("libsodium failed to initialise");
 		return 1;
 	}
 	cJSON_InitHooks(&(cJSON_Hooks){ .malloc_fn = malloc, .free_fn = wipe_free });

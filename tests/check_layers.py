@@ -12,12 +12,16 @@ each row here as --part "PART|FOLDERS IT SEES|PKG-CONFIG MODULES IT MAY USE". Tw
    through the preprocessor with its real flags (`cc -M`), and every header in that full,
    transitive include graph is checked: a library's header is allowed only if the part may
    use that library; a project header only from a folder the part sees.
+3. Private headers. A header that says in its opening comment that it is "private to
+   agent/x/y*.c" (the files of one module split in several) is included by no other source.
 
 Ends with "N passed, N failed" and exits non-zero on any violation.
 """
 import argparse
+import fnmatch
 import glob
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -63,6 +67,22 @@ def folder_of_header(path):
     if rel.startswith(".."):
         return None
     return os.path.dirname(rel)
+
+
+_private = {}
+
+
+def private_to(header):
+    """The glob of the sources a private header is for, or None (a public header)."""
+    if header not in _private:
+        try:
+            with open(header, errors="replace") as f:
+                head = re.sub(r"\n\s*\*\s?", " ", f.read(800))  # the comment as one line
+        except OSError:
+            head = ""
+        m = re.search(r"private to\s+`?([\w/.*]+\.c)", head)
+        _private[header] = m.group(1) if m else None
+    return _private[header]
 
 
 def compile_ok(cc, cflags, includes, source_text):
@@ -125,6 +145,9 @@ def main():
                 if folder is not None:
                     if folder not in sees:
                         bad.append(f"{dep} (folder {folder} not in its row)")
+                    owners = private_to(os.path.join(ROOT, dep))
+                    if owners is not None and not fnmatch.fnmatch(src, owners):
+                        bad.append(f"{dep} (private to {owners})")
                     continue
                 for lib, marks in LIBRARY_HEADERS.items():
                     if lib not in libs and any(m in dep for m in marks):

@@ -546,6 +546,49 @@ dispatch_charge_for(struct dispatch_charge *ch, struct agent *agent,
 	charge_init(ch, agent, caller->limits, caller->peer.uid, caller->pid);
 }
 
+size_t
+dispatch_query_size(const struct backend_query *q)
+{
+	const char *src[3] = { NULL, NULL, NULL };
+	size_t total = 0;
+
+	if (q != NULL) {
+		src[0] = q->secret_id;
+		src[1] = q->version_stage;
+		src[2] = q->version_id;
+	}
+	for (size_t i = 0; i < 3; i++)
+		total += src[i] != NULL ? strlen(src[i]) + 1 : 0;
+	return total;
+}
+
+void
+dispatch_keep(struct dispatch_caller *caller_out, const struct dispatch_caller *caller,
+    struct backend_query *q_out, const struct backend_query *q, char *strings)
+{
+	const char *src[3] = { NULL, NULL, NULL };
+	const char **dst[3] = { &q_out->secret_id, &q_out->version_stage, &q_out->version_id };
+	size_t len;
+
+	*caller_out = *caller;
+	caller_out->limits = NULL;	/* held by the connection, which may close first */
+	caller_out->uid_unknown_why = NULL;
+	if (q != NULL) {
+		src[0] = q->secret_id;
+		src[1] = q->version_stage;
+		src[2] = q->version_id;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		*dst[i] = NULL;
+		if (src[i] == NULL)
+			continue;
+		len = strlen(src[i]) + 1;
+		memcpy(strings, src[i], len);
+		*dst[i] = strings;
+		strings += len;
+	}
+}
+
 static void
 handle_backend_op(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
@@ -832,6 +875,37 @@ dispatch_granted(struct agent *agent, const struct dispatch_caller *c, uint8_t o
 
 	caller_audit(agent, c, op, q, ok, ok ? PROTO_STATUS_OK : PROTO_STATUS_ACCESS_DENIED, NULL);
 	return ok;
+}
+
+enum proto_status
+dispatch_answer(struct agent *agent, const struct dispatch_caller *caller, uint8_t op,
+    const struct backend_query *q, const struct backend_value *value,
+    const struct backend_error *error, const char **message)
+{
+	if (error != NULL) {
+		dispatch_audit_answer(agent, caller, op, q, error->status);
+		*message = error->message;
+		return error->status;
+	}
+	if (!dispatch_granted(agent, caller, op, q, value->name, value->arn)) {
+		*message = access_denied;
+		return PROTO_STATUS_ACCESS_DENIED;
+	}
+	*message = NULL;
+	return PROTO_STATUS_OK;
+}
+
+bool
+dispatch_hit_granted(struct agent *agent, const struct dispatch_caller *caller, uint8_t op,
+    const struct backend_query *q, struct cache_hit *hit, struct cache_body *body)
+{
+	const char *arn = NULL, *name = NULL;
+
+	cache_hit_names(hit, &arn, &name);
+	if (dispatch_granted(agent, caller, op, q, name, arn))
+		return true;
+	cache_body_release(body);
+	return false;
 }
 
 void

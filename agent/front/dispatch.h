@@ -6,6 +6,7 @@
 #define SMC_AGENT_DISPATCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -46,6 +47,20 @@ enum proto_status dispatch_admit(struct agent *agent, const struct dispatch_call
 /* After the lookup: may the caller read the secret it resolved to? Audited either way. */
 bool dispatch_granted(struct agent *agent, const struct dispatch_caller *caller, uint8_t op,
     const struct backend_query *q, const char *name, const char *arn);
+/*
+ * What every front door does first with the cache's answer to caller's
+ * query: an error is audited and answered; a value is answered only if it
+ * resolved to a secret the caller may read (dispatch_granted). Returns
+ * PROTO_STATUS_OK, or the status and *message to answer with.
+ */
+struct backend_value;
+struct backend_error;
+enum proto_status dispatch_answer(struct agent *agent, const struct dispatch_caller *caller,
+    uint8_t op, const struct backend_query *q, const struct backend_value *value,
+    const struct backend_error *error, const char **message);
+/* dispatch_granted for a shared cache hit (cache_get_shared); a refused hit's body is released. */
+bool dispatch_hit_granted(struct agent *agent, const struct dispatch_caller *caller, uint8_t op,
+    const struct backend_query *q, struct cache_hit *hit, struct cache_body *body);
 /* Audits an allowed request answered with status (an error from the backend). */
 void dispatch_audit_answer(struct agent *agent, const struct dispatch_caller *caller, uint8_t op,
     const struct backend_query *q, int status);
@@ -63,6 +78,16 @@ struct dispatch_charge {
 };
 void dispatch_charge_for(struct dispatch_charge *charge, struct agent *agent,
     const struct dispatch_caller *caller);
+
+/*
+ * What a request of another front door keeps while it waits for the cache:
+ * the caller without what its connection holds (limits, uid_unknown_why:
+ * the connection may close first), and the query with its strings copied
+ * into strings, dispatch_query_size(q) bytes (q may be NULL: no strings).
+ */
+size_t dispatch_query_size(const struct backend_query *q);
+void dispatch_keep(struct dispatch_caller *caller_out, const struct dispatch_caller *caller,
+    struct backend_query *q_out, const struct backend_query *q, char *strings);
 
 /* Every number STATS reports, in its order; counter false: a gauge. */
 typedef void (*dispatch_stat_fn)(const char *name, uint64_t value, bool counter, void *arg);

@@ -222,23 +222,23 @@ http_api_render_sdk_value(const struct backend_value *value, unsigned char *out,
 	return render_into(value, out, cap, true);
 }
 
+unsigned char *
+http_api_render_alloc(const struct backend_value *value, bool sdk, size_t *len)
+{
+	size_t need = render_into(value, NULL, 0, sdk);
+	unsigned char *out;
+
+	if ((out = secmem_wipe_malloc(need)) == NULL)
+		return NULL;
+	if (render_into(value, out, need, sdk) != need) {
+		secmem_wipe_free(out);
+		return NULL;
+	}
+	*len = need;
+	return out;
+}
+
 /* ---- replies ------------------------------------------------------------------------------ */
-
-static void
-wipe_and_free(const void *data, size_t len, void *arg)
-{
-	(void)len;
-	(void)arg;
-	secmem_wipe_free((void *)(uintptr_t)data);	/* wipes */
-}
-
-static void
-release_shared(const void *data, size_t len, void *arg)
-{
-	(void)data;
-	(void)len;
-	cache_body_release(arg);
-}
 
 /* Sends body by reference; cleanup runs once it is written or dropped (also on failure). */
 static void
@@ -246,12 +246,9 @@ send_json_ref(struct http_door *door, struct evhttp_request *req, const void *bo
     bool stale, evbuffer_ref_cleanup_cb cleanup, void *arg)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	struct evbuffer *buf = evbuffer_new();
+	struct evbuffer *buf;
 
-	if (buf == NULL || evbuffer_add_reference(buf, body, len, cleanup, arg) != 0) {
-		cleanup(body, len, arg);
-		if (buf != NULL)
-			evbuffer_free(buf);
+	if ((buf = http_door_body_ref(body, len, cleanup, arg)) == NULL) {
 		http_door_send_text(door, req, 500, "out of memory");
 		return;
 	}
@@ -263,6 +260,19 @@ send_json_ref(struct http_door *door, struct evhttp_request *req, const void *bo
 	evbuffer_free(buf);	/* empty unless the client is gone: then this wipes */
 }
 
+static void
+render_service_error(struct jw *w, const char *type, const char *message)
+{
+	jw_lit(w, "{\"__type\":\"");
+	jw_lit(w, type);
+	jw_lit(w, "\"");
+	if (message != NULL) {
+		jw_lit(w, ", \"message\":");
+		jw_str(w, message, strnlen(message, 300));
+	}
+	jw_lit(w, "}");
+}
+
 /* The service's error body, as the AWS agent writes it (but escaped). */
 static void
 send_service_error(struct http_door *door, struct evhttp_request *req, int code,
@@ -272,25 +282,11 @@ send_service_error(struct http_door *door, struct evhttp_request *req, int code,
 	char body[768];
 	struct jw w = { NULL, 0 };
 
-	jw_lit(&w, "{\"__type\":\"");
-	jw_lit(&w, type);
-	jw_lit(&w, "\"");
-	if (message != NULL) {
-		jw_lit(&w, ", \"message\":");
-		jw_str(&w, message, strnlen(message, 300));
-	}
-	jw_lit(&w, "}");
+	render_service_error(&w, type, message);	/* measures */
 	if (w.n <= sizeof(body)) {
 		w.out = (unsigned char *)body;
 		w.n = 0;
-		jw_lit(&w, "{\"__type\":\"");
-		jw_lit(&w, type);
-		jw_lit(&w, "\"");
-		if (message != NULL) {
-			jw_lit(&w, ", \"message\":");
-			jw_str(&w, message, strnlen(message, 300));
-		}
-		jw_lit(&w, "}");
+		render_service_error(&w, type, message);
 		if (buf != NULL)
 			evbuffer_add(buf, body, w.n);
 	}
@@ -359,19 +355,16 @@ static void
 on_hit(void *arg, struct cache_hit *hit, bool stale, struct cache_body *body)
 {
 	const struct hit_ctx *h = arg;
-	const char *arn = NULL, *name = NULL;
 	const uint8_t *data;
 	size_t len;
 
-	cache_hit_names(hit, &arn, &name);
-	if (!dispatch_granted(h->agent, h->caller, PROTO_OP_GET, h->q, name, arn)) {
-		cache_body_release(body);
+	if (!dispatch_hit_granted(h->agent, h->caller, PROTO_OP_GET, h->q, hit, body)) {
 		send_status(h->door, h->req, PROTO_STATUS_ACCESS_DENIED,
 		    dispatch_access_denied_message());
 		return;
 	}
 	data = cache_body_data(body, &len);
-	send_json_ref(h->door, h->req, data, len, stale, release_shared, body);
+	send_json_ref(h->door, h->req, data, len, stale, http_door_body_release, body);
 }
 
 static void
@@ -379,27 +372,21 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 {
 	struct http_get *g = arg;
 	unsigned char *out = NULL;
+	const char *message;
+	enum proto_status st;
 	size_t need;
 
 	LIST_REMOVE(g, link);
-	if (error != NULL) {
-		dispatch_audit_answer(g->agent, &g->caller, PROTO_OP_GET, &g->q, error->status);
-		send_status(g->door, g->req, error->status, error->message);
+	st = dispatch_answer(g->agent, &g->caller, PROTO_OP_GET, &g->q, value, error, &message);
+	if (st != PROTO_STATUS_OK) {
+		send_status(g->door, g->req, st, message);
 		goto out;
 	}
-	if (!dispatch_granted(g->agent, &g->caller, PROTO_OP_GET, &g->q, value->name, value->arn)) {
-		send_status(g->door, g->req, PROTO_STATUS_ACCESS_DENIED,
-		    dispatch_access_denied_message());
-		goto out;
-	}
-	need = http_api_render_value(value, NULL, 0);
-	if ((out = secmem_wipe_calloc(1, need)) == NULL ||
-	    http_api_render_value(value, out, need) != need) {
-		secmem_wipe_free(out);
+	if ((out = http_api_render_alloc(value, false, &need)) == NULL) {
 		send_status(g->door, g->req, PROTO_STATUS_INTERNAL, NULL);
 		goto out;
 	}
-	send_json_ref(g->door, g->req, out, need, stale, wipe_and_free, NULL);
+	send_json_ref(g->door, g->req, out, need, stale, http_door_body_wipe_free, NULL);
 out:
 	free(g);
 }
@@ -413,10 +400,6 @@ serve_get(struct http_door *door, struct agent *agent, struct evhttp_request *re
 	const char *message = NULL;
 	enum proto_status st;
 	struct http_get *g;
-	size_t ls[3], total = 0;
-	const char *src[3] = { q->secret_id, q->version_stage, q->version_id };
-	const char **dst[3];
-	char *p;
 
 	st = dispatch_admit(agent, caller, PROTO_OP_GET, q, refresh, &message);
 	if (st != PROTO_STATUS_OK) {
@@ -426,30 +409,15 @@ serve_get(struct http_door *door, struct agent *agent, struct evhttp_request *re
 	if (!refresh && cache_get_shared(agent->cache, q, 0, http_api_render_value, on_hit,
 	    (void *)&h) == 1)
 		return;
-	for (size_t i = 0; i < 3; i++)
-		total += (ls[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0);
-	if ((g = calloc(1, sizeof(*g) + total)) == NULL) {
+	if ((g = calloc(1, sizeof(*g) + dispatch_query_size(q))) == NULL) {
 		send_status(door, req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	g->door = door;
 	g->agent = agent;
 	g->req = req;
-	g->caller = *caller;
 	dispatch_charge_for(&charge, agent, caller);	/* used during cache_get_charged() only */
-	g->caller.limits = NULL;	/* held by the connection, which may close first */
-	g->caller.uid_unknown_why = NULL;
-	dst[0] = &g->q.secret_id;
-	dst[1] = &g->q.version_stage;
-	dst[2] = &g->q.version_id;
-	p = g->strings;
-	for (size_t i = 0; i < 3; i++) {
-		if (src[i] == NULL)
-			continue;
-		memcpy(p, src[i], ls[i]);
-		*dst[i] = p;
-		p += ls[i];
-	}
+	dispatch_keep(&g->caller, caller, &g->q, q, g->strings);
 	LIST_INSERT_HEAD(&pending_gets, g, link);
 	cache_get_charged(agent->cache, &g->q, refresh ? CACHE_FORCE_REFRESH : 0, &charge.charge,
 	    on_value, g);

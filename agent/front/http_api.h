@@ -36,5 +36,8 @@ size_t http_api_render_value(const struct backend_value *value, unsigned char *o
  * for the Secrets Manager endpoint (sm_api.c). */
 size_t http_api_render_sdk_value(const struct backend_value *value, unsigned char *out,
     size_t cap);
+/* Either rendering (sdk: the service's) in a buffer from secmem_wipe_malloc(), *len long;
+ * NULL when out of memory. Free it with secmem_wipe_free (http_door_body_wipe_free). */
+unsigned char *http_api_render_alloc(const struct backend_value *value, bool sdk, size_t *len);
 
 #endif

@@ -41,6 +41,7 @@
 #include <sodium.h>
 
 #include "agent.h"
+#include "cache.h"
 #include "config.h"
 #include "dispatch.h"
 #include "http_api.h"
@@ -49,6 +50,7 @@
 #include "log.h"
 #include "peer_inet.h"
 #include "peer_limits.h"
+#include "secmem.h"
 #include "sys_clock.h"
 #include "table.h"
 
@@ -629,6 +631,37 @@ http_door_count_reply(struct http_door *d, int code)
 	for (i = 0; i < 7 && http_door_statuses[i] != code; i++)
 		;
 	d->stats.replies[i]++;
+}
+
+void
+http_door_body_wipe_free(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	secmem_wipe_free((void *)(uintptr_t)data);	/* wipes */
+}
+
+void
+http_door_body_release(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	cache_body_release(arg);
+}
+
+struct evbuffer *
+http_door_body_ref(const void *body, size_t len,
+    void (*cleanup)(const void *data, size_t len, void *arg), void *arg)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	if (buf == NULL || evbuffer_add_reference(buf, body, len, cleanup, arg) != 0) {
+		cleanup(body, len, arg);
+		if (buf != NULL)
+			evbuffer_free(buf);
+		return NULL;
+	}
+	return buf;
 }
 
 void

@@ -61,4 +61,17 @@ void http_door_count_reply(struct http_door *door, int code);
 void http_door_send_text(struct http_door *door, struct evhttp_request *req, int code,
     const char *text);
 
+/*
+ * Cleanups for reply bodies sent by reference (evbuffer_add_reference), for
+ * every HTTP front door: a body from secmem_wipe_*alloc(), wiped and freed;
+ * a shared cache body (arg), released.
+ */
+void http_door_body_wipe_free(const void *data, size_t len, void *arg);
+void http_door_body_release(const void *data, size_t len, void *arg);
+/* A new buffer holding body by reference: cleanup(body, len, arg) runs once it is written
+ * or dropped. NULL when out of memory, cleanup having run. */
+struct evbuffer;
+struct evbuffer *http_door_body_ref(const void *body, size_t len,
+    void (*cleanup)(const void *data, size_t len, void *arg), void *arg);
+
 #endif

@@ -84,22 +84,6 @@ static LIST_HEAD(, sm_pending) pendings = LIST_HEAD_INITIALIZER(pendings);
 
 /* ---- small things ------------------------------------------------------------------------ */
 
-static void
-plain_free(const void *data, size_t len, void *arg)
-{
-	(void)len;
-	(void)arg;
-	cJSON_free((void *)(uintptr_t)data);
-}
-
-static void
-release_shared(const void *data, size_t len, void *arg)
-{
-	(void)data;
-	(void)len;
-	cache_body_release(arg);
-}
-
 /* A cJSON document as the reply (no secret in it, or wiped by json_secure's hooks). */
 static void
 send_cjson(struct http_door *door, struct evhttp_request *req, cJSON *doc)
@@ -110,7 +94,7 @@ send_cjson(struct http_door *door, struct evhttp_request *req, cJSON *doc)
 		sm_endpoint_error(door, req, 500, "InternalServiceError", "out of memory");
 		return;
 	}
-	sm_endpoint_send(door, req, 200, NULL, text, strlen(text), plain_free, NULL);
+	sm_endpoint_send(door, req, 200, NULL, text, strlen(text), sm_endpoint_json_free, NULL);
 }
 
 /* The service's error for a backend answer that is not a value. */
@@ -183,41 +167,17 @@ static struct sm_pending *
 pending_new(const struct sm_api_ctx *ctx, enum pending_kind kind, const struct backend_query *q,
     struct dispatch_charge *charge)
 {
-	const char *src[3] = { NULL, NULL, NULL };
-	const char **dst[3];
-	size_t ls[3], total = 0;
 	struct sm_pending *p;
-	char *s;
 
-	if (q != NULL) {
-		src[0] = q->secret_id;
-		src[1] = q->version_stage;
-		src[2] = q->version_id;
-	}
-	for (size_t i = 0; i < 3; i++)
-		total += (ls[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0);
-	if ((p = calloc(1, sizeof(*p) + total)) == NULL)
+	if ((p = calloc(1, sizeof(*p) + dispatch_query_size(q))) == NULL)
 		return NULL;
 	p->kind = kind;
 	p->door = ctx->door;
 	p->agent = ctx->agent;
 	p->req = ctx->req;
-	p->caller = *ctx->caller;
 	if (charge != NULL)
 		dispatch_charge_for(charge, ctx->agent, ctx->caller);	/* valid during the call */
-	p->caller.limits = NULL;	/* held by the connection, which may close first */
-	p->caller.uid_unknown_why = NULL;
-	dst[0] = &p->q.secret_id;
-	dst[1] = &p->q.version_stage;
-	dst[2] = &p->q.version_id;
-	s = p->strings;
-	for (size_t i = 0; i < 3; i++) {
-		if (src[i] == NULL)
-			continue;
-		memcpy(s, src[i], ls[i]);
-		*dst[i] = s;
-		s += ls[i];
-	}
+	dispatch_keep(&p->caller, ctx->caller, &p->q, q, p->strings);
 	LIST_INSERT_HEAD(&pendings, p, link);
 	return p;
 }
@@ -253,20 +213,18 @@ static void
 on_hit(void *arg, struct cache_hit *hit, bool stale, struct cache_body *body)
 {
 	const struct hit_ctx *h = arg;
-	const char *arn = NULL, *name = NULL;
 	const uint8_t *data;
 	size_t len;
 
 	(void)stale;
-	cache_hit_names(hit, &arn, &name);
-	if (!dispatch_granted(h->ctx->agent, h->ctx->caller, PROTO_OP_GET, h->q, name, arn)) {
-		cache_body_release(body);
+	if (!dispatch_hit_granted(h->ctx->agent, h->ctx->caller, PROTO_OP_GET, h->q, hit, body)) {
 		send_status(h->ctx->door, h->ctx->req, PROTO_STATUS_ACCESS_DENIED,
 		    dispatch_access_denied_message());
 		return;
 	}
 	data = cache_body_data(body, &len);
-	sm_endpoint_send(h->ctx->door, h->ctx->req, 200, NULL, data, len, release_shared, body);
+	sm_endpoint_send(h->ctx->door, h->ctx->req, 200, NULL, data, len, http_door_body_release,
+	    body);
 }
 
 static void
@@ -274,27 +232,21 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 {
 	struct sm_pending *p = arg;
 	unsigned char *out = NULL;
+	const char *message;
+	enum proto_status st;
 	size_t need;
 
 	(void)stale;
-	if (error != NULL) {
-		dispatch_audit_answer(p->agent, &p->caller, PROTO_OP_GET, &p->q, error->status);
-		send_status(p->door, p->req, error->status, error->message);
+	st = dispatch_answer(p->agent, &p->caller, PROTO_OP_GET, &p->q, value, error, &message);
+	if (st != PROTO_STATUS_OK) {
+		send_status(p->door, p->req, st, message);
 		goto out;
 	}
-	if (!dispatch_granted(p->agent, &p->caller, PROTO_OP_GET, &p->q, value->name, value->arn)) {
-		send_status(p->door, p->req, PROTO_STATUS_ACCESS_DENIED,
-		    dispatch_access_denied_message());
-		goto out;
-	}
-	need = http_api_render_sdk_value(value, NULL, 0);
-	if ((out = secmem_wipe_malloc(need)) == NULL ||
-	    http_api_render_sdk_value(value, out, need) != need) {
-		secmem_wipe_free(out);
+	if ((out = http_api_render_alloc(value, true, &need)) == NULL) {
 		send_status(p->door, p->req, PROTO_STATUS_INTERNAL, NULL);
 		goto out;
 	}
-	sm_endpoint_send(p->door, p->req, 200, NULL, out, need, sm_endpoint_wipe_free, NULL);
+	sm_endpoint_send(p->door, p->req, 200, NULL, out, need, http_door_body_wipe_free, NULL);
 out:
 	pending_free(p);
 }
@@ -436,7 +388,8 @@ on_described(void *arg, const struct backend_description *d, const struct backen
 			goto out;
 		}
 		memcpy(copy, d->raw_json, strlen(d->raw_json) + 1);
-		sm_endpoint_send(p->door, p->req, 200, NULL, copy, strlen(copy), plain_free, NULL);
+		sm_endpoint_send(p->door, p->req, 200, NULL, copy, strlen(copy), sm_endpoint_json_free,
+		    NULL);
 		goto out;
 	}
 	doc = p->kind == P_DESCRIBE ? render_description(d) : render_versions(d);
@@ -492,7 +445,8 @@ relay(struct sm_pending *p, const struct upstream_aws_reply *r, const cJSON *doc
 	}
 	if (r->len > 0)
 		memcpy(copy, r->body, r->len);
-	sm_endpoint_send(p->door, p->req, status, type, copy, r->len, sm_endpoint_wipe_free, NULL);
+	sm_endpoint_send(p->door, p->req, status, type, copy, r->len, http_door_body_wipe_free,
+	    NULL);
 }
 
 static const char *
@@ -688,7 +642,7 @@ batch_finish(struct sm_batch *b)
 	PUT(errors, strlen(errors));
 	PUT(tail, sizeof(tail) - 1);
 #undef PUT
-	sm_endpoint_send(p->door, p->req, 200, NULL, out, at, sm_endpoint_wipe_free, NULL);
+	sm_endpoint_send(p->door, p->req, 200, NULL, out, at, http_door_body_wipe_free, NULL);
 out:
 	cJSON_free(errors);
 	pending_free(p);
@@ -709,27 +663,17 @@ on_batch_value(void *arg, const struct backend_value *value, bool stale,
 	struct sm_batch *b = it->batch;
 	struct sm_pending *p = b->parent;
 	const struct backend_query q = { it->id, NULL, NULL };
-	const char *type, *m;
+	const char *type, *m, *message;
+	enum proto_status st;
 	int http;
-	size_t need;
 
 	(void)stale;
-	if (error != NULL) {
-		dispatch_audit_answer(p->agent, &p->caller, PROTO_OP_GET, &q, error->status);
-		type = status_error(error->status, error->message, &m, &http);
+	st = dispatch_answer(p->agent, &p->caller, PROTO_OP_GET, &q, value, error, &message);
+	if (st != PROTO_STATUS_OK) {
+		type = status_error(st, message, &m, &http);
 		batch_error(b, it->index, type, m);
-	} else if (!dispatch_granted(p->agent, &p->caller, PROTO_OP_GET, &q, value->name,
-	    value->arn)) {
-		batch_error(b, it->index, "AccessDeniedException", dispatch_access_denied_message());
-	} else {
-		need = http_api_render_sdk_value(value, NULL, 0);
-		if ((it->json = secmem_wipe_malloc(need)) == NULL ||
-		    http_api_render_sdk_value(value, it->json, need) != need) {
-			secmem_wipe_free(it->json);
-			it->json = NULL;
-			batch_error(b, it->index, "InternalServiceError", "out of memory");
-		} else
-			it->len = need;
+	} else if ((it->json = http_api_render_alloc(value, true, &it->len)) == NULL) {
+		batch_error(b, it->index, "InternalServiceError", "out of memory");
 	}
 	batch_done_one(b);
 }

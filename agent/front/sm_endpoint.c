@@ -325,15 +325,7 @@ add_request_id(struct evkeyvalq *out)
 }
 
 void
-sm_endpoint_wipe_free(const void *data, size_t len, void *arg)
-{
-	(void)len;
-	(void)arg;
-	secmem_wipe_free((void *)(uintptr_t)data);	/* wipes */
-}
-
-static void
-free_plain(const void *data, size_t len, void *arg)
+sm_endpoint_json_free(const void *data, size_t len, void *arg)
 {
 	(void)len;
 	(void)arg;
@@ -345,12 +337,9 @@ sm_endpoint_send(struct http_door *door, struct evhttp_request *req, int status,
     const char *error_type, const void *body, size_t len, sm_endpoint_cleanup cleanup, void *arg)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	struct evbuffer *buf = evbuffer_new();
+	struct evbuffer *buf;
 
-	if (buf == NULL || evbuffer_add_reference(buf, body, len, cleanup, arg) != 0) {
-		cleanup(body, len, arg);
-		if (buf != NULL)
-			evbuffer_free(buf);
+	if ((buf = http_door_body_ref(body, len, cleanup, arg)) == NULL) {
 		http_door_count_reply(door, 500);
 		evhttp_send_error(req, 500, NULL);
 		return;
@@ -380,7 +369,7 @@ sm_endpoint_error(struct http_door *door, struct evhttp_request *req, int status
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	sm_endpoint_send(door, req, status, type, text, strlen(text), free_plain, NULL);
+	sm_endpoint_send(door, req, status, type, text, strlen(text), sm_endpoint_json_free, NULL);
 }
 
 /* ---- the protocol ------------------------------------------------------------------------- */

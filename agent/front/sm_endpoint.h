@@ -56,7 +56,8 @@ void sm_endpoint_error(struct http_door *door, struct evhttp_request *req, int s
 typedef void (*sm_endpoint_cleanup)(const void *data, size_t len, void *arg);
 void sm_endpoint_send(struct http_door *door, struct evhttp_request *req, int status,
     const char *error_type, const void *body, size_t len, sm_endpoint_cleanup cleanup, void *arg);
-/* Cleanup for bodies from secmem_wipe_malloc(). */
-void sm_endpoint_wipe_free(const void *data, size_t len, void *arg);
+/* Cleanup for bodies from cJSON_Print*(). (For secmem_wipe_*alloc() bodies and
+ * cache bodies: http_door_body_wipe_free and http_door_body_release.) */
+void sm_endpoint_json_free(const void *data, size_t len, void *arg);
 
 #endif

@@ -20,13 +20,14 @@ anywhere else (the tests run it from a temporary directory).
 """
 import argparse
 import os
-import re
 import stat
-import subprocess
 import sys
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The container image's builder knows which libraries a binary loads: one copy of that rule.
+sys.path.insert(0, os.path.join(ROOT, "deploy", "container"))
+from mkimage import ldd_paths  # noqa: E402
 
 LAUNCHER = """#!/bin/sh
 # smcache Lambda extension: the agent, through its own loader and libraries.
@@ -35,16 +36,6 @@ name=${0##*/}
 exec "$here/smcache/lib/ld-linux-x86-64.so.2" --library-path "$here/smcache/lib" \\
   "$here/smcache/bin/smcached" --lambda-extension="$name" "$@"
 """
-
-
-def ldd_paths(binary):
-    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-    paths = []
-    for line in out.splitlines():
-        m = re.search(r"=>\s+(/\S+)", line) or re.match(r"\s*(/\S+)", line)
-        if m:
-            paths.append(m.group(1))
-    return paths
 
 
 def entries(build):

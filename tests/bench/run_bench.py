@@ -20,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -60,31 +59,6 @@ def make_agent(secrets, cache_conf, extra=""):
                 f"[limits]\nrequests_per_second_per_uid = 10000000\nburst_per_uid = 10000000\n"
                 f"upstream_per_second_per_uid = 1000000\nupstream_burst_per_uid = 1000000\n{extra}")
     return agent
-
-
-def wait_socket(path, proc, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(path)
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise BenchError(f"nothing listening on {path}")
-
-
-def stop_process(proc):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # ---- the protocol (through the harness's independent Python codec) ---------------------
@@ -179,7 +153,7 @@ def start_echo(echo_bin, workdir, tag, reply):
            "-g", stages[0].decode() if len(stages) == 1 else "",
            "-C", str(struct.unpack(">Q", created)[0] if created else 0), "-l", str(len(value))]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-    wait_socket(path, proc)
+    bench_peers.wait_unix(path, proc)
     return proc, path
 
 
@@ -242,7 +216,7 @@ class Servers:
 
     def stop(self):
         for proc, _ in self.echo.values():
-            stop_process(proc)
+            bench_peers.stop(proc)
         if self.redis:
             self.redis.stop()
         if self.agent:

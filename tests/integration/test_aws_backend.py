@@ -71,11 +71,11 @@ def tool_env(endpoint, key=aws_moto.FAKE_KEY, secret=aws_moto.FAKE_SECRET):
 
 
 @unittest.skipUnless(RUN, SKIP_WHY)
-class AwsValues(unittest.TestCase):
+class AwsValues(h.SharedAgentTest):
     """Reads through the agent equal boto3's reads, for every way of naming a version."""
 
     @classmethod
-    def setUpClass(cls):
+    def make_agent(cls):
         sm = cls.sm = MOTO.client()
         sm.create_secret(Name="val/string", SecretString=UNICODE)
         sm.create_secret(Name="val/binary", SecretBinary=BIN)
@@ -92,15 +92,7 @@ class AwsValues(unittest.TestCase):
         sm.delete_secret(SecretId="val/deleted", RecoveryWindowInDays=7)
         sm.create_secret(Name="val/rotated", SecretString="before")
         cls.rotated_version = aws_moto.rotate(sm, "val/rotated", "after")
-        cls.agent = aws_moto.AwsAgent(endpoint=MOTO.url)
-        cls.agent.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.agent.stop()
-        finally:
-            cls.agent.close()
+        return aws_moto.AwsAgent(endpoint=MOTO.url)
 
     def get_ok(self, secret_id, *args):
         rc, out, err = self.agent.get(secret_id, *args)
@@ -211,25 +203,23 @@ class AwsValues(unittest.TestCase):
 
 
 @unittest.skipUnless(RUN, SKIP_WHY)
-class AwsFaults(unittest.TestCase):
+class AwsFaults(h.SharedAgentTest):
     """Through a counting, fault-injecting proxy: what is sent, and what is retried."""
 
     @classmethod
-    def setUpClass(cls):
+    def make_agent(cls):
         cls.sm = MOTO.client()
         cls.proxy = aws_moto.FaultProxy(MOTO.port).start()
         # Generous timeouts: a loaded machine must not turn into extra retries here.
-        cls.agent = aws_moto.AwsAgent(endpoint=cls.proxy.url, token="FwoGZXIvYXdzEXAMPLE/TOKEN+=",
-                                      aws_extra="request_timeout = 5\nupstream_timeout = 8\n"
-                                                "max_retries = 3\n")
-        cls.agent.start()
+        return aws_moto.AwsAgent(endpoint=cls.proxy.url, token="FwoGZXIvYXdzEXAMPLE/TOKEN+=",
+                                 aws_extra="request_timeout = 5\nupstream_timeout = 8\n"
+                                           "max_retries = 3\n")
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.agent.stop()
+            super().tearDownClass()
         finally:
-            cls.agent.close()
             cls.proxy.stop()
 
     def setUp(self):

@@ -286,21 +286,19 @@ int main() {
 
 
 @unittest.skipUnless(h.have_binaries(), "build/smcached or build/smcache is not built")
-class LibraryArtifacts(unittest.TestCase):
+class LibraryArtifacts(h.SharedAgentTest):
     """libsmcache as a user links it: header, static and shared library."""
 
     @classmethod
-    def setUpClass(cls):
+    def make_agent(cls):
         cls.tmp = tempfile.mkdtemp(prefix="smc-lib-")
-        cls.agent = h.Agent(sample_secrets(), agent_extra="idle_timeout = 1\n")
-        cls.agent.start()
+        return h.Agent(sample_secrets(), agent_extra="idle_timeout = 1\n")
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.agent.stop()
+            super().tearDownClass()
         finally:
-            cls.agent.close()
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def compile(self, compiler, source, suffix, link):

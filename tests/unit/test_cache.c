@@ -1,9 +1,9 @@
 /*
- * test_cache: the sealed cache (agent/cache.c) against a fake backend on a
- * real event_base. The fake answers from an in-test table after a chosen
- * delay, counts its calls, can fail with any status, and wipes the value it
- * lent once its callback returns, so a cache that kept a pointer to it
- * instead of sealing a copy would read zeros.
+ * test_cache: the sealed cache (agent/cache.c) against the fake backend
+ * (fake_backend.h) on a real event_base. The fake answers from an in-test
+ * table after a chosen delay, counts its calls, can fail with any status, and
+ * wipes the value it lent once its callback returns, so a cache that kept a
+ * pointer to it instead of sealing a copy would read zeros.
  *
  * Time: the cache reads CLOCK_MONOTONIC_COARSE. This program defines
  * clock_gettime() itself (the agent library is linked statically, so its
@@ -30,6 +30,7 @@
 
 #include "backend.h"
 #include "cache.h"
+#include "fake_backend.h"
 #include "seal.h"
 
 #define ARN_PREFIX	"arn:aws:secretsmanager:us-east-1:123456789012:secret:"
@@ -37,7 +38,6 @@
 #define V1		"11111111-1111-1111-1111-111111111111"
 #define V2		"22222222-2222-2222-2222-222222222222"
 #define V3		"33333333-3333-3333-3333-333333333333"
-#define MAX_FAKE	32
 #define MAX_WAITERS	256
 
 /* ---- a clock that tests can move forward --------------------------------------------- */
@@ -65,345 +65,6 @@ static void
 advance_ms(uint64_t ms)
 {
 	clock_offset_ms += ms;
-}
-
-/* ---- the fake backend ------------------------------------------------------------------ */
-
-/* One version in the fake upstream. */
-struct fake_version {
-	bool used;
-	char arn[160];
-	char name[64];
-	char vid[72];
-	char stages[4][32];
-	size_t stage_count;
-	bool is_binary;
-	uint8_t *value;
-	size_t len;
-};
-
-struct fake_req {
-	TAILQ_ENTRY(fake_req) entry;
-	struct fake *fake;
-	struct event *ev;
-	backend_value_cb cb;
-	backend_describe_cb dcb;	/* a DescribeSecret (cb unused) */
-	void *arg;
-	char *id, *stage, *vid;		/* in the same allocation */
-};
-
-struct fake {
-	struct backend b;		/* first: ops receive &fake->b */
-	struct fake_version table[MAX_FAKE];
-	struct timeval delay;
-	enum proto_status fail;		/* PROTO_STATUS_OK: answer from the table */
-	bool fail_about_secret;		/* the failure is about the secret asked for */
-	unsigned calls;
-	unsigned describes;		/* DescribeSecret calls (not in calls) */
-	unsigned answered;
-	char last_id[160], last_stage[32];
-	bool last_had_stage;
-	TAILQ_HEAD(, fake_req) pending;
-};
-
-static bool
-has_stage(const struct fake_version *v, const char *stage)
-{
-	for (size_t i = 0; i < v->stage_count; i++)
-		if (strcmp(v->stages[i], stage) == 0)
-			return true;
-	return false;
-}
-
-/* Name, full ARN or partial ARN (the ARN without "-XXXXXX"), as AWS matches them. */
-static bool
-id_matches(const struct fake_version *v, const char *id)
-{
-	size_t alen = strlen(v->arn);
-
-	return strcmp(id, v->name) == 0 || strcmp(id, v->arn) == 0 ||
-	    (strlen(id) == alen - 7 && strncmp(id, v->arn, alen - 7) == 0);
-}
-
-static const struct fake_version *
-fake_lookup(struct fake *f, const struct fake_req *r, struct backend_error *error)
-{
-	const char *stage = r->stage;
-	bool secret_seen = false;
-
-	if (stage == NULL && r->vid == NULL)
-		stage = "AWSCURRENT";
-	for (size_t i = 0; i < MAX_FAKE; i++) {
-		const struct fake_version *v = &f->table[i];
-
-		if (!v->used || !id_matches(v, r->id))
-			continue;
-		secret_seen = true;
-		if (r->vid != NULL && strcmp(v->vid, r->vid) != 0)
-			continue;
-		if (stage != NULL && !has_stage(v, stage))
-			continue;
-		return v;
-	}
-	backend_error_set(error, PROTO_STATUS_NOT_FOUND, "%s", secret_seen ?
-	    "no such version" : "no such secret");
-	return NULL;
-}
-
-static void
-fake_req_free(struct fake_req *r)
-{
-	event_free(r->ev);
-	free(r);
-}
-
-/* DescribeSecret from the table: every version of the secret with its labels. */
-static void
-fake_describe_answer(struct fake *f, struct fake_req *r)
-{
-	struct backend_version_stages vs[MAX_FAKE];
-	const char *stages[MAX_FAKE][4];
-	struct backend_description d;
-	struct backend_error error;
-	size_t n = 0;
-
-	memset(&d, 0, sizeof(d));
-	if (f->fail != PROTO_STATUS_OK) {
-		backend_error_set(&error, f->fail, "fake failure");
-		error.about_secret = f->fail_about_secret;
-		r->dcb(r->arg, NULL, &error);
-		return;
-	}
-	for (size_t i = 0; i < MAX_FAKE; i++) {
-		const struct fake_version *v = &f->table[i];
-
-		if (!v->used || !id_matches(v, r->id))
-			continue;
-		d.arn = v->arn;
-		d.name = v->name;
-		for (size_t j = 0; j < v->stage_count; j++)
-			stages[n][j] = v->stages[j];
-		vs[n].version_id = v->vid;
-		vs[n].stages = stages[n];
-		vs[n].stage_count = v->stage_count;
-		vs[n].created_ms = 1700000000000;
-		n++;
-	}
-	if (n == 0) {
-		backend_error_set(&error, PROTO_STATUS_NOT_FOUND, "no such secret");
-		error.about_secret = true;
-		r->dcb(r->arg, NULL, &error);
-		return;
-	}
-	d.created_ms = 1700000000000;
-	d.versions = vs;
-	d.version_count = n;
-	r->dcb(r->arg, &d, NULL);
-}
-
-static void
-fake_answer(evutil_socket_t fd, short what, void *arg)
-{
-	struct fake_req *r = arg;
-	struct fake *f = r->fake;
-	const struct fake_version *v;
-	const char *stages[4];
-	struct backend_value value;
-	struct backend_error error;
-	uint8_t *copy;
-
-	(void)fd;
-	(void)what;
-	TAILQ_REMOVE(&f->pending, r, entry);
-	f->answered++;
-	if (r->dcb != NULL) {
-		fake_describe_answer(f, r);
-		goto out;
-	}
-	if (f->fail != PROTO_STATUS_OK) {
-		backend_error_set(&error, f->fail, "fake failure");
-		error.about_secret = f->fail_about_secret;
-		r->cb(r->arg, NULL, &error);
-		goto out;
-	}
-	if ((v = fake_lookup(f, r, &error)) == NULL) {
-		r->cb(r->arg, NULL, &error);
-		goto out;
-	}
-	/* Lent in a buffer of its own, wiped after the callback as real backends do. */
-	copy = malloc(v->len + 1);
-	assert_non_null(copy);
-	memcpy(copy, v->value, v->len);
-	memset(&value, 0, sizeof(value));
-	for (size_t i = 0; i < v->stage_count; i++)
-		stages[i] = v->stages[i];
-	value.arn = v->arn;
-	value.name = v->name;
-	value.version_id = v->vid;
-	value.stages = stages;
-	value.stage_count = v->stage_count;
-	value.created_ms = 1700000000000;
-	value.is_binary = v->is_binary;
-	value.data = copy;
-	value.len = v->len;
-	r->cb(r->arg, &value, NULL);
-	sodium_memzero(copy, v->len);
-	free(copy);
-out:
-	fake_req_free(r);
-}
-
-static char *
-put_str(char **p, const char *s)
-{
-	char *start = *p;
-
-	if (s == NULL)
-		return NULL;
-	memcpy(start, s, strlen(s) + 1);
-	*p += strlen(s) + 1;
-	return start;
-}
-
-static int
-fake_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb, void *arg)
-{
-	struct fake *f = (struct fake *)b;
-	size_t n = strlen(q->secret_id) + 1 + (q->version_stage ? strlen(q->version_stage) + 1 : 0) +
-	    (q->version_id ? strlen(q->version_id) + 1 : 0);
-	struct fake_req *r = calloc(1, sizeof(*r) + n);
-	char *p;
-
-	assert_non_null(r);
-	p = (char *)(r + 1);
-	r->id = put_str(&p, q->secret_id);
-	r->stage = put_str(&p, q->version_stage);
-	r->vid = put_str(&p, q->version_id);
-	r->fake = f;
-	r->cb = cb;
-	r->arg = arg;
-	r->ev = evtimer_new(b->base, fake_answer, r);
-	assert_non_null(r->ev);
-	assert_int_equal(evtimer_add(r->ev, &f->delay), 0);
-	TAILQ_INSERT_TAIL(&f->pending, r, entry);
-	f->calls++;
-	snprintf(f->last_id, sizeof(f->last_id), "%s", q->secret_id);
-	f->last_had_stage = q->version_stage != NULL;
-	snprintf(f->last_stage, sizeof(f->last_stage), "%s",
-	    q->version_stage != NULL ? q->version_stage : "");
-	return 0;
-}
-
-static int
-fake_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg)
-{
-	struct fake *f = (struct fake *)b;
-	struct fake_req *r = calloc(1, sizeof(*r) + strlen(secret_id) + 1);
-	char *p;
-
-	assert_non_null(r);
-	p = (char *)(r + 1);
-	r->id = put_str(&p, secret_id);
-	r->fake = f;
-	r->dcb = cb;
-	r->arg = arg;
-	r->ev = evtimer_new(b->base, fake_answer, r);
-	assert_non_null(r->ev);
-	assert_int_equal(evtimer_add(r->ev, &f->delay), 0);
-	TAILQ_INSERT_TAIL(&f->pending, r, entry);
-	f->describes++;
-	return 0;
-}
-
-/* Pending requests are dropped without their callbacks, like the real backends. */
-static void
-fake_free(struct backend *b)
-{
-	struct fake *f = (struct fake *)b;
-	struct fake_req *r;
-
-	while ((r = TAILQ_FIRST(&f->pending)) != NULL) {
-		TAILQ_REMOVE(&f->pending, r, entry);
-		fake_req_free(r);
-	}
-	for (size_t i = 0; i < MAX_FAKE; i++)
-		free(f->table[i].value);
-	free(f);
-}
-
-static const struct backend_ops fake_ops = {
-	.name = "fake",
-	.get_value = fake_get_value,
-	.describe = fake_describe,
-	.free = fake_free,
-};
-
-static struct fake_version *
-fake_find(struct fake *f, const char *name, const char *vid)
-{
-	for (size_t i = 0; i < MAX_FAKE; i++)
-		if (f->table[i].used && strcmp(f->table[i].name, name) == 0 &&
-		    strcmp(f->table[i].vid, vid) == 0)
-			return &f->table[i];
-	return NULL;
-}
-
-/* Sets a version's labels from a comma-separated list ("" for none). */
-static void
-fake_stages(struct fake *f, const char *name, const char *vid, const char *csv)
-{
-	struct fake_version *v = fake_find(f, name, vid);
-	char buf[128], *save = NULL;
-
-	assert_non_null(v);
-	v->stage_count = 0;
-	snprintf(buf, sizeof(buf), "%s", csv);
-	for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-		assert_true(v->stage_count < 4);
-		snprintf(v->stages[v->stage_count++], sizeof(v->stages[0]), "%s", t);
-	}
-}
-
-static void
-fake_put_bytes(struct fake *f, const char *arn, const char *name, const char *vid,
-    const char *stages, const void *value, size_t len, bool is_binary)
-{
-	struct fake_version *v = fake_find(f, name, vid);
-
-	for (size_t i = 0; v == NULL && i < MAX_FAKE; i++)
-		if (!f->table[i].used)
-			v = &f->table[i];
-	assert_non_null(v);
-	free(v->value);
-	memset(v, 0, sizeof(*v));
-	v->used = true;
-	snprintf(v->arn, sizeof(v->arn), "%s", arn);
-	snprintf(v->name, sizeof(v->name), "%s", name);
-	snprintf(v->vid, sizeof(v->vid), "%s", vid);
-	v->value = malloc(len + 1);
-	assert_non_null(v->value);
-	memcpy(v->value, value, len);
-	v->len = len;
-	v->is_binary = is_binary;
-	fake_stages(f, name, vid, stages);
-}
-
-static void
-fake_put(struct fake *f, const char *arn, const char *name, const char *vid, const char *stages,
-    const char *value)
-{
-	fake_put_bytes(f, arn, name, vid, stages, value, strlen(value), false);
-}
-
-static void
-fake_remove_secret(struct fake *f, const char *name)
-{
-	for (size_t i = 0; i < MAX_FAKE; i++) {
-		if (f->table[i].used && strcmp(f->table[i].name, name) == 0) {
-			free(f->table[i].value);
-			memset(&f->table[i], 0, sizeof(f->table[i]));
-		}
-	}
 }
 
 /* ---- fixture and calls -------------------------------------------------------------------- */
@@ -479,11 +140,7 @@ start(unsigned ttl, unsigned negative_ttl, size_t max_versions, size_t max_bytes
 	memset(&T, 0, sizeof(T));
 	T.base = event_base_new();
 	assert_non_null(T.base);
-	T.fake = calloc(1, sizeof(*T.fake));
-	assert_non_null(T.fake);
-	T.fake->b.ops = &fake_ops;
-	T.fake->b.base = T.base;
-	TAILQ_INIT(&T.fake->pending);
+	T.fake = fake_new(T.base);
 	T.cache = cache_new(T.base, &T.fake->b, &o, err, sizeof(err));
 	if (T.cache == NULL)
 		fail_msg("cache_new: %s", err);

@@ -1,6 +1,7 @@
 /*
  * test_cache_shared: the cache's hit fast path (cache_get_shared) and its
- * compact records, against a small fake backend on a real event_base.
+ * compact records, against the fake backend (fake_backend.h, answering every
+ * request of a pass at once) on a real event_base.
  *
  *   - one unseal and one rendering per version per loop pass, shared by every
  *     hit in the pass; a body outlives the pass while a reference holds it;
@@ -29,37 +30,11 @@
 
 #include "backend.h"
 #include "cache.h"
+#include "fake_backend.h"
 
 #define PFX		"arn:aws:secretsmanager:us-east-1:123456789012:secret:"
 #define UUID1		"3c7d9a52-1f0b-4e8a-9d2c-5b6e7f8a9b0c"
 #define UUID2		"9e2f6b10-0a4d-4c3e-8b7a-112233445566"
-#define MAX_FAKE	16
-
-/* ---- a fake backend: answers on the next loop pass ------------------------------------ */
-
-struct fake_version {
-	bool used;
-	char arn[256], name[64], vid[72], stages[2][32], value[64];
-	size_t stage_count;
-};
-
-struct fake_req {
-	struct backend_query q;
-	backend_value_cb cb;
-	void *arg;
-	char strings[512];
-};
-
-struct fake {
-	struct backend b;		/* first: ops receive &fake->b */
-	struct fake_version table[MAX_FAKE];
-	struct fake_req *pending[8];
-	size_t npending;
-	struct event *answer_ev;
-	void (*before_answer)(void);	/* run in the answering pass, before the cache hears */
-	void (*after_answer)(void);	/* and after: both in the same loop pass */
-	unsigned calls;
-};
 
 static struct {
 	struct event_base *base;
@@ -67,165 +42,6 @@ static struct {
 	struct cache *cache;
 	unsigned renders;
 } T;
-
-static bool
-has_stage(const struct fake_version *v, const char *stage)
-{
-	for (size_t i = 0; i < v->stage_count; i++)
-		if (strcmp(v->stages[i], stage) == 0)
-			return true;
-	return false;
-}
-
-static const struct fake_version *
-fake_lookup(const struct backend_query *q)
-{
-	const char *stage = q->version_stage != NULL || q->version_id != NULL ?
-	    q->version_stage : "AWSCURRENT";
-
-	for (size_t i = 0; i < MAX_FAKE; i++) {
-		const struct fake_version *v = &T.fake->table[i];
-
-		if (!v->used || (strcmp(q->secret_id, v->name) != 0 &&
-		    strcmp(q->secret_id, v->arn) != 0))
-			continue;
-		if (q->version_id != NULL && strcmp(q->version_id, v->vid) != 0)
-			continue;
-		if (stage != NULL && !has_stage(v, stage))
-			continue;
-		return v;
-	}
-	return NULL;
-}
-
-static void
-fake_answer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct fake *f = arg;
-	struct fake_req *reqs[8];
-	size_t n = f->npending;
-
-	(void)fd;
-	(void)what;
-	memcpy(reqs, f->pending, n * sizeof(reqs[0]));
-	f->npending = 0;
-	if (f->before_answer != NULL)
-		f->before_answer();
-	for (size_t i = 0; i < n; i++) {
-		const struct fake_version *v = fake_lookup(&reqs[i]->q);
-		const char *stages[2];
-		struct backend_value value;
-		struct backend_error error;
-
-		if (v == NULL) {
-			backend_error_set(&error, PROTO_STATUS_NOT_FOUND, "no such secret");
-			reqs[i]->cb(reqs[i]->arg, NULL, &error);
-		} else {
-			memset(&value, 0, sizeof(value));
-			for (size_t j = 0; j < v->stage_count; j++)
-				stages[j] = v->stages[j];
-			value.arn = v->arn;
-			value.name = v->name;
-			value.version_id = v->vid;
-			value.stages = stages;
-			value.stage_count = v->stage_count;
-			value.created_ms = 1700000000000;
-			value.data = (const uint8_t *)v->value;
-			value.len = strlen(v->value);
-			reqs[i]->cb(reqs[i]->arg, &value, NULL);
-		}
-		free(reqs[i]);
-	}
-	if (f->after_answer != NULL)
-		f->after_answer();
-}
-
-static const char *
-copy_str(char **p, const char *s)
-{
-	char *start = *p;
-
-	if (s == NULL)
-		return NULL;
-	memcpy(start, s, strlen(s) + 1);
-	*p += strlen(s) + 1;
-	return start;
-}
-
-static int
-fake_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb, void *arg)
-{
-	struct fake *f = (struct fake *)b;
-	struct fake_req *r = calloc(1, sizeof(*r));
-	char *p;
-
-	assert_non_null(r);
-	assert_true(f->npending < 8);
-	p = r->strings;
-	r->q.secret_id = copy_str(&p, q->secret_id);
-	r->q.version_stage = copy_str(&p, q->version_stage);
-	r->q.version_id = copy_str(&p, q->version_id);
-	r->cb = cb;
-	r->arg = arg;
-	f->pending[f->npending++] = r;
-	f->calls++;
-	event_active(f->answer_ev, EV_TIMEOUT, 0);
-	return 0;
-}
-
-static int
-fake_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg)
-{
-	(void)b;
-	(void)secret_id;
-	(void)cb;
-	(void)arg;
-	return -1;
-}
-
-static void
-fake_free(struct backend *b)
-{
-	struct fake *f = (struct fake *)b;
-
-	for (size_t i = 0; i < f->npending; i++)
-		free(f->pending[i]);
-	event_free(f->answer_ev);
-	free(f);
-}
-
-static const struct backend_ops fake_ops = {
-	.name = "fake", .get_value = fake_get_value, .describe = fake_describe, .free = fake_free,
-};
-
-static struct fake_version *
-fake_put(const char *arn, const char *name, const char *vid, const char *stages,
-    const char *value)
-{
-	struct fake_version *v = NULL;
-	char buf[64], *save = NULL;
-
-	for (size_t i = 0; i < MAX_FAKE && v == NULL; i++) {
-		if (T.fake->table[i].used && strcmp(T.fake->table[i].name, name) == 0 &&
-		    strcmp(T.fake->table[i].vid, vid) == 0)
-			v = &T.fake->table[i];
-	}
-	for (size_t i = 0; i < MAX_FAKE && v == NULL; i++) {
-		if (!T.fake->table[i].used)
-			v = &T.fake->table[i];
-	}
-	assert_non_null(v);
-	memset(v, 0, sizeof(*v));
-	v->used = true;
-	snprintf(v->arn, sizeof(v->arn), "%s", arn);
-	snprintf(v->name, sizeof(v->name), "%s", name);
-	snprintf(v->vid, sizeof(v->vid), "%s", vid);
-	snprintf(v->value, sizeof(v->value), "%s", value);
-	snprintf(buf, sizeof(buf), "%s", stages);
-	for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
-		snprintf(v->stages[v->stage_count++], sizeof(v->stages[0]), "%s", t);
-	return v;
-}
 
 /* ---- fixture ----------------------------------------------------------------------------- */
 
@@ -238,14 +54,15 @@ setup_sized(size_t max_versions)
 
 	memset(&T, 0, sizeof(T));
 	T.base = event_base_new();
-	T.fake = calloc(1, sizeof(*T.fake));
-	if (T.base == NULL || T.fake == NULL)
+	if (T.base == NULL)
 		return -1;
-	T.fake->b.ops = &fake_ops;
-	T.fake->b.base = T.base;
-	T.fake->answer_ev = event_new(T.base, -1, 0, fake_answer_cb, T.fake);
+	/* Every request answered in one pass, by name or full ARN only: partial
+	 * ARNs must be resolved by the cache. */
+	T.fake = fake_new(T.base);
+	T.fake->batch = true;
+	T.fake->exact_ids = true;
 	T.cache = cache_new(T.base, &T.fake->b, &o, err, sizeof(err));
-	return T.cache == NULL || T.fake->answer_ev == NULL ? -1 : 0;
+	return T.cache == NULL ? -1 : 0;
 }
 
 static int
@@ -401,7 +218,7 @@ test_one_render_per_pass(void **state)
 	size_t la, lb;
 
 	(void)state;
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
 	assert_true(get("app/db", NULL, NULL).ok);
 	one_pass();
 	a = get_shared("app/db", NULL, NULL);
@@ -439,7 +256,7 @@ test_misses_and_refreshes_are_left_to_cache_get(void **state)
 	memset(&s, 0, sizeof(s));
 	/* Not cached: nothing called, nothing counted, nothing asked upstream. */
 	assert_int_equal(cache_get_shared(T.cache, &q, 0, render, on_shared, &s), 0);
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
 	assert_true(get("app/db", NULL, NULL).ok);
 	q.secret_id = "app/db";
 	assert_int_equal(cache_get_shared(T.cache, &q, CACHE_FORCE_REFRESH, render, on_shared, &s), 0);
@@ -471,12 +288,12 @@ static void
 test_relabelled_version_renders_again_in_the_pass(void **state)
 {
 	(void)state;
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "old-pw");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "old-pw");
 	assert_true(get("app/db", NULL, NULL).ok);
 	one_pass();
 	/* Rotation: the new version takes AWSCURRENT from the old one. */
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID2, "AWSCURRENT", "new-pw");
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSPREVIOUS", "old-pw");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID2, "AWSCURRENT", "new-pw");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID1, "AWSPREVIOUS", "old-pw");
 	T.fake->before_answer = hit_old_version_early;
 	T.fake->after_answer = hit_old_version_late;
 	assert_true(get("app/db", "AWSCURRENT", UUID2).ok);	/* the fetch that moves the label */
@@ -512,9 +329,9 @@ test_evicted_version_not_confused_in_the_pass(void **state)
 	/* max_versions 1, and b and c answered in one pass: storing b evicts a,
 	 * storing c (likely in a's freed memory) evicts b, all in the pass that
 	 * made a body for a. */
-	fake_put(PFX "app/a-AAAAAA", "app/a", UUID1, "AWSCURRENT", "value-a");
-	fake_put(PFX "app/b-BBBBBB", "app/b", UUID2, "AWSCURRENT", "value-b");
-	fake_put(PFX "app/c-CCCCCC", "app/c", UUID1, "AWSCURRENT", "value-a");
+	fake_put(T.fake, PFX "app/a-AAAAAA", "app/a", UUID1, "AWSCURRENT", "value-a");
+	fake_put(T.fake, PFX "app/b-BBBBBB", "app/b", UUID2, "AWSCURRENT", "value-b");
+	fake_put(T.fake, PFX "app/c-CCCCCC", "app/c", UUID1, "AWSCURRENT", "value-a");
 	assert_true(get("app/a", NULL, NULL).ok);
 	one_pass();
 	T.fake->before_answer = hit_a_early;
@@ -587,7 +404,7 @@ test_identities_round_trip(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		fake_put(t[i].arn, t[i].name, t[i].vid, "AWSCURRENT", t[i].value);
+		fake_put(T.fake, t[i].arn, t[i].name, t[i].vid, "AWSCURRENT", t[i].value);
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		expect_identity(t[i].name, NULL, t[i].arn, t[i].name, t[i].vid, t[i].value);
 		expect_identity(t[i].name, t[i].vid, t[i].arn, t[i].name, t[i].vid, t[i].value);
@@ -617,9 +434,9 @@ test_shared_prefix_outlives_its_secrets(void **state)
 	(void)state;
 	/* max_versions 1: each new secret evicts the last one, and with it the
 	 * prefix's previous holder; the prefix must stay right for the newcomer. */
-	fake_put(PFX "one-AAAAAA", "one", UUID1, "AWSCURRENT", "1");
-	fake_put(PFX "two-BBBBBB", "two", UUID1, "AWSCURRENT", "2");
-	fake_put("arn:aws:secretsmanager:eu-west-1:123456789012:secret:three-CCCCCC", "three",
+	fake_put(T.fake, PFX "one-AAAAAA", "one", UUID1, "AWSCURRENT", "1");
+	fake_put(T.fake, PFX "two-BBBBBB", "two", UUID1, "AWSCURRENT", "2");
+	fake_put(T.fake, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:three-CCCCCC", "three",
 	    UUID1, "AWSCURRENT", "3");
 	expect_identity("one", NULL, PFX "one-AAAAAA", "one", UUID1, "1");
 	expect_identity("two", NULL, PFX "two-BBBBBB", "two", UUID1, "2");
@@ -643,8 +460,8 @@ test_many_secrets_index(void **state)
 		snprintf(name, sizeof(name), "bulk/%05d", i);
 		snprintf(arn, sizeof(arn), PFX "%s-X%05d", name, i);
 		snprintf(value, sizeof(value), "v%d", i);
-		memset(T.fake->table, 0, sizeof(T.fake->table));
-		fake_put(arn, name, UUID1, "AWSCURRENT", value);
+		fake_clear(T.fake);
+		fake_put(T.fake, arn, name, UUID1, "AWSCURRENT", value);
 		assert_true(get(name, NULL, NULL).ok);
 	}
 	assert_int_equal(cache_get_stats(T.cache)->secrets, 5000);
@@ -681,8 +498,8 @@ test_lookups_see_newcomers(void **state)
 	/* Names may hold '-': "foo-abcdef" is also how a partial ARN of a secret
 	 * named "foo-abcdef" ends. An id answered once must be answered afresh
 	 * once a secret that answers it better is cached. */
-	fake_put(PFX "foo-abcdef", "foo", UUID1, "AWSCURRENT", "old");
-	fake_put(PFX "foo-abcdef-ghijkl", "foo-abcdef", UUID2, "AWSCURRENT", "new");
+	fake_put(T.fake, PFX "foo-abcdef", "foo", UUID1, "AWSCURRENT", "old");
+	fake_put(T.fake, PFX "foo-abcdef-ghijkl", "foo-abcdef", UUID2, "AWSCURRENT", "new");
 	assert_string_equal(get(PFX "foo-abcdef", NULL, NULL).name, "foo");
 	s = get_shared(PFX "foo-abcdef", NULL, NULL);
 	assert_string_equal(s.name, "foo");
@@ -709,7 +526,7 @@ test_idle_loop_is_not_kept_alive(void **state)
 	double ms;
 
 	(void)state;
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
 	assert_true(get("app/db", NULL, NULL).ok);
 	s = get_shared("app/db", NULL, NULL);
 	cache_body_release(s.body);
