@@ -4,6 +4,12 @@ On loopback TCP the agent learns who is calling from sock_diag: the uid owning t
 client's socket. These tests play the user "nobody" (setpriv) against rules that let root
 read and write everything and nobody only app/*.
 
+- The upstream budget ([limits] upstream_per_second_per_uid = 20, upstream_burst_per_uid
+  = 200, the defaults) bounds the Secrets Manager calls one user's requests cause through
+  both TCP doors as through the Unix socket: misses with random names (HTTP door
+  GET, endpoint GetSecretValue, DescribeSecret, ListSecretVersionIds), BatchGetSecretValue
+  with 20 random ids each, forced refreshes (refreshNow=true, refreshes_per_minute_per_uid);
+  another user is served meanwhile.
 - A client that closes its socket right after sending a request: once the agent has
   ACKed the FIN, the kernel turns the orphaned socket into a TIME_WAIT mini socket, which
   sock_diag reports with uid 0. An agent busy for that long (a SIGSTOP here stands for
@@ -14,6 +20,7 @@ read and write everything and nobody only app/*.
 
 Needs root (setpriv to nobody, SIGSTOP of the agent); skipped otherwise.
 """
+import http.client
 import json
 import os
 import pwd
@@ -22,8 +29,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,6 +179,154 @@ class ClosedClientCannotWriteAsRoot(unittest.TestCase):
                              "root-original", "nobody wrote root's secret through the agent")
             self.assertNotRegex(a.read_log(), r"decision=allowed.*PutSecretValue|"
                                               r"PutSecretValue.*decision=allowed")
+
+
+UPSTREAM_RATE, UPSTREAM_BURST, REFRESHES_PER_MINUTE = 20, 200, 60
+
+
+def signed(port, target, doc):
+    """(headers, body) of a SigV4-signed AWS JSON 1.1 request to the agent's endpoint."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    body = json.dumps(doc).encode()
+    req = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=body,
+                     headers={"Content-Type": "application/x-amz-json-1.1",
+                              "X-Amz-Target": "secretsmanager." + target})
+    SigV4Auth(Credentials("AKIDCALLER0000000001", "caller-secret"), "secretsmanager",
+              aws_moto.REGION).add_auth(req)
+    return dict(req.headers.items()), body
+
+
+def flood(requests, port, threads=4):
+    """Sends requests (method, path, headers, body) over `threads` keep-alive connections;
+    returns ([(status, body bytes)], seconds)."""
+    parts = [requests[i::threads] for i in range(threads)]
+    out = [[] for _ in range(threads)]
+    start = time.monotonic()
+
+    def run(i):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for method, path, headers, body in parts[i]:
+            c.request(method, path, body=body, headers=headers)
+            r = c.getresponse()
+            out[i].append((r.status, r.read()))
+        c.close()
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(300)
+    return [x for part in out for x in part], time.monotonic() - start
+
+
+@unittest.skipUnless(aws_moto.have_moto() and h.have_binaries(),
+                     "needs boto3, moto_server and build/smcached")
+class DoorsSpendTheUpstreamBudget(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.moto = aws_moto.Moto().start()
+        cls.sm = cls.moto.client()
+        cls.sm.create_secret(Name="budget/hot", SecretString="hot-value")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.stop()
+
+    def setUp(self):
+        self.proxy = aws_moto.FaultProxy(self.moto.port).start()
+        self.addCleanup(self.proxy.stop)
+        self.http_port, self.ep_port = aws_moto.free_port(), aws_moto.free_port()
+        self.agent = aws_moto.AwsAgent(
+            endpoint=self.proxy.url, env={"AWS_TOKEN": TOKEN},
+            cache_extra=(f"negative_ttl = 0\nrefresh_ahead = 0\nmin_refresh_interval = 0\n"
+                         f"[http]\nlisten = 127.0.0.1:{self.http_port}\n"
+                         f"[endpoint]\nlisten = 127.0.0.1:{self.ep_port}\n"),
+            agent_extra="socket_mode = 0666\n")
+        os.chmod(self.agent.dir, 0o755)
+        self.agent.start()
+        self.addCleanup(self.agent.close)
+        self.addCleanup(self.agent.stop)
+
+    def door_get(self, secret_id, refresh=False):
+        path = f"/secretsmanager/get?secretId={secret_id}" + ("&refreshNow=true" if refresh else "")
+        return ("GET", path, {HDR: TOKEN}, None)
+
+    def sdk(self, target, doc):
+        headers, body = signed(self.ep_port, target, doc)
+        return ("POST", "/", headers, body)
+
+    def assert_bounded(self, what, ops, replies, elapsed, requests, limit_status):
+        calls = sum(self.proxy.count(op) for op in ops)
+        bound = UPSTREAM_BURST + UPSTREAM_RATE * elapsed + 5
+        limited = [b for st, b in replies if st == limit_status and b"ThrottlingException" in b]
+        print(f"\n  {what}: {calls} upstream calls for {requests} in {elapsed:.1f} s"
+              f" (bound {bound:.0f}), {len(limited)} throttled", file=sys.stderr)
+        self.assertLessEqual(calls, bound, f"{what}: {calls} upstream calls in {elapsed:.1f} s")
+        self.assertGreater(len(limited), 0, f"{what}: nothing throttled")
+        self.assertIn(b"upstream_per_second_per_uid", limited[0])
+
+    def other_uid_is_served(self):
+        """nobody's cold read through the HTTP door while root's budget is spent."""
+        if not can_be_nobody():
+            return
+        name = f"budget/other-{uuid.uuid4().hex[:8]}"
+        self.sm.create_secret(Name=name, SecretString="other-value")
+        r = as_nobody("import http.client,sys\n"
+                      "c=http.client.HTTPConnection('127.0.0.1',int(sys.argv[1]),timeout=10)\n"
+                      "c.request('GET','/secretsmanager/get?secretId='+sys.argv[2],"
+                      "headers={sys.argv[3]:sys.argv[4]})\n"
+                      "r=c.getresponse();print(r.status);print(r.read().decode())\n",
+                      str(self.http_port), name, HDR, TOKEN)
+        self.assertEqual(r.stdout.split("\n")[0], "200", r.stdout + r.stderr)
+        self.assertIn("other-value", r.stdout)
+
+    def test_http_door_misses(self):
+        n = 1200
+        reqs = [self.door_get(f"budget/missing-{uuid.uuid4()}") for _ in range(n)]
+        replies, elapsed = flood(reqs, self.http_port)
+        self.assert_bounded("HTTP door misses", ["GetSecretValue"], replies, elapsed, n, 429)
+        self.other_uid_is_served()
+
+    def test_http_door_forced_refreshes(self):
+        n = 300
+        replies, elapsed = flood([self.door_get("budget/hot", refresh=True) for _ in range(n)],
+                                 self.http_port)
+        calls = self.proxy.count("GetSecretValue")
+        self.assertLessEqual(calls, REFRESHES_PER_MINUTE + 1, f"{calls} refreshes upstream")
+        self.assertGreater(sum(1 for st, _ in replies if st == 429), n - REFRESHES_PER_MINUTE - 2)
+
+    def test_endpoint_get_misses(self):
+        n = 1200
+        reqs = [self.sdk("GetSecretValue", {"SecretId": f"budget/missing-{uuid.uuid4()}"})
+                for _ in range(n)]
+        replies, elapsed = flood(reqs, self.ep_port)
+        self.assert_bounded("endpoint GetSecretValue misses", ["GetSecretValue"], replies,
+                            elapsed, n, 400)
+        self.other_uid_is_served()
+
+    def test_endpoint_describe_and_list_versions_misses(self):
+        n = 1200
+        reqs = [self.sdk("DescribeSecret" if i % 2 else "ListSecretVersionIds",
+                         {"SecretId": f"budget/missing-{uuid.uuid4()}"}) for i in range(n)]
+        replies, elapsed = flood(reqs, self.ep_port)
+        self.assert_bounded("endpoint DescribeSecret/ListSecretVersionIds misses",
+                            ["DescribeSecret", "ListSecretVersionIds"], replies, elapsed, n, 400)
+
+    def test_endpoint_batches_of_twenty_random_ids(self):
+        n = 100
+        reqs = [self.sdk("BatchGetSecretValue",
+                         {"SecretIdList": [f"budget/missing-{uuid.uuid4()}" for _ in range(20)]})
+                for _ in range(n)]
+        replies, elapsed = flood(reqs, self.ep_port)
+        calls = self.proxy.count("GetSecretValue") + self.proxy.count("BatchGetSecretValue")
+        bound = UPSTREAM_BURST + UPSTREAM_RATE * elapsed + 5
+        print(f"\n  endpoint batches: {calls} upstream calls for {n * 20} ids in {elapsed:.1f} s"
+              f" (bound {bound:.0f})", file=sys.stderr)
+        self.assertLessEqual(calls, bound)
+        self.assertTrue(any(b"ThrottlingException" in b for _, b in replies))
+        self.other_uid_is_served()
 
 
 if __name__ == "__main__":
