@@ -10,6 +10,13 @@ read and write everything and nobody only app/*.
   GET, endpoint GetSecretValue, DescribeSecret, ListSecretVersionIds), BatchGetSecretValue
   with 20 random ids each, forced refreshes (refreshNow=true, refreshes_per_minute_per_uid);
   another user is served meanwhile.
+- Requests that never finish arriving: 600 connections to the endpoint each holding a
+  250 KB body short of its Content-Length (under the 256 KiB a body may have) made the agent
+  hold 200 MB until they left, and a second request trickled on a keep-alive connection
+  (a byte every 0.3 s resets evhttp's read timeout) was never closed. The bytes of
+  requests still arriving are bounded in total (the longest-waiting are shut first) and
+  every request, not only a connection's first, must arrive within idle_timeout; a client
+  meanwhile is served.
 - A client that closes its socket right after sending a request: once the agent has
   ACKed the FIN, the kernel turns the orphaned socket into a TIME_WAIT mini socket, which
   sock_diag reports with uid 0. An agent busy for that long (a SIGSTOP here stands for
@@ -20,12 +27,16 @@ read and write everything and nobody only app/*.
 
 Needs root (setpriv to nobody, SIGSTOP of the agent); skipped otherwise.
 """
+import base64
 import http.client
 import json
 import os
 import pwd
+import resource
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -179,6 +190,98 @@ class ClosedClientCannotWriteAsRoot(unittest.TestCase):
                              "root-original", "nobody wrote root's secret through the agent")
             self.assertNotRegex(a.read_log(), r"decision=allowed.*PutSecretValue|"
                                               r"PutSecretValue.*decision=allowed")
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def closed_within(sock, seconds):
+    """True when the peer closes sock within seconds (reading whatever it sends)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([sock], [], [], 0.05)
+        if r:
+            try:
+                if sock.recv(65536) == b"":
+                    return True
+            except OSError:
+                return True
+    return False
+
+
+@unittest.skipUnless(h.have_binaries(), "needs build/smcached")
+class IncompleteRequestsAreBounded(unittest.TestCase):
+    def test_bodies_that_never_finish_do_not_grow_the_agent(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 2048:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+            except (ValueError, OSError):
+                self.skipTest("needs 2,048 descriptors")
+        port = aws_moto.free_port()
+        extra = f"[endpoint]\nlisten = 127.0.0.1:{port}\n"
+        with h.Agent(SECRETS, config_extra=extra) as a:
+            base = rss_mib(a.pid())
+            head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    "Content-Type: application/x-amz-json-1.1\r\n"
+                    "X-Amz-Target: secretsmanager.PutSecretValue\r\n"
+                    "Content-Length: 262000\r\n\r\n").encode()
+            body = b"x" * 250000
+            socks = []
+            self.addCleanup(lambda: [s.close() for s in socks])
+            for _ in range(600):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.setblocking(False)
+                data = head + body
+                try:
+                    while data:
+                        r, w, _ = select.select([], [s], [], 1.0)
+                        if not w:
+                            break           # the agent stopped reading this one
+                        data = data[s.send(data):]
+                except OSError:
+                    pass                    # shut by the agent
+                socks.append(s)
+            time.sleep(1.0)
+            grown = rss_mib(a.pid()) - base
+            # A client with a whole request is served meanwhile.
+            headers, payload = signed(port, "GetSecretValue", {"SecretId": "app/db"})
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("POST", "/", body=payload, headers=headers)
+            r = c.getresponse()
+            self.assertEqual((r.status, json.loads(r.read())["SecretString"]), (200, "app-value"))
+            c.close()
+            print(f"\n  600 unfinished 250 KB bodies: the agent grew by {grown:.0f} MiB",
+                  file=sys.stderr)
+            self.assertLess(grown, 64, f"the agent grew by {grown:.0f} MiB")
+
+    def test_a_keepalive_connection_cannot_trickle_its_next_request(self):
+        port = aws_moto.free_port()
+        extra = f"[http]\nlisten = 127.0.0.1:{port}\nidle_timeout = 2\n"
+        with h.Agent(SECRETS, config_extra=extra, env={"AWS_TOKEN": TOKEN}):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            self.addCleanup(s.close)
+            s.sendall(f"GET /secretsmanager/get?secretId=app/db HTTP/1.1\r\n"
+                      f"Host: localhost:{port}\r\n{HDR}: {TOKEN}\r\n\r\n".encode())
+            self.assertIn(b"200 OK", s.recv(65536))
+            s.sendall(b"GET /secretsmanager/get?secretId=app/db HTTP/1.1\r\n")
+            t0 = time.monotonic()
+            closed = False
+            while time.monotonic() - t0 < 8 and not closed:
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    closed = True
+                    break
+                closed = closed_within(s, 0.3)
+            took = time.monotonic() - t0
+            self.assertTrue(closed, "a second request trickled for 8 s kept its connection")
+            self.assertLess(took, 4.5)
 
 
 UPSTREAM_RATE, UPSTREAM_BURST, REFRESHES_PER_MINUTE = 20, 200, 60
