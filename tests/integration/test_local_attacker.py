@@ -17,6 +17,10 @@ read and write everything and nobody only app/*.
   requests still arriving are bounded in total (the longest-waiting are shut first) and
   every request, not only a connection's first, must arrive within idle_timeout; a client
   meanwhile is served.
+- The write rules ([access] allow_write = user:nobody app/*) judge the secret a forwarded
+  write names as Secrets Manager will read it: a body with SecretId twice (cJSON takes the
+  first, the service's parser the last), or with both SecretId and Name (CreateSecret reads
+  Name and ignores SecretId), cannot write root's secret.
 - A client that closes its socket right after sending a request: once the agent has
   ACKed the FIN, the kernel turns the orphaned socket into a TIME_WAIT mini socket, which
   sock_diag reports with uid 0. An agent busy for that long (a SIGSTOP here stands for
@@ -282,6 +286,62 @@ class IncompleteRequestsAreBounded(unittest.TestCase):
             took = time.monotonic() - t0
             self.assertTrue(closed, "a second request trickled for 8 s kept its connection")
             self.assertLess(took, 4.5)
+
+
+@unittest.skipUnless(aws_moto.have_moto() and h.have_binaries(),
+                     "needs boto3, moto_server and build/smcached")
+@unittest.skipUnless(can_be_nobody(), "needs root and setpriv to act as nobody")
+class WriteRulesSeeWhatTheServiceSees(unittest.TestCase):
+    def test_a_write_body_cannot_name_one_secret_to_the_rules_and_another_upstream(self):
+        moto = aws_moto.Moto().start()
+        self.addCleanup(moto.stop)
+        sm = moto.client()
+        sm.create_secret(Name="app/x", SecretString="app-original")
+        sm.create_secret(Name="root/db", SecretString="root-original")
+        port = aws_moto.free_port()
+        with aws_moto.AwsAgent(endpoint=moto.url, cache_extra=(
+                f"negative_ttl = 0\n[endpoint]\nlisten = 127.0.0.1:{port}\nforward = yes\n"
+                "[access]\nallow = user:root *\nallow = user:nobody app/*\n"
+                "allow_write = user:root *\nallow_write = user:nobody app/*\n")):
+            def send_as_nobody(target, raw_body):
+                from botocore.auth import SigV4Auth
+                from botocore.awsrequest import AWSRequest
+                from botocore.credentials import Credentials
+                req = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=raw_body,
+                                 headers={"Content-Type": "application/x-amz-json-1.1",
+                                          "X-Amz-Target": "secretsmanager." + target})
+                SigV4Auth(Credentials("AKIDNOBODY0000000001", "any"), "secretsmanager",
+                          aws_moto.REGION).add_auth(req)
+                script = ("import http.client,json,sys\n"
+                          "a=json.loads(sys.argv[1])\n"
+                          f"c=http.client.HTTPConnection('127.0.0.1',{port},timeout=10)\n"
+                          "c.request('POST','/',body=a['body'].encode(),headers=a['headers'])\n"
+                          "r=c.getresponse();print(r.status);print(r.read().decode())\n")
+                r = as_nobody(script, json.dumps({"body": raw_body,
+                                                  "headers": dict(req.headers.items())}))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                return r.stdout
+            # Control: nobody may write app/x, and may not write root/db.
+            out = send_as_nobody("PutSecretValue", json.dumps(
+                {"SecretId": "app/x", "SecretString": "app-by-nobody"}))
+            self.assertTrue(out.startswith("200"), out)
+            out = send_as_nobody("PutSecretValue", json.dumps(
+                {"SecretId": "root/db", "SecretString": "pwned-0"}))
+            self.assertIn("AccessDeniedException", out)
+            # SecretId twice: the rules must not see app/x while the service sees root/db.
+            send_as_nobody("PutSecretValue",
+                           '{"SecretId": "app/x", "SecretId": "root/db", "SecretString": "pwned-1"}')
+            self.assertEqual(sm.get_secret_value(SecretId="root/db")["SecretString"],
+                             "root-original", "a duplicate SecretId wrote root's secret")
+            # CreateSecret names its secret with Name; a SecretId beside it decides nothing.
+            send_as_nobody("CreateSecret",
+                           '{"SecretId": "app/x", "Name": "root/planted", "SecretString": "pwned-2"}')
+            names = [x["Name"] for x in sm.list_secrets()["SecretList"]]
+            self.assertNotIn("root/planted", names, "nobody created a secret under root/")
+            send_as_nobody("CreateSecret",
+                           '{"Name": "app/new", "Name": "root/planted2", "SecretString": "pwned-3"}')
+            names = [x["Name"] for x in sm.list_secrets()["SecretList"]]
+            self.assertNotIn("root/planted2", names, "a duplicate Name created root's secret")
 
 
 UPSTREAM_RATE, UPSTREAM_BURST, REFRESHES_PER_MINUTE = 20, 200, 60
