@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import aws_moto  # noqa: E402
 import smc_harness as h  # noqa: E402
+from test_memory import under_asan  # noqa: E402
 
 TOKEN = "attacker-test-token-0123456789"
 HDR = "X-Aws-Parameters-Secrets-Token"
@@ -262,6 +263,8 @@ class IncompleteRequestsAreBounded(unittest.TestCase):
             c.close()
             print(f"\n  600 unfinished 250 KB bodies: the agent grew by {grown:.0f} MiB",
                   file=sys.stderr)
+            if under_asan(a.pid()):
+                return      # AddressSanitizer holds freed blocks in its quarantine (256 MiB)
             self.assertLess(grown, 64, f"the agent grew by {grown:.0f} MiB")
 
     def test_a_keepalive_connection_cannot_trickle_its_next_request(self):
