@@ -241,6 +241,11 @@ main(int argc, char **argv)
 	char *lambda_config = NULL;
 	int opt, check_only = 0, status = 1, loop_ran = 0;
 
+	/* libevent's buffers (evbuffer chains, evhttp requests, their headers and bodies)
+	 * hold request and reply bodies of the TCP doors: a pullup or a partial move
+	 * leaves copies in chains it frees, so libevent allocates through the wiping
+	 * allocator, set before its first allocation. */
+	event_set_mem_functions(secmem_wipe_malloc, secmem_wipe_realloc, secmem_wipe_free);
 	memset(&agent, 0, sizeof(agent));
 	memset(&cfg, 0, sizeof(cfg));
 	while ((opt = getopt_long(argc, argv, "c:Vh", long_options, NULL)) != -1) {

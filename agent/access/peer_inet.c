@@ -18,6 +18,10 @@
 
 #include "peer_inet.h"
 
+/* include/net/tcp_states.h (not a uapi header). */
+#define TCP_STATE_TIME_WAIT	6
+#define TCP_STATE_NEW_SYN_RECV	12
+
 /* Fills the id of the socket whose own end is peer and whose far end is local. */
 static int
 fill_id(struct inet_diag_sockid *id, const struct sockaddr *local, const struct sockaddr *peer)
@@ -115,6 +119,16 @@ peer_inet_uid(const struct sockaddr *local, const struct sockaddr *peer, uid_t *
 			    m->id.idiag_dport != q.req.id.idiag_dport ||
 			    memcmp(m->id.idiag_src, q.req.id.idiag_src, sizeof(m->id.idiag_src)) != 0) {
 				snprintf(err, errlen, "sock_diag: answer names another socket");
+				goto out;
+			}
+			/* A socket its owner closed has no inode; once the FIN is ACKed
+			 * it becomes a TIME_WAIT mini socket, which sock_diag reports
+			 * with uid 0 (and the FIN_WAIT2 it came from as its state).
+			 * Such a caller is unknown, never root. */
+			if (m->idiag_inode == 0 || m->idiag_state == TCP_STATE_TIME_WAIT ||
+			    m->idiag_state == TCP_STATE_NEW_SYN_RECV) {
+				snprintf(err, errlen, "the client closed its socket (the kernel"
+				    " keeps no owner for a closed socket)");
 				goto out;
 			}
 			*uid = (uid_t)m->idiag_uid;

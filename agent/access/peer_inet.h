@@ -16,7 +16,8 @@
  * The uid owning the TCP socket connected from peer to local (both
  * AF_INET, or both AF_INET6, as getpeername/getsockname give them).
  * 0 with *uid set; -1 with the reason in err (not a local socket, netlink
- * refused, no such socket).
+ * refused, no such socket, a closed socket in TIME_WAIT whose owner the
+ * kernel no longer knows).
  */
 int peer_inet_uid(const struct sockaddr *local, const struct sockaddr *peer, uid_t *uid,
     char *err, size_t errlen);

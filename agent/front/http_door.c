@@ -15,6 +15,14 @@
  * socket needs cannot be held by idle HTTP clients. A sweep every 100 ms
  * applies that and drops the references of sockets evhttp has freed.
  *
+ * Requests still arriving are bounded too, on every socket (evhttp's read
+ * timeout restarts at each byte, and it keeps the whole of a body it reads):
+ * the bytes read since a socket's last request was dispatched count as that
+ * socket's pending bytes (an evbuffer callback on its input); a request whose
+ * first byte came more than idle_timeout ago is shut, and when all sockets
+ * together hold more than PENDING_MAX such bytes the longest-waiting are shut
+ * at once (600 bodies of 250 KB held short of their length made 200 MB).
+ *
  * Checks, in the order the AWS agent makes them: connection limit (429),
  * then ours, Host (400, DNS rebinding), then X-Forwarded-For (400), the
  * token (403, except /ping) and the method (405).
@@ -76,12 +84,18 @@ struct http_sock {
 	struct table_node node;		/* keyed by bev */
 	TAILQ_ENTRY(http_sock) link;	/* accept order */
 	struct bufferevent *bev;	/* one reference is ours */
+	struct http_door *door;
+	struct evbuffer_cb_entry *input_cb;	/* counts what arrives */
 	uint64_t accepted_ms;
-	bool requested;			/* finished a request: evhttp's timeouts apply now */
+	uint64_t pending_ms;		/* when the request being read began to arrive; 0: none */
+	size_t pending;			/* bytes read since the last request was dispatched */
+	bool requested;			/* finished a first request */
 	bool shut;
 };
 
 #define SWEEP_MS	100
+/* The bytes of requests still arriving that all sockets together may hold. */
+#define PENDING_MAX	((size_t)16 << 20)
 
 /* What a listener serves. */
 enum listener_kind {
@@ -111,6 +125,7 @@ struct http_door {
 	struct table conns;
 	struct table socks_by_bev;
 	TAILQ_HEAD(, http_sock) socks;
+	size_t pending;			/* the sum of the sockets' pending bytes */
 	struct event *sweep;
 	struct http_door_stats stats;
 };
@@ -448,6 +463,9 @@ sock_find(const struct http_door *d, const struct bufferevent *bev)
 static void
 sock_release(struct http_door *d, struct http_sock *s)
 {
+	if (s->input_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_input(s->bev), s->input_cb);
+	d->pending -= s->pending;
 	TAILQ_REMOVE(&d->socks, s, link);
 	table_remove(&d->socks_by_bev, &s->node);
 	bufferevent_decref(s->bev);	/* evhttp freed it: this closes the descriptor */
@@ -465,6 +483,63 @@ sweep_arm(struct http_door *d)
 }
 
 static void
+sock_shut(struct http_door *d, struct http_sock *s)
+{
+	int fd;
+
+	/* evhttp reads end-of-file and frees the connection itself. */
+	if ((fd = bufferevent_getfd(s->bev)) >= 0)
+		shutdown(fd, SHUT_RDWR);
+	s->shut = true;
+	d->pending -= s->pending;	/* no longer counted: it is going */
+	s->pending = 0;
+	d->stats.sockets_shut++;
+}
+
+/*
+ * Over PENDING_MAX: the sockets whose request began to arrive first are shut
+ * and their connections failed now, as a reset by the client would (evhttp
+ * would otherwise read what the client still sends before the end-of-file),
+ * until under it. From the sweep only: never inside a bufferevent's callback.
+ */
+static void
+pending_cull(struct http_door *d)
+{
+	struct http_sock *s, *oldest;
+
+	while (d->pending > PENDING_MAX) {
+		oldest = NULL;
+		TAILQ_FOREACH(s, &d->socks, link) {
+			if (!s->shut && s->pending > 0 &&
+			    (oldest == NULL || s->pending_ms < oldest->pending_ms))
+				oldest = s;
+		}
+		if (oldest == NULL)
+			break;
+		sock_shut(d, oldest);
+		bufferevent_trigger_event(oldest->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, 0);
+	}
+}
+
+/* Input callback of an accepted socket: bytes read from it count until a request is dispatched. */
+static void
+sock_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct http_sock *s = arg;
+	struct http_door *d = s->door;
+
+	(void)buf;
+	if (info->n_added == 0 || s->shut)
+		return;
+	if (s->pending == 0)
+		s->pending_ms = sys_clock_ms();
+	s->pending += info->n_added;
+	d->pending += info->n_added;
+	if (d->pending > PENDING_MAX && d->sweep != NULL)
+		event_active(d->sweep, EV_TIMEOUT, 0);	/* the sweep culls, at once */
+}
+
+static void
 sweep(evutil_socket_t unused, short what, void *arg)
 {
 	struct http_door *d = arg;
@@ -472,10 +547,10 @@ sweep(evutil_socket_t unused, short what, void *arg)
 	bufferevent_event_cb errcb;
 	const uint64_t now = sys_clock_ms(), limit_ms = (uint64_t)d->cfg->http_idle_timeout * 1000;
 	size_t waiting = 0;
-	int fd;
 
 	(void)unused;
 	(void)what;
+	pending_cull(d);
 	for (s = TAILQ_FIRST(&d->socks); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
 		/* evhttp's bufferevent_free clears the callbacks; a live connection always has
@@ -485,15 +560,16 @@ sweep(evutil_socket_t unused, short what, void *arg)
 			sock_release(d, s);
 			continue;
 		}
-		if (s->requested || s->shut)
+		if (s->shut)
 			continue;
-		if (++waiting > d->cfg->http_max_connections || now - s->accepted_ms > limit_ms) {
-			/* evhttp reads end-of-file and frees the connection itself. */
-			if ((fd = bufferevent_getfd(s->bev)) >= 0)
-				shutdown(fd, SHUT_RDWR);
-			s->shut = true;
-			d->stats.sockets_shut++;
+		if (s->requested) {
+			/* A later request: it must arrive within idle_timeout of its first byte. */
+			if (s->pending > 0 && now - s->pending_ms > limit_ms)
+				sock_shut(d, s);
+			continue;
 		}
+		if (++waiting > d->cfg->http_max_connections || now - s->accepted_ms > limit_ms)
+			sock_shut(d, s);
 	}
 	sweep_arm(d);
 }
@@ -509,7 +585,9 @@ make_bev(struct event_base *base, void *arg)
 	if (bev == NULL || (s = calloc(1, sizeof(*s))) == NULL)
 		return bev;	/* untracked; evhttp's own bounds still hold */
 	s->bev = bev;
+	s->door = d;
 	s->accepted_ms = sys_clock_ms();
+	s->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), sock_input, s);
 	bufferevent_incref(bev);
 	TAILQ_INSERT_TAIL(&d->socks, s, link);
 	table_insert(&d->socks_by_bev, &s->node,
@@ -526,8 +604,16 @@ sock_requested(struct http_door *d, struct evhttp_connection *evcon)
 	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	struct http_sock *s = bev != NULL ? sock_find(d, bev) : NULL;
 
-	if (s != NULL)
-		s->requested = true;
+	size_t left;
+
+	if (s == NULL || s->shut)
+		return;
+	s->requested = true;
+	/* What is left in the input is the start of the next request (pipelined). */
+	left = evbuffer_get_length(bufferevent_get_input(bev));
+	d->pending = d->pending - s->pending + left;
+	s->pending = left;
+	s->pending_ms = left > 0 ? sys_clock_ms() : 0;
 }
 
 /* ---- connections -------------------------------------------------------------------------- */

@@ -29,8 +29,9 @@ struct http_door_stats {
 	uint64_t replies[8];
 	uint64_t uid_unknown;		/* requests whose caller's uid could not be established */
 	uint64_t sockets_open;		/* accepted and not yet closed, with or without a request */
-	uint64_t sockets_shut;		/* shut down: no first request within idle_timeout, or too
-					 * many sockets waiting for one */
+	uint64_t sockets_shut;		/* shut down: a request not arrived within idle_timeout,
+					 * too many sockets waiting for a first one, or too many
+					 * bytes of requests still arriving */
 };
 
 /* The statuses replies are counted under, in order (the last is "other"). */

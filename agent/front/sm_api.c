@@ -780,10 +780,20 @@ write_op(const struct sm_api_ctx *ctx, const char *operation, const cJSON *in, c
 	struct sm_pending *p;
 	char msg[512];
 
-	/* The secret the request is about: SecretId, or Name for CreateSecret. */
-	if (member_str(in, "SecretId", 1, PROTO_MAX_SECRET_ID, &q.secret_id) != 1 &&
-	    member_str(in, "Name", 1, PROTO_MAX_SECRET_ID, &q.secret_id) != 1)
+	const char *name = NULL;
+	bool allowed;
+
+	/* The secret the request is about: SecretId, or Name for CreateSecret. Where both
+	 * are given, the rules must allow both: which one the service reads is its own
+	 * business (CreateSecret reads Name and ignores a SecretId beside it). */
+	if (member_str(in, "SecretId", 1, PROTO_MAX_SECRET_ID, &q.secret_id) != 1)
 		q.secret_id = NULL;
+	if (member_str(in, "Name", 1, PROTO_MAX_SECRET_ID, &name) != 1)
+		name = NULL;
+	if (q.secret_id == NULL) {
+		q.secret_id = name;
+		name = NULL;
+	}
 	if (!ctx->forward || url == NULL) {
 		snprintf(msg, sizeof(msg), "smcache serves reads only (GetSecretValue,"
 		    " DescribeSecret, BatchGetSecretValue, ListSecretVersionIds): send %s to %s%s",
@@ -795,8 +805,10 @@ write_op(const struct sm_api_ctx *ctx, const char *operation, const cJSON *in, c
 		sm_endpoint_error(ctx->door, ctx->req, 400, "AccessDeniedException", msg);
 		return;
 	}
-	if (!acl_enabled(ctx->write_acl) || !acl_allows_id(ctx->write_acl, &ctx->caller->peer,
-	    q.secret_id != NULL ? q.secret_id : "*") || !ctx->caller->uid_known) {
+	allowed = acl_enabled(ctx->write_acl) && ctx->caller->uid_known &&
+	    acl_allows_id(ctx->write_acl, &ctx->caller->peer, q.secret_id != NULL ? q.secret_id : "*") &&
+	    (name == NULL || acl_allows_id(ctx->write_acl, &ctx->caller->peer, name));
+	if (!allowed) {
 		snprintf(msg, sizeof(msg), "no [access] allow_write rule lets you %s %s", operation,
 		    q.secret_id != NULL ? "this secret" : "(a rule granting * is needed)");
 		dispatch_audit_forward(ctx->agent, ctx->caller, operation, q.secret_id, false,
@@ -814,6 +826,41 @@ write_op(const struct sm_api_ctx *ctx, const char *operation, const cJSON *in, c
 	forward(p, operation, body, len);
 }
 
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Whether a member name appears twice in the object. cJSON finds the first of
+ * two; a parser upstream may take the last, so a body forwarded as it came
+ * could name one secret to the rules here and another to Secrets Manager.
+ * -1: out of memory.
+ */
+static int
+has_duplicate_member(const cJSON *o)
+{
+	const cJSON *m;
+	const char **names;
+	size_t n = 0, i = 0;
+	int dup = 0;
+
+	for (m = o->child; m != NULL; m = m->next)
+		n++;
+	if (n < 2)
+		return 0;
+	if ((names = calloc(n, sizeof(*names))) == NULL)
+		return -1;
+	for (m = o->child; m != NULL; m = m->next)
+		names[i++] = m->string != NULL ? m->string : "";
+	qsort(names, n, sizeof(*names), compare_names);
+	for (i = 1; i < n && !dup; i++)
+		dup = strcmp(names[i - 1], names[i]) == 0;
+	free(names);
+	return dup;
+}
+
 void
 sm_api_handle(const struct sm_api_ctx *ctx, const char *operation, const char *body, size_t len)
 {
@@ -822,6 +869,11 @@ sm_api_handle(const struct sm_api_ctx *ctx, const char *operation, const char *b
 	if (!cJSON_IsObject(in)) {
 		sm_endpoint_error(ctx->door, ctx->req, 400, "SerializationException",
 		    "The request body is not a JSON object");
+		goto out;
+	}
+	if (has_duplicate_member(in) != 0) {
+		sm_endpoint_error(ctx->door, ctx->req, 400, "SerializationException",
+		    "The request body names a member twice");
 		goto out;
 	}
 	if (strcmp(operation, "GetSecretValue") == 0)

@@ -2,7 +2,8 @@
  * test_peer_inet: the uid of a loopback TCP client, over IPv4 and IPv6 and
  * as another user (root only),
  * seen from the server's accepted socket (and from the client's side, the
- * same answer); a connection that no longer exists is an error, not a uid.
+ * same answer); a connection that no longer exists, or whose client closed
+ * its socket (TIME_WAIT: sock_diag says uid 0), is an error, not a uid.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -134,6 +135,53 @@ test_other_uid(void **state)
 	close(lfd);
 }
 
+/*
+ * A client of another uid that closed its socket: once its FIN is ACKed the
+ * kernel keeps a TIME_WAIT mini socket that sock_diag reports as uid 0. That
+ * is an error (the caller is unknown), never root.
+ */
+static void
+test_closed_client_is_not_root(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int lfd, afd, status;
+	uid_t uid = 12345;
+	char err[256] = "";
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, len), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+	if ((pid = fork()) == 0) {
+		int fd;
+
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(2);
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, len) != 0 || write(fd, "x", 1) != 1)
+			_exit(3);
+		_exit(0);	/* closes the socket, unread */
+	}
+	assert_true(pid > 0);
+	assert_true((afd = accept(lfd, NULL, NULL)) >= 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	usleep(300 * 1000);	/* the FIN is ACKed (delayed ACK at most 200 ms) */
+	assert_int_equal(peer_inet_uid_fd(afd, &uid, err, sizeof(err)), -1);
+	assert_int_equal(uid, 12345);
+	assert_non_null(strstr(err, "closed"));
+	close(afd);
+	close(lfd);
+}
+
 /* A 4-tuple no socket has: an error, never a made-up uid. */
 static void
 test_no_such_socket(void **state)
@@ -174,6 +222,7 @@ main(void)
 		cmocka_unit_test(test_ipv4),
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_other_uid),
+		cmocka_unit_test(test_closed_client_is_not_root),
 		cmocka_unit_test(test_no_such_socket),
 		cmocka_unit_test(test_not_tcp),
 	};
