@@ -30,7 +30,7 @@ struct service_prefetch {
 	bool is_filter;
 	bool done;
 	struct backend_filter filter;
-	char id[SMC_MAX_SECRET_ID + 1];
+	char id[PROTO_MAX_SECRET_ID + 1];
 };
 
 struct service_waiter {
@@ -116,7 +116,7 @@ on_prefetched(void *arg, const struct backend_value *value, bool stale,
 		    value->version_id != NULL ? value->version_id : "?", stale ? ", stale" : "");
 	else
 		log_warn("prefetch: %s failed: %s: %s", p->id,
-		    error != NULL ? smc_status_name(error->status) : "?",
+		    error != NULL ? proto_status_name(error->status) : "?",
 		    error != NULL ? error->message : "no answer");
 	entry_done(p, value != NULL);
 }
@@ -131,7 +131,7 @@ on_filter_prefetched(void *arg, size_t found, const struct backend_error *error)
 		log_info("prefetch: %s: %zu secret(s) loaded", p->id, found);
 	else
 		log_warn("prefetch: %s failed after %zu secret(s): %s: %s", p->id, found,
-		    smc_status_name(error->status), error->message);
+		    proto_status_name(error->status), error->message);
 	entry_done(p, error == NULL);
 }
 
@@ -197,7 +197,7 @@ split_entries(const char *list, struct service_prefetch *out, struct service *sv
 
 	for (const char *p = list; p != NULL && *p != '\0'; p += len) {
 		p += strspn(p, ", \t");
-		if ((len = strcspn(p, ", \t")) == 0 || len > SMC_MAX_SECRET_ID)
+		if ((len = strcspn(p, ", \t")) == 0 || len > PROTO_MAX_SECRET_ID)
 			continue;
 		if (out != NULL) {
 			out[n].svc = svc;
