@@ -228,7 +228,10 @@ out:
  * within the jitter window, if wider): the call is made anyway, and a secret
  * refreshed early in it is due with the group from then on. So secrets first
  * read at different times fall into full groups of 20 within a round or two,
- * instead of each stray subgroup costing a call every round.
+ * instead of each stray subgroup costing a call every round. Secrets backing
+ * off after a failed call come along too: their backoffs are jittered one by
+ * one, and a group that failed together would otherwise come back as several
+ * calls; the call they join is the upstream's test either way.
  */
 void
 refresh_group_fill(struct cache *c, struct refresh_group *g, uint64_t now)
@@ -243,7 +246,7 @@ refresh_group_fill(struct cache *c, struct refresh_group *g, uint64_t now)
 		for (struct secret *s = c->secrets.buckets[i]; s != NULL &&
 		    g->n < BACKEND_BATCH_MAX; s = s->hnext) {
 			if (s->refresh_at_ms == 0 || s->refresh_at_ms > until || s->refreshing ||
-			    s->failures > 0 || now >= s->last_read_ms + idle || !batchable(c, s))
+			    now >= s->last_read_ms + idle || !batchable(c, s))
 				continue;
 			s->refreshing = true;
 			g->s[g->n++] = s;

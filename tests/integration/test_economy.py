@@ -12,6 +12,10 @@ secret ids it names and when it arrived):
     refreshing in the same calls (never an error or a wrong value for their readers), while
     the deleted one follows today's rule (its refresh got "not found": dropped, then read as
     NOT_FOUND);
+  - a whole batch call failing (503) is one failure for the circuit breaker, however many
+    secrets it held, and they back off and come back together; a batch call the upstream
+    refuses (AccessDenied: a policy without secretsmanager:BatchGetSecretValue) turns
+    batching off and the refreshes go on with DescribeSecret;
   - fleet start: 20 agents started within 1 s, each prefetching the 100 secrets a name
     filter matches: ceil(100/20) BatchGetSecretValue pages per agent and nothing else, and
     the agents' first calls spread over the default prefetch_jitter window (3 s), where the
@@ -156,7 +160,8 @@ class BatchRefresh(unittest.TestCase):
             rc, out, err = a.get(victim)
         batches = [c for c in after if c.op == "BatchGetSecretValue"]
         note(f"per-id errors: {len(batches)} batch calls in {t_end - t_del:.1f} s after the "
-             f"deletion, {sum(victim in c.ids for c in batches)} naming the deleted secret")
+             f"deletion, {sum(any(victim in x for x in c.ids) for c in batches)} naming the "
+             f"deleted secret")
         # Readers of the 19 saw their values all along.
         self.assertEqual(readers.total("wrong"), 0)
         self.assertEqual(readers.statuses().keys(), {h.ST_OK}, readers.statuses())
@@ -173,6 +178,78 @@ class BatchRefresh(unittest.TestCase):
         self.assertGreaterEqual(stats["cache_refresh_errors"], 1)
         self.assertEqual(rc, EXIT_NOT_FOUND, err)
         self.assertIn("scheduled for deletion", err)
+
+
+@unittest.skipUnless(RUN, "needs boto3, moto_server, build/smcached and build/smcache")
+class BatchFailures(unittest.TestCase):
+    """A failure of a whole batch call, and a batch call the upstream refuses."""
+    TTL = 2
+
+    def setUp(self):
+        self.sm = MOTO.client()
+        prefix = f"econ-fail-{time.monotonic_ns()}"
+        self.ids = [f"{prefix}/{i:02d}" for i in range(BATCH)]
+        self.values = {i: f"v-{i}" for i in self.ids}
+        for i in self.ids:
+            self.sm.create_secret(Name=i, SecretString=self.values[i])
+
+    def agent(self, proxy):
+        # One HTTP request per call (no retries), so one injected fault fails one call.
+        return aws_moto.AwsAgent(endpoint=proxy.url, aws_extra="max_retries = 0\n",
+                                 cache_extra=f"negative_ttl = 0\nttl = {self.TTL}\n")
+
+    def test_a_whole_failure_counts_once_for_the_breaker(self):
+        with ru.Upstream(MOTO.port) as proxy, self.agent(proxy) as a:
+            readers = ru.Readers(a.socket, self.ids, self.values, 4, pause_s=0.01).start()
+            try:
+                self.assertTrue(wait_for(lambda: proxy.calls(ops=("BatchGetSecretValue",)) >= 1,
+                                         10))
+                before = a.stats()
+                # The next batch call (all 20 secrets) fails as a whole: 503.
+                proxy.inject("BatchGetSecretValue", aws_moto.Fault.server_error())
+                self.assertTrue(wait_for(
+                    lambda: a.stats()["cache_refresh_errors"] >= before["cache_refresh_errors"]
+                    + BATCH, 10), a.stats())
+                failed = a.stats()
+                t_fail = time.monotonic()
+                # Then they refresh again, together, in batch calls.
+                self.assertTrue(wait_for(lambda: proxy.calls(
+                    t_fail, ops=("BatchGetSecretValue",)) >= 2, 15), proxy.calls_by_op())
+            finally:
+                readers.stop()
+            after = a.stats()
+            calls = proxy.calls_by_op()
+        note(f"whole failure: {failed['cache_refresh_errors'] - before['cache_refresh_errors']}"
+             f" secrets backed off, breaker opens {failed['upstream_breaker_opens']}; "
+             f"calls {calls}")
+        # 20 secrets failed in one call: one failure for the breaker (5 open it).
+        self.assertEqual(failed["upstream_breaker_opens"], 0)
+        self.assertGreaterEqual(failed["cache_backoffs"], before["cache_backoffs"] + BATCH)
+        self.assertEqual(calls["DescribeSecret"], 0)
+        self.assertEqual(calls["GetSecretValue"], BATCH)      # the first reads only
+        self.assertEqual(readers.total("wrong"), 0)
+        self.assertEqual(readers.statuses().keys(), {h.ST_OK}, readers.statuses())
+        self.assertGreater(after["cache_batch_refreshed"], failed["cache_batch_refreshed"])
+
+    def test_a_refused_batch_call_falls_back_to_describe(self):
+        with ru.Upstream(MOTO.port) as proxy, self.agent(proxy) as a:
+            # An IAM policy without secretsmanager:BatchGetSecretValue.
+            proxy.fail(aws_moto.Fault.error(400, "AccessDeniedException", "not authorized to"
+                                            " perform: secretsmanager:BatchGetSecretValue"),
+                       ops=("BatchGetSecretValue",))
+            readers = ru.Readers(a.socket, self.ids, self.values, 4, pause_s=0.01).start()
+            try:
+                self.assertTrue(wait_for(lambda: proxy.calls(ops=("DescribeSecret",))
+                                         >= 2 * BATCH, 15), proxy.calls_by_op())
+            finally:
+                readers.stop()
+            calls = proxy.calls_by_op()
+            log = a.read_log()
+        note(f"refused batch call: {calls}")
+        self.assertEqual(calls["BatchGetSecretValue"], 1)
+        self.assertIn("refreshing with DescribeSecret from now on", log)
+        self.assertEqual(readers.total("wrong"), 0)
+        self.assertEqual(readers.statuses().keys(), {h.ST_OK}, readers.statuses())
 
 
 @unittest.skipUnless(RUN, "needs boto3, moto_server, build/smcached and build/smcache")
