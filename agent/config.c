@@ -238,7 +238,8 @@ static const struct cfg_key cfg_keys[] = {
 	{ .section = "cache", .key = "prefetch_jitter", .type = CT_DURATION,
 	  .offset = FIELD(cache_prefetch_jitter), .def = "3", .min = 0, .max = 300,
 	  .doc = "the prefetch starts this long after start-up at most, at random, so a fleet"
-	    " restarting together does not call the upstream at once (Lambda: 0)" },
+	    " restarting together does not call the upstream at once (Lambda and the file"
+	    " backend: 0)" },
 	{ .section = "cache", .key = "prefetch_timeout", .type = CT_DURATION,
 	  .offset = FIELD(cache_prefetch_timeout), .def = "30", .min = 1, .max = 3600,
 	  .doc = "readiness waits this long at most for the prefetch" },

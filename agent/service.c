@@ -258,8 +258,10 @@ service_start(struct agent *agent, const char *list, char *err, size_t errlen)
 		maybe_ready(svc);
 		return svc;
 	}
-	/* A fleet restarting together spreads its prefetches over the jitter window. */
-	jitter_ms = (uint64_t)agent->config->cache_prefetch_jitter * 1000u;
+	/* A fleet restarting together spreads its prefetches over the jitter window; a
+	 * local file has no upstream to spare. */
+	jitter_ms = agent->config->backend == CONFIG_BACKEND_FILE ? 0 :
+	    (uint64_t)agent->config->cache_prefetch_jitter * 1000u;
 	if (jitter_ms > 0)
 		jitter_ms = randombytes_uniform((uint32_t)jitter_ms + 1);
 	svc->start_ev = evtimer_new(agent->base, on_prefetch_start, svc);
