@@ -19,6 +19,7 @@
 #include <sys/un.h>
 
 #include "acl.h"
+#include "backend.h"
 #include "config.h"
 #include "config_table.h"
 #include "http_door.h"
@@ -186,7 +187,20 @@ const struct cfg_key cfg_keys[] = {
 	  .doc = "forced refreshes of one secret at most this often" },
 	{ .section = "cache", .key = "prefetch", .type = CT_STRING,
 	  .offset = FIELD(cache_prefetch), .check = check_prefetch, .unset = "(none)",
-	  .doc = "secret ids fetched at start-up (comma or space separated)" },
+	  .doc = "secret ids fetched at start-up, and filters name:PREFIX, tag-key:KEY,"
+	    " tag-value:VALUE whose every match is (comma or space separated)" },
+	{ .section = "cache", .key = "prefetch_jitter", .type = CT_DURATION,
+	  .offset = FIELD(cache_prefetch_jitter), .def = "3", .min = 0, .max = 300,
+	  .doc = "the prefetch starts this long after start-up at most, at random, so a fleet"
+	    " restarting together does not call the upstream at once (Lambda and the file"
+	    " backend: 0)" },
+	{ .section = "cache", .key = "prefetch_timeout", .type = CT_DURATION,
+	  .offset = FIELD(cache_prefetch_timeout), .def = "30", .min = 1, .max = 3600,
+	  .doc = "readiness waits this long at most for the prefetch" },
+	{ .section = "cache", .key = "batch_refresh", .type = CT_ENUM,
+	  .offset = FIELD(cache_batch_refresh), .def = "yes", .names = yesno_names,
+	  .doc = "refresh secrets holding only AWSCURRENT 20 to a BatchGetSecretValue call"
+	    " (no: one DescribeSecret each): yes or no" },
 	{ .section = "access", .key = "allow", .type = CT_LIST,
 	  .offset = FIELD(access_allow), .check = acl_rule_check, .unset = "(none)",
 	  .reload = true,
@@ -471,10 +485,12 @@ check_endpoint(const char *v, char *why, size_t whylen)
 	return 0;
 }
 
-/* Secret ids separated by commas and/or blanks; each within the protocol's limit. */
+/* Secret ids and filters (backend_filter_parse) separated by commas and/or blanks; each
+ * id within the protocol's limit. */
 static int
 check_prefetch(const char *v, char *why, size_t whylen)
 {
+	struct backend_filter f;
 	size_t len;
 
 	for (const char *p = v; *p != '\0'; p += len) {
@@ -484,6 +500,8 @@ check_prefetch(const char *v, char *why, size_t whylen)
 			snprintf(why, whylen, "a secret id is longer than 2048 bytes");
 			return -1;
 		}
+		if (len > 0 && backend_filter_parse(p, len, &f, why, whylen) < 0)
+			return -1;
 	}
 	return 0;
 }

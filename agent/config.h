@@ -86,7 +86,10 @@ struct config {
 	unsigned int cache_max_stale;	/* seconds past ttl a value is served while the upstream fails */
 	unsigned int cache_max_refreshes;	/* background upstream calls in flight */
 	unsigned int cache_min_refresh_interval;	/* seconds between forced refreshes of a secret */
-	char *cache_prefetch;		/* secret ids fetched at start-up, comma/space separated */
+	char *cache_prefetch;		/* secret ids and filters fetched at start-up */
+	int cache_batch_refresh;	/* yes: AWSCURRENT refreshes go 20 to a BatchGetSecretValue */
+	unsigned int cache_prefetch_jitter;	/* seconds: the prefetch starts within this, at random */
+	unsigned int cache_prefetch_timeout;	/* seconds readiness waits for the prefetch */
 
 	/* [access] */
 	struct config_list access_allow;	/* rules in acl.h syntax; none: access control off */

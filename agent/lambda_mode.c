@@ -13,6 +13,8 @@
  *                                                   seconds; 0 (the AWS default: none) is 5 s
  *   PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL (INFO)   [agent] log_level; NONE: error
  *   SMCACHE_PREFETCH (ours)                          [cache] prefetch: fetched during INIT
+ *                                                   (prefetch_jitter 0: INIT time is billed;
+ *                                                   prefetch_timeout 10 s, INIT's own bound)
  * "No cache" cannot mean a fetch per request here (the cache is the agent);
  * it becomes a 1-second ttl, with concurrent reads still sharing one fetch.
  * The socket is /tmp/smcache/smcached.sock (/tmp is all Lambda lets us write).
@@ -28,19 +30,18 @@
 #include <event2/event.h>
 
 #include "agent.h"
-#include "cache.h"
+#include "config.h"
 #include "lambda_ext.h"
 #include "lambda_mode.h"
 #include "log.h"
-
-#define LAMBDA_PREFETCH_WAIT_MS	10000	/* INIT does not wait longer for the prefetch */
-#define LAMBDA_PREFETCH_POLL_MS	5
+#include "service.h"
+#include "sys_clock.h"
 
 struct lambda_mode {
 	struct agent *agent;
 	struct lambda_ext *ext;
 	struct event *init_timer;
-	unsigned waited_ms;
+	uint64_t started_ms;
 	int status;
 };
 
@@ -162,6 +163,8 @@ lambda_mode_config_text(char *err, size_t errlen)
 	    "ttl = %ld\n"
 	    "max_entries = %ld\n"
 	    "mlock = best-effort\n"
+	    "prefetch_jitter = 0\n"
+	    "prefetch_timeout = 10\n"
 	    "%s%s%s"
 	    "[http]\n"
 	    "listen = 127.0.0.1:%ld\n"
@@ -198,34 +201,37 @@ on_fatal(void *arg, const char *why)
 	event_base_loopexit(mode->agent->base, NULL);
 }
 
-/* INIT ends (the first event/next) once no prefetch is in flight, or after a bound. */
+/* INIT ends (the first event/next) once the service says the prefetch has ended or
+ * readiness stopped waiting for it (service_when_prefetched, the one signal). */
 static void
 on_init_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct lambda_mode *mode = arg;
-	const struct cache_stats *cs = cache_get_stats(mode->agent->cache);
-	struct timeval tv = { 0, LAMBDA_PREFETCH_POLL_MS * 1000 };
 
-	if (cs->in_flight != 0 && mode->waited_ms < LAMBDA_PREFETCH_WAIT_MS) {
-		mode->waited_ms += LAMBDA_PREFETCH_POLL_MS;
-		evtimer_add(mode->init_timer, &tv);
-		return;
-	}
-	if (cs->in_flight != 0)
-		log_warn("Lambda INIT: the prefetch is still running after %u ms; not waiting longer",
-		    mode->waited_ms);
-	else if (cs->prefetches != 0)
-		log_info("Lambda INIT: prefetch done (%llu secrets) in %u ms",
-		    (unsigned long long)cs->prefetches, mode->waited_ms);
+	(void)fd;
+	(void)what;
+	if (mode->agent->config->cache_prefetch != NULL)
+		log_info("Lambda INIT: prefetch over after %llu ms",
+		    (unsigned long long)(sys_clock_ms() - mode->started_ms));
 	lambda_ext_ready(mode->ext);
 }
 
+static void
+on_prefetched(void *arg)
+{
+	struct lambda_mode *mode = arg;
+	struct timeval now = { 0, 0 };
+
+	/* From the loop, after the registration this call may precede. */
+	evtimer_add(mode->init_timer, &now);
+}
+
 struct lambda_mode *
-lambda_mode_start(struct agent *agent, const char *name, char *err, size_t errlen)
+lambda_mode_start(struct agent *agent, struct service *svc, const char *name, char *err,
+    size_t errlen)
 {
 	struct lambda_ext_callbacks cb = { on_shutdown, on_fatal, NULL };
 	struct lambda_mode *mode;
-	struct timeval now = { 0, 0 };
 
 	if ((mode = calloc(1, sizeof(*mode))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -233,6 +239,7 @@ lambda_mode_start(struct agent *agent, const char *name, char *err, size_t errle
 	}
 	mode->agent = agent;
 	mode->status = 1;
+	mode->started_ms = sys_clock_ms();
 	cb.arg = mode;
 	if ((mode->ext = lambda_ext_new(agent->base, getenv("AWS_LAMBDA_RUNTIME_API"), name, &cb,
 	    err, errlen)) == NULL)
@@ -243,7 +250,7 @@ lambda_mode_start(struct agent *agent, const char *name, char *err, size_t errle
 	}
 	if (lambda_ext_register(mode->ext, err, errlen) != 0)
 		goto fail;
-	evtimer_add(mode->init_timer, &now);
+	service_when_prefetched(svc, on_prefetched, mode);
 	return mode;
 fail:
 	lambda_mode_free(mode);

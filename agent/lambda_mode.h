@@ -19,6 +19,7 @@
 struct agent;
 struct config;
 struct lambda_mode;
+struct service;
 
 /* The extension's default name: the file Lambda starts is /opt/extensions/smcache. */
 #define LAMBDA_MODE_DEFAULT_NAME	"smcache"
@@ -30,9 +31,10 @@ struct lambda_mode;
  */
 char *lambda_mode_config_text(char *err, size_t errlen);
 
-/* Registers with the Extensions API ($AWS_LAMBDA_RUNTIME_API) under name. */
-struct lambda_mode *lambda_mode_start(struct agent *agent, const char *name, char *err,
-    size_t errlen);
+/* Registers with the Extensions API ($AWS_LAMBDA_RUNTIME_API) under name; INIT
+ * ends when svc says the prefetch is over (service_when_prefetched). */
+struct lambda_mode *lambda_mode_start(struct agent *agent, struct service *svc,
+    const char *name, char *err, size_t errlen);
 
 /* Start-up failed after lambda_mode_start(), or before it (mode NULL: a
  * registration is attempted just to report it): tell Lambda why. */

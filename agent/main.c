@@ -401,6 +401,7 @@ main(int argc, char **argv)
 	cache_opts.max_stale_s = cfg.cache_max_stale;
 	cache_opts.max_refreshes = cfg.cache_max_refreshes;
 	cache_opts.min_refresh_interval_s = cfg.cache_min_refresh_interval;
+	cache_opts.batch_refresh = cfg.cache_batch_refresh != 0;
 	if ((agent.cache = cache_new(agent.base, agent.backend, &cache_opts, err, sizeof(err))) == NULL) {
 		log_error("cache: %s", err);
 		goto out;
@@ -442,7 +443,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (lambda_name != NULL &&
-	    (lambda = lambda_mode_start(&agent, lambda_name, err, sizeof(err))) == NULL) {
+	    (lambda = lambda_mode_start(&agent, service, lambda_name, err, sizeof(err))) == NULL) {
 		log_error("Lambda extension: %s", err);
 		goto out;
 	}

@@ -578,6 +578,53 @@ fail:
 	return NULL;
 }
 
+char *
+aws_json_batch_filter_request(const struct backend_filter *filters, size_t count,
+    unsigned max_results, const char *next_token)
+{
+	cJSON *o, *list, *f, *values, *v;
+	size_t i, len;
+
+	if (filters == NULL || count == 0 || count > AWS_BATCH_MAX_FILTERS ||
+	    max_results == 0 || max_results > AWS_BATCH_MAX ||
+	    (next_token != NULL && !aj_id_ok(next_token, AWS_MAX_NEXT_TOKEN)))
+		return NULL;
+	for (i = 0; i < count; i++) {
+		len = strnlen(filters[i].value, sizeof(filters[i].value));
+		if (len == 0 || len > BACKEND_FILTER_MAX_VALUE)
+			return NULL;
+	}
+	if ((o = cJSON_CreateObject()) == NULL)
+		return NULL;
+	if ((list = cJSON_AddArrayToObject(o, "Filters")) == NULL)
+		goto fail;
+	for (i = 0; i < count; i++) {
+		if ((f = cJSON_CreateObject()) == NULL)
+			goto fail;
+		if (!cJSON_AddItemToArray(list, f)) {
+			cJSON_Delete(f);
+			goto fail;
+		}
+		if (cJSON_AddStringToObject(f, "Key",
+		    backend_filter_key_name(filters[i].key)) == NULL ||
+		    (values = cJSON_AddArrayToObject(f, "Values")) == NULL)
+			goto fail;
+		if ((v = cJSON_CreateString(filters[i].value)) == NULL ||
+		    !cJSON_AddItemToArray(values, v)) {
+			cJSON_Delete(v);
+			goto fail;
+		}
+	}
+	if (cJSON_AddNumberToObject(o, "MaxResults", (double)max_results) == NULL)
+		goto fail;
+	if (next_token != NULL && cJSON_AddStringToObject(o, "NextToken", next_token) == NULL)
+		goto fail;
+	return aj_print(o);
+fail:
+	cJSON_Delete(o);
+	return NULL;
+}
+
 void
 aws_json_free(char *body)
 {

@@ -41,6 +41,11 @@ char *aws_json_get_request(const struct backend_query *query);
 char *aws_json_describe_request(const char *secret_id);
 /* 1..AWS_BATCH_MAX ids; next_token NULL for the first page. */
 char *aws_json_batch_request(const char *const *secret_ids, size_t count, const char *next_token);
+/* Filters (1..AWS_BATCH_MAX_FILTERS, ANDed) with MaxResults (1..AWS_BATCH_MAX), paged
+ * by next_token (NULL for the first page). NULL on bad arguments or out of memory. */
+#define AWS_BATCH_MAX_FILTERS	10
+char *aws_json_batch_filter_request(const struct backend_filter *filters, size_t count,
+    unsigned max_results, const char *next_token);
 void aws_json_free(char *body);
 
 /* ---- responses ------------------------------------------------------------------------ */

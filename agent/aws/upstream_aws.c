@@ -43,7 +43,8 @@
 #define UA_DEFAULT_CONNECT_MS	2000
 #define UA_DEFAULT_REQUEST_MS	5000
 #define UA_DEFAULT_UPSTREAM_MS	8000
-#define UA_MAX_PAGES		20	/* NextToken pages followed for one batch */
+#define UA_MAX_PAGES		20	/* NextToken pages followed for one batch of ids */
+#define UA_MAX_FILTER_PAGES	500	/* and for one of filters (10,000 secrets) */
 #define UA_SHOWN_ID		64	/* secret ids are shortened to this in messages */
 
 enum ua_op { UA_GET, UA_DESCRIBE, UA_BATCH, UA_FORWARD };
@@ -86,7 +87,11 @@ struct ua_call {
 
 struct ua_batch {
 	TAILQ_ENTRY(ua_batch) entry;
-	struct upstream_aws_batch_cbs cbs;
+	struct upstream_aws_batch_cbs cbs;	/* upstream_aws_batch_get() */
+	struct backend_batch_cbs bcbs;		/* the backend op (whole failures go to done) */
+	bool op;				/* bcbs, else cbs */
+	struct backend_filter *filters;		/* Filters (count is 0), else ids */
+	size_t filter_count;
 	void *arg;
 	size_t count;
 	size_t remaining;			/* ids not answered yet */
@@ -123,6 +128,7 @@ struct ua_backend {
 static const struct backend_ops ua_ops;
 
 static void ua_call_start(struct ua_call *);
+static struct timespec ua_deadline(const struct ua_backend *);
 static void ua_call_finish(struct ua_call *);
 static void ua_release(struct ua_backend *);
 
@@ -364,6 +370,7 @@ ua_batch_free(struct ua_backend *be, struct ua_batch *b)
 	TAILQ_REMOVE(&be->batches, b, entry);
 	for (size_t i = 0; i < b->count; i++)
 		free(b->ids[i]);
+	free(b->filters);
 	free(b);
 }
 
@@ -381,7 +388,21 @@ ua_batch_item(struct ua_backend *be, struct ua_batch *b, size_t index,
 	else
 		be->stats.batch_items_error++;
 	be->busy++;
-	b->cbs.item(b->arg, index, value, error);
+	if (b->op)
+		b->bcbs.item(b->arg, index, value, error);
+	else
+		b->cbs.item(b->arg, index, value, error);
+	be->busy--;
+	return ua_gone(be) ? -1 : 0;
+}
+
+/* A secret a filter found. Returns -1 when the backend went away in the callback. */
+static int
+ua_batch_found(struct ua_backend *be, struct ua_batch *b, const struct backend_value *value)
+{
+	be->stats.batch_items_ok++;
+	be->busy++;
+	b->bcbs.item(b->arg, BACKEND_BATCH_FOUND, value, NULL);
 	be->busy--;
 	return ua_gone(be) ? -1 : 0;
 }
@@ -399,16 +420,27 @@ ua_batch_fail_rest(struct ua_backend *be, struct ua_batch *b, const struct backe
 
 /* Everything answered: done() and free. Returns -1 when the backend went away. */
 static int
-ua_batch_done(struct ua_backend *be, struct ua_batch *b)
+ua_batch_done_error(struct ua_backend *be, struct ua_batch *b, const struct backend_error *error)
 {
 	struct upstream_aws_batch_cbs cbs = b->cbs;
+	struct backend_batch_cbs bcbs = b->bcbs;
+	bool op = b->op;
 	void *arg = b->arg;
 
 	ua_batch_free(be, b);
 	be->busy++;
-	cbs.done(arg);
+	if (op)
+		bcbs.done(arg, error);
+	else
+		cbs.done(arg);
 	be->busy--;
 	return ua_gone(be) ? -1 : 0;
+}
+
+static int
+ua_batch_done(struct ua_backend *be, struct ua_batch *b)
+{
+	return ua_batch_done_error(be, b, NULL);
 }
 
 /*
@@ -528,6 +560,11 @@ ua_call_finish(struct ua_call *c)
 			(void)ua_batch_fall_back(be, b);
 			break;
 		}
+		if (b->op) {
+			/* The caller hears of a whole failure once (its breaker counts it once). */
+			(void)ua_batch_done_error(be, b, &c->error);
+			break;
+		}
 		if (ua_batch_fail_rest(be, b, &c->error) == 0)
 			(void)ua_batch_done(be, b);
 		break;
@@ -642,7 +679,11 @@ ua_batch_page(struct ua_backend *be, struct ua_batch *b, const struct aws_batch_
 {
 	struct backend_error error;
 
-	for (size_t v = 0; v < res->value_count; v++) {
+	for (size_t v = 0; v < res->value_count && b->filters != NULL; v++) {
+		if (ua_batch_found(be, b, &res->values[v].value) != 0)
+			return -1;
+	}
+	for (size_t v = 0; v < res->value_count && b->filters == NULL; v++) {
 		const struct backend_value *val = &res->values[v].value;
 
 		for (size_t i = 0; i < b->count; i++) {
@@ -685,10 +726,20 @@ ua_batch_ok(struct ua_call *c, const struct http_response *r)
 		aws_batch_result_free(&res);
 		return;	/* the backend released c with everything else */
 	}
-	if (res.next_token != NULL && b->remaining > 0 && b->pages < UA_MAX_PAGES) {
-		body = aws_json_batch_request((const char *const *)b->ids, b->count,
-		    res.next_token);
+	if (res.next_token != NULL && b->filters != NULL && b->pages >= UA_MAX_FILTER_PAGES)
+		log_warn("aws: BatchGetSecretValue: stopped after %u pages of a filter's answers",
+		    b->pages);
+	if (res.next_token != NULL && (b->filters != NULL ? b->pages < UA_MAX_FILTER_PAGES :
+	    (b->remaining > 0 && b->pages < UA_MAX_PAGES))) {
+		body = b->filters != NULL ? aws_json_batch_filter_request(b->filters,
+		    b->filter_count, UPSTREAM_AWS_BATCH_MAX, res.next_token) :
+		    aws_json_batch_request((const char *const *)b->ids, b->count, res.next_token);
 		aws_batch_result_free(&res);
+		if (b->filters != NULL && body != NULL) {
+			/* Each page of a filter's answers has the whole timeout for itself. */
+			b->deadline = c->deadline = ua_deadline(be);
+			evtimer_del(c->deadline_ev);
+		}
 		if (body == NULL) {
 			backend_error_set(&c->error, PROTO_STATUS_INTERNAL,
 			    "cannot build the next BatchGetSecretValue request");
@@ -1038,23 +1089,29 @@ ua_describe(struct backend *backend, const char *secret_id, backend_describe_cb 
 	return 0;
 }
 
-int
-upstream_aws_batch_get(struct backend *backend, const char *const *secret_ids, size_t count,
-    const struct upstream_aws_batch_cbs *cbs, void *arg)
+/* A batch of ids or of filters; op: answers through bcbs (the backend op), else cbs. */
+static int
+ua_batch_start(struct ua_backend *be, const char *const *secret_ids, size_t count,
+    const struct backend_filter *filters, size_t filter_count, bool op,
+    const struct upstream_aws_batch_cbs *cbs, const struct backend_batch_cbs *bcbs, void *arg)
 {
-	struct ua_backend *be = (struct ua_backend *)backend;
 	struct ua_batch *b;
 	struct ua_call *c;
+	char *body;
 	size_t i;
 
-	if (!upstream_aws_is(backend) || be->dying || secret_ids == NULL || count == 0 ||
-	    count > UPSTREAM_AWS_BATCH_MAX || cbs == NULL || cbs->item == NULL ||
-	    cbs->done == NULL)
+	if (be->dying || (count == 0) == (filter_count == 0) || count > UPSTREAM_AWS_BATCH_MAX ||
+	    filter_count > AWS_BATCH_MAX_FILTERS || (count > 0 && secret_ids == NULL) ||
+	    (filter_count > 0 && filters == NULL))
 		return -1;
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return -1;
 	TAILQ_INSERT_TAIL(&be->batches, b, entry);
-	b->cbs = *cbs;
+	if (op)
+		b->bcbs = *bcbs;
+	else
+		b->cbs = *cbs;
+	b->op = op;
 	b->arg = arg;
 	b->count = count;
 	b->remaining = count;
@@ -1063,8 +1120,17 @@ upstream_aws_batch_get(struct backend *backend, const char *const *secret_ids, s
 		if (secret_ids[i] == NULL || (b->ids[i] = strdup(secret_ids[i])) == NULL)
 			goto fail;
 	}
-	c = ua_call_new(be, UA_BATCH, aws_json_batch_request((const char *const *)b->ids, count,
-	    NULL), count == 1 ? b->ids[0] : "(batch)", b->deadline);
+	if (filter_count > 0) {
+		if ((b->filters = calloc(filter_count, sizeof(*b->filters))) == NULL)
+			goto fail;
+		memcpy(b->filters, filters, filter_count * sizeof(*filters));
+		b->filter_count = filter_count;
+		body = aws_json_batch_filter_request(b->filters, filter_count,
+		    UPSTREAM_AWS_BATCH_MAX, NULL);
+	} else
+		body = aws_json_batch_request((const char *const *)b->ids, count, NULL);
+	c = ua_call_new(be, UA_BATCH, body, count == 1 ? b->ids[0] :
+	    filter_count > 0 ? "(filter)" : "(batch)", b->deadline);
 	if (c == NULL)
 		goto fail;
 	c->batch = b;
@@ -1073,6 +1139,25 @@ upstream_aws_batch_get(struct backend *backend, const char *const *secret_ids, s
 fail:
 	ua_batch_free(be, b);
 	return -1;
+}
+
+int
+upstream_aws_batch_get(struct backend *backend, const char *const *secret_ids, size_t count,
+    const struct upstream_aws_batch_cbs *cbs, void *arg)
+{
+	if (!upstream_aws_is(backend) || secret_ids == NULL || count == 0 || cbs == NULL ||
+	    cbs->item == NULL || cbs->done == NULL)
+		return -1;
+	return ua_batch_start((struct ua_backend *)backend, secret_ids, count, NULL, 0, false,
+	    cbs, NULL, arg);
+}
+
+static int
+ua_batch_get(struct backend *backend, const struct backend_batch *batch,
+    const struct backend_batch_cbs *cbs, void *arg)
+{
+	return ua_batch_start((struct ua_backend *)backend, batch->secret_ids, batch->count,
+	    batch->filters, batch->filter_count, true, NULL, cbs, arg);
 }
 
 int
@@ -1151,6 +1236,7 @@ static const struct backend_ops ua_ops = {
 	.name = "aws",
 	.get_value = ua_get_value,
 	.describe = ua_describe,
+	.batch_get = ua_batch_get,
 	.free = ua_free,
 };
 

@@ -4,9 +4,11 @@
  *
  * GET is GetSecretValue (VersionStage AWSCURRENT sent explicitly when the
  * query names neither stage nor version id), DESCRIBE is DescribeSecret.
- * upstream_aws_batch_get() exposes BatchGetSecretValue (1..20 ids in one
- * call); the cache does not call it yet: refresh and prefetch go one
- * GetSecretValue per secret.
+ * BATCH (the backend op batch_get, backend.h) is BatchGetSecretValue: 1..20
+ * ids in one call, or Filters read 20 a page; the cache refreshes secrets
+ * holding only AWSCURRENT and prefetches by filter with it.
+ * upstream_aws_batch_get() is the same call for ids with every id answered
+ * through item() (a whole failure too), for tools.
  *
  * Every request has a total deadline (upstream_timeout): within it,
  * throttling, HTTP 429/5xx, timeouts and connection failures are retried

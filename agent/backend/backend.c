@@ -5,9 +5,11 @@
  * runs). Backend calls are upstream requests or file reads: a malloc and
  * two clock reads each cost nothing beside them.
  */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "backend.h"
@@ -123,6 +125,84 @@ backend_describe(struct backend *b, const char *secret_id, backend_describe_cb c
 		timer_unlink(t);
 		free(t);
 		return -1;
+	}
+	return 0;
+}
+
+bool
+backend_can_batch(const struct backend *b)
+{
+	return b != NULL && b->ops->batch_get != NULL;
+}
+
+int
+backend_batch_get(struct backend *b, const struct backend_batch *batch,
+    const struct backend_batch_cbs *cbs, void *arg)
+{
+	if (!backend_can_batch(b) || batch == NULL || cbs == NULL || cbs->item == NULL ||
+	    cbs->done == NULL)
+		return -1;
+	if ((batch->count == 0) == (batch->filter_count == 0) ||
+	    batch->count > BACKEND_BATCH_MAX)
+		return -1;	/* ids or filters, one of the two */
+	return b->ops->batch_get(b, batch, cbs, arg);
+}
+
+static const struct {
+	enum backend_filter_key key;
+	const char *name;
+} filter_keys[] = {
+	{ BACKEND_FILTER_NAME, "name" },
+	{ BACKEND_FILTER_TAG_KEY, "tag-key" },
+	{ BACKEND_FILTER_TAG_VALUE, "tag-value" },
+};
+
+const char *
+backend_filter_key_name(enum backend_filter_key key)
+{
+	for (size_t i = 0; i < sizeof(filter_keys) / sizeof(filter_keys[0]); i++)
+		if (filter_keys[i].key == key)
+			return filter_keys[i].name;
+	return "?";
+}
+
+int
+backend_filter_parse(const char *entry, size_t len, struct backend_filter *out, char *why,
+    size_t whylen)
+{
+	const char *colon = memchr(entry, ':', len), *value;
+	size_t klen, vlen;
+
+	if (colon == NULL)
+		return 0;
+	klen = (size_t)(colon - entry);
+	for (size_t i = 0; i < sizeof(filter_keys) / sizeof(filter_keys[0]); i++) {
+		if (strlen(filter_keys[i].name) != klen ||
+		    memcmp(filter_keys[i].name, entry, klen) != 0)
+			continue;
+		value = colon + 1;
+		vlen = len - klen - 1;
+		if (vlen == 0 || vlen > BACKEND_FILTER_MAX_VALUE ||
+		    (vlen == 1 && value[0] == '!')) {
+			snprintf(why, whylen, "prefetch filter '%.*s:': a value of 1 to %d"
+			    " characters is needed", (int)klen, entry, BACKEND_FILTER_MAX_VALUE);
+			return -1;
+		}
+		for (size_t j = 0; j < vlen; j++) {
+			unsigned char ch = (unsigned char)value[j];
+
+			if (!isalnum(ch) && strchr(":_@/+=.-", ch) == NULL &&
+			    !(j == 0 && ch == '!')) {
+				snprintf(why, whylen, "prefetch filter '%.*s': only letters, digits"
+				    " and :_@/+=.- may follow '%.*s:'", (int)(len > 64 ? 64 : len),
+				    entry, (int)klen, entry);
+				return -1;
+			}
+		}
+		out->key = filter_keys[i].key;
+		memcpy(out->value, value, vlen);
+		out->value[vlen] = '\0';
+		return 1;
 	}
 	return 0;
 }

@@ -121,6 +121,63 @@ struct backend_health {
 	enum proto_status last_failure_status;
 };
 
+/*
+ * Filters of BatchGetSecretValue (the API's Filters: Key and one value), as
+ * [cache] prefetch names them: "name:PREFIX", "tag-key:KEY", "tag-value:VALUE".
+ * A value is 1..512 characters of [A-Za-z0-9:_@/+=.-], with an optional
+ * leading '!' (not); name matches by prefix, as the API does.
+ */
+enum backend_filter_key {
+	BACKEND_FILTER_NAME,
+	BACKEND_FILTER_TAG_KEY,
+	BACKEND_FILTER_TAG_VALUE,
+};
+#define BACKEND_FILTER_MAX_VALUE	512
+struct backend_filter {
+	enum backend_filter_key key;
+	char value[BACKEND_FILTER_MAX_VALUE + 1];
+};
+
+/*
+ * Parses one prefetch entry of len bytes: 1 (a filter, in *out), 0 (not a
+ * filter: a secret id), -1 (a filter's prefix with a bad value; why says
+ * what is wrong). Secret names hold no ':' and ARNs start with "arn:", so
+ * the two never meet.
+ */
+int backend_filter_parse(const char *entry, size_t len, struct backend_filter *out, char *why,
+    size_t whylen);
+/* "name", "tag-key", "tag-value": the API's Key. */
+const char *backend_filter_key_name(enum backend_filter_key key);
+
+/*
+ * One batch read (BatchGetSecretValue): either 1..BACKEND_BATCH_MAX secret
+ * ids (the AWSCURRENT version of each), or filters (every secret matching
+ * all of them, read page by page, BACKEND_BATCH_MAX a page).
+ */
+#define BACKEND_BATCH_MAX	20
+#define BACKEND_BATCH_FOUND	((size_t)-1)	/* item index of a secret a filter found */
+struct backend_batch {
+	const char *const *secret_ids;
+	size_t count;
+	const struct backend_filter *filters;
+	size_t filter_count;
+};
+
+/*
+ * item() runs once per answer about one secret: for ids, with the index of
+ * the id it answers (a value, or that id's error from the answer's Errors:
+ * one bad id never fails the others); for filters, with BACKEND_BATCH_FOUND
+ * and each value found. Then done() runs once, last: error NULL when the
+ * call was answered (ids not named in any answer got a NOT_FOUND item), or
+ * the failure of the call as a whole (unreachable, throttled past retries,
+ * refused): then ids without an item were not answered at all.
+ */
+struct backend_batch_cbs {
+	void (*item)(void *arg, size_t index, const struct backend_value *value,
+	    const struct backend_error *error);
+	void (*done)(void *arg, const struct backend_error *error);
+};
+
 struct backend_ops {
 	const char *name;
 	/* Both return 0 when the callback will be called, -1 (nothing scheduled) otherwise. */
@@ -128,6 +185,10 @@ struct backend_ops {
 	    backend_value_cb cb, void *arg);
 	int (*describe)(struct backend *backend, const char *secret_id,
 	    backend_describe_cb cb, void *arg);
+	/* NULL when the backend has no batch read (callers then ask one secret at a time).
+	 * 0 when the callbacks will be called, -1 (nothing scheduled) otherwise. */
+	int (*batch_get)(struct backend *backend, const struct backend_batch *batch,
+	    const struct backend_batch_cbs *cbs, void *arg);
 	/* Cancels nothing: pending callbacks still run before free returns or never
 	 * run at all, as each backend documents. */
 	void (*free)(struct backend *backend);
@@ -147,6 +208,10 @@ struct backend {
 int backend_get_value(struct backend *b, const struct backend_query *q, backend_value_cb cb,
     void *arg);
 int backend_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, void *arg);
+/* Whether b has a batch read; backend_batch_get() is -1 at once when not. */
+bool backend_can_batch(const struct backend *b);
+int backend_batch_get(struct backend *b, const struct backend_batch *batch,
+    const struct backend_batch_cbs *cbs, void *arg);
 /* Frees what timing still holds for callbacks that will never run, then the backend. */
 void backend_free(struct backend *b);
 

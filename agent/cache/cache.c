@@ -32,7 +32,8 @@
  *   cache_index.c    secrets, versions, labels, the name index, eviction;
  *   cache_body.c     the sealing key, plaintext, shared bodies of a pass;
  *   cache_flight.c   fetches in flight, negative entries, failure backoff;
- *   cache_refresh.c  the breaker, the tick, background refresh.
+ *   cache_refresh.c  the breaker, the tick, background refresh;
+ *   cache_batch.c    batch reads: AWSCURRENT refreshes 20 a call, prefetch by filter.
  */
 
 #include <errno.h>
@@ -454,6 +455,7 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	TAILQ_INIT(&c->lru);
 	TAILQ_INIT(&c->negative_fifo);
 	LIST_INIT(&c->refreshes);
+	LIST_INIT(&c->batches);
 	TAILQ_INIT(&c->desc_fifo);
 	c->plain_len = SEAL_MAX_PADDED;
 	if (index_init(&c->secrets) != 0 || table_init(&c->negatives, 64) != 0 ||
@@ -519,6 +521,8 @@ cache_free(struct cache *c)
 		LIST_REMOVE(r, entry);
 		free(r);
 	}
+	while (!LIST_EMPTY(&c->batches))
+		batch_free(LIST_FIRST(&c->batches));
 	for (size_t i = 0; c->flights.buckets != NULL && i <= c->flights.mask; i++) {
 		while ((n = c->flights.buckets[i]) != NULL) {
 			struct flight *f = table_entry(n, struct flight, node);

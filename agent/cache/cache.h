@@ -18,6 +18,11 @@
  * Freshness: a secret read within `refresh_idle` is refreshed in the
  * background once `refresh_ahead` percent of its ttl has passed (with
  * jitter): DescribeSecret, then GetSecretValue only for versions not held.
+ * Secrets holding only AWSCURRENT are refreshed instead up to 20 to one batch
+ * read (batch_refresh, with a backend that has one: BatchGetSecretValue),
+ * which answers the current version with its value: one already held costs
+ * nothing more, a new one is stored. A group due in one tick is filled with
+ * such secrets more than halfway to their refresh, so groups stay full.
  * Readers never wait for that: while a held value's refresh is in flight,
  * due or failing (timeouts, 5xx, throttling), the value is served at once,
  * marked stale once past its ttl, for up to `max_stale` past it
@@ -58,6 +63,7 @@ struct cache_options {
 	unsigned max_stale_s;		/* serve a value this long past its ttl while the upstream fails */
 	unsigned max_refreshes;		/* background upstream calls in flight at most */
 	unsigned min_refresh_interval_s; /* forced refreshes of one secret at most this often */
+	bool batch_refresh;		/* secrets holding only AWSCURRENT: 20 to a batch read */
 };
 
 struct cache_stats {
@@ -73,6 +79,8 @@ struct cache_stats {
 	uint64_t refreshes;		/* background refreshes started */
 	uint64_t refresh_errors;
 	uint64_t refresh_fetches;	/* GetSecretValue calls made by refreshes */
+	uint64_t refresh_batches;	/* batch reads (BatchGetSecretValue) made by refreshes */
+	uint64_t batch_refreshed;	/* secrets those answered */
 	uint64_t backoffs;		/* refreshes postponed after a failure */
 	uint64_t forced_refreshes;
 	uint64_t forced_refresh_limited;
@@ -204,6 +212,17 @@ void cache_forget(struct cache *cache, const char *const *ids, size_t n);
  * before cache_prefetch() returns.
  */
 void cache_prefetch(struct cache *cache, const char *secret_id, cache_value_cb cb, void *arg);
+
+/*
+ * Fetches every secret filter matches (start-up prefetch by pattern) with the
+ * backend's batch read, page by page, storing each as a fetch does. cb runs
+ * once, from the event loop: found is how many were stored, error NULL or
+ * why the read stopped. -1 (cb never runs) when the backend has no batch
+ * read (the file backend) or out of memory.
+ */
+typedef void (*cache_prefetch_done_cb)(void *arg, size_t found, const struct backend_error *error);
+int cache_prefetch_filter(struct cache *cache, const struct backend_filter *filter,
+    cache_prefetch_done_cb cb, void *arg);
 
 /* Applies new tunables; bounds take effect as entries come and go. SIGHUP
  * does not reload [cache] keys (policy.c swaps access rules, audit, limits

@@ -182,6 +182,29 @@ struct refresh {
 };
 
 /*
+ * One batch read in the backend: a refresh of up to BACKEND_BATCH_MAX secrets
+ * holding only AWSCURRENT (by ARN), or a prefetch by filter (cache_batch.c).
+ */
+struct cache_batch {
+	LIST_ENTRY(cache_batch) entry;	/* cache->batches, so cache_free() can release it */
+	struct cache *cache;
+	bool probe;
+	bool prefetch;
+	size_t count;
+	size_t found;			/* prefetch: secrets stored */
+	cache_prefetch_done_cb cb;	/* prefetch */
+	void *arg;
+	bool answered[BACKEND_BATCH_MAX];
+	char *arns[BACKEND_BATCH_MAX];
+};
+
+/* A group of due secrets for one batch read, gathered during one tick. */
+struct refresh_group {
+	struct secret *s[BACKEND_BATCH_MAX];
+	size_t n;
+};
+
+/*
  * A DESCRIBE answer remembered under the id it was asked with: a description
  * for ttl, or "not found" for negative_ttl. One allocation: the record, the
  * versions, their stage arrays, then the strings (metadata, not values).
@@ -227,6 +250,8 @@ struct cache {
 	TAILQ_HEAD(version_lru, version) lru;	/* most recently used first */
 	TAILQ_HEAD(, negative) negative_fifo;
 	LIST_HEAD(, refresh) refreshes;	/* background refreshes in flight */
+	LIST_HEAD(, cache_batch) batches;	/* batch reads in flight */
+	bool batch_refused;		/* the upstream refused batch reads: DescribeSecret only */
 	struct table descs;		/* struct described, by id */
 	TAILQ_HEAD(, described) desc_fifo;
 	size_t desc_count;
@@ -356,5 +381,11 @@ void plan_refresh(struct cache *c, struct secret *s, uint64_t now);
 bool revalidating(struct cache *c, const struct secret *s, uint64_t now);
 void refresh_start(struct cache *c, struct secret *s, bool probe);
 void tick_cb(evutil_socket_t fd, short what, void *arg);
+
+/* cache_batch.c */
+bool batchable(const struct cache *c, const struct secret *s);
+int refresh_group_start(struct cache *c, struct refresh_group *g, uint64_t now, bool *probe);
+void refresh_group_fill(struct cache *c, struct refresh_group *g, uint64_t now);
+void batch_free(struct cache_batch *b);
 
 #endif

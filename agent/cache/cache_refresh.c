@@ -309,6 +309,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct cache *c = arg;
 	uint64_t now = now_ms(), idle = (uint64_t)c->opts.refresh_idle_s * 1000u;
 	size_t buckets = c->secrets.mask + 1, i = 0;
+	struct refresh_group group = { .n = 0 };
 	bool probe, more = false;
 
 	(void)fd;
@@ -321,6 +322,14 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			more = true;
 			if (s->refreshing || now < s->refresh_at_ms)
 				continue;
+			if (batchable(c, s)) {	/* into the group's batch read (cache_batch.c) */
+				s->refreshing = true;
+				group.s[group.n++] = s;
+				if (group.n == BACKEND_BATCH_MAX &&
+				    (refresh_group_start(c, &group, now, &probe) != 0 || probe))
+					goto stopped;
+				continue;
+			}
 			if (c->refresh_calls >= c->opts.max_refreshes ||
 			    !breaker_allow(c, now, &probe))
 				goto stopped;
@@ -333,6 +342,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 stopped:
 	c->tick_cursor = (i + 1) & c->secrets.mask;
 out:
+	if (group.n > 0) {
+		refresh_group_fill(c, &group, now);
+		(void)refresh_group_start(c, &group, now, &probe);
+	}
 	if (more)
 		tick_arm(c);
 }

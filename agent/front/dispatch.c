@@ -705,6 +705,8 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 	fn("cache_refreshes", cs->refreshes, C, arg);
 	fn("cache_refresh_errors", cs->refresh_errors, C, arg);
 	fn("cache_refresh_fetches", cs->refresh_fetches, C, arg);
+	fn("cache_refresh_batches", cs->refresh_batches, C, arg);
+	fn("cache_batch_refreshed", cs->batch_refreshed, C, arg);
 	fn("cache_backoffs", cs->backoffs, C, arg);
 	fn("cache_forced_refreshes", cs->forced_refreshes, C, arg);
 	fn("cache_forced_refreshes_limited", cs->forced_refresh_limited, C, arg);

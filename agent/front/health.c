@@ -75,7 +75,8 @@ agent_health_check(struct agent *agent, struct agent_health *out)
 {
 	enum proto_credentials_state cr = agent->backend->health.credentials;
 	const char *list = agent->config->cache_prefetch;
-	char id[PROTO_MAX_SECRET_ID + 1];
+	char id[PROTO_MAX_SECRET_ID + 1], why[128];
+	struct backend_filter filter;
 	/* Probes are spaced on the monotonic clock: a wall-clock step must not stop them. */
 	int64_t now = (int64_t)sys_clock_ms();
 	size_t len;
@@ -87,12 +88,15 @@ agent_health_check(struct agent *agent, struct agent_health *out)
 		agent->health_probe_ms = now;
 		/* A secret the operator named, else one that need not exist. */
 		snprintf(id, sizeof(id), "%s", AGENT_HEALTH_PROBE_ID);
-		if (list != NULL) {
+		/* The first secret id of the prefetch list (filters are not ids). */
+		for (; list != NULL && *list != '\0'; list += len) {
 			list += strspn(list, ", \t");
 			len = strcspn(list, ", \t");
-			if (len > 0 && len < sizeof(id)) {
+			if (len > 0 && len < sizeof(id) &&
+			    backend_filter_parse(list, len, &filter, why, sizeof(why)) == 0) {
 				memcpy(id, list, len);
 				id[len] = '\0';
+				break;
 			}
 		}
 		(void)backend_describe(agent->backend, id, probe_done, NULL);

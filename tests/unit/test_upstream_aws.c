@@ -448,6 +448,93 @@ test_parse_batch(void **state)
 	}
 }
 
+/* Filters: the request prefetch by pattern sends, page by page; and the entries it is made from. */
+static void
+test_batch_filter_request(void **state)
+{
+	struct backend_filter f[AWS_BATCH_MAX_FILTERS + 1];
+	char why[160];
+
+	(void)state;
+	memset(f, 0, sizeof(f));
+	assert_int_equal(backend_filter_parse("name:team/a", 11, &f[0], why, sizeof(why)), 1);
+	assert_int_equal(f[0].key, BACKEND_FILTER_NAME);
+	assert_string_equal(f[0].value, "team/a");
+	/* Only the entry's len bytes count: the list goes on after it. */
+	assert_int_equal(backend_filter_parse("tag-key:env,x", 11, &f[1], why, sizeof(why)), 1);
+	assert_int_equal(f[1].key, BACKEND_FILTER_TAG_KEY);
+	assert_string_equal(f[1].value, "env");
+	assert_int_equal(backend_filter_parse("tag-value:!a:b", 14, &f[2], why, sizeof(why)), 1);
+	assert_int_equal(f[2].key, BACKEND_FILTER_TAG_VALUE);
+	assert_string_equal(f[2].value, "!a:b");
+	check_json(aws_json_batch_filter_request(f, 1, 20, NULL),
+	    "{\"Filters\":[{\"Key\":\"name\",\"Values\":[\"team/a\"]}],\"MaxResults\":20}");
+	check_json(aws_json_batch_filter_request(f, 3, 20, "2"),
+	    "{\"Filters\":[{\"Key\":\"name\",\"Values\":[\"team/a\"]},"
+	    "{\"Key\":\"tag-key\",\"Values\":[\"env\"]},"
+	    "{\"Key\":\"tag-value\",\"Values\":[\"!a:b\"]}],"
+	    "\"MaxResults\":20,\"NextToken\":\"2\"}");
+	/* Bounds: filters, MaxResults, the token, an empty value. */
+	assert_null(aws_json_batch_filter_request(f, 0, 20, NULL));
+	assert_null(aws_json_batch_filter_request(NULL, 1, 20, NULL));
+	assert_null(aws_json_batch_filter_request(f, AWS_BATCH_MAX_FILTERS + 1, 20, NULL));
+	assert_null(aws_json_batch_filter_request(f, 1, 0, NULL));
+	assert_null(aws_json_batch_filter_request(f, 1, AWS_BATCH_MAX + 1, NULL));
+	assert_null(aws_json_batch_filter_request(f, 1, 20, ""));
+	f[3].value[0] = '\0';
+	assert_null(aws_json_batch_filter_request(f, 4, 20, NULL));
+
+	/* Not filters: plain ids, ARNs, unknown prefixes. */
+	assert_int_equal(backend_filter_parse("app/db", 6, &f[0], why, sizeof(why)), 0);
+	assert_int_equal(backend_filter_parse(ARN, strlen(ARN), &f[0], why, sizeof(why)), 0);
+	assert_int_equal(backend_filter_parse("description:x", 13, &f[0], why, sizeof(why)), 0);
+	/* Filters with a bad value. */
+	assert_int_equal(backend_filter_parse("name:", 5, &f[0], why, sizeof(why)), -1);
+	assert_int_equal(backend_filter_parse("tag-key:!", 9, &f[0], why, sizeof(why)), -1);
+	assert_int_equal(backend_filter_parse("name:a\"b", 8, &f[0], why, sizeof(why)), -1);
+	assert_int_equal(backend_filter_parse("name:a!b", 8, &f[0], why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "name:"));
+	{
+		char longv[5 + BACKEND_FILTER_MAX_VALUE + 2];
+
+		memcpy(longv, "name:", 5);
+		memset(longv + 5, 'a', BACKEND_FILTER_MAX_VALUE + 1);
+		assert_int_equal(backend_filter_parse(longv, sizeof(longv) - 1, &f[0], why,
+		    sizeof(why)), -1);
+		assert_int_equal(backend_filter_parse(longv, sizeof(longv) - 2, &f[0], why,
+		    sizeof(why)), 1);
+		assert_int_equal(strlen(f[0].value), BACKEND_FILTER_MAX_VALUE);
+	}
+}
+
+/* A page of a filter's answers as moto sends it (Errors empty, NextToken null on the last). */
+static void
+test_parse_batch_filter_page(void **state)
+{
+	static const char body[] =
+	    "{\"SecretValues\": [{\"ARN\": \"" ARN "\", \"Name\": \"app/db\", \"VersionId\": \""
+	    V1 "\", \"SecretString\": \"pw\", \"VersionStages\": [\"AWSCURRENT\"],"
+	    " \"CreatedDate\": 1795885114.0}], \"Errors\": [], \"NextToken\": null}";
+	static const char more[] =
+	    "{\"SecretValues\": [], \"Errors\": [], \"NextToken\": \"20\"}";
+	struct aws_batch_result r;
+	char err[160];
+
+	(void)state;
+	assert_int_equal(aws_json_parse_batch(body, strlen(body), &r, err, sizeof(err)), 0);
+	assert_int_equal(r.value_count, 1);
+	assert_int_equal(r.error_count, 0);
+	assert_null(r.next_token);
+	assert_string_equal(r.values[0].value.arn, ARN);
+	assert_string_equal(r.values[0].value.version_id, V1);
+	assert_int_equal(r.values[0].value.stage_count, 1);
+	assert_string_equal(r.values[0].value.stages[0], "AWSCURRENT");
+	aws_batch_result_free(&r);
+	assert_int_equal(aws_json_parse_batch(more, strlen(more), &r, err, sizeof(err)), 0);
+	assert_string_equal(r.next_token, "20");
+	aws_batch_result_free(&r);
+}
+
 static void
 test_secret_id_matches(void **state)
 {
@@ -725,6 +812,8 @@ main(void)
 		cmocka_unit_test(test_parse_describe),
 		cmocka_unit_test(test_parse_describe_malformed),
 		cmocka_unit_test(test_parse_batch),
+		cmocka_unit_test(test_batch_filter_request),
+		cmocka_unit_test(test_parse_batch_filter_page),
 		cmocka_unit_test(test_secret_id_matches),
 		cmocka_unit_test(test_error_parse),
 		cmocka_unit_test(test_error_classify),
