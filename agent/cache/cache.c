@@ -456,7 +456,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	LIST_INIT(&c->refreshes);
 	TAILQ_INIT(&c->desc_fifo);
 	c->plain_len = SEAL_MAX_PADDED;
-	if (index_init(&c->secrets) != 0 || table_init(&c->negatives, 64) != 0 ||
+	if (index_init(&c->secrets) != 0 || table_init(&c->extras, 16) != 0 ||
+	    table_init(&c->negatives, 64) != 0 ||
 	    table_init(&c->flights, 64) != 0 || table_init(&c->descs, 64) != 0 ||
 	    table_init(&c->dflights, 16) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -546,6 +547,7 @@ cache_free(struct cache *c)
 	if (c->plain != NULL)
 		sodium_free(c->plain);
 	free(c->secrets.buckets);
+	table_destroy(&c->extras);
 	table_destroy(&c->negatives);
 	table_destroy(&c->flights);
 	table_destroy(&c->descs);
