@@ -17,7 +17,15 @@
  *     VersionId (16 bytes when it is a canonical UUID, as AWS makes them,
  *     else the string) and the sealed blob in the same allocation as the
  *     version record;
- *   - the AWSCURRENT label is a field of the secret; other labels are a list.
+ *   - the AWSCURRENT label is a flag of the version and its expiry a field of
+ *     the secret; other labels are a list in a side record (struct
+ *     secret_extra) that only secrets with such labels have;
+ *   - secret and version records live in slabs of one size each
+ *     (cache_slab.c), not in the heap, where the short-lived blocks of
+ *     fetches would leave holes between them.
+ * Measured (tests/bench, memory section): 1,190 bytes of RSS per cached 1 KiB
+ * version, i.e. 166 beyond the value; tests/unit/test_cache_memory holds it
+ * to the 200-byte budget.
  *
  * Background work runs from one periodic timer that walks the secrets: cheap
  * (a few nanoseconds a secret) and free of per-entry timers.
@@ -32,7 +40,8 @@
  *   cache_index.c    secrets, versions, labels, the name index, eviction;
  *   cache_body.c     the sealing key, plaintext, shared bodies of a pass;
  *   cache_flight.c   fetches in flight, negative entries, failure backoff;
- *   cache_refresh.c  the breaker, the tick, background refresh.
+ *   cache_refresh.c  the breaker, the tick, background refresh;
+ *   cache_slab.c     where secret and version records live.
  */
 
 #include <errno.h>
@@ -447,6 +456,7 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	cache_slab_init(&c->slabs);
 	c->base = base;
 	c->backend = backend;
 	c->opts = *opts;
@@ -552,5 +562,6 @@ cache_free(struct cache *c)
 	table_destroy(&c->flights);
 	table_destroy(&c->descs);
 	table_destroy(&c->dflights);
+	cache_slab_destroy(&c->slabs);
 	free(c);
 }

@@ -256,6 +256,24 @@ version_id_size(const struct version *v)
 	return v->id_is_uuid ? 16 : strlen((const char *)v->id) + 1;
 }
 
+/* Bytes of v's record: header, VersionId, blob. */
+static size_t
+version_size(const struct version *v)
+{
+	return offsetof(struct version, id) + version_id_size(v) + v->blob_len;
+}
+
+/* Bytes of s's record: the fixed part and the tail with its NUL(s). */
+static size_t
+secret_size(const struct secret *s)
+{
+	size_t len = strlen(s->tail) + 1;
+
+	if (s->prefix == NO_PREFIX)
+		len += strlen(s->tail + len) + 1;
+	return offsetof(struct secret, tail) + len;
+}
+
 uint8_t *
 version_blob(struct version *v)
 {
@@ -564,7 +582,7 @@ version_free(struct cache *c, struct version *v)
 	TAILQ_REMOVE(&c->lru, v, lru);
 	c->stats.versions--;
 	c->stats.sealed_bytes -= v->blob_len;
-	free(v);
+	cache_slab_free(&c->slabs, v, version_size(v));
 }
 
 void
@@ -588,7 +606,7 @@ secret_free(struct cache *c, struct secret *s)
 	secret_find_forget(c);
 	prefix_put(c, s->prefix);
 	c->stats.secrets--;
-	free(s);
+	cache_slab_free(&c->slabs, s, secret_size(s));
 }
 
 /* Finds or makes the entry for (arn, name). A name now at another ARN means
@@ -613,10 +631,11 @@ secret_upsert(struct cache *c, const char *arn, const char *name)
 	    memcmp(arn + plen, name, name_len) == 0 && arn[plen + name_len] == '-')
 		prefix = prefix_get(c, arn, plen);
 	tail_len = prefix != NO_PREFIX ? arn_len - plen + 1 : arn_len + 1 + name_len + 1;
-	if ((s = calloc(1, offsetof(struct secret, tail) + tail_len)) == NULL) {
+	if ((s = cache_slab_alloc(&c->slabs, offsetof(struct secret, tail) + tail_len)) == NULL) {
 		prefix_put(c, prefix);
 		return NULL;
 	}
+	memset(s, 0, offsetof(struct secret, tail));
 	s->prefix = prefix;
 	if (prefix != NO_PREFIX) {
 		memcpy(s->tail, arn + plen, arn_len - plen + 1);
@@ -676,7 +695,8 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		blob_len = seal_sealed_size(value->len);
 		if (blob_len == 0 || id_size > PROTO_MAX_VERSION_ID + 1)
 			return NULL;
-		if ((v = malloc(offsetof(struct version, id) + id_size + blob_len)) == NULL)
+		if ((v = cache_slab_alloc(&c->slabs, offsetof(struct version, id) + id_size +
+		    blob_len)) == NULL)
 			return NULL;
 		v->id_is_uuid = is_uuid;
 		v->is_current = 0;
@@ -684,7 +704,7 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		/* The identity the blob is bound to: the ARN and VersionId as received. */
 		if (key_hold(c) != 0 || seal_seal(c->seal, value->arn, value->version_id,
 		    value->data, value->len, v->id + id_size, blob_len, &out_len) != 0) {
-			free(v);
+			cache_slab_free(&c->slabs, v, offsetof(struct version, id) + id_size + blob_len);
 			return NULL;
 		}
 		v->blob_len = (uint32_t)out_len;

@@ -225,6 +225,20 @@ struct describe_flight {
 	char id[];
 };
 
+/* The records' slabs (cache_slab.c). */
+#define SLAB_SIZE		((size_t)512 << 10)
+#define SLAB_ALIGN		8u
+#define SLAB_MAX_OBJECT		4608u	/* a 4 KiB value's version and then some */
+#define SLAB_CLASSES		(SLAB_MAX_OBJECT / SLAB_ALIGN + 1)
+
+struct slab;
+struct cache_slabs {
+	LIST_HEAD(, slab) room[SLAB_CLASSES];	/* slabs with room, by object size / 8 */
+	struct slab **slabs;		/* every slab, by address */
+	size_t count, cap;
+	size_t mapped;			/* bytes of address space in slabs */
+};
+
 struct cache {
 	struct event_base *base;
 	struct backend *backend;
@@ -236,6 +250,7 @@ struct cache {
 	size_t found_len;
 	char found_id[256];
 	struct arn_prefix *prefixes[MAX_PREFIXES];
+	struct cache_slabs slabs;	/* where secrets and versions live */
 	struct table extras;		/* struct secret_extra, by secret */
 	struct table negatives;
 	struct table flights;
@@ -318,6 +333,13 @@ upstream_answered(const struct backend_error *error)
 {
 	return error == NULL || error->about_secret || !is_upstream_failure(error->status);
 }
+
+/* cache_slab.c */
+
+void cache_slab_init(struct cache_slabs *pool);
+void cache_slab_destroy(struct cache_slabs *pool);	/* every record must be freed */
+void *cache_slab_alloc(struct cache_slabs *pool, size_t n);
+void cache_slab_free(struct cache_slabs *pool, void *p, size_t n);	/* n as allocated */
 
 /* cache_index.c */
 
