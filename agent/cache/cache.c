@@ -49,6 +49,7 @@
 #include <stdlib.h>
 
 #include "cache_internal.h"
+#include "secmem.h"
 #include "sm_id.h"
 
 static void get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
@@ -481,6 +482,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "cannot allocate the guarded plaintext buffer");
 		goto fail;
 	}
+	/* Sized for the largest value (68 KiB), used mostly for its first pages. */
+	secmem_drop_fresh_pages(c->plain, c->plain_len);
 	c->key_idle_ev = evtimer_new(base, key_idle_cb, c);
 	c->pass_end_ev = event_new(base, -1, 0, pass_end_cb, c);
 	c->tick_ev = evtimer_new(base, tick_cb, c);
