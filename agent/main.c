@@ -382,6 +382,8 @@ main(int argc, char **argv)
 		log_error("cannot allocate the reply buffer");
 		goto out;
 	}
+	/* Sized for the largest frame (256 KiB), used mostly for its first pages. */
+	secmem_drop_fresh_pages(agent.reply_scratch, agent.reply_scratch_len);
 	if ((agent.base = event_base_new()) == NULL) {
 		log_error("cannot create the event loop");
 		goto out;

@@ -21,7 +21,8 @@ struct http_client_options {
 	const char *ca_bundle;		/* NULL: the system's */
 	size_t max_response_bytes;	/* 0: 1 MiB; a larger body fails with HTTP_ERR_TOO_LARGE */
 	long max_connections;		/* open at once, pooled ones included; more requests
-					 * queue inside libcurl; 0: 32 */
+					 * wait, without a libcurl handle, for a transfer to
+					 * end; 0: 32 */
 };
 
 struct http_header {

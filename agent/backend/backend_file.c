@@ -46,6 +46,7 @@
 #include "backend_file_index.h"
 #include "json_secure.h"
 #include "log.h"
+#include "secmem.h"
 #include "sys_file.h"
 #include "table.h"
 
@@ -647,6 +648,7 @@ backend_file_new(struct event_base *base, const char *path, char *err, size_t er
 	    (bf->plain = sodium_malloc(PROTO_MAX_VALUE)) == NULL)
 		goto nomem;
 	crypto_secretbox_keygen(bf->key);
+	secmem_drop_fresh_pages(bf->plain, PROTO_MAX_VALUE);	/* used mostly in part */
 	/* Messages show the path as given: shorter, and what the operator typed. */
 	sf_shown_tail(shown, sizeof(shown), path);
 	memcpy(bf->path_shown, shown, sizeof(shown));

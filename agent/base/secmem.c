@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -133,6 +134,28 @@ status_bytes(const char *name, uint64_t *bytes)
 		return -1;
 	*bytes = (uint64_t)kb * 1024;
 	return 0;
+}
+
+void
+secmem_drop_fresh_pages(void *p, size_t len)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uintptr_t start, end;
+
+	if (p == NULL || pg <= 0)
+		return;
+	start = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+	end = ((uintptr_t)p + len) & ~((uintptr_t)pg - 1);
+	if (end <= start)
+		return;
+	/* Unlocked, the pages hold only sodium_malloc()'s garbage. */
+	(void)munlock((void *)start, end - start);
+	(void)madvise((void *)start, end - start, MADV_DONTNEED);
+#ifdef MLOCK_ONFAULT
+	if (mlock2((void *)start, end - start, MLOCK_ONFAULT) == 0)
+		return;
+#endif
+	(void)mlock((void *)start, end - start);
 }
 
 int

@@ -86,6 +86,19 @@ int secmem_startup(secmem_mlock_policy p, char *msg, size_t msglen);
  * Returns 0, or -1 if it cannot be read. */
 int secmem_locked_bytes(uint64_t *bytes);
 
+/*
+ * Makes the whole pages of a fresh sodium_malloc() block non-resident again:
+ * sodium_malloc() fills the block with garbage, which touches (and under
+ * mlockall locks) every page of it, so a large buffer that is only ever used
+ * in part (a reply scratch sized for the largest frame) stayed resident in
+ * full. The pages are unlocked, dropped (they read as zeros when next
+ * touched) and locked again on fault (MLOCK_ONFAULT), so they are locked
+ * from their first write as before. Only whole pages inside [p, p+len) are
+ * dropped: the canary sodium_malloc() keeps just before p is never touched.
+ * Call it before the block holds anything. Best effort, no error.
+ */
+void secmem_drop_fresh_pages(void *p, size_t len);
+
 /* Whether this process has CAP_IPC_LOCK in its effective set (1), not (0),
  * or unknown (-1). */
 int secmem_have_cap_ipc_lock(void);

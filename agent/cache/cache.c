@@ -17,7 +17,15 @@
  *     VersionId (16 bytes when it is a canonical UUID, as AWS makes them,
  *     else the string) and the sealed blob in the same allocation as the
  *     version record;
- *   - the AWSCURRENT label is a field of the secret; other labels are a list.
+ *   - the AWSCURRENT label is a flag of the version and its expiry a field of
+ *     the secret; other labels are a list in a side record (struct
+ *     secret_extra) that only secrets with such labels have;
+ *   - secret and version records live in slabs of one size each
+ *     (cache_slab.c), not in the heap, where the short-lived blocks of
+ *     fetches would leave holes between them.
+ * Measured (tests/bench, memory section): 1,190 bytes of RSS per cached 1 KiB
+ * version, i.e. 166 beyond the value; tests/unit/test_cache_memory holds it
+ * to the 200-byte budget.
  *
  * Background work runs from one periodic timer that walks the secrets: cheap
  * (a few nanoseconds a secret) and free of per-entry timers.
@@ -33,7 +41,8 @@
  *   cache_body.c     the sealing key, plaintext, shared bodies of a pass;
  *   cache_flight.c   fetches in flight, negative entries, failure backoff;
  *   cache_refresh.c  the breaker, the tick, background refresh;
- *   cache_batch.c    batch reads: AWSCURRENT refreshes 20 a call, prefetch by filter.
+ *   cache_batch.c    batch reads: AWSCURRENT refreshes 20 a call, prefetch by filter;
+ *   cache_slab.c     where secret and version records live.
  */
 
 #include <errno.h>
@@ -41,6 +50,7 @@
 #include <stdlib.h>
 
 #include "cache_internal.h"
+#include "secmem.h"
 #include "sm_id.h"
 
 static void get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
@@ -448,6 +458,7 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	cache_slab_init(&c->slabs);
 	c->base = base;
 	c->backend = backend;
 	c->opts = *opts;
@@ -458,7 +469,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	LIST_INIT(&c->batches);
 	TAILQ_INIT(&c->desc_fifo);
 	c->plain_len = SEAL_MAX_PADDED;
-	if (index_init(&c->secrets) != 0 || table_init(&c->negatives, 64) != 0 ||
+	if (index_init(&c->secrets) != 0 || table_init(&c->extras, 16) != 0 ||
+	    table_init(&c->negatives, 64) != 0 ||
 	    table_init(&c->flights, 64) != 0 || table_init(&c->descs, 64) != 0 ||
 	    table_init(&c->dflights, 16) != 0) {
 		snprintf(err, errlen, "out of memory");
@@ -472,6 +484,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "cannot allocate the guarded plaintext buffer");
 		goto fail;
 	}
+	/* Sized for the largest value (68 KiB), used mostly for its first pages. */
+	secmem_drop_fresh_pages(c->plain, c->plain_len);
 	c->key_idle_ev = evtimer_new(base, key_idle_cb, c);
 	c->pass_end_ev = event_new(base, -1, 0, pass_end_cb, c);
 	c->tick_ev = evtimer_new(base, tick_cb, c);
@@ -550,9 +564,11 @@ cache_free(struct cache *c)
 	if (c->plain != NULL)
 		sodium_free(c->plain);
 	free(c->secrets.buckets);
+	table_destroy(&c->extras);
 	table_destroy(&c->negatives);
 	table_destroy(&c->flights);
 	table_destroy(&c->descs);
 	table_destroy(&c->dflights);
+	cache_slab_destroy(&c->slabs);
 	free(c);
 }

@@ -21,8 +21,8 @@
 bool
 batchable(const struct cache *c, const struct secret *s)
 {
-	return c->opts.batch_refresh && !c->batch_refused && s->labels == NULL &&
-	    s->current != NULL && backend_can_batch(c->backend);
+	return c->opts.batch_refresh && !c->batch_refused && secret_labels(c, s) == NULL &&
+	    secret_current(s) != NULL && backend_can_batch(c->backend);
 }
 
 void

@@ -163,7 +163,7 @@ plain_get(struct cache *c, struct version *v, struct backend_value *value,
 	value->name = secret_name(v->secret, ident->name);
 	value->version_id = vid;
 	value->stages = stages;
-	value->stage_count = version_stages(v, stages, PROTO_MAX_STAGES);
+	value->stage_count = version_stages(c, v, stages, PROTO_MAX_STAGES);
 	value->created_ms = v->created_ms;
 	value->is_binary = v->is_binary;
 	value->data = plain;
@@ -203,7 +203,8 @@ deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb c
 
 /* Whether b was rendered from v as it is labelled now. */
 static bool
-body_matches(const struct cache_body *b, const struct version *v, cache_render_fn render)
+body_matches(const struct cache *c, const struct cache_body *b, const struct version *v,
+    cache_render_fn render)
 {
 	const char *stages[PROTO_MAX_STAGES];
 	const char *key = (const char *)b->data + b->len, *end = key + b->stages_len;
@@ -211,7 +212,7 @@ body_matches(const struct cache_body *b, const struct version *v, cache_render_f
 
 	if (b->version != v || b->render != render)
 		return false;
-	n = version_stages(v, stages, PROTO_MAX_STAGES);
+	n = version_stages(c, v, stages, PROTO_MAX_STAGES);
 	for (size_t i = 0; i < n; i++) {
 		len = strlen(stages[i]) + 1;
 		if ((size_t)(end - key) < len || memcmp(key, stages[i], len) != 0)
@@ -271,7 +272,7 @@ body_get(struct cache *c, struct version *v, cache_render_fn render)
 	size_t slot = pass_slot(v);
 	struct cache_body *b = c->pass_bodies[slot];
 
-	if (b != NULL && body_matches(b, v, render)) {
+	if (b != NULL && body_matches(c, b, v, render)) {
 		b->refs++;
 		return b;
 	}

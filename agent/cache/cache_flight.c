@@ -27,7 +27,7 @@ backoff_ms(unsigned failures)
 void
 secret_backoff(struct cache *c, struct secret *s, uint64_t now)
 {
-	if (s->failures < UINT16_MAX)
+	if (s->failures < UINT8_MAX)
 		s->failures++;
 	/* The tick retries it once the backoff is over (a planned refresh waits too). */
 	s->refresh_at_ms = now + backoff_ms(s->failures);
@@ -328,13 +328,16 @@ bool
 forced_refresh_allowed(struct cache *c, const struct backend_query *q, uint64_t now)
 {
 	uint64_t interval = (uint64_t)c->opts.min_refresh_interval_s * 1000u;
+	struct secret_extra *e;
 	struct negative *neg;
 	struct secret *s;
 
 	if ((s = secret_find(c, q->secret_id)) != NULL) {
-		if (s->last_forced_ms != 0 && now < s->last_forced_ms + interval)
+		e = extra_find(c, s);
+		if (e != NULL && e->last_forced_ms != 0 && now < e->last_forced_ms + interval)
 			return false;
-		s->last_forced_ms = now;
+		if (e != NULL || (e = extra_get(c, s)) != NULL)
+			e->last_forced_ms = now;
 		return true;
 	}
 	/* Unknown ids are limited through their "not found" memory. */

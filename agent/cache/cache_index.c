@@ -33,6 +33,15 @@ index_hash(const struct secret_index *x, const char *name, size_t len)
 	return h;
 }
 
+/* The index hash of s's name. */
+static uint32_t
+secret_hash(const struct secret_index *x, const struct secret *s)
+{
+	if (s->prefix != NO_PREFIX)
+		return index_hash(x, s->tail, strlen(s->tail) - SM_ID_SUFFIX_LEN);
+	return index_hash(x, s->tail + strlen(s->tail) + 1, strlen(s->tail + strlen(s->tail) + 1));
+}
+
 /* Up to two entries a bucket on average: chains stay short (the hash is
  * compared first) and the buckets cost 4-8 bytes a secret. */
 static void
@@ -40,14 +49,16 @@ index_grow(struct secret_index *x)
 {
 	size_t n = (x->mask + 1) * 2;
 	struct secret **nb, *s, *next;
+	uint32_t h;
 
 	if ((nb = calloc(n, sizeof(*nb))) == NULL)
 		return;		/* longer chains, still correct */
 	for (size_t i = 0; i <= x->mask; i++) {
 		for (s = x->buckets[i]; s != NULL; s = next) {
 			next = s->hnext;
-			s->hnext = nb[s->hash & (n - 1)];
-			nb[s->hash & (n - 1)] = s;
+			h = secret_hash(x, s);
+			s->hnext = nb[h & (n - 1)];
+			nb[h & (n - 1)] = s;
 		}
 	}
 	free(x->buckets);
@@ -58,17 +69,21 @@ index_grow(struct secret_index *x)
 static void
 index_insert(struct secret_index *x, struct secret *s)
 {
+	uint32_t h;
+
 	if (x->count >= 2 * (x->mask + 1))
 		index_grow(x);
-	s->hnext = x->buckets[s->hash & x->mask];
-	x->buckets[s->hash & x->mask] = s;
+	h = secret_hash(x, s);
+	s->hnext = x->buckets[h & x->mask];
+	x->buckets[h & x->mask] = s;
 	x->count++;
 }
 
 static void
 index_remove(struct secret_index *x, struct secret *s)
 {
-	for (struct secret **pp = &x->buckets[s->hash & x->mask]; *pp != NULL; pp = &(*pp)->hnext) {
+	for (struct secret **pp = &x->buckets[secret_hash(x, s) & x->mask]; *pp != NULL;
+	    pp = &(*pp)->hnext) {
 		if (*pp == s) {
 			*pp = s->hnext;
 			x->count--;
@@ -241,6 +256,24 @@ version_id_size(const struct version *v)
 	return v->id_is_uuid ? 16 : strlen((const char *)v->id) + 1;
 }
 
+/* Bytes of v's record: header, VersionId, blob. */
+static size_t
+version_size(const struct version *v)
+{
+	return offsetof(struct version, id) + version_id_size(v) + v->blob_len;
+}
+
+/* Bytes of s's record: the fixed part and the tail with its NUL(s). */
+static size_t
+secret_size(const struct secret *s)
+{
+	size_t len = strlen(s->tail) + 1;
+
+	if (s->prefix == NO_PREFIX)
+		len += strlen(s->tail + len) + 1;
+	return offsetof(struct secret, tail) + len;
+}
+
 uint8_t *
 version_blob(struct version *v)
 {
@@ -268,7 +301,7 @@ secret_by_name(struct cache *c, const char *name, size_t name_len)
 		return NULL;
 	h = index_hash(&c->secrets, name, name_len);
 	for (struct secret *s = c->secrets.buckets[h & c->secrets.mask]; s != NULL; s = s->hnext) {
-		if (s->hash == h && secret_named(s, name, name_len))
+		if (secret_named(s, name, name_len))
 			return s;
 	}
 	return NULL;
@@ -351,29 +384,100 @@ version_find(const struct secret *s, const char *vid)
 	return NULL;
 }
 
+/* ---- what few secrets have: struct secret_extra ---- */
+
+static uint64_t
+extra_hash(const struct cache *c, const struct secret *s)
+{
+	return table_hash_bytes(&c->extras, &s, sizeof(s));
+}
+
+/* s's side record, or NULL when it has none. */
+struct secret_extra *
+extra_find(const struct cache *c, const struct secret *s)
+{
+	uint64_t h;
+
+	if (!s->has_extra)
+		return NULL;
+	h = extra_hash(c, s);
+	for (struct table_node *n = table_chain(&c->extras, h); n != NULL; n = n->next) {
+		struct secret_extra *e = table_entry(n, struct secret_extra, node);
+
+		if (n->hash == h && e->secret == s)
+			return e;
+	}
+	return NULL;
+}
+
+/* s's side record, made if it has none; NULL when out of memory. */
+struct secret_extra *
+extra_get(struct cache *c, struct secret *s)
+{
+	struct secret_extra *e;
+
+	if ((e = extra_find(c, s)) != NULL)
+		return e;
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	e->secret = s;
+	table_insert(&c->extras, &e->node, extra_hash(c, s));
+	s->has_extra = 1;
+	return e;
+}
+
+/* Labels other than AWSCURRENT, a list. */
+struct label *
+secret_labels(const struct cache *c, const struct secret *s)
+{
+	const struct secret_extra *e = extra_find(c, s);
+
+	return e != NULL ? e->labels : NULL;
+}
+
 static struct label **
-label_slot(struct secret *s, const char *name)
+label_slot(struct secret_extra *e, const char *name)
 {
 	struct label **pp;
 
-	for (pp = &s->labels; *pp != NULL; pp = &(*pp)->next) {
+	for (pp = &e->labels; *pp != NULL; pp = &(*pp)->next) {
 		if (strcmp((*pp)->name, name) == 0)
 			return pp;
 	}
 	return pp;
 }
 
+/* The version AWSCURRENT names, or NULL. */
+struct version *
+secret_current(const struct secret *s)
+{
+	for (struct version *v = s->versions; v != NULL; v = v->next) {
+		if (v->is_current)
+			return v;
+	}
+	return NULL;
+}
+
+/* Points AWSCURRENT at v (NULL: at no version). */
+static void
+secret_set_current(struct secret *s, struct version *v)
+{
+	for (struct version *w = s->versions; w != NULL; w = w->next)
+		w->is_current = w == v;
+}
+
 /* The version a label points to (or NULL) and until when it is trusted. */
 static struct version *
-label_get(struct secret *s, const char *name, uint64_t *expires)
+label_get(const struct cache *c, struct secret *s, const char *name, uint64_t *expires)
 {
+	struct secret_extra *e;
 	struct label *l;
 
 	if (strcmp(name, STAGE_CURRENT) == 0) {
 		*expires = s->current_expires_ms;
-		return s->current;
+		return secret_current(s);
 	}
-	if ((l = *label_slot(s, name)) == NULL) {
+	if ((e = extra_find(c, s)) == NULL || (l = *label_slot(e, name)) == NULL) {
 		*expires = 0;
 		return NULL;
 	}
@@ -395,15 +499,18 @@ label_expiry(const struct cache *c, const char *name, uint64_t now)
 void
 label_set(struct cache *c, struct secret *s, const char *name, struct version *v, uint64_t now)
 {
+	struct secret_extra *e;
 	struct label **pp, *l;
 	size_t len;
 
 	if (strcmp(name, STAGE_CURRENT) == 0) {
-		s->current = v;
+		secret_set_current(s, v);
 		s->current_expires_ms = label_expiry(c, name, now);
 		return;
 	}
-	pp = label_slot(s, name);
+	if ((e = extra_get(c, s)) == NULL)
+		return;		/* not cached; the next read fetches again */
+	pp = label_slot(e, name);
 	if ((l = *pp) == NULL) {
 		len = strlen(name);
 		if (len > PROTO_MAX_VERSION_STAGE || (l = malloc(sizeof(*l) + len + 1)) == NULL)
@@ -421,14 +528,17 @@ label_set(struct cache *c, struct secret *s, const char *name, struct version *v
 void
 label_drop(struct cache *c, struct secret *s, const char *name)
 {
+	struct secret_extra *e;
 	struct label **pp, *l;
 
 	if (strcmp(name, STAGE_CURRENT) == 0) {
-		s->current = NULL;
+		secret_set_current(s, NULL);
 		s->current_expires_ms = 0;
 		return;
 	}
-	pp = label_slot(s, name);
+	if ((e = extra_find(c, s)) == NULL)
+		return;
+	pp = label_slot(e, name);
 	if ((l = *pp) != NULL) {
 		*pp = l->next;
 		free(l);
@@ -438,14 +548,14 @@ label_drop(struct cache *c, struct secret *s, const char *name)
 
 /* Labels that point to v (what GET replies list as VersionStages). */
 size_t
-version_stages(const struct version *v, const char **out, size_t max)
+version_stages(const struct cache *c, const struct version *v, const char **out, size_t max)
 {
-	const struct secret *s = v->secret;
 	size_t n = 0;
 
-	if (s->current == v && n < max)
+	if (v->is_current && n < max)
 		out[n++] = STAGE_CURRENT;
-	for (const struct label *l = s->labels; l != NULL && n < max; l = l->next) {
+	for (const struct label *l = secret_labels(c, v->secret); l != NULL && n < max;
+	    l = l->next) {
 		if (l->version == v)
 			out[n++] = l->name;
 	}
@@ -464,9 +574,7 @@ version_free(struct cache *c, struct version *v)
 			break;
 		}
 	}
-	if (s->current == v)
-		s->current = NULL;
-	for (struct label *l = s->labels; l != NULL; l = l->next) {
+	for (struct label *l = secret_labels(c, s); l != NULL; l = l->next) {
 		if (l->version == v)
 			l->version = NULL;
 	}
@@ -474,26 +582,31 @@ version_free(struct cache *c, struct version *v)
 	TAILQ_REMOVE(&c->lru, v, lru);
 	c->stats.versions--;
 	c->stats.sealed_bytes -= v->blob_len;
-	free(v);
+	cache_slab_free(&c->slabs, v, version_size(v));
 }
 
 void
 secret_free(struct cache *c, struct secret *s)
 {
+	struct secret_extra *e;
 	struct label *l;
 
 	while (s->versions != NULL)
 		version_free(c, s->versions);
-	while ((l = s->labels) != NULL) {
-		s->labels = l->next;
-		free(l);
-		c->stats.labels--;
+	if ((e = extra_find(c, s)) != NULL) {
+		while ((l = e->labels) != NULL) {
+			e->labels = l->next;
+			free(l);
+			c->stats.labels--;
+		}
+		table_remove(&c->extras, &e->node);
+		free(e);
 	}
 	index_remove(&c->secrets, s);
 	secret_find_forget(c);
 	prefix_put(c, s->prefix);
 	c->stats.secrets--;
-	free(s);
+	cache_slab_free(&c->slabs, s, secret_size(s));
 }
 
 /* Finds or makes the entry for (arn, name). A name now at another ARN means
@@ -518,10 +631,11 @@ secret_upsert(struct cache *c, const char *arn, const char *name)
 	    memcmp(arn + plen, name, name_len) == 0 && arn[plen + name_len] == '-')
 		prefix = prefix_get(c, arn, plen);
 	tail_len = prefix != NO_PREFIX ? arn_len - plen + 1 : arn_len + 1 + name_len + 1;
-	if ((s = calloc(1, offsetof(struct secret, tail) + tail_len)) == NULL) {
+	if ((s = cache_slab_alloc(&c->slabs, offsetof(struct secret, tail) + tail_len)) == NULL) {
 		prefix_put(c, prefix);
 		return NULL;
 	}
+	memset(s, 0, offsetof(struct secret, tail));
 	s->prefix = prefix;
 	if (prefix != NO_PREFIX) {
 		memcpy(s->tail, arn + plen, arn_len - plen + 1);
@@ -529,7 +643,6 @@ secret_upsert(struct cache *c, const char *arn, const char *name)
 		memcpy(s->tail, arn, arn_len + 1);
 		memcpy(s->tail + arn_len + 1, name, name_len + 1);
 	}
-	s->hash = index_hash(&c->secrets, name, name_len);
 	index_insert(&c->secrets, s);
 	secret_find_forget(c);	/* a newcomer may answer an id better (a partial ARN) */
 	c->stats.secrets++;
@@ -582,14 +695,16 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		blob_len = seal_sealed_size(value->len);
 		if (blob_len == 0 || id_size > PROTO_MAX_VERSION_ID + 1)
 			return NULL;
-		if ((v = malloc(offsetof(struct version, id) + id_size + blob_len)) == NULL)
+		if ((v = cache_slab_alloc(&c->slabs, offsetof(struct version, id) + id_size +
+		    blob_len)) == NULL)
 			return NULL;
 		v->id_is_uuid = is_uuid;
+		v->is_current = 0;
 		memcpy(v->id, is_uuid ? uuid : (const uint8_t *)value->version_id, id_size);
 		/* The identity the blob is bound to: the ARN and VersionId as received. */
 		if (key_hold(c) != 0 || seal_seal(c->seal, value->arn, value->version_id,
 		    value->data, value->len, v->id + id_size, blob_len, &out_len) != 0) {
-			free(v);
+			cache_slab_free(&c->slabs, v, offsetof(struct version, id) + id_size + blob_len);
 			return NULL;
 		}
 		v->blob_len = (uint32_t)out_len;
@@ -610,9 +725,9 @@ store_value(struct cache *c, const struct backend_value *value, uint64_t now)
 		label_set(c, s, value->stages[i], v, now);
 	/* The fetched stage list is the freshest word on v: a label still mapped
 	 * to v that it no longer lists has moved, whatever its ttl says. */
-	if (s->current == v && !stage_listed(value, STAGE_CURRENT))
-		s->current = NULL;
-	for (struct label *l = s->labels; l != NULL; l = l->next) {
+	if (v->is_current && !stage_listed(value, STAGE_CURRENT))
+		v->is_current = 0;
+	for (struct label *l = secret_labels(c, s); l != NULL; l = l->next) {
 		if (l->version == v && !stage_listed(value, l->name))
 			l->version = NULL;
 	}
@@ -650,13 +765,13 @@ lookup(struct cache *c, struct secret *s, const struct backend_query *q, uint64_
 		expires = s->versions_expires_ms;
 		if (q->version_stage != NULL) {
 			/* With a stage too, it must still be that version's. */
-			by_label = label_get(s, q->version_stage, &label_expires);
+			by_label = label_get(c, s, q->version_stage, &label_expires);
 			if (by_label != v)
 				return NULL;
 			if (label_expires < expires)
 				expires = label_expires;
 		}
-	} else if ((v = label_get(s, q->version_stage, &expires)) == NULL) {
+	} else if ((v = label_get(c, s, q->version_stage, &expires)) == NULL) {
 		return NULL;
 	}
 	if (now < expires)

@@ -74,32 +74,45 @@ struct arn_prefix {
 };
 
 /*
- * Mind the size: with a 15-character name this record is 104 bytes, a
- * 112-byte malloc chunk; 8 bytes more make it 128 (16 bytes per secret),
- * and the memory bench's 200-byte budget per version has about 5 to spare.
- * Rarely used state belongs in a side structure, not here.
+ * Mind the size: 52 bytes before the tail ("NAME-XXXXXX" and its NUL, the
+ * name's length + 8), so the record is an 80-byte malloc chunk for names of
+ * up to 12 characters and 96 bytes up to 28; every 16 bytes more cost 16 bytes
+ * per secret, and the memory bench's budget is 200 bytes per cached 1 KiB
+ * version all told. So: no hash in the record (the index computes it again
+ * when it grows or removes one, and compares names on lookup: chains are
+ * short), no AWSCURRENT pointer (a flag on the version), and what few secrets
+ * have (labels other than AWSCURRENT, the last forced refresh) in a side
+ * record, struct secret_extra.
  */
 struct secret {
 	struct secret *hnext;		/* chain in the name index */
-	struct version *versions;	/* singly linked, few */
-	struct label *labels;		/* labels other than AWSCURRENT */
-	struct version *current;	/* AWSCURRENT -> version, NULL when unknown */
-	uint64_t current_expires_ms;
+	struct version *versions;	/* singly linked, few; the AWSCURRENT one flagged */
+	uint64_t current_expires_ms;	/* the AWSCURRENT label is trusted until then */
 	uint64_t last_read_ms;
 	uint64_t refresh_at_ms;		/* next background refresh (after a failure: its
 					 * backoff); 0: none planned */
 	uint64_t versions_expires_ms;	/* the labels of held versions, which reads by
 					 * VersionId report, are trusted until then */
-	uint64_t last_forced_ms;
-	uint32_t hash;			/* of the name, in the index */
 	uint16_t prefix;		/* in cache->prefixes; NO_PREFIX: tail is "ARN\0NAME" */
-	uint16_t failures;		/* consecutive failed refreshes */
-	bool refreshing;
+	uint8_t failures;		/* consecutive failed refreshes (saturates) */
+	uint8_t refreshing : 1;
+	uint8_t has_extra : 1;		/* a struct secret_extra is in cache->extras */
 	char tail[];			/* the ARN after the prefix: "NAME-XXXXXX" */
 };
+_Static_assert(offsetof(struct secret, tail) <= 52, "the secret record grew (see above)");
 
-/* 44 bytes before the VersionId: with a UUID and a 1 KiB value's 1068-byte blob,
- * a 1136-byte chunk (68 bytes of overhead); 4 bytes more would cost 16. */
+/* What a secret rarely has, kept out of its record: in cache->extras, by the
+ * record's address, while the secret lives. */
+struct secret_extra {
+	struct table_node node;
+	const struct secret *secret;
+	struct label *labels;		/* labels other than AWSCURRENT */
+	uint64_t last_forced_ms;	/* the last forced refresh allowed; 0: none */
+};
+
+/* 44 bytes before the VersionId: with a UUID and a 1 KiB value's 1052-byte blob,
+ * 1112 bytes, a 1120-byte malloc chunk (72 bytes beyond the sealed blob); 1 byte
+ * more would cost 16. */
 struct version {
 	struct version *next;		/* in secret->versions */
 	struct secret *secret;
@@ -108,6 +121,7 @@ struct version {
 	uint32_t blob_len : 24;		/* SEAL_MAX_BLOB fits */
 	uint32_t is_binary : 1;
 	uint32_t id_is_uuid : 1;	/* id: 16 bytes; else the VersionId string, NUL-terminated */
+	uint32_t is_current : 1;	/* AWSCURRENT names it (one version of a secret at most) */
 	uint8_t id[];			/* the VersionId, then the sealed blob */
 };
 _Static_assert(SEAL_MAX_BLOB < (1u << 24), "blob_len holds any blob length");
@@ -234,6 +248,20 @@ struct describe_flight {
 	char id[];
 };
 
+/* The records' slabs (cache_slab.c). */
+#define SLAB_SIZE		((size_t)512 << 10)
+#define SLAB_ALIGN		8u
+#define SLAB_MAX_OBJECT		4608u	/* a 4 KiB value's version and then some */
+#define SLAB_CLASSES		(SLAB_MAX_OBJECT / SLAB_ALIGN + 1)
+
+struct slab;
+struct cache_slabs {
+	LIST_HEAD(, slab) room[SLAB_CLASSES];	/* slabs with room, by object size / 8 */
+	struct slab **slabs;		/* every slab, by address */
+	size_t count, cap;
+	size_t mapped;			/* bytes of address space in slabs */
+};
+
 struct cache {
 	struct event_base *base;
 	struct backend *backend;
@@ -245,6 +273,8 @@ struct cache {
 	size_t found_len;
 	char found_id[256];
 	struct arn_prefix *prefixes[MAX_PREFIXES];
+	struct cache_slabs slabs;	/* where secrets and versions live */
+	struct table extras;		/* struct secret_extra, by secret */
 	struct table negatives;
 	struct table flights;
 	TAILQ_HEAD(version_lru, version) lru;	/* most recently used first */
@@ -329,6 +359,13 @@ upstream_answered(const struct backend_error *error)
 	return error == NULL || error->about_secret || !is_upstream_failure(error->status);
 }
 
+/* cache_slab.c */
+
+void cache_slab_init(struct cache_slabs *pool);
+void cache_slab_destroy(struct cache_slabs *pool);	/* every record must be freed */
+void *cache_slab_alloc(struct cache_slabs *pool, size_t n);
+void cache_slab_free(struct cache_slabs *pool, void *p, size_t n);	/* n as allocated */
+
 /* cache_index.c */
 
 int index_init(struct secret_index *x);
@@ -338,9 +375,14 @@ uint8_t *version_blob(struct version *v);
 const char *version_id(const struct version *v, char *buf);
 struct secret *secret_find(struct cache *c, const char *id);
 struct version *version_find(const struct secret *s, const char *vid);
+struct version *secret_current(const struct secret *s);
 void label_set(struct cache *c, struct secret *s, const char *name, struct version *v, uint64_t now);
 void label_drop(struct cache *c, struct secret *s, const char *name);
-size_t version_stages(const struct version *v, const char **out, size_t max);
+size_t version_stages(const struct cache *c, const struct version *v, const char **out,
+    size_t max);
+struct secret_extra *extra_find(const struct cache *c, const struct secret *s);
+struct secret_extra *extra_get(struct cache *c, struct secret *s);
+struct label *secret_labels(const struct cache *c, const struct secret *s);
 void version_free(struct cache *c, struct version *v);
 void secret_free(struct cache *c, struct secret *s);
 void evict_to_bounds(struct cache *c, const struct version *keep);

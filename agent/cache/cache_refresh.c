@@ -217,9 +217,10 @@ refresh_described(void *arg, const struct backend_description *d, const struct b
 	}
 	/* Labels we hold that now name a version we do not hold: fetch that version
 	 * (only these cost a GetSecretValue). Labels the upstream no longer has go. */
-	if (s->current != NULL || s->current_expires_ms != 0)
+	if (secret_current(s) != NULL || s->current_expires_ms != 0)
 		held[nheld++] = STAGE_CURRENT;
-	for (struct label *l = s->labels; l != NULL && nheld < PROTO_MAX_STAGES; l = l->next)
+	for (struct label *l = secret_labels(c, s); l != NULL && nheld < PROTO_MAX_STAGES;
+	    l = l->next)
 		held[nheld++] = l->name;
 	for (size_t k = 0; k < nheld; k++) {
 		const char *vid = NULL;

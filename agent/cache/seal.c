@@ -16,7 +16,10 @@
 #define SEAL_MIN_CLASS  64u
 #define SEAL_PAGE       4096u
 
-_Static_assert(SEAL_NONCEBYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce size");
+/* The nonce: NONCE_PREFIX random bytes of the context, then the stored counter. */
+#define NONCE_PREFIX (crypto_aead_xchacha20poly1305_ietf_NPUBBYTES - SEAL_NONCEBYTES)
+_Static_assert(SEAL_NONCEBYTES == 8, "the stored nonce is a 64-bit counter");
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == 24, "XChaCha20 nonce size");
 _Static_assert(SEAL_TAGBYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag size");
 _Static_assert(SEAL_MAX_PLAIN % SEAL_PAGE == 0, "largest class is whole pages");
 
@@ -31,6 +34,8 @@ static const char ad_label[] = "smcache/seal/v1";
 struct seal_ctx {
 	unsigned char *key;   /* sodium_malloc'd; PROT_NONE while depth == 0 */
 	unsigned       depth; /* seal_key_open() nesting */
+	uint64_t       seals; /* the counter: seals made under this key */
+	unsigned char  prefix[NONCE_PREFIX]; /* random, not secret */
 };
 
 seal_ctx *
@@ -48,6 +53,7 @@ seal_ctx_new(void)
 	if ((s->key = sodium_malloc(crypto_aead_xchacha20poly1305_ietf_KEYBYTES)) == NULL)
 		goto fail;
 	crypto_aead_xchacha20poly1305_ietf_keygen(s->key);
+	randombytes_buf(s->prefix, sizeof s->prefix);
 	if (sodium_mprotect_noaccess(s->key) != 0)
 		goto fail;
 	return s;
@@ -161,6 +167,21 @@ put_be32(unsigned char *p, uint32_t v)
 	p[3] = (unsigned char)v;
 }
 
+static void
+put_be64(unsigned char *p, uint64_t v)
+{
+	put_be32(p, (uint32_t)(v >> 32));
+	put_be32(p + 4, (uint32_t)v);
+}
+
+/* The full nonce for a blob: the context's prefix, then the blob's counter. */
+static void
+nonce_of(const seal_ctx *s, const uint8_t *blob, unsigned char *nonce)
+{
+	memcpy(nonce, s->prefix, NONCE_PREFIX);
+	memcpy(nonce + NONCE_PREFIX, blob, SEAL_NONCEBYTES);
+}
+
 static uint32_t
 get_be32(const unsigned char *p)
 {
@@ -208,7 +229,7 @@ seal_seal(seal_ctx *s, const char *arn, const char *version_id,
           const uint8_t *plain, size_t plain_len,
           uint8_t *blob, size_t blob_size, size_t *blob_len)
 {
-	unsigned char ad[AD_MAX];
+	unsigned char ad[AD_MAX], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
 	unsigned char *m;
 	unsigned long long clen;
 	size_t ad_len = 0, need, padded;
@@ -224,6 +245,10 @@ seal_seal(seal_ctx *s, const char *arn, const char *version_id,
 		goto out;
 	}
 	assert(!overlaps(plain, plain_len, blob, need));
+	if (s->seals == UINT64_MAX) {
+		errno = EOVERFLOW;
+		goto out;
+	}
 	if (ad_encode(ad, &ad_len, arn, version_id) != 0)
 		goto out;
 
@@ -234,9 +259,10 @@ seal_seal(seal_ctx *s, const char *arn, const char *version_id,
 		memcpy(m, plain, plain_len);
 	memset(m + plain_len, 0, padded - SEAL_TRAILERBYTES - plain_len);
 	put_be32(m + padded - SEAL_TRAILERBYTES, (uint32_t)plain_len);
-	randombytes_buf(blob, SEAL_NONCEBYTES);
+	put_be64(blob, s->seals++);
+	nonce_of(s, blob, nonce);
 	if (crypto_aead_xchacha20poly1305_ietf_encrypt(m, &clen, m, padded, ad, ad_len,
-	                                               NULL, blob, s->key) != 0 ||
+	                                               NULL, nonce, s->key) != 0 ||
 	    clen != padded + SEAL_TAGBYTES) {
 		errno = EINVAL;
 		goto out;
@@ -257,7 +283,7 @@ seal_unseal(seal_ctx *s, const char *arn, const char *version_id,
             const uint8_t *blob, size_t blob_len,
             uint8_t *out, size_t out_size, size_t *plain_len)
 {
-	unsigned char ad[AD_MAX];
+	unsigned char ad[AD_MAX], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
 	unsigned long long mlen;
 	size_t ad_len = 0, cap, len = 0;
 	int rc = -1;
@@ -274,10 +300,11 @@ seal_unseal(seal_ctx *s, const char *arn, const char *version_id,
 	assert(!overlaps(blob, blob_len, out, cap));
 	if (ad_encode(ad, &ad_len, arn, version_id) != 0)
 		goto out;
+	nonce_of(s, blob, nonce);
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &mlen, NULL,
 	                                               blob + SEAL_NONCEBYTES,
 	                                               blob_len - SEAL_NONCEBYTES,
-	                                               ad, ad_len, blob, s->key) != 0 ||
+	                                               ad, ad_len, nonce, s->key) != 0 ||
 	    mlen != cap) {
 		errno = EBADMSG;
 		goto out;

@@ -98,12 +98,13 @@ def free_port():
 
 
 def proc_memory(pid):
-    """VmRSS, VmLck (bytes) from /proc/PID/status, read from outside the process."""
+    """VmRSS, VmLck, VmHWM, RssAnon, RssFile (bytes) from /proc/PID/status, read from
+    outside the process."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key = line.split(":")[0]
-            if key in ("VmRSS", "VmLck", "VmHWM"):
+            if key in ("VmRSS", "VmLck", "VmHWM", "RssAnon", "RssFile"):
                 out[key] = int(line.split()[1]) * 1024
     return out
 

@@ -750,7 +750,8 @@ MEM_POINTS = [1000, 10000, 100000]
 
 def _mem_point(pid, entries, extra=None):
     m = bench_peers.proc_memory(pid)
-    d = {"entries": entries, "rss": m.get("VmRSS", 0), "lck": m.get("VmLck", 0)}
+    d = {"entries": entries, "rss": m.get("VmRSS", 0), "lck": m.get("VmLck", 0),
+         "rss_anon": m.get("RssAnon", 0), "rss_file": m.get("RssFile", 0)}
     d.update(extra or {})
     return d
 
@@ -978,9 +979,23 @@ def main():
                 if "points" in report["memory"][who]:
                     per_entry(report["memory"][who])
                     mm = report["memory"][who]
-                    print(f"  {who}: idle RSS {mm['idle']['rss'] / 2**20:.1f} MiB; per entry " +
+                    idle = mm["idle"]
+                    print(f"  {who}: idle RSS {idle['rss'] / 2**20:.1f} MiB (anonymous "
+                          f"{idle['rss_anon'] / 2**20:.1f}, files {idle['rss_file'] / 2**20:.1f}), "
+                          f"VmLck {idle['lck'] / 2**20:.1f} MiB; per entry " +
                           ", ".join(f"{p['entries']:,}: {p['rss_per_entry']:.0f} B from idle, "
-                                    f"{p['marginal']:.0f} B marginal" for p in mm["points"]))
+                                    f"{p['marginal']:.0f} B marginal ({p['overhead']:.0f} over "
+                                    f"the value)" for p in mm["points"]))
+            ag, rd = report["memory"]["agent"], report["memory"]["redis"]
+            if ag.get("points"):
+                last = ag["points"][-1]
+                print(f"  targets (issue 15): overhead per cached 1 KiB version at "
+                      f"{last['entries']:,} {last['overhead']:.0f} B (<= {TARGET_BYTES_PER_VERSION}: "
+                      f"{'met' if last['overhead'] <= TARGET_BYTES_PER_VERSION else 'MISSED'})" +
+                      (f"; idle RSS {ag['idle']['rss'] / 2**20:.1f} MiB vs redis "
+                       f"{rd['idle']['rss'] / 2**20:.1f} MiB "
+                       f"({'met' if ag['idle']['rss'] <= rd['idle']['rss'] else 'MISSED'})"
+                       if rd.get("idle") else f"; redis: {rd.get('note', 'not measured')}"))
         if want("filemem"):
             print(f"\n== memory per cached version, file backend ({args.mem_secrets} secrets)")
             report["filemem"] = memory_bench(args)

@@ -4,8 +4,8 @@
  * methods, the response cap (with and without Content-Length), timeouts,
  * refused connections, TLS errors, the protocol whitelist, header injection,
  * cancel and free with requests in flight (no callback, no leak), freeing
- * from a callback, connection reuse, many requests at once, and proxies
- * being bypassed for loopback.
+ * from a callback, connection reuse, many requests at once, calls waiting
+ * beyond max_connections, and proxies being bypassed for loopback.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -586,6 +586,53 @@ test_connection_reuse(void **state)
 	assert_int_equal(ch.ports[1], ch.ports[2]);
 }
 
+/* Past max_connections, calls wait without a libcurl handle and start, in
+ * order, as transfers end; a waiting call can be cancelled. */
+static void
+test_waiting_beyond_max_connections(void **state)
+{
+	enum { N = 6 };
+	struct http_client_options o = { .max_connections = 2 };
+	struct http_request hang = { .method = "GET", .url = url("/hang"), .timeout_ms = 1000 };
+	struct http_request gone = { .method = "GET", .url = url("/gone") };
+	struct http_call *cancelled = NULL;
+	struct result h[2], res[N];
+	char path[32], want[64], err[256];
+
+	http_client_free(fx->client);
+	fx->client = http_client_new(fx->base, &o, err, sizeof(err));
+	assert_non_null(fx->client);
+	for (int i = 0; i < 2; i++) {
+		memset(&h[i], 0, sizeof(h[i]));
+		assert_int_equal(http_client_request(fx->client, &hang, done_cb, &h[i], NULL), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(path, sizeof(path), "/w/%d", i);
+		assert_int_equal(request("GET", url(path), NULL, 0, 0, &res[i], NULL), 0);
+		if (i == 2)
+			assert_int_equal(http_client_request(fx->client, &gone, never_cb, NULL,
+			    &cancelled), 0);
+	}
+	/* Both connections hang: nothing else reached the server. */
+	run(100, 300);
+	assert_int_equal(fx->requests_seen, 2);
+	assert_false(res[0].done);
+	http_call_cancel(cancelled);
+	/* The hanging two time out; then the rest, in turn. */
+	run(2 + N, 5000);
+	for (int i = 0; i < 2; i++) {
+		assert_true(h[i].done);
+		assert_int_equal(h[i].error, HTTP_ERR_TIMEOUT);
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(want, sizeof(want), "hello /w/%d", i);
+		assert_true(res[i].done);
+		assert_int_equal(res[i].error, HTTP_OK);
+		assert_string_equal(res[i].body, want);
+	}
+	assert_int_equal(fx->requests_seen, 2 + N);
+}
+
 static void
 test_many_at_once(void **state)
 {
@@ -648,6 +695,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_get, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiting_beyond_max_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_put_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_large, setup, teardown),

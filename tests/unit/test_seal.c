@@ -170,10 +170,12 @@ test_sizes_and_classes(void **state)
 		assert_int_equal(seal_sealed_size(t[i].plain), t[i].padded + SEAL_OVERHEAD);
 		assert_int_equal(seal_plain_capacity(t[i].padded + SEAL_OVERHEAD), t[i].padded);
 	}
-	assert_int_equal(SEAL_OVERHEAD, 40);
+	assert_int_equal(SEAL_OVERHEAD, 24);
 	assert_int_equal(SEAL_MAX_PLAIN, 69632);
 	assert_int_equal(SEAL_MAX_PADDED, 69636);
-	assert_int_equal(SEAL_MAX_BLOB, 69676);
+	assert_int_equal(SEAL_MAX_BLOB, 69660);
+	/* A 1 KiB value: counter 8, class 1024 + trailer 4, tag 16. */
+	assert_int_equal(seal_sealed_size(1024), 1052);
 	assert_int_equal(seal_sealed_size(SEAL_MAX_PLAIN + 1), 0);
 	assert_int_equal(seal_sealed_size(SIZE_MAX), 0);
 	/* Lengths no class produces, among them the old trailer-inside sizes. */
@@ -231,7 +233,7 @@ test_tamper_every_byte(void **state)
 	randombytes_buf(plain, sizeof plain);
 	s = seal_value(ARN_A, VER_1, plain, sizeof plain);
 	assert_int_equal(s.len, SEAL_NONCEBYTES + 128 + SEAL_TRAILERBYTES + SEAL_TAGBYTES);
-	/* Nonce [0,24), ciphertext [24,156), tag [156,172): every byte, two bits. */
+	/* Counter [0,8), ciphertext [8,140), tag [140,156): every byte, two bits. */
 	for (i = 0; i < s.len; i++) {
 		for (bit = 0; bit < 8; bit += 7) {
 			s.blob[i] ^= (uint8_t)(1u << bit);
@@ -378,6 +380,29 @@ test_fresh_nonce(void **state)
 	                        a.len - SEAL_NONCEBYTES);
 	free(a.blob);
 	free(b.blob);
+}
+
+/* The stored nonce is the context's seal counter: it grows with every seal,
+ * so no two blobs under one key share a nonce (the prefix is the same). */
+static void
+test_nonces_never_repeat(void **state)
+{
+	static const uint8_t v[] = "value";
+	uint64_t prev = 0, cur;
+	int i, k;
+
+	(void)state;
+	for (i = 0; i < 4096; i++) {
+		struct sealed a = seal_value(ARN_A, VER_1, v, sizeof v - 1);
+
+		cur = 0;
+		for (k = 0; k < (int)SEAL_NONCEBYTES; k++)
+			cur = cur << 8 | a.blob[k];
+		if (i > 0)
+			assert_true(cur > prev);
+		prev = cur;
+		free(a.blob);
+	}
 }
 
 static void
@@ -570,6 +595,7 @@ main(void)
 		cmocka_unit_test(test_swapped_blobs),
 		cmocka_unit_test(test_other_key_fails),
 		cmocka_unit_test(test_fresh_nonce),
+		cmocka_unit_test(test_nonces_never_repeat),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_key_unreadable_when_closed),
 		cmocka_unit_test(test_seal_with_closed_key_dies),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -19,6 +20,7 @@
 #include <linux/capability.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "secmem.h"
 
@@ -342,6 +344,39 @@ test_wipe_alloc(void **state)
 	secmem_wipe_free(d);
 }
 
+/* A fresh sodium_malloc() block's whole pages go back (mincore: not
+ * resident), read as zeros, come back when written, and sodium_free() still
+ * finds its canary (it aborts otherwise). */
+static void
+test_drop_fresh_pages(void **state)
+{
+	size_t len = 256 * 1024, pg = (size_t)sysconf(_SC_PAGESIZE), resident = 0;
+	unsigned char vec[256 * 1024 / 4096 + 2];
+	uint8_t *p, *first;
+
+	(void)state;
+	assert_int_equal(secmem_init(), 0);
+	p = sodium_malloc(len);
+	assert_non_null(p);
+	assert_int_equal(p[len - 1], 0xdb);	/* libsodium's garbage: every page touched */
+	secmem_drop_fresh_pages(p, len);
+	first = (uint8_t *)(((uintptr_t)p + pg - 1) & ~(uintptr_t)(pg - 1));
+	assert_true(first + 60 * pg <= p + len);
+	assert_int_equal(mincore(first, 60 * pg, vec), 0);
+	for (size_t i = 0; i < 60; i++)
+		resident += vec[i] & 1;
+	assert_int_equal(resident, 0);
+	assert_int_equal(p[len - 1], 0);
+	memset(p, 'x', len);		/* writable, every byte */
+	assert_int_equal(mincore(first, 60 * pg, vec), 0);
+	resident = 0;
+	for (size_t i = 0; i < 60; i++)
+		resident += vec[i] & 1;
+	assert_int_equal(resident, 60);
+	sodium_free(p);
+	secmem_drop_fresh_pages(NULL, 10);	/* a no-op */
+}
+
 int
 main(void)
 {
@@ -355,6 +390,7 @@ main(void)
 		cmocka_unit_test(test_mlock_small_limit),
 		cmocka_unit_test(test_cap_and_vmlck_readable),
 		cmocka_unit_test(test_wipe_alloc),
+		cmocka_unit_test(test_drop_fresh_pages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
