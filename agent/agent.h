@@ -22,8 +22,8 @@ struct peer_limits;
 struct policy;
 
 struct agent_stats {
-	uint64_t requests_by_op[SMC_OP_MAX + 1];
-	uint64_t replies_by_status[SMC_STATUS_MAX + 1];
+	uint64_t requests_by_op[PROTO_OP_MAX + 1];
+	uint64_t replies_by_status[PROTO_STATUS_MAX + 1];
 };
 
 struct agent {

@@ -40,7 +40,7 @@ enum config_backend {
 
 struct config {
 	/* [agent] */
-	char *socket_path;		/* NULL: smc_default_socket_path() */
+	char *socket_path;		/* NULL: proto_default_socket_path() */
 	unsigned int socket_mode;	/* permission bits of the socket file */
 	char *socket_user;		/* name or uid; NULL: the agent's own (after the drop) */
 	char *socket_group;		/* name or gid; NULL: the agent's own (after the drop) */

@@ -297,7 +297,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (cfg.socket_path == NULL &&
-	    smc_default_socket_path(socket_path, sizeof(socket_path)) != 0) {
+	    proto_default_socket_path(socket_path, sizeof(socket_path)) != 0) {
 		fprintf(stderr, "smcached: cannot form the default socket path: %s\n",
 		    strerror(errno));
 		goto out;
@@ -372,7 +372,7 @@ main(int argc, char **argv)
 
 	agent.config = &cfg;
 	agent.started = time(NULL);
-	agent.reply_scratch_len = SMC_FRAME_PREFIX_LEN + SMC_FRAME_MAX_BODY;
+	agent.reply_scratch_len = PROTO_FRAME_PREFIX_LEN + PROTO_FRAME_MAX_BODY;
 	if ((agent.reply_scratch = sodium_malloc(agent.reply_scratch_len)) == NULL) {
 		log_error("cannot allocate the reply buffer");
 		goto out;

@@ -23,7 +23,7 @@
 
 struct service_prefetch {
 	struct service *svc;
-	char id[SMC_MAX_SECRET_ID + 1];
+	char id[PROTO_MAX_SECRET_ID + 1];
 };
 
 struct service {
@@ -75,7 +75,7 @@ on_prefetched(void *arg, const struct backend_value *value, bool stale,
 	} else {
 		svc->failed++;
 		log_warn("prefetch: %s failed: %s: %s", p->id,
-		    error != NULL ? smc_status_name(error->status) : "?",
+		    error != NULL ? proto_status_name(error->status) : "?",
 		    error != NULL ? error->message : "no answer");
 	}
 	svc->pending--;
@@ -103,7 +103,7 @@ split_ids(const char *list, struct service_prefetch *out, struct service *svc)
 
 	for (const char *p = list; p != NULL && *p != '\0'; p += len) {
 		p += strspn(p, ", \t");
-		if ((len = strcspn(p, ", \t")) == 0 || len > SMC_MAX_SECRET_ID)
+		if ((len = strcspn(p, ", \t")) == 0 || len > PROTO_MAX_SECRET_ID)
 			continue;
 		if (out != NULL) {
 			out[n].svc = svc;

@@ -103,7 +103,7 @@ smc_batch_add(smc_batch *b, const char *secret_id, const smc_get_options *opts, 
 		return -1;
 	}
 	/* Encoded with a placeholder id; run() writes the real one in place. */
-	if (smci_build_request(SMC_OP_GET, 1, secret_id, opts, frame, sizeof(frame), &flen, err) == -1)
+	if (smci_build_request(PROTO_OP_GET, 1, secret_id, opts, frame, sizeof(frame), &flen, err) == -1)
 		return -1;
 	if (grow((void **)&b->items, &b->cap, b->count + 1, sizeof(*b->items)) == -1 ||
 	    grow((void **)&b->frames, &b->fcap, b->flen + flen, 1) == -1) {
@@ -121,7 +121,7 @@ smc_batch_add(smc_batch *b, const char *secret_id, const smc_get_options *opts, 
 }
 
 /* The request id sits after the prefix, version, op and flags. */
-#define ID_OFFSET (SMC_FRAME_PREFIX_LEN + 4)
+#define ID_OFFSET (PROTO_FRAME_PREFIX_LEN + 4)
 
 static void
 put_u32(uint8_t *p, uint32_t v)
@@ -134,14 +134,14 @@ put_u32(uint8_t *p, uint32_t v)
 
 /* Files one decoded reply under its request. -1: the reply cannot be trusted. */
 static int
-file_reply(smc_batch *b, uint32_t first_id, const struct smc_reply *reply, size_t *pending,
+file_reply(smc_batch *b, uint32_t first_id, const struct proto_reply *reply, size_t *pending,
     smc_error *err)
 {
 	struct batch_item *it;
 	uint32_t id = reply->header.request_id;
 	size_t i;
 
-	if (id == 0 && reply->header.status != SMC_STATUS_OK) {
+	if (id == 0 && reply->header.status != PROTO_STATUS_OK) {
 		/* Connection-level: it answers every request still pending. */
 		smci_err_from_reply(err, reply->header.status, reply->message.ptr, reply->message.len);
 		return -1;
@@ -153,9 +153,9 @@ file_reply(smc_batch *b, uint32_t first_id, const struct smc_reply *reply, size_
 		return -1;
 	}
 	it = &b->items[i];
-	if (smci_check_reply(reply, SMC_OP_GET, id, err) == -1)
+	if (smci_check_reply(reply, PROTO_OP_GET, id, err) == -1)
 		return -1;
-	if (reply->header.status != SMC_STATUS_OK)
+	if (reply->header.status != PROTO_STATUS_OK)
 		smci_err_from_reply(&it->err, reply->header.status, reply->message.ptr,
 		    reply->message.len);
 	else if (smci_secret_from_reply(reply, &it->secret, &it->err) == 0)
@@ -175,10 +175,10 @@ static int
 pump(smc_batch *b, struct smci_conn *conn, uint32_t first_id, int64_t deadline, size_t *pending,
     int *got_any, int *closed, smc_error *err)
 {
-	struct smc_decode_error derr;
-	struct smc_reply reply;
-	uint8_t prefix[SMC_FRAME_PREFIX_LEN];
-	size_t sent = 0, have = 0, need = SMC_FRAME_PREFIX_LEN, blen = 0;
+	struct proto_decode_error derr;
+	struct proto_reply reply;
+	uint8_t prefix[PROTO_FRAME_PREFIX_LEN];
+	size_t sent = 0, have = 0, need = PROTO_FRAME_PREFIX_LEN, blen = 0;
 	int in_body = 0, rc = -1;
 	short revents;
 	ssize_t n;
@@ -224,8 +224,8 @@ pump(smc_batch *b, struct smci_conn *conn, uint32_t first_id, int64_t deadline, 
 		if (have < need)
 			continue;
 		if (!in_body) {
-			if (smc_frame_check(prefix, sizeof(prefix), SMC_FRAME_MAX_BODY, &blen) !=
-			    SMC_FRAME_NEED_MORE) {
+			if (proto_frame_check(prefix, sizeof(prefix), PROTO_FRAME_MAX_BODY, &blen) !=
+			    PROTO_FRAME_NEED_MORE) {
 				smci_err_set(err, SMC_ERR_PROTOCOL, "the agent announced a %zu-byte reply",
 				    blen);
 				goto out;
@@ -237,7 +237,7 @@ pump(smc_batch *b, struct smci_conn *conn, uint32_t first_id, int64_t deadline, 
 			need = blen;
 			continue;
 		}
-		if (smc_reply_decode(conn->rbuf, blen, &reply, &derr) != 0) {
+		if (proto_reply_decode(conn->rbuf, blen, &reply, &derr) != 0) {
 			smci_err_set(err, SMC_ERR_PROTOCOL, "malformed reply from the agent: %s",
 			    derr.message);
 			goto out;
@@ -247,7 +247,7 @@ pump(smc_batch *b, struct smci_conn *conn, uint32_t first_id, int64_t deadline, 
 		sodium_memzero(conn->rbuf, blen);
 		in_body = 0;
 		have = 0;
-		need = SMC_FRAME_PREFIX_LEN;
+		need = PROTO_FRAME_PREFIX_LEN;
 	}
 	rc = 0;
 out:

@@ -55,17 +55,17 @@ try_connect(smc_client *c, smc_error *err)
 static int
 connect_default(smc_client *c, smc_error *err)
 {
-	static const char tail[] = "; start smcached, or set " SMC_SOCKET_ENV " to its socket";
-	struct smc_socket_candidate cand[SMC_SOCKET_CANDIDATES_MAX];
+	static const char tail[] = "; start smcached, or set " PROTO_SOCKET_ENV " to its socket";
+	struct proto_socket_candidate cand[PROTO_SOCKET_CANDIDATES_MAX];
 	char tried[SMC_ERROR_MESSAGE_MAX - sizeof(tail) - 24];
 	smc_error e;
 	const char *why;
 	size_t used = 0;
 	int n, i, w;
 
-	if ((n = smc_socket_candidates(cand)) == -1) {
+	if ((n = proto_socket_candidates(cand)) == -1) {
 		smci_err_set(err, SMC_ERR_USAGE, "%s is too long for a socket path (at most %d bytes)",
-		    SMC_SOCKET_ENV, SMC_SOCKET_PATH_MAX - 1);
+		    PROTO_SOCKET_ENV, PROTO_SOCKET_PATH_MAX - 1);
 		return -1;
 	}
 	tried[0] = '\0';
@@ -74,7 +74,7 @@ connect_default(smc_client *c, smc_error *err)
 		c->trust = cand[i].trust;
 		if (try_connect(c, &e) == 0)
 			return 0;
-		if (cand[i].trust == SMC_TRUST_AS_GIVEN) {	/* $SMCACHE_SOCKET: its message says it all */
+		if (cand[i].trust == PROTO_TRUST_AS_GIVEN) {	/* $SMCACHE_SOCKET: its message says it all */
 			if (err != NULL)
 				*err = e;
 			return -1;
@@ -119,7 +119,7 @@ smc_connect(const char *socket_path, int timeout_ms, smc_error *err)
 			goto fail;
 		}
 		memcpy(c->path, socket_path, strlen(socket_path) + 1);
-		c->trust = SMC_TRUST_AS_GIVEN;	/* the path the user named is believed as named */
+		c->trust = PROTO_TRUST_AS_GIVEN;	/* the path the user named is believed as named */
 		if (try_connect(c, err) != 0)
 			goto fail;
 	} else if (connect_default(c, err) != 0) {
@@ -168,7 +168,7 @@ static int
 exchange(smc_client *c, struct smci_conn *conn, const uint8_t *frame, size_t frame_len,
     int64_t deadline, size_t *body_len, smc_error *err)
 {
-	uint8_t prefix[SMC_FRAME_PREFIX_LEN];
+	uint8_t prefix[PROTO_FRAME_PREFIX_LEN];
 	size_t got, blen;
 	int attempt, reused, rc;
 
@@ -188,12 +188,12 @@ exchange(smc_client *c, struct smci_conn *conn, const uint8_t *frame, size_t fra
 			continue;
 		return -1;
 	}
-	switch (smc_frame_check(prefix, sizeof(prefix), SMC_FRAME_MAX_BODY, &blen)) {
-	case SMC_FRAME_NEED_MORE:
+	switch (proto_frame_check(prefix, sizeof(prefix), PROTO_FRAME_MAX_BODY, &blen)) {
+	case PROTO_FRAME_NEED_MORE:
 		break;
-	case SMC_FRAME_TOO_LARGE:
+	case PROTO_FRAME_TOO_LARGE:
 		smci_err_set(err, SMC_ERR_PROTOCOL, "the agent announced a %zu-byte reply "
-		    "(limit %u)", blen, SMC_FRAME_MAX_BODY);
+		    "(limit %u)", blen, PROTO_FRAME_MAX_BODY);
 		goto fail;
 	default:
 		smci_err_set(err, SMC_ERR_PROTOCOL, "the agent announced a %zu-byte reply, "
@@ -220,14 +220,14 @@ int
 smci_build_request(uint8_t op, uint32_t id, const char *secret_id, const smc_get_options *opts,
     uint8_t *frame, size_t cap, size_t *frame_len, smc_error *err)
 {
-	struct smc_request req;
-	struct smc_writer w;
+	struct proto_request req;
+	struct proto_writer w;
 
 	memset(&req, 0, sizeof(req));
 	if (secret_id != NULL) {
-		if (secret_id[0] == '\0' || strlen(secret_id) > SMC_MAX_SECRET_ID) {
+		if (secret_id[0] == '\0' || strlen(secret_id) > PROTO_MAX_SECRET_ID) {
 			smci_err_set(err, SMC_ERR_USAGE, "the secret id must be 1 to %d bytes long",
-			    SMC_MAX_SECRET_ID);
+			    PROTO_MAX_SECRET_ID);
 			return -1;
 		}
 		req.secret_id.ptr = secret_id;
@@ -235,30 +235,30 @@ smci_build_request(uint8_t op, uint32_t id, const char *secret_id, const smc_get
 	}
 	if (opts != NULL && opts->version_stage != NULL) {
 		if (opts->version_stage[0] == '\0' ||
-		    strlen(opts->version_stage) > SMC_MAX_VERSION_STAGE) {
+		    strlen(opts->version_stage) > PROTO_MAX_VERSION_STAGE) {
 			smci_err_set(err, SMC_ERR_USAGE, "the version stage must be 1 to %d bytes long",
-			    SMC_MAX_VERSION_STAGE);
+			    PROTO_MAX_VERSION_STAGE);
 			return -1;
 		}
 		req.version_stage.ptr = opts->version_stage;
 		req.version_stage.len = strlen(opts->version_stage);
 	}
 	if (opts != NULL && opts->version_id != NULL) {
-		if (opts->version_id[0] == '\0' || strlen(opts->version_id) > SMC_MAX_VERSION_ID) {
+		if (opts->version_id[0] == '\0' || strlen(opts->version_id) > PROTO_MAX_VERSION_ID) {
 			smci_err_set(err, SMC_ERR_USAGE, "the version id must be 1 to %d bytes long",
-			    SMC_MAX_VERSION_ID);
+			    PROTO_MAX_VERSION_ID);
 			return -1;
 		}
 		req.version_id.ptr = opts->version_id;
 		req.version_id.len = strlen(opts->version_id);
 	}
-	req.header.version = SMC_PROTO_VERSION;
+	req.header.version = PROTO_VERSION;
 	req.header.op = op;
 	req.header.request_id = id;
-	if (op == SMC_OP_GET && opts != NULL && opts->refresh)
-		req.header.flags |= SMC_FLAG_REFRESH;
-	smc_writer_init(&w, frame, cap);
-	if (smc_request_encode(&w, &req, frame_len) != 0) {
+	if (op == PROTO_OP_GET && opts != NULL && opts->refresh)
+		req.header.flags |= PROTO_FLAG_REFRESH;
+	proto_writer_init(&w, frame, cap);
+	if (proto_request_encode(&w, &req, frame_len) != 0) {
 		smci_err_set(err, SMC_ERR_USAGE, "the request cannot be encoded");
 		return -1;
 	}
@@ -266,17 +266,17 @@ smci_build_request(uint8_t op, uint32_t id, const char *secret_id, const smc_get
 }
 
 int
-smci_check_reply(const struct smc_reply *reply, uint8_t op, uint32_t id, smc_error *err)
+smci_check_reply(const struct proto_reply *reply, uint8_t op, uint32_t id, smc_error *err)
 {
-	if (reply->header.status != SMC_STATUS_OK && reply->header.request_id == 0) {
+	if (reply->header.status != PROTO_STATUS_OK && reply->header.request_id == 0) {
 		/* The agent rejected the frame before it could read our id. */
 	} else if (reply->header.request_id != id) {
 		smci_err_set(err, SMC_ERR_PROTOCOL, "the agent answered request %lu to request %lu",
 		    (unsigned long)reply->header.request_id, (unsigned long)id);
 		return -1;
-	} else if (reply->header.op != (op | SMC_OP_REPLY)) {
+	} else if (reply->header.op != (op | PROTO_OP_REPLY)) {
 		smci_err_set(err, SMC_ERR_PROTOCOL, "the agent answered a %s request with %s",
-		    smc_op_name(op), smc_op_name(reply->header.op & (uint8_t)~SMC_OP_REPLY));
+		    proto_op_name(op), proto_op_name(reply->header.op & (uint8_t)~PROTO_OP_REPLY));
 		return -1;
 	}
 	return 0;
@@ -290,10 +290,10 @@ smci_check_reply(const struct smc_reply *reply, uint8_t op, uint32_t id, smc_err
  */
 static int
 request(smc_client *c, uint8_t op, const char *secret_id, const smc_get_options *opts,
-    int timeout_ms, struct smci_conn **connp, struct smc_reply *reply, size_t *body_len,
+    int timeout_ms, struct smci_conn **connp, struct proto_reply *reply, size_t *body_len,
     smc_error *err)
 {
-	struct smc_decode_error derr;
+	struct proto_decode_error derr;
 	struct smci_conn *conn;
 	uint8_t frame[SMCI_REQUEST_MAX];
 	size_t frame_len, blen = 0;
@@ -317,19 +317,19 @@ request(smc_client *c, uint8_t op, const char *secret_id, const smc_get_options 
 		goto fail;
 	if (exchange(c, conn, frame, frame_len, deadline, &blen, err) == -1)
 		goto fail;
-	if (smc_reply_decode(conn->rbuf, blen, reply, &derr) != 0) {
+	if (proto_reply_decode(conn->rbuf, blen, reply, &derr) != 0) {
 		smci_err_set(err, SMC_ERR_PROTOCOL, "malformed reply from the agent: %s",
 		    derr.message);
 		goto drop;
 	}
 	if (smci_check_reply(reply, op, id, err) == -1)
 		goto drop;
-	if (reply->header.status != SMC_STATUS_OK) {
+	if (reply->header.status != PROTO_STATUS_OK) {
 		smci_err_from_reply(err, reply->header.status, reply->message.ptr,
 		    reply->message.len);
 		/* After TOO_LARGE the agent closes; anything unknown is not trusted;
 		 * a connection-level error ends the connection. */
-		if (reply->header.status == SMC_STATUS_TOO_LARGE || reply->header.request_id == 0 ||
+		if (reply->header.status == PROTO_STATUS_TOO_LARGE || reply->header.request_id == 0 ||
 		    smci_status_to_code(reply->header.status) == SMC_ERR_PROTOCOL)
 			smci_conn_drop(conn);
 		sodium_memzero(conn->rbuf, blen);
@@ -357,7 +357,7 @@ int
 smc_get_timeout(smc_client *c, const char *secret_id, const smc_get_options *opts,
     int timeout_ms, smc_secret **out, smc_error *err)
 {
-	struct smc_reply reply;
+	struct proto_reply reply;
 	struct smci_conn *conn;
 	size_t blen;
 	int rc;
@@ -367,7 +367,7 @@ smc_get_timeout(smc_client *c, const char *secret_id, const smc_get_options *opt
 		return -1;
 	}
 	*out = NULL;
-	if (request(c, SMC_OP_GET, secret_id, opts, timeout_ms, &conn, &reply, &blen, err) == -1)
+	if (request(c, PROTO_OP_GET, secret_id, opts, timeout_ms, &conn, &reply, &blen, err) == -1)
 		return -1;
 	rc = smci_secret_from_reply(&reply, out, err);
 	end_request(c, conn, blen);
@@ -401,7 +401,7 @@ smc_fetch(const char *secret_id, smc_secret **out, smc_error *err)
 int
 smc_describe(smc_client *c, const char *secret_id, smc_description **out, smc_error *err)
 {
-	struct smc_reply reply;
+	struct proto_reply reply;
 	struct smci_conn *conn;
 	size_t blen;
 	int rc;
@@ -412,7 +412,7 @@ smc_describe(smc_client *c, const char *secret_id, smc_description **out, smc_er
 		return -1;
 	}
 	*out = NULL;
-	if (request(c, SMC_OP_DESCRIBE, secret_id, NULL, 0, &conn, &reply, &blen, err) == -1)
+	if (request(c, PROTO_OP_DESCRIBE, secret_id, NULL, 0, &conn, &reply, &blen, err) == -1)
 		return -1;
 	rc = smci_description_from_reply(&reply, out, err);
 	end_request(c, conn, blen);
@@ -424,11 +424,11 @@ smc_describe(smc_client *c, const char *secret_id, smc_description **out, smc_er
 int
 smc_ping(smc_client *c, char *version, size_t version_len, smc_error *err)
 {
-	struct smc_reply reply;
+	struct proto_reply reply;
 	struct smci_conn *conn;
 	size_t blen, n;
 
-	if (request(c, SMC_OP_PING, NULL, NULL, 0, &conn, &reply, &blen, err) == -1)
+	if (request(c, PROTO_OP_PING, NULL, NULL, 0, &conn, &reply, &blen, err) == -1)
 		return -1;
 	if (version != NULL && version_len > 0) {
 		n = reply.agent_version.len < version_len - 1 ? reply.agent_version.len :
@@ -445,7 +445,7 @@ smc_ping(smc_client *c, char *version, size_t version_len, smc_error *err)
 int
 smc_health(smc_client *c, smc_health_info *out, smc_error *err)
 {
-	struct smc_reply reply;
+	struct proto_reply reply;
 	struct smci_conn *conn;
 	size_t blen, used = 0, n;
 
@@ -454,7 +454,7 @@ smc_health(smc_client *c, smc_health_info *out, smc_error *err)
 		return -1;
 	}
 	memset(out, 0, sizeof(*out));
-	if (request(c, SMC_OP_HEALTH, NULL, NULL, 0, &conn, &reply, &blen, err) == -1)
+	if (request(c, PROTO_OP_HEALTH, NULL, NULL, 0, &conn, &reply, &blen, err) == -1)
 		return -1;
 	out->live = 1;
 	out->ready = reply.ready != 0;
@@ -490,7 +490,7 @@ smc_health(smc_client *c, smc_health_info *out, smc_error *err)
 int
 smc_stats(smc_client *c, smc_stat_list **out, smc_error *err)
 {
-	struct smc_reply reply;
+	struct proto_reply reply;
 	struct smci_conn *conn;
 	size_t blen;
 	int rc;
@@ -500,7 +500,7 @@ smc_stats(smc_client *c, smc_stat_list **out, smc_error *err)
 		return -1;
 	}
 	*out = NULL;
-	if (request(c, SMC_OP_STATS, NULL, NULL, 0, &conn, &reply, &blen, err) == -1)
+	if (request(c, PROTO_OP_STATS, NULL, NULL, 0, &conn, &reply, &blen, err) == -1)
 		return -1;
 	rc = smci_stats_from_reply(&reply, out, err);
 	end_request(c, conn, blen);

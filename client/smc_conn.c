@@ -65,30 +65,30 @@ check_peer(const smc_client *c, int fd, smc_error *err)
 	struct stat st;
 	socklen_t len = sizeof(cred);
 
-	if (c->trust == SMC_TRUST_AS_GIVEN)
+	if (c->trust == PROTO_TRUST_AS_GIVEN)
 		return 0;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		smci_err_set(err, SMC_ERR_UNREACHABLE, "cannot identify the agent at %s: %s",
 		    c->path, strerror(errno));
 		return -1;
 	}
-	if (!smc_socket_uid_trusted(c->trust, cred.uid)) {
+	if (!proto_socket_uid_trusted(c->trust, cred.uid)) {
 		smci_err_set(err, SMC_ERR_UNREACHABLE,
 		    "refusing the agent at %s: it runs as uid %lu, not as root or %s",
 		    c->path, (unsigned long)cred.uid,
-		    c->trust == SMC_TRUST_SYSTEM ? "user " SMC_AGENT_USER : "yourself");
+		    c->trust == PROTO_TRUST_SYSTEM ? "user " PROTO_AGENT_USER : "yourself");
 		return -1;
 	}
-	if (c->trust == SMC_TRUST_SYSTEM) {
+	if (c->trust == PROTO_TRUST_SYSTEM) {
 		if (lstat(c->path, &st) == -1) {
 			smci_err_set(err, SMC_ERR_UNREACHABLE, "cannot check the owner of %s: %s",
 			    c->path, strerror(errno));
 			return -1;
 		}
-		if (!smc_socket_uid_trusted(c->trust, st.st_uid)) {
+		if (!proto_socket_uid_trusted(c->trust, st.st_uid)) {
 			smci_err_set(err, SMC_ERR_UNREACHABLE,
 			    "refusing the agent at %s: the socket belongs to uid %lu, "
-			    "not to root or user " SMC_AGENT_USER, c->path, (unsigned long)st.st_uid);
+			    "not to root or user " PROTO_AGENT_USER, c->path, (unsigned long)st.st_uid);
 			return -1;
 		}
 	}

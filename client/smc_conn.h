@@ -41,8 +41,8 @@ struct smc_client {
 	unsigned int n_idle;
 	int timeout_ms;		/* < 0: none */
 	int reached;		/* an agent answered once: retry connecting while it restarts */
-	enum smc_socket_trust trust;	/* whom we believe at path (sockpath.h) */
-	char path[SMC_SOCKET_PATH_MAX];
+	enum proto_socket_trust trust;	/* whom we believe at path (sockpath.h) */
+	char path[PROTO_SOCKET_PATH_MAX];
 };
 
 /* The handle's per-call timeout (locked read). */
@@ -68,13 +68,13 @@ uint32_t smci_conn_next_id(struct smci_conn *conn);
  * the handle's own timeout. */
 int64_t smci_call_deadline(smc_client *c, int timeout_ms);
 
-struct smc_reply;
+struct proto_reply;
 /* Encodes one request frame into frame (cap bytes); SMC_ERR_USAGE for
  * arguments the protocol cannot carry. */
 int smci_build_request(uint8_t op, uint32_t id, const char *secret_id,
     const smc_get_options *opts, uint8_t *frame, size_t cap, size_t *frame_len, smc_error *err);
 /* Checks that a decoded reply answers request id with op (SMC_ERR_PROTOCOL). */
-int smci_check_reply(const struct smc_reply *reply, uint8_t op, uint32_t id, smc_error *err);
+int smci_check_reply(const struct proto_reply *reply, uint8_t op, uint32_t id, smc_error *err);
 
 /* Sends of one request after the agent closed the connection before any
  * reply byte. */
@@ -91,7 +91,7 @@ int smci_check_reply(const struct smc_reply *reply, uint8_t op, uint32_t id, smc
 int smci_retry_closed(int closed_before_reply, int reused, int attempt, int64_t deadline);
 
 /* A request frame: prefix, header and at most three fields at their limits. */
-#define SMCI_REQUEST_MAX (SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + 3 * SMC_FIELD_HEADER_LEN + \
-	SMC_MAX_SECRET_ID + SMC_MAX_VERSION_STAGE + SMC_MAX_VERSION_ID)
+#define SMCI_REQUEST_MAX (PROTO_FRAME_PREFIX_LEN + PROTO_HEADER_LEN + 3 * PROTO_FIELD_HEADER_LEN + \
+	PROTO_MAX_SECRET_ID + PROTO_MAX_VERSION_STAGE + PROTO_MAX_VERSION_ID)
 
 #endif

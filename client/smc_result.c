@@ -62,7 +62,7 @@ struct smc_stat_list {
 
 /* A NUL-terminated copy of s; an absent string becomes "". */
 static char *
-dup_str(struct smc_str s)
+dup_str(struct proto_str s)
 {
 	char *p = malloc(s.len + 1);
 
@@ -88,7 +88,7 @@ free_strv(char **v, size_t n)
 
 /* Copies n strings into a new array; n may be 0. */
 static int
-dup_strv(const struct smc_str *src, size_t n, char ***out)
+dup_strv(const struct proto_str *src, size_t n, char ***out)
 {
 	char **v;
 	size_t i;
@@ -120,7 +120,7 @@ to_ms(uint64_t v, int64_t *out)
 /* ---- smc_secret ----------------------------------------------------------------------- */
 
 int
-smci_secret_from_reply(const struct smc_reply *reply, smc_secret **out, smc_error *err)
+smci_secret_from_reply(const struct proto_reply *reply, smc_secret **out, smc_error *err)
 {
 	smc_secret *s;
 	const uint8_t *data;
@@ -139,7 +139,7 @@ smci_secret_from_reply(const struct smc_reply *reply, smc_secret **out, smc_erro
 		goto fail;
 	}
 	s->is_binary = reply->secret_binary != NULL;
-	s->stale = (reply->header.flags & SMC_FLAG_STALE) != 0;
+	s->stale = (reply->header.flags & PROTO_FLAG_STALE) != 0;
 	if ((s->arn = dup_str(reply->arn)) == NULL ||
 	    (s->name = dup_str(reply->name)) == NULL ||
 	    (s->version_id = dup_str(reply->version_id)) == NULL ||
@@ -250,10 +250,10 @@ smc_secret_free(smc_secret *s)
 /* ---- smc_description ------------------------------------------------------------------ */
 
 int
-smci_description_from_reply(const struct smc_reply *reply, smc_description **out,
+smci_description_from_reply(const struct proto_reply *reply, smc_description **out,
     smc_error *err)
 {
-	struct smc_version_info info;
+	struct proto_version_info info;
 	struct smc_version *v;
 	smc_description *d;
 	size_t cursor = 0;
@@ -266,12 +266,12 @@ smci_description_from_reply(const struct smc_reply *reply, smc_description **out
 	    to_ms(reply->last_changed_ms, &d->last_changed_ms) == -1 ||
 	    to_ms(reply->deleted_ms, &d->deleted_ms) == -1)
 		goto baddate;
-	d->stale = (reply->header.flags & SMC_FLAG_STALE) != 0;
+	d->stale = (reply->header.flags & PROTO_FLAG_STALE) != 0;
 	if ((d->arn = dup_str(reply->arn)) == NULL || (d->name = dup_str(reply->name)) == NULL)
 		goto nomem;
 	if (reply->description.ptr != NULL && (d->text = dup_str(reply->description)) == NULL)
 		goto nomem;
-	if (reply->version_count > SMC_MAX_VERSIONS) {
+	if (reply->version_count > PROTO_MAX_VERSIONS) {
 		smci_err_set(err, SMC_ERR_PROTOCOL, "the agent listed too many versions");
 		goto fail;
 	}
@@ -279,7 +279,7 @@ smci_description_from_reply(const struct smc_reply *reply, smc_description **out
 	    sizeof(*d->versions));
 	if (d->versions == NULL)
 		goto nomem;
-	while ((rc = smc_reply_next_version(reply, &cursor, &info)) == 1) {
+	while ((rc = proto_reply_next_version(reply, &cursor, &info)) == 1) {
 		if (d->version_count == reply->version_count)
 			goto malformed;
 		v = &d->versions[d->version_count];
@@ -404,9 +404,9 @@ smc_description_free(smc_description *d)
 /* ---- smc_stat_list--------------------------------------------------------------------- */
 
 int
-smci_stats_from_reply(const struct smc_reply *reply, smc_stat_list **out, smc_error *err)
+smci_stats_from_reply(const struct proto_reply *reply, smc_stat_list **out, smc_error *err)
 {
-	struct smc_str name;
+	struct proto_str name;
 	smc_stat_list *st;
 	size_t cursor = 0;
 	uint64_t value;
@@ -418,7 +418,7 @@ smci_stats_from_reply(const struct smc_reply *reply, smc_stat_list **out, smc_er
 	if ((st->items = calloc(reply->stat_count > 0 ? reply->stat_count : 1,
 	    sizeof(*st->items))) == NULL)
 		goto nomem;
-	while ((rc = smc_reply_next_stat(reply, &cursor, &name, &value)) == 1) {
+	while ((rc = proto_reply_next_stat(reply, &cursor, &name, &value)) == 1) {
 		if (st->count == reply->stat_count)
 			goto malformed;
 		if ((st->items[st->count].name = dup_str(name)) == NULL)

@@ -17,50 +17,50 @@
  * and then the system path (2), where a system agent listens. They believe
  * the per-user path only from an agent running as root or as themselves,
  * and the system path only when the socket file's owner and the agent
- * behind it are root or SMC_AGENT_USER. smc_socket_candidates() gives the
- * list, smc_socket_uid_trusted() the owner rule: one home for both.
+ * behind it are root or PROTO_AGENT_USER. proto_socket_candidates() gives the
+ * list, proto_socket_uid_trusted() the owner rule: one home for both.
  */
-#ifndef SMC_PROTO_SOCKPATH_H
-#define SMC_PROTO_SOCKPATH_H
+#ifndef PROTO_SOCKPATH_H
+#define PROTO_SOCKPATH_H
 
 #include <stddef.h>
 #include <sys/types.h>
 
-#define SMC_SOCKET_ENV		"SMCACHE_SOCKET"
-#define SMC_SOCKET_SYSTEM_PATH	"/run/smcache/smcached.sock"
-#define SMC_SOCKET_SUBPATH	"smcache/smcached.sock"	/* under $XDG_RUNTIME_DIR */
-#define SMC_SOCKET_PATH_MAX	108	/* sizeof(sockaddr_un.sun_path), NUL included */
+#define PROTO_SOCKET_ENV	"SMCACHE_SOCKET"
+#define PROTO_SOCKET_SYSTEM_PATH	"/run/smcache/smcached.sock"
+#define PROTO_SOCKET_SUBPATH	"smcache/smcached.sock"	/* under $XDG_RUNTIME_DIR */
+#define PROTO_SOCKET_PATH_MAX	108	/* sizeof(sockaddr_un.sun_path), NUL included */
 
 /* The user a system agent runs as (User= in conf/smcached.service). */
-#define SMC_AGENT_USER		"smcache"
-#define SMC_SOCKET_CANDIDATES_MAX 2
+#define PROTO_AGENT_USER	"smcache"
+#define PROTO_SOCKET_CANDIDATES_MAX 2
 
 /* Whom a client believes at a path, by how it found the path. */
-enum smc_socket_trust {
-	SMC_TRUST_AS_GIVEN = 0,	/* named by the user ($SMCACHE_SOCKET or a path argument) */
-	SMC_TRUST_SELF,		/* the per-user default: root or the caller's euid */
-	SMC_TRUST_SYSTEM,	/* the system path: root or SMC_AGENT_USER */
+enum proto_socket_trust {
+	PROTO_TRUST_AS_GIVEN = 0,	/* named by the user ($SMCACHE_SOCKET or a path argument) */
+	PROTO_TRUST_SELF,	/* the per-user default: root or the caller's euid */
+	PROTO_TRUST_SYSTEM,	/* the system path: root or PROTO_AGENT_USER */
 };
 
-struct smc_socket_candidate {
-	char path[SMC_SOCKET_PATH_MAX];
-	enum smc_socket_trust trust;
+struct proto_socket_candidate {
+	char path[PROTO_SOCKET_PATH_MAX];
+	enum proto_socket_trust trust;
 };
 
 /*
  * The paths a client tries when it was given none, in order: $SMCACHE_SOCKET
  * alone when set and not empty; else the per-user path (non-root only) and
- * then SMC_SOCKET_SYSTEM_PATH. A per-user path too long for sun_path is
+ * then PROTO_SOCKET_SYSTEM_PATH. A per-user path too long for sun_path is
  * left out. Returns the number of candidates (1 or 2), or -1 with errno
  * ENAMETOOLONG when $SMCACHE_SOCKET does not fit.
  */
-int smc_socket_candidates(struct smc_socket_candidate out[SMC_SOCKET_CANDIDATES_MAX]);
+int proto_socket_candidates(struct proto_socket_candidate out[PROTO_SOCKET_CANDIDATES_MAX]);
 
 /* 1 when uid may own, or serve, a socket found with this trust; else 0. */
-int smc_socket_uid_trusted(enum smc_socket_trust trust, uid_t uid);
+int proto_socket_uid_trusted(enum proto_socket_trust trust, uid_t uid);
 
 /* Writes the default socket path into buf. Returns 0, or -1 with errno
  * ENAMETOOLONG when the path does not fit in sun_path or in buf. */
-int smc_default_socket_path(char *buf, size_t len);
+int proto_default_socket_path(char *buf, size_t len);
 
 #endif

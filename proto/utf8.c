@@ -6,7 +6,7 @@
 #include "utf8.h"
 
 size_t
-smc_utf8_seq_len(const uint8_t *p, size_t left)
+proto_utf8_seq_len(const uint8_t *p, size_t left)
 {
 	uint8_t c = p[0];
 	size_t n, i;
@@ -30,13 +30,13 @@ smc_utf8_seq_len(const uint8_t *p, size_t left)
 }
 
 bool
-smc_utf8_valid(const void *s, size_t len)
+proto_utf8_valid(const void *s, size_t len)
 {
 	const uint8_t *p = s;
 	size_t n;
 
 	while (len > 0) {
-		if ((n = smc_utf8_seq_len(p, len)) == 0)
+		if ((n = proto_utf8_seq_len(p, len)) == 0)
 			return false;
 		p += n;
 		len -= n;

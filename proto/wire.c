@@ -6,7 +6,7 @@
 #include "wire.h"
 
 void
-smc_writer_init(struct smc_writer *w, void *buf, size_t cap)
+proto_writer_init(struct proto_writer *w, void *buf, size_t cap)
 {
 	w->data = buf;
 	w->cap = cap;
@@ -16,7 +16,7 @@ smc_writer_init(struct smc_writer *w, void *buf, size_t cap)
 }
 
 void
-smc_write_bytes(struct smc_writer *w, const void *p, size_t n)
+proto_write_bytes(struct proto_writer *w, const void *p, size_t n)
 {
 	if (w->overflow || n > w->cap - w->len) {
 		w->overflow = 1;
@@ -28,31 +28,31 @@ smc_write_bytes(struct smc_writer *w, const void *p, size_t n)
 }
 
 void
-smc_write_u8(struct smc_writer *w, uint8_t v)
+proto_write_u8(struct proto_writer *w, uint8_t v)
 {
-	smc_write_bytes(w, &v, 1);
+	proto_write_bytes(w, &v, 1);
 }
 
 void
-smc_write_u16(struct smc_writer *w, uint16_t v)
+proto_write_u16(struct proto_writer *w, uint16_t v)
 {
 	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
 
-	smc_write_bytes(w, b, sizeof(b));
+	proto_write_bytes(w, b, sizeof(b));
 }
 
 void
-smc_write_u32(struct smc_writer *w, uint32_t v)
+proto_write_u32(struct proto_writer *w, uint32_t v)
 {
 	uint8_t b[4];
 
-	smc_store_u32(b, v);
-	smc_write_bytes(w, b, sizeof(b));
+	proto_store_u32(b, v);
+	proto_write_bytes(w, b, sizeof(b));
 }
 
 void
-smc_write_u64(struct smc_writer *w, uint64_t v)
+proto_write_u64(struct proto_writer *w, uint64_t v)
 {
-	smc_write_u32(w, (uint32_t)(v >> 32));
-	smc_write_u32(w, (uint32_t)v);
+	proto_write_u32(w, (uint32_t)(v >> 32));
+	proto_write_u32(w, (uint32_t)v);
 }

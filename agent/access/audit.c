@@ -142,8 +142,8 @@ audit_format(const struct audit_event *e, char *buf, size_t len)
 		return 0;
 	buf[0] = '\0';
 	used = put_text(buf, len, used, "op=%s decision=%s status=%s uid=%lu gid=%lu pid=%ld id=",
-	    e->op_name != NULL ? e->op_name : smc_op_name(e->op), e->allowed ? "allowed" : "denied",
-	    e->status < 0 ? "-" : smc_status_name((enum smc_status)e->status),
+	    e->op_name != NULL ? e->op_name : proto_op_name(e->op), e->allowed ? "allowed" : "denied",
+	    e->status < 0 ? "-" : proto_status_name((enum proto_status)e->status),
 	    (unsigned long)e->uid, (unsigned long)e->gid, (long)e->pid);
 	used = put_quoted(buf, len, used, e->secret_id);
 	used = put_text(buf, len, used, " stage=");

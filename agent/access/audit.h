@@ -32,7 +32,7 @@ enum audit_level {
 struct audit;
 
 struct audit_event {
-	uint8_t op;			/* SMC_OP_GET, ... */
+	uint8_t op;			/* PROTO_OP_GET, ... */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -40,10 +40,10 @@ struct audit_event {
 	const char *version_stage;	/* NULL: not given */
 	const char *version_id;		/* NULL: not given */
 	bool allowed;
-	int status;			/* the reply's smc_status; -1: no reply (client left) */
+	int status;			/* the reply's proto_status; -1: no reply (client left) */
 	const char *door;		/* NULL: the Unix socket; "http": the HTTP door */
 	const char *reason;		/* NULL, or why a decision was made (e.g. uid unknown) */
-	const char *op_name;		/* NULL: smc_op_name(op); else e.g. "CreateSecret" (an
+	const char *op_name;		/* NULL: proto_op_name(op); else e.g. "CreateSecret" (an
 					 * operation the Secrets Manager endpoint passed through) */
 };
 

@@ -23,7 +23,7 @@
 
 #define AJ_MAX_DATE_S		253402300799.0	/* 9999-12-31T23:59:59Z */
 #define AJ_MAX_B64 \
-	(sodium_base64_ENCODED_LEN(SMC_MAX_VALUE, sodium_base64_VARIANT_ORIGINAL) - 1)
+	(sodium_base64_ENCODED_LEN(PROTO_MAX_VALUE, sodium_base64_VARIANT_ORIGINAL) - 1)
 #define AJ_MAX_BATCH_VALUES	100	/* entries accepted in one batch page */
 #define AJ_MAX_BATCH_ERRORS	100
 
@@ -57,7 +57,7 @@ aj_text_ok(const char *s, bool multiline)
 			if (!multiline || (*p != '\t' && *p != '\n' && *p != '\r'))
 				return false;
 		}
-		if ((n = smc_utf8_seq_len(p, left)) == 0)
+		if ((n = proto_utf8_seq_len(p, left)) == 0)
 			return false;
 		p += n;
 		left -= n;
@@ -203,7 +203,7 @@ aj_stages(const cJSON *arr, const char *what, const char **stages, size_t max, s
 		if (!cJSON_IsString(s) || s->valuestring == NULL)
 			return aj_fail(err, errlen, "%s holds a non-string", what);
 		len = strlen(s->valuestring);
-		if (len == 0 || len > SMC_MAX_VERSION_STAGE || !aj_text_ok(s->valuestring, false))
+		if (len == 0 || len > PROTO_MAX_VERSION_STAGE || !aj_text_ok(s->valuestring, false))
 			return aj_fail(err, errlen, "%s holds a bad label", what);
 		stages[n++] = s->valuestring;
 	}
@@ -234,11 +234,11 @@ aj_value(const cJSON *o, struct aws_value *v, char *err, size_t errlen)
 	memset(v, 0, sizeof(*v));
 	if (!cJSON_IsObject(o))
 		return aj_fail(err, errlen, "secret value is not an object");
-	if (aj_string(o, "ARN", true, SMC_MAX_ARN, AJ_ID, &bv->arn, err, errlen) != 0 ||
-	    aj_string(o, "Name", true, SMC_MAX_NAME, AJ_ID, &bv->name, err, errlen) != 0 ||
-	    aj_string(o, "VersionId", true, SMC_MAX_VERSION_ID, AJ_ID, &bv->version_id,
+	if (aj_string(o, "ARN", true, PROTO_MAX_ARN, AJ_ID, &bv->arn, err, errlen) != 0 ||
+	    aj_string(o, "Name", true, PROTO_MAX_NAME, AJ_ID, &bv->name, err, errlen) != 0 ||
+	    aj_string(o, "VersionId", true, PROTO_MAX_VERSION_ID, AJ_ID, &bv->version_id,
 	    err, errlen) != 0 ||
-	    aj_stages(aj_member(o, "VersionStages"), "VersionStages", v->stages, SMC_MAX_STAGES,
+	    aj_stages(aj_member(o, "VersionStages"), "VersionStages", v->stages, PROTO_MAX_STAGES,
 	    &bv->stage_count, err, errlen) != 0 ||
 	    aj_date(o, "CreatedDate", &bv->created_ms, err, errlen) != 0)
 		return -1;
@@ -251,9 +251,9 @@ aj_value(const cJSON *o, struct aws_value *v, char *err, size_t errlen)
 	if (str != NULL) {
 		if (!cJSON_IsString(str) || str->valuestring == NULL)
 			return aj_fail(err, errlen, "SecretString is not a string");
-		if ((len = strlen(str->valuestring)) > SMC_MAX_VALUE)
+		if ((len = strlen(str->valuestring)) > PROTO_MAX_VALUE)
 			return aj_fail(err, errlen, "SecretString is larger than %d bytes",
-			    SMC_MAX_VALUE);
+			    PROTO_MAX_VALUE);
 		bv->is_binary = false;
 		bv->data = (const uint8_t *)str->valuestring;
 		bv->len = len;
@@ -263,7 +263,7 @@ aj_value(const cJSON *o, struct aws_value *v, char *err, size_t errlen)
 		return aj_fail(err, errlen, "SecretBinary is not a string");
 	b64_len = strlen(bin->valuestring);
 	if (b64_len > AJ_MAX_B64)
-		return aj_fail(err, errlen, "SecretBinary is larger than %d bytes", SMC_MAX_VALUE);
+		return aj_fail(err, errlen, "SecretBinary is larger than %d bytes", PROTO_MAX_VALUE);
 	max = b64_len / 4 * 3 + 3;
 	if ((v->binary = malloc(max)) == NULL)
 		return aj_fail(err, errlen, "out of memory");
@@ -273,9 +273,9 @@ aj_value(const cJSON *o, struct aws_value *v, char *err, size_t errlen)
 		aj_value_clear(v);
 		return aj_fail(err, errlen, "SecretBinary is not valid base64");
 	}
-	if (v->binary_len > SMC_MAX_VALUE) {
+	if (v->binary_len > PROTO_MAX_VALUE) {
 		aj_value_clear(v);
-		return aj_fail(err, errlen, "SecretBinary is larger than %d bytes", SMC_MAX_VALUE);
+		return aj_fail(err, errlen, "SecretBinary is larger than %d bytes", PROTO_MAX_VALUE);
 	}
 	bv->is_binary = true;
 	bv->data = v->binary;
@@ -326,9 +326,9 @@ aws_json_parse_describe(const void *body, size_t len, struct aws_describe_result
 	memset(out, 0, sizeof(*out));
 	if (aj_parse_root(body, len, &out->root, err, errlen) != 0)
 		return -1;
-	if (aj_string(out->root, "ARN", true, SMC_MAX_ARN, AJ_ID, &d->arn, err, errlen) != 0 ||
-	    aj_string(out->root, "Name", true, SMC_MAX_NAME, AJ_ID, &d->name, err, errlen) != 0 ||
-	    aj_string(out->root, "Description", false, SMC_MAX_DESCRIPTION, AJ_MULTILINE,
+	if (aj_string(out->root, "ARN", true, PROTO_MAX_ARN, AJ_ID, &d->arn, err, errlen) != 0 ||
+	    aj_string(out->root, "Name", true, PROTO_MAX_NAME, AJ_ID, &d->name, err, errlen) != 0 ||
+	    aj_string(out->root, "Description", false, PROTO_MAX_DESCRIPTION, AJ_MULTILINE,
 	    &d->description, err, errlen) != 0 ||
 	    aj_date(out->root, "CreatedDate", &d->created_ms, err, errlen) != 0 ||
 	    aj_date(out->root, "LastChangedDate", &d->last_changed_ms, err, errlen) != 0 ||
@@ -342,15 +342,15 @@ aws_json_parse_describe(const void *body, size_t len, struct aws_describe_result
 	}
 	cJSON_ArrayForEach(ver, map)
 		n++;
-	if (n > SMC_MAX_VERSIONS) {
+	if (n > PROTO_MAX_VERSIONS) {
 		aj_fail(err, errlen, "VersionIdsToStages lists more than %d versions",
-		    SMC_MAX_VERSIONS);
+		    PROTO_MAX_VERSIONS);
 		goto fail;
 	}
 	if (n == 0)
 		return 0;
 	out->versions = calloc(n, sizeof(*out->versions));
-	out->stages = calloc(n * SMC_MAX_STAGES, sizeof(*out->stages));
+	out->stages = calloc(n * PROTO_MAX_STAGES, sizeof(*out->stages));
 	if (out->versions == NULL || out->stages == NULL) {
 		aj_fail(err, errlen, "out of memory");
 		goto fail;
@@ -360,11 +360,11 @@ aws_json_parse_describe(const void *body, size_t len, struct aws_describe_result
 		struct backend_version_stages *v = &out->versions[n];
 		size_t klen = ver->string != NULL ? strlen(ver->string) : 0;
 
-		if (klen == 0 || klen > SMC_MAX_VERSION_ID || !aj_text_ok(ver->string, false)) {
+		if (klen == 0 || klen > PROTO_MAX_VERSION_ID || !aj_text_ok(ver->string, false)) {
 			aj_fail(err, errlen, "VersionIdsToStages has a bad version id");
 			goto fail;
 		}
-		if (aj_stages(ver, "VersionIdsToStages entry", out->stages + used, SMC_MAX_STAGES,
+		if (aj_stages(ver, "VersionIdsToStages entry", out->stages + used, PROTO_MAX_STAGES,
 		    &count, err, errlen) != 0)
 			goto fail;
 		v->version_id = ver->string;
@@ -417,11 +417,11 @@ aj_batch_errors(const cJSON *arr, struct aws_batch_result *out, char *err, size_
 
 		if (!cJSON_IsObject(e))
 			return aj_fail(err, errlen, "Errors holds a non-object");
-		if (aj_string(e, "SecretId", true, SMC_MAX_SECRET_ID, AJ_ANY, &be->secret_id,
+		if (aj_string(e, "SecretId", true, PROTO_MAX_SECRET_ID, AJ_ANY, &be->secret_id,
 		    err, errlen) != 0 ||
 		    aj_string(e, "ErrorCode", false, AWS_ERROR_CODE_LEN - 1, AJ_ANY, &be->code,
 		    err, errlen) != 0 ||
-		    aj_string(e, "Message", false, SMC_MAX_MESSAGE, AJ_ANY, &be->message,
+		    aj_string(e, "Message", false, PROTO_MAX_MESSAGE, AJ_ANY, &be->message,
 		    err, errlen) != 0)
 			return -1;
 		if (be->code == NULL)
@@ -512,9 +512,9 @@ aws_json_get_request(const struct backend_query *q)
 {
 	cJSON *o;
 
-	if (q == NULL || !aj_id_ok(q->secret_id, SMC_MAX_SECRET_ID) ||
-	    (q->version_stage != NULL && !aj_id_ok(q->version_stage, SMC_MAX_VERSION_STAGE)) ||
-	    (q->version_id != NULL && !aj_id_ok(q->version_id, SMC_MAX_VERSION_ID)))
+	if (q == NULL || !aj_id_ok(q->secret_id, PROTO_MAX_SECRET_ID) ||
+	    (q->version_stage != NULL && !aj_id_ok(q->version_stage, PROTO_MAX_VERSION_STAGE)) ||
+	    (q->version_id != NULL && !aj_id_ok(q->version_id, PROTO_MAX_VERSION_ID)))
 		return NULL;
 	if ((o = cJSON_CreateObject()) == NULL)
 		return NULL;
@@ -538,7 +538,7 @@ aws_json_describe_request(const char *secret_id)
 {
 	cJSON *o;
 
-	if (!aj_id_ok(secret_id, SMC_MAX_SECRET_ID) || (o = cJSON_CreateObject()) == NULL)
+	if (!aj_id_ok(secret_id, PROTO_MAX_SECRET_ID) || (o = cJSON_CreateObject()) == NULL)
 		return NULL;
 	if (cJSON_AddStringToObject(o, "SecretId", secret_id) == NULL) {
 		cJSON_Delete(o);
@@ -557,7 +557,7 @@ aws_json_batch_request(const char *const *secret_ids, size_t count, const char *
 	    (next_token != NULL && !aj_id_ok(next_token, AWS_MAX_NEXT_TOKEN)))
 		return NULL;
 	for (i = 0; i < count; i++)
-		if (!aj_id_ok(secret_ids[i], SMC_MAX_SECRET_ID))
+		if (!aj_id_ok(secret_ids[i], PROTO_MAX_SECRET_ID))
 			return NULL;
 	if ((o = cJSON_CreateObject()) == NULL)
 		return NULL;
@@ -632,7 +632,7 @@ aj_set_text(char *dst, size_t dstlen, const char *src, size_t len)
 			continue;
 		}
 		space = false;
-		if ((k = smc_utf8_seq_len(p, len)) == 0) {
+		if ((k = proto_utf8_seq_len(p, len)) == 0) {
 			dst[n++] = '?';
 			p++;
 			len--;
@@ -816,43 +816,43 @@ aj_classify(const char *code, const char *message, long http_status, struct back
 
 	aj_describe(code, message, http_status, what, sizeof(what));
 	if (strcmp(code, "ResourceNotFoundException") == 0) {
-		backend_error_set(out, SMC_STATUS_NOT_FOUND, "%s", what);
+		backend_error_set(out, PROTO_STATUS_NOT_FOUND, "%s", what);
 	} else if (strcmp(code, "InvalidRequestException") == 0 && aj_mentions_deletion(message)) {
-		backend_error_set(out, SMC_STATUS_NOT_FOUND,
+		backend_error_set(out, PROTO_STATUS_NOT_FOUND,
 		    "the secret is scheduled for deletion (%s)", what);
 	} else if (aj_code_in(code, aj_auth_codes) || http_status == 401) {
-		backend_error_set(out, SMC_STATUS_UPSTREAM_AUTH,
+		backend_error_set(out, PROTO_STATUS_UPSTREAM_AUTH,
 		    "upstream rejected the agent's credentials: %s", what);
 		about_secret = false;
 	} else if (strcmp(code, "AccessDeniedException") == 0 || strcmp(code, "AccessDenied") == 0) {
-		backend_error_set(out, SMC_STATUS_ACCESS_DENIED,
+		backend_error_set(out, PROTO_STATUS_ACCESS_DENIED,
 		    "Secrets Manager denied the agent's IAM identity: %s", what);
 	} else if (aj_code_in(code, aj_throttle_codes) || http_status == 429) {
-		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(out, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "Secrets Manager is throttling requests: %s", what);
 		retry = true;
 		about_secret = false;
 	} else if (http_status == 404) {
 		/* Not-found before bad-request: moto answers 404 InvalidRequestException
 		 * for a version id whose labels do not include the stage asked for. */
-		backend_error_set(out, SMC_STATUS_NOT_FOUND, "%s", what);
+		backend_error_set(out, PROTO_STATUS_NOT_FOUND, "%s", what);
 	} else if (aj_code_in(code, aj_bad_request_codes)) {
-		backend_error_set(out, SMC_STATUS_BAD_REQUEST,
+		backend_error_set(out, PROTO_STATUS_BAD_REQUEST,
 		    "Secrets Manager rejected the request: %s", what);
 	} else if (strcmp(code, "DecryptionFailure") == 0 || strcmp(code, "EncryptionFailure") == 0) {
-		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(out, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "Secrets Manager could not decrypt the secret with its KMS key: %s", what);
 	} else if (http_status == 403) {
-		backend_error_set(out, SMC_STATUS_UPSTREAM_AUTH,
+		backend_error_set(out, PROTO_STATUS_UPSTREAM_AUTH,
 		    "upstream rejected the agent's credentials: %s", what);
 		about_secret = false;
 	} else if (aj_code_in(code, aj_transient_codes) || http_status >= 500 || http_status == 408) {
-		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(out, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "Secrets Manager failed: %s", what);
 		retry = true;
 		about_secret = false;
 	} else {
-		backend_error_set(out, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(out, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "Secrets Manager refused the request: %s", what);
 		/* A coded 4xx answers this request; anything else is not Secrets Manager. */
 		about_secret = code[0] != '\0' && http_status >= 400 && http_status < 500;

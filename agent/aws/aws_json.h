@@ -48,7 +48,7 @@ void aws_json_free(char *body);
 /* One secret version with its value. `value` points into the result. */
 struct aws_value {
 	struct backend_value value;
-	const char *stages[SMC_MAX_STAGES];
+	const char *stages[PROTO_MAX_STAGES];
 	uint8_t *binary;		/* decoded SecretBinary, wiped on free */
 	size_t binary_len;
 };

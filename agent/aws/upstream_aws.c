@@ -338,12 +338,12 @@ ua_call_free(struct ua_call *c)
 	free(c);
 }
 
-static void ua_call_fail_soon(struct ua_call *, enum smc_status, const char *, ...)
+static void ua_call_fail_soon(struct ua_call *, enum proto_status, const char *, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Records an error and reports it from the event loop (never re-entrantly). */
 static void
-ua_call_fail_soon(struct ua_call *c, enum smc_status status, const char *fmt, ...)
+ua_call_fail_soon(struct ua_call *c, enum proto_status status, const char *fmt, ...)
 {
 	va_list ap;
 	char msg[sizeof(c->error.message)];
@@ -432,7 +432,7 @@ ua_batch_fall_back(struct ua_backend *be, struct ua_batch *b)
 			continue;
 		c = ua_call_new(be, UA_GET, aws_json_get_request(&q), b->ids[i], b->deadline);
 		if (c == NULL) {
-			backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
+			backend_error_set(&error, PROTO_STATUS_INTERNAL, "out of memory");
 			if (ua_batch_item(be, b, i, NULL, &error) != 0)
 				return -1;
 			continue;
@@ -477,13 +477,13 @@ ua_log_error(const struct ua_call *c)
 	enum log_level level = LOG_DEBUG;
 
 	/* Operators watch warn and error: outages, denials and rejected credentials. */
-	if (e->status == SMC_STATUS_UPSTREAM_AUTH || e->status == SMC_STATUS_INTERNAL)
+	if (e->status == PROTO_STATUS_UPSTREAM_AUTH || e->status == PROTO_STATUS_INTERNAL)
 		level = LOG_ERROR;
-	else if (e->status == SMC_STATUS_UPSTREAM_UNAVAILABLE ||
-	    e->status == SMC_STATUS_ACCESS_DENIED)
+	else if (e->status == PROTO_STATUS_UPSTREAM_UNAVAILABLE ||
+	    e->status == PROTO_STATUS_ACCESS_DENIED)
 		level = LOG_WARN;
 	log_msg(level, "aws: %s %s: %s: %s", c->target + strlen(UA_SERVICE) + 1, c->shown_id,
-	    smc_status_name(e->status), e->message);
+	    proto_status_name(e->status), e->message);
 }
 
 /* Reports c->error to whoever waits for c and frees c. */
@@ -523,7 +523,7 @@ ua_call_finish(struct ua_call *c)
 		(void)ua_gone(be);
 		break;
 	case UA_BATCH:
-		if (c->error.status == SMC_STATUS_NOT_FOUND && b->remaining > 1 &&
+		if (c->error.status == PROTO_STATUS_NOT_FOUND && b->remaining > 1 &&
 		    b->remaining == b->count) {
 			(void)ua_batch_fall_back(be, b);
 			break;
@@ -577,7 +577,7 @@ static void ua_malformed(struct ua_call *, const char *, bool);
 static void
 ua_malformed(struct ua_call *c, const char *why, bool about_secret)
 {
-	backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+	backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 	    "malformed response from Secrets Manager: %s", why);
 	c->error.about_secret = about_secret;
 	ua_call_finish(c);
@@ -690,7 +690,7 @@ ua_batch_ok(struct ua_call *c, const struct http_response *r)
 		    res.next_token);
 		aws_batch_result_free(&res);
 		if (body == NULL) {
-			backend_error_set(&c->error, SMC_STATUS_INTERNAL,
+			backend_error_set(&c->error, PROTO_STATUS_INTERNAL,
 			    "cannot build the next BatchGetSecretValue request");
 			ua_call_finish(c);
 			return;
@@ -705,7 +705,7 @@ ua_batch_ok(struct ua_call *c, const struct http_response *r)
 	aws_batch_result_free(&res);
 	ua_call_detach(c);
 	be->stats.batch_ok++;
-	backend_error_set(&error, SMC_STATUS_NOT_FOUND,
+	backend_error_set(&error, PROTO_STATUS_NOT_FOUND,
 	    "not in BatchGetSecretValue's answer");
 	if (ua_batch_fail_rest(be, b, &error) == 0)
 		(void)ua_batch_done(be, b);
@@ -742,21 +742,21 @@ ua_on_http(void *arg, const struct http_response *r, enum http_error error,
 
 		switch (error) {
 		case HTTP_ERR_TOO_LARGE:
-			backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 			    "malformed response from Secrets Manager: body too large (%s)", why);
 			ua_call_finish(c);
 			return;
 		case HTTP_ERR_TLS:
-			backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 			    "TLS failure talking to Secrets Manager at %s: %s", be->host, why);
 			ua_call_finish(c);
 			return;
 		case HTTP_ERR_TIMEOUT:
-			backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 			    "Secrets Manager at %s did not answer in time: %s", be->host, why);
 			break;
 		default:
-			backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+			backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 			    "cannot reach Secrets Manager at %s: %s", be->host, why);
 			break;
 		}
@@ -787,7 +787,7 @@ ua_on_http(void *arg, const struct http_response *r, enum http_error error,
 	retry = aws_error_classify(&info, &c->error);
 	if (aws_error_is_throttling(info.code) || r->status == 429)
 		be->stats.throttled++;
-	if (c->error.status == SMC_STATUS_UPSTREAM_AUTH)
+	if (c->error.status == PROTO_STATUS_UPSTREAM_AUTH)
 		be->stats.auth_failures++;
 	if (retry)
 		ua_call_retry(c);
@@ -824,7 +824,7 @@ ua_call_send(struct ua_call *c, const struct aws_credentials *creds)
 	long left, timeout;
 
 	if ((left = ua_ms_until(c->deadline)) <= 0) {
-		ua_call_fail_soon(c, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		ua_call_fail_soon(c, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "no answer from Secrets Manager within %ld ms", be->upstream_timeout_ms);
 		return;
 	}
@@ -850,7 +850,7 @@ ua_call_send(struct ua_call *c, const struct aws_credentials *creds)
 	sc.session_token = creds->session_token;
 	memset(&sig, 0, sizeof(sig));
 	if (sigv4_sign(&sreq, &scope, &sc, &sig, &serr) != 0) {
-		ua_call_fail_soon(c, SMC_STATUS_UPSTREAM_AUTH, "cannot sign the request: %s",
+		ua_call_fail_soon(c, PROTO_STATUS_UPSTREAM_AUTH, "cannot sign the request: %s",
 		    sigv4_strerror(serr));
 		return;
 	}
@@ -871,7 +871,7 @@ ua_call_send(struct ua_call *c, const struct aws_credentials *creds)
 	if (http_client_request(be->http, &hreq, ua_on_http, c, &c->http) != 0) {
 		c->http = NULL;
 		sigv4_result_free(&sig);
-		ua_call_fail_soon(c, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		ua_call_fail_soon(c, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "cannot start an HTTP request to %s", be->host);
 		return;
 	}
@@ -891,9 +891,9 @@ ua_on_creds(void *arg, const struct aws_credentials *creds, const char *error)
 	if (be->releasing)
 		return;
 	if (creds == NULL)
-		be->backend.health.credentials = SMC_CRED_UNAVAILABLE;
-	else if (be->backend.health.credentials == SMC_CRED_UNAVAILABLE)
-		be->backend.health.credentials = SMC_CRED_UNKNOWN;
+		be->backend.health.credentials = PROTO_CRED_UNAVAILABLE;
+	else if (be->backend.health.credentials == PROTO_CRED_UNAVAILABLE)
+		be->backend.health.credentials = PROTO_CRED_UNKNOWN;
 	/* Only the calls waiting now; ones that start during callbacks queue anew. */
 	TAILQ_INIT(&ready);
 	while ((c = TAILQ_FIRST(&be->creds_wait)) != NULL) {
@@ -904,7 +904,7 @@ ua_on_creds(void *arg, const struct aws_credentials *creds, const char *error)
 		TAILQ_REMOVE(&ready, c, wait_entry);
 		c->state = UA_IDLE;
 		if (creds == NULL) {
-			backend_error_set(&c->error, SMC_STATUS_UPSTREAM_AUTH,
+			backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_AUTH,
 			    "no AWS credentials for the agent: %s",
 			    error != NULL ? error : "unknown error");
 			be->busy++;	/* keep be alive until the rest are requeued */
@@ -950,7 +950,7 @@ ua_call_start(struct ua_call *c)
 	if (aws_credentials_get(be->creds, ua_on_creds, be) != 0) {
 		be->creds_fetching = false;
 		TAILQ_REMOVE(&be->creds_wait, c, wait_entry);
-		ua_call_fail_soon(c, SMC_STATUS_UPSTREAM_AUTH,
+		ua_call_fail_soon(c, PROTO_STATUS_UPSTREAM_AUTH,
 		    "cannot start fetching AWS credentials (%s)",
 		    aws_credentials_source(be->creds));
 	}
@@ -986,11 +986,11 @@ ua_on_deadline(evutil_socket_t fd, short what, void *arg)
 	be->stats.timeouts++;
 	snprintf(last, sizeof(last), "%s", c->error.message);
 	if (last[0] != '\0')
-		backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "no answer from Secrets Manager within %ld ms (last error: %s)",
 		    be->upstream_timeout_ms, last);
 	else
-		backend_error_set(&c->error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(&c->error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "no answer from Secrets Manager within %ld ms", be->upstream_timeout_ms);
 	ua_call_finish(c);
 }
@@ -1183,7 +1183,7 @@ upstream_aws_new(struct event_base *base, const struct upstream_aws_options *opt
 	}
 	be->backend.ops = &ua_ops;
 	be->backend.base = base;
-	be->backend.health.credentials = SMC_CRED_UNKNOWN;
+	be->backend.health.credentials = PROTO_CRED_UNKNOWN;
 	TAILQ_INIT(&be->calls);
 	TAILQ_INIT(&be->creds_wait);
 	TAILQ_INIT(&be->batches);

@@ -29,7 +29,7 @@ struct backend_query {
 };
 
 struct backend_error {
-	enum smc_status status;		/* never SMC_STATUS_OK */
+	enum proto_status status;	/* never PROTO_STATUS_OK */
 	/*
 	 * The answer is about this one secret (its value is malformed, its key
 	 * fails to decrypt it, access to it is denied, it does not exist), not
@@ -110,15 +110,15 @@ struct backend_counters {
  * answer is a success when the upstream could be used, whatever it said
  * (a value, not found, access denied: the credentials worked); a failure
  * when it could not (UPSTREAM_UNAVAILABLE, UPSTREAM_AUTH, INTERNAL).
- * credentials uses enum smc_credentials_state: a backend that needs
- * credentials starts at SMC_CRED_UNKNOWN (the file backend stays at
+ * credentials uses enum proto_credentials_state: a backend that needs
+ * credentials starts at PROTO_CRED_UNKNOWN (the file backend stays at
  * NOT_NEEDED).
  */
 struct backend_health {
-	enum smc_credentials_state credentials;
+	enum proto_credentials_state credentials;
 	int64_t last_success_ms;	/* wall clock; 0: never */
 	int64_t last_failure_ms;
-	enum smc_status last_failure_status;
+	enum proto_status last_failure_status;
 };
 
 struct backend_ops {
@@ -156,7 +156,7 @@ void backend_free(struct backend *b);
  * call it where they count outcomes, before the caller's callback. */
 void backend_note(struct backend *b, const struct backend_error *error);
 
-void backend_error_set(struct backend_error *error, enum smc_status status, const char *fmt, ...)
+void backend_error_set(struct backend_error *error, enum proto_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif

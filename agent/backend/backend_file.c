@@ -88,8 +88,8 @@
 #define SF_ACCOUNT_LEN		12
 #define SF_MAX_DATE_S		253402300799.0	/* 9999-12-31T23:59:59Z */
 #define SF_MAX_B64 \
-	(sodium_base64_ENCODED_LEN(SMC_MAX_VALUE, sodium_base64_VARIANT_ORIGINAL) - 1)
-#define SF_SCRATCH_LEN		(SMC_MAX_VALUE + 2)	/* unpadded max-length base64 decodes to 2 more */
+	(sodium_base64_ENCODED_LEN(PROTO_MAX_VALUE, sodium_base64_VARIANT_ORIGINAL) - 1)
+#define SF_SCRATCH_LEN		(PROTO_MAX_VALUE + 2)	/* unpadded max-length base64 decodes to 2 more */
 #define SF_SHOWN_ID		64	/* client-given ids are shortened to this in messages */
 #define SF_SHOWN_PATH		72
 /*
@@ -112,7 +112,7 @@ static const char sf_alnum[] =
 
 struct sf_version {
 	const char *version_id;
-	const char *stages[SMC_MAX_STAGES];
+	const char *stages[PROTO_MAX_STAGES];
 	size_t stage_count;
 	int64_t created_ms;
 	bool is_binary;
@@ -372,15 +372,15 @@ sf_secret_binary_check(struct sf_store *s, struct sf_where *w, const char *b64, 
 	size_t bin_len;
 
 	if (len > SF_MAX_B64)
-		return sf_fail(w, "SecretBinary is larger than %d bytes", SMC_MAX_VALUE);
+		return sf_fail(w, "SecretBinary is larger than %d bytes", PROTO_MAX_VALUE);
 	if (s->scratch == NULL && (s->scratch = malloc(SF_SCRATCH_LEN)) == NULL)
 		return sf_fail(w, "out of memory");
 	if (sodium_base642bin(s->scratch, SF_SCRATCH_LEN, b64, len, NULL, &bin_len, NULL,
 	    sodium_base64_VARIANT_ORIGINAL) != 0)
 		return sf_fail(w, "SecretBinary is not valid base64 (standard alphabet, padded)");
 	sodium_memzero(s->scratch, bin_len);
-	if (bin_len > SMC_MAX_VALUE)
-		return sf_fail(w, "SecretBinary is larger than %d bytes", SMC_MAX_VALUE);
+	if (bin_len > PROTO_MAX_VALUE)
+		return sf_fail(w, "SecretBinary is larger than %d bytes", PROTO_MAX_VALUE);
 	return 0;
 }
 
@@ -402,9 +402,9 @@ sf_version_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struc
 		return sf_fail(w, "VersionId is missing");
 	if (sf_string(w, &f[FV_ID], &v->version_id) != 0)
 		return -1;
-	if (!sf_charset(v->version_id, 1, SMC_MAX_VERSION_ID, "_-", false))
+	if (!sf_charset(v->version_id, 1, PROTO_MAX_VERSION_ID, "_-", false))
 		return sf_fail(w, "VersionId must be 1 to %d characters of [A-Za-z0-9_-]",
-		    SMC_MAX_VERSION_ID);
+		    PROTO_MAX_VERSION_ID);
 
 	if (f[FV_STAGES].item != NULL) {
 		const cJSON *a = f[FV_STAGES].item;
@@ -412,14 +412,14 @@ sf_version_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struc
 		if (!cJSON_IsArray(a))
 			return sf_fail(w, "VersionStages must be an array of strings");
 		for (const cJSON *c = a->child; c != NULL; c = c->next) {
-			if (v->stage_count == SMC_MAX_STAGES)
+			if (v->stage_count == PROTO_MAX_STAGES)
 				return sf_fail(w, "VersionStages has more than %d labels",
-				    SMC_MAX_STAGES);
+				    PROTO_MAX_STAGES);
 			if (!cJSON_IsString(c) || c->valuestring == NULL)
 				return sf_fail(w, "VersionStages must be an array of strings");
-			if (!sf_printable_ascii(c->valuestring, 1, SMC_MAX_VERSION_STAGE))
+			if (!sf_printable_ascii(c->valuestring, 1, PROTO_MAX_VERSION_STAGE))
 				return sf_fail(w, "VersionStages[%zu] must be 1 to %d printable "
-				    "ASCII characters", v->stage_count, SMC_MAX_VERSION_STAGE);
+				    "ASCII characters", v->stage_count, PROTO_MAX_VERSION_STAGE);
 			v->stages[v->stage_count++] = c->valuestring;
 		}
 	}
@@ -437,8 +437,8 @@ sf_version_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struc
 	if (v->is_binary) {
 		if (sf_secret_binary_check(s, w, v->value, v->value_len) != 0)
 			return -1;
-	} else if (v->value_len > SMC_MAX_VALUE) {
-		return sf_fail(w, "SecretString is larger than %d bytes", SMC_MAX_VALUE);
+	} else if (v->value_len > PROTO_MAX_VALUE) {
+		return sf_fail(w, "SecretString is larger than %d bytes", PROTO_MAX_VALUE);
 	}
 	return sf_date(w, &f[FV_CREATED], false, &v->created_ms);
 }
@@ -516,7 +516,7 @@ sf_versions_check(struct sf_where *w, const struct sf_secret *sec)
 				    "VersionId \"%s\"", j, i, sec->versions[i].version_id);
 	if (sec->version_count == 0)
 		return 0;
-	labels = calloc(sec->version_count * SMC_MAX_STAGES, sizeof(*labels));
+	labels = calloc(sec->version_count * PROTO_MAX_STAGES, sizeof(*labels));
 	if (labels == NULL)
 		return sf_fail(w, "out of memory");
 	for (size_t i = 0; i < sec->version_count; i++) {
@@ -599,11 +599,11 @@ sf_secret_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struct
 	if (f[FS_DESCRIPTION].item != NULL) {
 		if (sf_string(w, &f[FS_DESCRIPTION], &sec->description) != 0)
 			return -1;
-		if (strlen(sec->description) > SMC_MAX_DESCRIPTION ||
-		    !smc_utf8_valid(sec->description,
+		if (strlen(sec->description) > PROTO_MAX_DESCRIPTION ||
+		    !proto_utf8_valid(sec->description,
 		    strlen(sec->description)))
 			return sf_fail(w, "Description must be valid UTF-8 of at most %d bytes",
-			    SMC_MAX_DESCRIPTION);
+			    PROTO_MAX_DESCRIPTION);
 	}
 	if (sf_date(w, &f[FS_CREATED], false, &sec->created_ms) != 0 ||
 	    sf_date(w, &f[FS_CHANGED], false, &sec->last_changed_ms) != 0 ||
@@ -616,8 +616,8 @@ sf_secret_build(struct sf_store *s, struct sf_where *w, const cJSON *obj, struct
 	if (!cJSON_IsArray(versions))
 		return sf_fail(w, "Versions must be an array");
 	for (const cJSON *c = versions->child; c != NULL; c = c->next)
-		if (++n > SMC_MAX_VERSIONS)
-			return sf_fail(w, "Versions has more than %d versions", SMC_MAX_VERSIONS);
+		if (++n > PROTO_MAX_VERSIONS)
+			return sf_fail(w, "Versions has more than %d versions", PROTO_MAX_VERSIONS);
 	if (n == 0)
 		return 0;
 	if ((sec->versions = calloc(n, sizeof(*sec->versions))) == NULL)
@@ -945,7 +945,7 @@ sf_parse_file(struct backend_file *bf, int64_t now_ms, const uint8_t *same_as,
 	memset(rd, 0, sizeof(*rd));
 	sys_file_ident_path(bf->path, &rd->ident);
 	if (sys_file_read(bf->path, &opts, &f, reason, sizeof(reason)) != 1) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "cannot read secrets file %s: %s", bf->path_shown, reason);
 		return NULL;
 	}
@@ -966,7 +966,7 @@ sf_parse_file(struct backend_file *bf, int64_t now_ms, const uint8_t *same_as,
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		sys_file_free(&f);
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE, "out of memory");
+		backend_error_set(error, PROTO_STATUS_UPSTREAM_UNAVAILABLE, "out of memory");
 		return NULL;
 	}
 	/* The store takes the buffer: it wipes it (sf_store_seal or sf_store_free). */
@@ -974,12 +974,12 @@ sf_parse_file(struct backend_file *bf, int64_t now_ms, const uint8_t *same_as,
 	s->len = f.len;
 	s->buf_size = f.size;
 	if (sf_store_parse(s, reason, sizeof(reason)) != 0) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "secrets file %s is invalid: %s", bf->path_shown, reason);
 		goto fail;
 	}
 	if (sf_store_seal(s, bf->key, reason, sizeof(reason)) != 0) {
-		backend_error_set(error, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+		backend_error_set(error, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 		    "secrets file %s: %s", bf->path_shown, reason);
 		goto fail;
 	}
@@ -1101,7 +1101,7 @@ sf_has_stage(const struct sf_version *v, const char *stage)
 
 /*
  * Finds the version a query means and fills *value, its bytes opened into
- * plain (SMC_MAX_VALUE bytes of guarded memory; the caller wipes them).
+ * plain (PROTO_MAX_VALUE bytes of guarded memory; the caller wipes them).
  */
 static int
 sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_request *req,
@@ -1114,12 +1114,12 @@ sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_re
 
 	sf_shown(id, sizeof(id), req->secret_id);
 	if ((sec = sf_find_secret(s, req->secret_id)) == NULL) {
-		backend_error_set(error, SMC_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
+		backend_error_set(error, PROTO_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
 		return -1;
 	}
 	sf_shown(name, sizeof(name), sec->name);
 	if (sec->deleted_ms != 0) {
-		backend_error_set(error, SMC_STATUS_NOT_FOUND,
+		backend_error_set(error, PROTO_STATUS_NOT_FOUND,
 		    "secret \"%s\" is scheduled for deletion", name);
 		return -1;
 	}
@@ -1131,7 +1131,7 @@ sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_re
 				v = &sec->versions[i];
 		if (v == NULL) {
 			sf_shown(what, sizeof(what), req->version_id);
-			backend_error_set(error, SMC_STATUS_NOT_FOUND,
+			backend_error_set(error, PROTO_STATUS_NOT_FOUND,
 			    "secret \"%s\" has no version \"%s\"", name, what);
 			return -1;
 		}
@@ -1140,7 +1140,7 @@ sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_re
 
 			sf_shown(what, sizeof(what), req->version_id);
 			sf_shown(st, sizeof(st), stage);
-			backend_error_set(error, SMC_STATUS_NOT_FOUND, "version id \"%s\" and "
+			backend_error_set(error, PROTO_STATUS_NOT_FOUND, "version id \"%s\" and "
 			    "staging label \"%s\" do not match (secret \"%s\")", what, st, name);
 			return -1;
 		}
@@ -1150,7 +1150,7 @@ sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_re
 				v = &sec->versions[i];
 		if (v == NULL) {
 			sf_shown(what, sizeof(what), stage);
-			backend_error_set(error, SMC_STATUS_NOT_FOUND,
+			backend_error_set(error, PROTO_STATUS_NOT_FOUND,
 			    "secret \"%s\" has no version labelled \"%s\"", name, what);
 			return -1;
 		}
@@ -1164,11 +1164,11 @@ sf_lookup_value(const struct sf_store *s, const uint8_t *key, const struct sf_re
 	value->stage_count = v->stage_count;
 	value->created_ms = v->created_ms;
 	value->is_binary = v->is_binary;
-	/* plain_len <= SMC_MAX_VALUE: the parse checked every value. */
+	/* plain_len <= PROTO_MAX_VALUE: the parse checked every value. */
 	if (crypto_secretbox_open_easy(plain, v->sealed + SF_NONCE, v->plain_len + SF_MAC,
 	    v->sealed, key) != 0) {
 		sodium_memzero(plain, v->plain_len);
-		backend_error_set(error, SMC_STATUS_INTERNAL, "sealed value failed to open");
+		backend_error_set(error, PROTO_STATUS_INTERNAL, "sealed value failed to open");
 		return -1;
 	}
 	value->data = plain;
@@ -1235,13 +1235,13 @@ sf_do_describe(struct backend_file *bf, struct sf_request *req)
 		goto done;
 	if ((sec = sf_find_secret(s, req->secret_id)) == NULL) {
 		sf_shown(id, sizeof(id), req->secret_id);
-		backend_error_set(&error, SMC_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
+		backend_error_set(&error, PROTO_STATUS_NOT_FOUND, "secret \"%s\" not found", id);
 		error.about_secret = true;
 		goto done;
 	}
 	if (sec->version_count > 0 &&
 	    (vs = calloc(sec->version_count, sizeof(*vs))) == NULL) {
-		backend_error_set(&error, SMC_STATUS_INTERNAL, "out of memory");
+		backend_error_set(&error, PROTO_STATUS_INTERNAL, "out of memory");
 		goto done;
 	}
 	memset(&d, 0, sizeof(d));
@@ -1439,7 +1439,7 @@ backend_file_new(struct event_base *base, const char *path, char *err, size_t er
 	TAILQ_INIT(&bf->pending);
 	if ((bf->path = sf_absolute_path(path)) == NULL ||
 	    (bf->key = sodium_malloc(crypto_secretbox_KEYBYTES)) == NULL ||
-	    (bf->plain = sodium_malloc(SMC_MAX_VALUE)) == NULL)
+	    (bf->plain = sodium_malloc(PROTO_MAX_VALUE)) == NULL)
 		goto nomem;
 	crypto_secretbox_keygen(bf->key);
 	/* Messages show the path as given: shorter, and what the operator typed. */

@@ -8,7 +8,7 @@
  * sealed: no plaintext value is kept between calls. A request opens one
  * value, hands it to the callback and wipes it. A file that became
  * unreadable, invalid or unsafe (sys_file.h's trust rule) fails requests
- * with SMC_STATUS_UPSTREAM_UNAVAILABLE (logged once per change of the
+ * with PROTO_STATUS_UPSTREAM_UNAVAILABLE (logged once per change of the
  * file) until it is fixed.
  *
  * Callbacks run from the event loop, never before get_value/describe

@@ -48,15 +48,15 @@ struct pending {
 };
 
 static void
-count_reply(struct agent *agent, enum smc_status status)
+count_reply(struct agent *agent, enum proto_status status)
 {
-	if ((unsigned)status <= SMC_STATUS_MAX)
+	if ((unsigned)status <= PROTO_STATUS_MAX)
 		agent->stats.replies_by_status[status]++;
 }
 
 static void
 reply_error(struct agent *agent, struct conn *conn, uint8_t op, uint32_t request_id,
-    enum smc_status status, const char *message)
+    enum proto_status status, const char *message)
 {
 	count_reply(agent, status);
 	conn_send_error(conn, op, request_id, status, "%s", message);
@@ -78,7 +78,7 @@ peer_of(const struct conn *conn, struct acl_peer *peer)
 
 /* A NUL-terminated copy of a request string that fits buf (the decoder bounds them); NULL if absent. */
 static const char *
-str_copy(const struct smc_str *s, char *buf, size_t len)
+str_copy(const struct proto_str *s, char *buf, size_t len)
 {
 	size_t n;
 
@@ -91,11 +91,11 @@ str_copy(const struct smc_str *s, char *buf, size_t len)
 }
 
 static void
-audit_request(struct agent *agent, struct conn *conn, const struct smc_request *req,
+audit_request(struct agent *agent, struct conn *conn, const struct proto_request *req,
     bool allowed, int status)
 {
-	char id[SMC_MAX_SECRET_ID + 1], stage[SMC_MAX_VERSION_STAGE + 1];
-	char vid[SMC_MAX_VERSION_ID + 1];
+	char id[PROTO_MAX_SECRET_ID + 1], stage[PROTO_MAX_VERSION_STAGE + 1];
+	char vid[PROTO_MAX_VERSION_ID + 1];
 	struct audit_event e;
 
 	if (!audit_wants(agent->audit, allowed))
@@ -130,25 +130,25 @@ audit_pending(const struct pending *p, bool allowed, int status)
  * Access rules for the id as given, and the forced-refresh budget: the one
  * check every front door makes before the cache or the backend is asked.
  * id NULL: absent or too long to copy whole (refused rather than judged by a
- * prefix when rules are on). SMC_STATUS_OK, or the status and *message to
+ * prefix when rules are on). PROTO_STATUS_OK, or the status and *message to
  * answer with.
  */
-static enum smc_status
+static enum proto_status
 admit_core(struct agent *agent, const struct acl_peer *peer, pid_t pid, const char *id,
     bool refresh, const char **message)
 {
 	if (acl_enabled(agent->acl) && (id == NULL || !acl_allows_id(agent->acl, peer, id))) {
 		*message = access_denied;
-		return SMC_STATUS_ACCESS_DENIED;
+		return PROTO_STATUS_ACCESS_DENIED;
 	}
 	if (refresh && !peer_limits_allow_refresh(agent->peer_limits, peer->uid)) {
 		if (peer_limits_should_warn(agent->peer_limits, peer->uid))
 			log_warn("uid %ld (pid %ld) exceeds refreshes_per_minute_per_uid; answering"
 			    " its forced refreshes with LIMIT_EXCEEDED", (long)peer->uid, (long)pid);
 		*message = "too many forced refreshes from your user; try again later";
-		return SMC_STATUS_LIMIT_EXCEEDED;
+		return PROTO_STATUS_LIMIT_EXCEEDED;
 	}
-	return SMC_STATUS_OK;
+	return PROTO_STATUS_OK;
 }
 
 /*
@@ -157,12 +157,12 @@ admit_core(struct agent *agent, const struct acl_peer *peer, pid_t pid, const ch
  * secret exists or not, and causes no upstream call. False: answered here.
  */
 static bool
-admit_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
+admit_backend_op(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
-	char id[SMC_MAX_SECRET_ID + 1];
+	char id[PROTO_MAX_SECRET_ID + 1];
 	struct acl_peer peer = { .uid = conn_peer_uid(conn) };
 	const char *idp = NULL, *message;
-	enum smc_status st;
+	enum proto_status st;
 
 	/* The id and groups are copied only when access rules will read them. */
 	if (acl_enabled(agent->acl)) {
@@ -170,11 +170,11 @@ admit_backend_op(struct agent *agent, struct conn *conn, const struct smc_reques
 		if (req->secret_id.ptr != NULL && req->secret_id.len < sizeof(id))
 			idp = str_copy(&req->secret_id, id, sizeof(id));
 	}
-	st = admit_core(agent, &peer, conn_peer_pid(conn), idp, req->header.op == SMC_OP_GET &&
-	    (req->header.flags & SMC_FLAG_REFRESH) != 0, &message);
-	if (st == SMC_STATUS_OK)
+	st = admit_core(agent, &peer, conn_peer_pid(conn), idp, req->header.op == PROTO_OP_GET &&
+	    (req->header.flags & PROTO_FLAG_REFRESH) != 0, &message);
+	if (st == PROTO_STATUS_OK)
 		return true;
-	if (st == SMC_STATUS_ACCESS_DENIED)
+	if (st == PROTO_STATUS_ACCESS_DENIED)
 		audit_request(agent, conn, req, false, st);
 	reply_error(agent, conn, req->header.op, req->header.request_id, st, message);
 	return false;
@@ -203,65 +203,65 @@ id_unambiguous(const struct agent *agent, const struct conn *conn, const char *i
 }
 
 static bool
-admit_stats(struct agent *agent, struct conn *conn, const struct smc_request *req)
+admit_stats(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
 	struct acl_peer peer;
 	bool ok;
 
 	peer_of(conn, &peer);
 	ok = acl_allows_stats(agent->acl, &peer, geteuid());
-	audit_request(agent, conn, req, ok, ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED);
+	audit_request(agent, conn, req, ok, ok ? PROTO_STATUS_OK : PROTO_STATUS_ACCESS_DENIED);
 	if (!ok)
 		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_ACCESS_DENIED, access_denied);
+		    PROTO_STATUS_ACCESS_DENIED, access_denied);
 	return ok;
 }
 
 /* Sends the frame built in the scratch buffer; wipes the scratch. */
 static void
-send_from_scratch(struct agent *agent, struct conn *conn, struct smc_writer *w,
+send_from_scratch(struct agent *agent, struct conn *conn, struct proto_writer *w,
     uint8_t op, uint32_t request_id)
 {
 	uint8_t *frame;
 	size_t len;
 
-	if (smc_message_end(w, &len) != 0) {
+	if (proto_message_end(w, &len) != 0) {
 		sodium_memzero(agent->reply_scratch, w->len < agent->reply_scratch_len ?
 		    w->len : agent->reply_scratch_len);
-		reply_error(agent, conn, op, request_id, SMC_STATUS_INTERNAL,
+		reply_error(agent, conn, op, request_id, PROTO_STATUS_INTERNAL,
 		    "reply does not fit in a frame");
 		return;
 	}
 	if ((frame = malloc(len)) == NULL) {
 		sodium_memzero(agent->reply_scratch, len);
-		reply_error(agent, conn, op, request_id, SMC_STATUS_INTERNAL, "out of memory");
+		reply_error(agent, conn, op, request_id, PROTO_STATUS_INTERNAL, "out of memory");
 		return;
 	}
 	memcpy(frame, agent->reply_scratch, len);
 	sodium_memzero(agent->reply_scratch, len);
-	count_reply(agent, SMC_STATUS_OK);
+	count_reply(agent, PROTO_STATUS_OK);
 	conn_send_owned_secret(conn, frame, len);
 }
 
 /* The fields of a GET reply, after the header: the one place they are laid out. */
 static void
-put_get_fields(struct smc_writer *w, const struct backend_value *value)
+put_get_fields(struct proto_writer *w, const struct backend_value *value)
 {
-	smc_put_cstr(w, SMC_TAG_ARN, value->arn);
-	smc_put_cstr(w, SMC_TAG_NAME, value->name);
-	smc_put_cstr(w, SMC_TAG_VERSION_ID, value->version_id);
+	proto_put_cstr(w, PROTO_TAG_ARN, value->arn);
+	proto_put_cstr(w, PROTO_TAG_NAME, value->name);
+	proto_put_cstr(w, PROTO_TAG_VERSION_ID, value->version_id);
 	for (size_t i = 0; i < value->stage_count; i++)
-		smc_put_cstr(w, SMC_TAG_VERSION_STAGE, value->stages[i]);
+		proto_put_cstr(w, PROTO_TAG_VERSION_STAGE, value->stages[i]);
 	if (value->created_ms > 0)
-		smc_put_u64(w, SMC_TAG_CREATED_DATE, (uint64_t)value->created_ms);
-	smc_put_str(w, value->is_binary ? SMC_TAG_SECRET_BINARY : SMC_TAG_SECRET_STRING,
+		proto_put_u64(w, PROTO_TAG_CREATED_DATE, (uint64_t)value->created_ms);
+	proto_put_str(w, value->is_binary ? PROTO_TAG_SECRET_BINARY : PROTO_TAG_SECRET_STRING,
 	    (const char *)value->data, value->len);
 }
 
 static size_t
 cstr_field_len(const char *s)
 {
-	return s != NULL ? SMC_FIELD_HEADER_LEN + strlen(s) : 0;
+	return s != NULL ? PROTO_FIELD_HEADER_LEN + strlen(s) : 0;
 }
 
 /*
@@ -271,32 +271,32 @@ cstr_field_len(const char *s)
  * (proto/PROTOCOL.md: length u32, then version u8, op u8, flags u16,
  * request id u32, status u16):
  */
-#define HEAD_LEN	(SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN)
-#define HEAD_FLAGS_AT	(SMC_FRAME_PREFIX_LEN + 2)
-#define HEAD_ID_AT	(SMC_FRAME_PREFIX_LEN + 4)
-_Static_assert(SMC_HEADER_LEN == 10, "the header layout the offsets above follow");
+#define HEAD_LEN	(PROTO_FRAME_PREFIX_LEN + PROTO_HEADER_LEN)
+#define HEAD_FLAGS_AT	(PROTO_FRAME_PREFIX_LEN + 2)
+#define HEAD_ID_AT	(PROTO_FRAME_PREFIX_LEN + 4)
+_Static_assert(PROTO_HEADER_LEN == 10, "the header layout the offsets above follow");
 
 /* cache_render_fn: a GET reply frame, shared by the hits of one loop pass. */
 static size_t
 render_get_reply(const struct backend_value *value, uint8_t *out, size_t cap)
 {
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t need, len;
 
 	need = HEAD_LEN + cstr_field_len(value->arn) + cstr_field_len(value->name) +
-	    cstr_field_len(value->version_id) + SMC_FIELD_HEADER_LEN + value->len;
+	    cstr_field_len(value->version_id) + PROTO_FIELD_HEADER_LEN + value->len;
 	for (size_t i = 0; i < value->stage_count; i++)
 		need += cstr_field_len(value->stages[i]);
 	if (value->created_ms > 0)
-		need += SMC_FIELD_HEADER_LEN + 8;
-	if (need > SMC_FRAME_PREFIX_LEN + SMC_FRAME_MAX_BODY)
+		need += PROTO_FIELD_HEADER_LEN + 8;
+	if (need > PROTO_FRAME_PREFIX_LEN + PROTO_FRAME_MAX_BODY)
 		return 0;
 	if (out == NULL || cap < need)
 		return need;
-	smc_writer_init(&w, out, cap);
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, 0, SMC_STATUS_OK);
+	proto_writer_init(&w, out, cap);
+	proto_message_begin(&w, PROTO_OP_GET | PROTO_OP_REPLY, 0, 0, PROTO_STATUS_OK);
 	put_get_fields(&w, value);
-	if (smc_message_end(&w, &len) != 0 || len != need)
+	if (proto_message_end(&w, &len) != 0 || len != need)
 		return 0;
 	return need;
 }
@@ -313,7 +313,7 @@ release_body(const void *data, size_t len, void *arg)
 struct hit {
 	struct agent *agent;
 	struct conn *conn;
-	const struct smc_request *req;
+	const struct proto_request *req;
 };
 
 static void
@@ -331,33 +331,33 @@ get_hit(void *arg, struct cache_hit *hit, bool stale, struct cache_body *body)
 		if (!resolved_granted(h->agent, h->conn, name, arn)) {
 			cache_body_release(body);
 			audit_request(h->agent, h->conn, h->req, false,
-			    SMC_STATUS_ACCESS_DENIED);
+			    PROTO_STATUS_ACCESS_DENIED);
 			reply_error(h->agent, h->conn, h->req->header.op,
-			    h->req->header.request_id, SMC_STATUS_ACCESS_DENIED, access_denied);
+			    h->req->header.request_id, PROTO_STATUS_ACCESS_DENIED, access_denied);
 			return;
 		}
 	}
-	audit_request(h->agent, h->conn, h->req, true, SMC_STATUS_OK);
+	audit_request(h->agent, h->conn, h->req, true, PROTO_STATUS_OK);
 	data = cache_body_data(body, &len);	/* render_get_reply made len > HEAD_LEN */
 	memcpy(head, data, HEAD_LEN);
-	head[HEAD_FLAGS_AT] = (uint8_t)((stale ? SMC_FLAG_STALE : 0) >> 8);
-	head[HEAD_FLAGS_AT + 1] = (uint8_t)(stale ? SMC_FLAG_STALE : 0);
-	smc_store_u32(head + HEAD_ID_AT, h->req->header.request_id);
-	count_reply(h->agent, SMC_STATUS_OK);
+	head[HEAD_FLAGS_AT] = (uint8_t)((stale ? PROTO_FLAG_STALE : 0) >> 8);
+	head[HEAD_FLAGS_AT + 1] = (uint8_t)(stale ? PROTO_FLAG_STALE : 0);
+	proto_store_u32(head + HEAD_ID_AT, h->req->header.request_id);
+	count_reply(h->agent, PROTO_STATUS_OK);
 	conn_send_shared(h->conn, head, HEAD_LEN, data + HEAD_LEN, len - HEAD_LEN, release_body,
 	    body);
 }
 
 /* A GET the cache can answer at once, without a pending request; false: not answered. */
 static bool
-get_cached(struct agent *agent, struct conn *conn, const struct smc_request *req)
+get_cached(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
-	char id[SMC_MAX_SECRET_ID + 1], stage[SMC_MAX_VERSION_STAGE + 1];
-	char vid[SMC_MAX_VERSION_ID + 1];
+	char id[PROTO_MAX_SECRET_ID + 1], stage[PROTO_MAX_VERSION_STAGE + 1];
+	char vid[PROTO_MAX_VERSION_ID + 1];
 	const struct hit h = { agent, conn, req };
 	struct backend_query q;
 
-	if ((req->header.flags & SMC_FLAG_REFRESH) != 0 || req->secret_id.ptr == NULL ||
+	if ((req->header.flags & PROTO_FLAG_REFRESH) != 0 || req->secret_id.ptr == NULL ||
 	    req->secret_id.len >= sizeof(id) || req->version_stage.len >= sizeof(stage) ||
 	    req->version_id.len >= sizeof(vid))
 		return false;
@@ -368,9 +368,9 @@ get_cached(struct agent *agent, struct conn *conn, const struct smc_request *req
 }
 
 static struct pending *
-pending_new(struct agent *agent, const struct smc_request *req)
+pending_new(struct agent *agent, const struct proto_request *req)
 {
-	const struct smc_str *parts[3] = { &req->secret_id, &req->version_stage, &req->version_id };
+	const struct proto_str *parts[3] = { &req->secret_id, &req->version_stage, &req->version_id };
 	const char **targets[3];
 	struct pending *p;
 	size_t total = 0;
@@ -421,12 +421,12 @@ answer_or_refuse(struct pending *p, const struct backend_error *error, const cha
 		audit_pending(p, true, -1);	/* the client left; nothing to answer */
 		return NULL;
 	}
-	if (error != NULL && error->status == SMC_STATUS_NOT_FOUND && acl_enabled(p->agent->acl) &&
+	if (error != NULL && error->status == PROTO_STATUS_NOT_FOUND && acl_enabled(p->agent->acl) &&
 	    !id_unambiguous(p->agent, conn, p->query.secret_id)) {
 		/* An ARN that could name a secret the peer may not read: "not found"
 		 * is answered as a refusal is, so neither says whether it exists. */
-		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
-		reply_error(p->agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
+		audit_pending(p, false, PROTO_STATUS_ACCESS_DENIED);
+		reply_error(p->agent, conn, p->op, p->request_id, PROTO_STATUS_ACCESS_DENIED,
 		    access_denied);
 		return NULL;
 	}
@@ -436,12 +436,12 @@ answer_or_refuse(struct pending *p, const struct backend_error *error, const cha
 		return NULL;
 	}
 	if (!resolved_granted(p->agent, conn, name, arn)) {
-		audit_pending(p, false, SMC_STATUS_ACCESS_DENIED);
-		reply_error(p->agent, conn, p->op, p->request_id, SMC_STATUS_ACCESS_DENIED,
+		audit_pending(p, false, PROTO_STATUS_ACCESS_DENIED);
+		reply_error(p->agent, conn, p->op, p->request_id, PROTO_STATUS_ACCESS_DENIED,
 		    access_denied);
 		return NULL;
 	}
-	audit_pending(p, true, SMC_STATUS_OK);
+	audit_pending(p, true, PROTO_STATUS_OK);
 	return conn;
 }
 
@@ -451,15 +451,15 @@ get_done(void *arg, const struct backend_value *value, bool stale, const struct 
 	struct pending *p = arg;
 	struct agent *agent = p->agent;
 	struct conn *conn;
-	struct smc_writer w;
+	struct proto_writer w;
 
 	conn = answer_or_refuse(p, error, error == NULL ? value->name : NULL,
 	    error == NULL ? value->arn : NULL);
 	if (conn == NULL)
 		goto out;
-	smc_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, stale ? SMC_FLAG_STALE : 0, p->request_id,
-	    SMC_STATUS_OK);
+	proto_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
+	proto_message_begin(&w, PROTO_OP_GET | PROTO_OP_REPLY, stale ? PROTO_FLAG_STALE : 0, p->request_id,
+	    PROTO_STATUS_OK);
 	put_get_fields(&w, value);
 	send_from_scratch(agent, conn, &w, p->op, p->request_id);
 out:
@@ -472,35 +472,35 @@ describe_done(void *arg, const struct backend_description *d, const struct backe
 	struct pending *p = arg;
 	struct agent *agent = p->agent;
 	struct conn *conn;
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t mark;
 
 	conn = answer_or_refuse(p, error, error == NULL ? d->name : NULL,
 	    error == NULL ? d->arn : NULL);
 	if (conn == NULL)
 		goto out;
-	smc_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
-	smc_message_begin(&w, SMC_OP_DESCRIBE | SMC_OP_REPLY, 0, p->request_id, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_ARN, d->arn);
-	smc_put_cstr(&w, SMC_TAG_NAME, d->name);
+	proto_writer_init(&w, agent->reply_scratch, agent->reply_scratch_len);
+	proto_message_begin(&w, PROTO_OP_DESCRIBE | PROTO_OP_REPLY, 0, p->request_id, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_ARN, d->arn);
+	proto_put_cstr(&w, PROTO_TAG_NAME, d->name);
 	if (d->description != NULL)
-		smc_put_cstr(&w, SMC_TAG_DESCRIPTION, d->description);
+		proto_put_cstr(&w, PROTO_TAG_DESCRIPTION, d->description);
 	if (d->created_ms > 0)
-		smc_put_u64(&w, SMC_TAG_CREATED_DATE, (uint64_t)d->created_ms);
+		proto_put_u64(&w, PROTO_TAG_CREATED_DATE, (uint64_t)d->created_ms);
 	if (d->last_changed_ms > 0)
-		smc_put_u64(&w, SMC_TAG_LAST_CHANGED_DATE, (uint64_t)d->last_changed_ms);
+		proto_put_u64(&w, PROTO_TAG_LAST_CHANGED_DATE, (uint64_t)d->last_changed_ms);
 	if (d->deleted_ms > 0)
-		smc_put_u64(&w, SMC_TAG_DELETED_DATE, (uint64_t)d->deleted_ms);
-	for (size_t i = 0; i < d->version_count && i < SMC_MAX_VERSIONS; i++) {
+		proto_put_u64(&w, PROTO_TAG_DELETED_DATE, (uint64_t)d->deleted_ms);
+	for (size_t i = 0; i < d->version_count && i < PROTO_MAX_VERSIONS; i++) {
 		const struct backend_version_stages *v = &d->versions[i];
 
-		mark = smc_nested_begin(&w, SMC_TAG_VERSION);
-		smc_put_cstr(&w, SMC_TAG_VERSION_ID, v->version_id);
+		mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
+		proto_put_cstr(&w, PROTO_TAG_VERSION_ID, v->version_id);
 		for (size_t j = 0; j < v->stage_count; j++)
-			smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, v->stages[j]);
+			proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, v->stages[j]);
 		if (v->created_ms > 0)
-			smc_put_u64(&w, SMC_TAG_CREATED_DATE, (uint64_t)v->created_ms);
-		smc_nested_end(&w, mark);
+			proto_put_u64(&w, PROTO_TAG_CREATED_DATE, (uint64_t)v->created_ms);
+		proto_nested_end(&w, mark);
 	}
 	send_from_scratch(agent, conn, &w, p->op, p->request_id);
 out:
@@ -547,28 +547,28 @@ dispatch_charge_for(struct dispatch_charge *ch, struct agent *agent,
 }
 
 static void
-handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_request *req)
+handle_backend_op(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
 	struct dispatch_charge ch;
 	struct pending *p;
 
 	if (!admit_backend_op(agent, conn, req))
 		return;
-	if (req->header.op == SMC_OP_GET && get_cached(agent, conn, req))
+	if (req->header.op == PROTO_OP_GET && get_cached(agent, conn, req))
 		return;
 	charge_init(&ch, agent, conn_peer_entry(conn), conn_peer_uid(conn), conn_peer_pid(conn));
 	if ((p = pending_new(agent, req)) == NULL) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_INTERNAL, "out of memory");
+		    PROTO_STATUS_INTERNAL, "out of memory");
 		return;
 	}
 	p->uid = conn_peer_uid(conn);
 	p->gid = conn_peer_gid(conn);
 	p->pid = conn_peer_pid(conn);
 	conn_waiter_attach(conn, &p->waiter);
-	if (req->header.op == SMC_OP_GET) {
+	if (req->header.op == PROTO_OP_GET) {
 		cache_get_charged(agent->cache, &p->query,
-		    (req->header.flags & SMC_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, &ch.charge,
+		    (req->header.flags & PROTO_FLAG_REFRESH) ? CACHE_FORCE_REFRESH : 0, &ch.charge,
 		    get_done, p);
 		return;
 	}
@@ -576,34 +576,34 @@ handle_backend_op(struct agent *agent, struct conn *conn, const struct smc_reque
 }
 
 static void
-handle_ping(struct agent *agent, struct conn *conn, const struct smc_request *req)
+handle_ping(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
 	uint8_t frame[128];
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t len;
 
-	smc_writer_init(&w, frame, sizeof(frame));
-	smc_message_begin(&w, SMC_OP_PING | SMC_OP_REPLY, 0, req->header.request_id, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_AGENT_VERSION, "smcached " SMC_VERSION);
-	if (smc_message_end(&w, &len) != 0) {
+	proto_writer_init(&w, frame, sizeof(frame));
+	proto_message_begin(&w, PROTO_OP_PING | PROTO_OP_REPLY, 0, req->header.request_id, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_AGENT_VERSION, "smcached " SMC_VERSION);
+	if (proto_message_end(&w, &len) != 0) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_INTERNAL, "cannot encode PING reply");
+		    PROTO_STATUS_INTERNAL, "cannot encode PING reply");
 		return;
 	}
-	count_reply(agent, SMC_STATUS_OK);
+	count_reply(agent, PROTO_STATUS_OK);
 	conn_send(conn, frame, len);
 }
 
 static void
 put_stat(const char *name, uint64_t value, bool counter, void *arg)
 {
-	struct smc_writer *w = arg;
-	size_t mark = smc_nested_begin(w, SMC_TAG_STAT);
+	struct proto_writer *w = arg;
+	size_t mark = proto_nested_begin(w, PROTO_TAG_STAT);
 
 	(void)counter;
-	smc_put_cstr(w, SMC_TAG_STAT_NAME, name);
-	smc_put_u64(w, SMC_TAG_STAT_VALUE, value);
-	smc_nested_end(w, mark);
+	proto_put_cstr(w, PROTO_TAG_STAT_NAME, name);
+	proto_put_u64(w, PROTO_TAG_STAT_VALUE, value);
+	proto_nested_end(w, mark);
 }
 
 /* The one list of STATS numbers, also what /metrics exposes (metrics.c). */
@@ -623,7 +623,7 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 	    peer_limits_get_stats(agent->peer_limits) : NULL;
 	const bool C = true, G = false;	/* counter, gauge */
 
-	_Static_assert(sizeof(status_names) / sizeof(status_names[0]) == SMC_STATUS_MAX + 1,
+	_Static_assert(sizeof(status_names) / sizeof(status_names[0]) == PROTO_STATUS_MAX + 1,
 	    "a name for every status");
 	fn("uptime_seconds", (uint64_t)(time(NULL) - agent->started), G, arg);
 	fn("connections_active", ss->connections_active, G, arg);
@@ -640,9 +640,9 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 	fn("limits_requests_rejected", ls != NULL ? ls->requests_rejected : 0, C, arg);
 	fn("limits_refreshes_rejected", ls != NULL ? ls->refreshes_rejected : 0, C, arg);
 	fn("limits_upstream_rejected", ls != NULL ? ls->upstream_rejected : 0, C, arg);
-	for (unsigned op = SMC_OP_PING; op <= SMC_OP_MAX; op++)
+	for (unsigned op = PROTO_OP_PING; op <= PROTO_OP_MAX; op++)
 		fn(op_names[op], agent->stats.requests_by_op[op], C, arg);
-	for (unsigned st = 0; st <= SMC_STATUS_MAX; st++)
+	for (unsigned st = 0; st <= PROTO_STATUS_MAX; st++)
 		fn(status_names[st], agent->stats.replies_by_status[st], C, arg);
 	fn("cache_hits", cs->hits, C, arg);
 	fn("cache_misses", cs->misses, C, arg);
@@ -680,20 +680,20 @@ dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg)
 }
 
 static void
-handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *req)
+handle_stats(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
 	uint8_t frame[8192];
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t len;
 
 	/* Counted before building, so the reply includes itself. */
-	count_reply(agent, SMC_STATUS_OK);
-	smc_writer_init(&w, frame, sizeof(frame));
-	smc_message_begin(&w, SMC_OP_STATS | SMC_OP_REPLY, 0, req->header.request_id, SMC_STATUS_OK);
+	count_reply(agent, PROTO_STATUS_OK);
+	proto_writer_init(&w, frame, sizeof(frame));
+	proto_message_begin(&w, PROTO_OP_STATS | PROTO_OP_REPLY, 0, req->header.request_id, PROTO_STATUS_OK);
 	dispatch_stats_each(agent, put_stat, &w);
-	if (smc_message_end(&w, &len) != 0) {
+	if (proto_message_end(&w, &len) != 0) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_INTERNAL, "cannot encode STATS reply");
+		    PROTO_STATUS_INTERNAL, "cannot encode STATS reply");
 		return;
 	}
 	conn_send(conn, frame, len);
@@ -701,45 +701,45 @@ handle_stats(struct agent *agent, struct conn *conn, const struct smc_request *r
 
 /* HEALTH: liveness is this reply; readiness and its facts from health.c. */
 static void
-handle_health(struct agent *agent, struct conn *conn, const struct smc_request *req)
+handle_health(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
 	uint8_t frame[4096];
 	struct agent_health hl;
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t len;
 
 	agent_health_check(agent, &hl);
-	smc_writer_init(&w, frame, sizeof(frame));
-	smc_message_begin(&w, SMC_OP_HEALTH | SMC_OP_REPLY, 0, req->header.request_id,
-	    SMC_STATUS_OK);
-	smc_put_u64(&w, SMC_TAG_READY, hl.ready ? 1 : 0);
+	proto_writer_init(&w, frame, sizeof(frame));
+	proto_message_begin(&w, PROTO_OP_HEALTH | PROTO_OP_REPLY, 0, req->header.request_id,
+	    PROTO_STATUS_OK);
+	proto_put_u64(&w, PROTO_TAG_READY, hl.ready ? 1 : 0);
 	for (unsigned i = 0; i < hl.reason_count; i++)
-		smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, hl.reasons[i]);
-	smc_put_u64(&w, SMC_TAG_CREDENTIALS, (uint64_t)hl.credentials);
-	smc_put_u64(&w, SMC_TAG_STARTED_DATE, (uint64_t)hl.started_ms);
+		proto_put_cstr(&w, PROTO_TAG_HEALTH_REASON, hl.reasons[i]);
+	proto_put_u64(&w, PROTO_TAG_CREDENTIALS, (uint64_t)hl.credentials);
+	proto_put_u64(&w, PROTO_TAG_STARTED_DATE, (uint64_t)hl.started_ms);
 	if (hl.last_success_ms > 0)
-		smc_put_u64(&w, SMC_TAG_LAST_SUCCESS_DATE, (uint64_t)hl.last_success_ms);
+		proto_put_u64(&w, PROTO_TAG_LAST_SUCCESS_DATE, (uint64_t)hl.last_success_ms);
 	if (hl.last_failure_ms > 0) {
-		smc_put_u64(&w, SMC_TAG_LAST_FAILURE_DATE, (uint64_t)hl.last_failure_ms);
-		smc_put_u64(&w, SMC_TAG_LAST_FAILURE_STATUS, (uint64_t)hl.last_failure_status);
+		proto_put_u64(&w, PROTO_TAG_LAST_FAILURE_DATE, (uint64_t)hl.last_failure_ms);
+		proto_put_u64(&w, PROTO_TAG_LAST_FAILURE_STATUS, (uint64_t)hl.last_failure_status);
 	}
-	smc_put_u64(&w, SMC_TAG_BREAKER_OPEN, hl.breaker_open ? 1 : 0);
-	smc_put_u64(&w, SMC_TAG_PREFETCH_PENDING, hl.prefetch_pending);
-	smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, hl.cache_secrets);
-	smc_put_u64(&w, SMC_TAG_CACHE_VERSIONS, hl.cache_versions);
-	if (smc_message_end(&w, &len) != 0) {
+	proto_put_u64(&w, PROTO_TAG_BREAKER_OPEN, hl.breaker_open ? 1 : 0);
+	proto_put_u64(&w, PROTO_TAG_PREFETCH_PENDING, hl.prefetch_pending);
+	proto_put_u64(&w, PROTO_TAG_CACHE_SECRETS, hl.cache_secrets);
+	proto_put_u64(&w, PROTO_TAG_CACHE_VERSIONS, hl.cache_versions);
+	if (proto_message_end(&w, &len) != 0) {
 		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_INTERNAL, "cannot encode HEALTH reply");
+		    PROTO_STATUS_INTERNAL, "cannot encode HEALTH reply");
 		return;
 	}
-	count_reply(agent, SMC_STATUS_OK);
+	count_reply(agent, PROTO_STATUS_OK);
 	conn_send(conn, frame, len);
 }
 
 void
-dispatch_request(struct agent *agent, struct conn *conn, const struct smc_request *req)
+dispatch_request(struct agent *agent, struct conn *conn, const struct proto_request *req)
 {
-	if (req->header.op <= SMC_OP_MAX)
+	if (req->header.op <= PROTO_OP_MAX)
 		agent->stats.requests_by_op[req->header.op]++;
 	if (!peer_limits_allow_request(agent->peer_limits, conn_peer_entry(conn))) {
 		if (peer_limits_should_warn(agent->peer_limits, conn_peer_uid(conn)))
@@ -747,28 +747,28 @@ dispatch_request(struct agent *agent, struct conn *conn, const struct smc_reques
 			    " requests with LIMIT_EXCEEDED", (long)conn_peer_uid(conn),
 			    (long)conn_peer_pid(conn));
 		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_LIMIT_EXCEEDED, "too many requests from your user; slow down");
+		    PROTO_STATUS_LIMIT_EXCEEDED, "too many requests from your user; slow down");
 		return;
 	}
 	switch (req->header.op) {
-	case SMC_OP_PING:
+	case PROTO_OP_PING:
 		handle_ping(agent, conn, req);
 		break;
-	case SMC_OP_GET:
-	case SMC_OP_DESCRIBE:
+	case PROTO_OP_GET:
+	case PROTO_OP_DESCRIBE:
 		handle_backend_op(agent, conn, req);
 		break;
-	case SMC_OP_STATS:
+	case PROTO_OP_STATS:
 		if (admit_stats(agent, conn, req))
 			handle_stats(agent, conn, req);
 		break;
-	case SMC_OP_HEALTH:
+	case PROTO_OP_HEALTH:
 		handle_health(agent, conn, req);
 		break;
 	default:
 		/* The decoder admits only known ops; this is a bug if reached. */
 		reply_error(agent, conn, req->header.op, req->header.request_id,
-		    SMC_STATUS_UNSUPPORTED, "operation not supported");
+		    PROTO_STATUS_UNSUPPORTED, "operation not supported");
 		break;
 	}
 }
@@ -791,35 +791,35 @@ caller_audit(struct agent *agent, const struct dispatch_caller *c, uint8_t op,
 		audit_record(agent->audit, &e);
 }
 
-enum smc_status
+enum proto_status
 dispatch_admit(struct agent *agent, const struct dispatch_caller *c, uint8_t op,
     const struct backend_query *q, bool refresh, const char **message)
 {
-	enum smc_status st;
+	enum proto_status st;
 
 	if (!peer_limits_allow_request(agent->peer_limits, c->limits)) {
 		if (peer_limits_should_warn(agent->peer_limits, c->peer.uid))
 			log_warn("uid %ld exceeds requests_per_second_per_uid; answering its"
 			    " requests with LIMIT_EXCEEDED", (long)c->peer.uid);
 		*message = "too many requests from your user; slow down";
-		return SMC_STATUS_LIMIT_EXCEEDED;
+		return PROTO_STATUS_LIMIT_EXCEEDED;
 	}
 	/* Who is asking must be known before any rule can grant anything. */
 	if (!c->uid_known && acl_enabled(agent->acl)) {
-		caller_audit(agent, c, op, q, false, SMC_STATUS_ACCESS_DENIED, c->uid_unknown_why);
+		caller_audit(agent, c, op, q, false, PROTO_STATUS_ACCESS_DENIED, c->uid_unknown_why);
 		*message = access_denied;
-		return SMC_STATUS_ACCESS_DENIED;
+		return PROTO_STATUS_ACCESS_DENIED;
 	}
-	if (op == SMC_OP_STATS) {
+	if (op == PROTO_OP_STATS) {
 		bool ok = acl_allows_stats(agent->acl, &c->peer, geteuid());
 
-		caller_audit(agent, c, op, NULL, ok, ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED,
+		caller_audit(agent, c, op, NULL, ok, ok ? PROTO_STATUS_OK : PROTO_STATUS_ACCESS_DENIED,
 		    NULL);
 		*message = access_denied;
-		return ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED;
+		return ok ? PROTO_STATUS_OK : PROTO_STATUS_ACCESS_DENIED;
 	}
 	st = admit_core(agent, &c->peer, c->pid, q->secret_id, refresh, message);
-	if (st == SMC_STATUS_ACCESS_DENIED)
+	if (st == PROTO_STATUS_ACCESS_DENIED)
 		caller_audit(agent, c, op, q, false, st, NULL);
 	return st;
 }
@@ -830,7 +830,7 @@ dispatch_granted(struct agent *agent, const struct dispatch_caller *c, uint8_t o
 {
 	bool ok = !acl_enabled(agent->acl) || acl_allows_resolved(agent->acl, &c->peer, name, arn);
 
-	caller_audit(agent, c, op, q, ok, ok ? SMC_STATUS_OK : SMC_STATUS_ACCESS_DENIED, NULL);
+	caller_audit(agent, c, op, q, ok, ok ? PROTO_STATUS_OK : PROTO_STATUS_ACCESS_DENIED, NULL);
 	return ok;
 }
 

@@ -15,12 +15,12 @@
 
 struct agent;
 struct conn;
-struct smc_request;
+struct proto_request;
 struct backend_query;
 struct peer_entry;
 
 /* Matches server_request_fn. */
-void dispatch_request(struct agent *agent, struct conn *conn, const struct smc_request *req);
+void dispatch_request(struct agent *agent, struct conn *conn, const struct proto_request *req);
 
 /*
  * Callers of the other front doors (the HTTP door) go through the same
@@ -37,11 +37,11 @@ struct dispatch_caller {
 };
 
 /*
- * Before the cache: SMC_STATUS_OK, or the status and *message to answer
- * with (refusals are audited). op SMC_OP_STATS checks the STATS rule (q may
+ * Before the cache: PROTO_STATUS_OK, or the status and *message to answer
+ * with (refusals are audited). op PROTO_OP_STATS checks the STATS rule (q may
  * be NULL); otherwise q->secret_id is the id as given.
  */
-enum smc_status dispatch_admit(struct agent *agent, const struct dispatch_caller *caller,
+enum proto_status dispatch_admit(struct agent *agent, const struct dispatch_caller *caller,
     uint8_t op, const struct backend_query *q, bool refresh, const char **message);
 /* After the lookup: may the caller read the secret it resolved to? Audited either way. */
 bool dispatch_granted(struct agent *agent, const struct dispatch_caller *caller, uint8_t op,
@@ -70,7 +70,7 @@ void dispatch_stats_each(struct agent *agent, dispatch_stat_fn fn, void *arg);
 
 /*
  * Audits an operation the Secrets Manager endpoint passes through or refuses
- * (a write): operation is its API name, status the smc_status answered, or
+ * (a write): operation is its API name, status the proto_status answered, or
  * -1 when the upstream's HTTP answer was relayed (reason says which). Written
  * at every audit level but off.
  */

@@ -42,16 +42,16 @@ agent_health(const struct agent *agent, struct agent_health *out)
 	out->cache_versions = cs->versions;
 
 	switch (bh->credentials) {
-	case SMC_CRED_NOT_NEEDED:
-	case SMC_CRED_OK:
+	case PROTO_CRED_NOT_NEEDED:
+	case PROTO_CRED_OK:
 		break;
-	case SMC_CRED_UNKNOWN:
+	case PROTO_CRED_UNKNOWN:
 		not_ready(out, "the upstream has not been asked yet with the agent's credentials");
 		break;
-	case SMC_CRED_UNAVAILABLE:
+	case PROTO_CRED_UNAVAILABLE:
 		not_ready(out, "no credentials for the upstream could be obtained");
 		break;
-	case SMC_CRED_REJECTED:
+	case PROTO_CRED_REJECTED:
 		not_ready(out, "the upstream rejected the agent's credentials");
 		break;
 	}
@@ -73,15 +73,15 @@ probe_done(void *arg, const struct backend_description *d, const struct backend_
 void
 agent_health_check(struct agent *agent, struct agent_health *out)
 {
-	enum smc_credentials_state cr = agent->backend->health.credentials;
+	enum proto_credentials_state cr = agent->backend->health.credentials;
 	const char *list = agent->config->cache_prefetch;
-	char id[SMC_MAX_SECRET_ID + 1];
+	char id[PROTO_MAX_SECRET_ID + 1];
 	/* Probes are spaced on the monotonic clock: a wall-clock step must not stop them. */
 	int64_t now = (int64_t)sys_clock_ms();
 	size_t len;
 
-	if ((cr == SMC_CRED_UNKNOWN || cr == SMC_CRED_REJECTED ||
-	    cr == SMC_CRED_UNAVAILABLE) &&
+	if ((cr == PROTO_CRED_UNKNOWN || cr == PROTO_CRED_REJECTED ||
+	    cr == PROTO_CRED_UNAVAILABLE) &&
 	    (agent->health_probe_ms == 0 ||
 	    now - agent->health_probe_ms >= AGENT_HEALTH_PROBE_INTERVAL_MS)) {
 		agent->health_probe_ms = now;

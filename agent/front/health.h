@@ -14,7 +14,7 @@
 
 struct agent;
 
-#define AGENT_HEALTH_REASONS	SMC_MAX_REASONS
+#define AGENT_HEALTH_REASONS	PROTO_MAX_REASONS
 /* While not ready for want of credentials, HEALTH asks the upstream itself
  * at most this often, so a fixed key turns the agent ready without traffic
  * and no local user can make it spend more than one call per interval. */
@@ -26,11 +26,11 @@ struct agent;
 struct agent_health {
 	bool live;			/* always true: whoever can ask is answered */
 	bool ready;
-	enum smc_credentials_state credentials;
+	enum proto_credentials_state credentials;
 	int64_t started_ms;
 	int64_t last_success_ms;	/* 0: never */
 	int64_t last_failure_ms;	/* 0: never */
-	enum smc_status last_failure_status;	/* with last_failure_ms */
+	enum proto_status last_failure_status;	/* with last_failure_ms */
 	bool breaker_open;
 	uint64_t prefetch_pending;
 	uint64_t cache_secrets;

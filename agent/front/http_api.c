@@ -317,23 +317,23 @@ upstream_timed_out(const char *message)
 
 /* An answer other than a value, with the status the AWS agent would use. */
 static void
-send_status(struct http_door *door, struct evhttp_request *req, enum smc_status st,
+send_status(struct http_door *door, struct evhttp_request *req, enum proto_status st,
     const char *message)
 {
 	switch (st) {
-	case SMC_STATUS_NOT_FOUND:
+	case PROTO_STATUS_NOT_FOUND:
 		send_service_error(door, req, 400, "ResourceNotFoundException", message);
 		break;
-	case SMC_STATUS_BAD_REQUEST:
+	case PROTO_STATUS_BAD_REQUEST:
 		send_service_error(door, req, 400, "InvalidRequestException", message);
 		break;
-	case SMC_STATUS_ACCESS_DENIED:
+	case PROTO_STATUS_ACCESS_DENIED:
 		send_service_error(door, req, 403, "AccessDeniedException", message);
 		break;
-	case SMC_STATUS_LIMIT_EXCEEDED:
+	case PROTO_STATUS_LIMIT_EXCEEDED:
 		send_service_error(door, req, 429, "ThrottlingException", message);
 		break;
-	case SMC_STATUS_UPSTREAM_UNAVAILABLE:
+	case PROTO_STATUS_UPSTREAM_UNAVAILABLE:
 		if (upstream_timed_out(message))
 			send_service_error(door, req, 504, "TimeoutError", "Timeout");
 		else
@@ -364,9 +364,9 @@ on_hit(void *arg, struct cache_hit *hit, bool stale, struct cache_body *body)
 	size_t len;
 
 	cache_hit_names(hit, &arn, &name);
-	if (!dispatch_granted(h->agent, h->caller, SMC_OP_GET, h->q, name, arn)) {
+	if (!dispatch_granted(h->agent, h->caller, PROTO_OP_GET, h->q, name, arn)) {
 		cache_body_release(body);
-		send_status(h->door, h->req, SMC_STATUS_ACCESS_DENIED,
+		send_status(h->door, h->req, PROTO_STATUS_ACCESS_DENIED,
 		    dispatch_access_denied_message());
 		return;
 	}
@@ -383,12 +383,12 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 
 	LIST_REMOVE(g, link);
 	if (error != NULL) {
-		dispatch_audit_answer(g->agent, &g->caller, SMC_OP_GET, &g->q, error->status);
+		dispatch_audit_answer(g->agent, &g->caller, PROTO_OP_GET, &g->q, error->status);
 		send_status(g->door, g->req, error->status, error->message);
 		goto out;
 	}
-	if (!dispatch_granted(g->agent, &g->caller, SMC_OP_GET, &g->q, value->name, value->arn)) {
-		send_status(g->door, g->req, SMC_STATUS_ACCESS_DENIED,
+	if (!dispatch_granted(g->agent, &g->caller, PROTO_OP_GET, &g->q, value->name, value->arn)) {
+		send_status(g->door, g->req, PROTO_STATUS_ACCESS_DENIED,
 		    dispatch_access_denied_message());
 		goto out;
 	}
@@ -396,7 +396,7 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 	if ((out = secmem_wipe_calloc(1, need)) == NULL ||
 	    http_api_render_value(value, out, need) != need) {
 		secmem_wipe_free(out);
-		send_status(g->door, g->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(g->door, g->req, PROTO_STATUS_INTERNAL, NULL);
 		goto out;
 	}
 	send_json_ref(g->door, g->req, out, need, stale, wipe_and_free, NULL);
@@ -411,15 +411,15 @@ serve_get(struct http_door *door, struct agent *agent, struct evhttp_request *re
 	const struct hit_ctx h = { door, agent, req, caller, q };
 	struct dispatch_charge charge;
 	const char *message = NULL;
-	enum smc_status st;
+	enum proto_status st;
 	struct http_get *g;
 	size_t ls[3], total = 0;
 	const char *src[3] = { q->secret_id, q->version_stage, q->version_id };
 	const char **dst[3];
 	char *p;
 
-	st = dispatch_admit(agent, caller, SMC_OP_GET, q, refresh, &message);
-	if (st != SMC_STATUS_OK) {
+	st = dispatch_admit(agent, caller, PROTO_OP_GET, q, refresh, &message);
+	if (st != PROTO_STATUS_OK) {
 		send_status(door, req, st, message);
 		return;
 	}
@@ -429,7 +429,7 @@ serve_get(struct http_door *door, struct agent *agent, struct evhttp_request *re
 	for (size_t i = 0; i < 3; i++)
 		total += (ls[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0);
 	if ((g = calloc(1, sizeof(*g) + total)) == NULL) {
-		send_status(door, req, SMC_STATUS_INTERNAL, NULL);
+		send_status(door, req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	g->door = door;
@@ -555,9 +555,9 @@ get_secret(struct http_door *door, struct agent *agent, struct evhttp_request *r
 		http_door_send_text(door, req, 400, "missing parameter secretId");
 		goto out;
 	}
-	if (strlen(p.secret_id) > SMC_MAX_SECRET_ID ||
-	    (p.version_id != NULL && strlen(p.version_id) > SMC_MAX_VERSION_ID) ||
-	    (p.version_stage != NULL && strlen(p.version_stage) > SMC_MAX_VERSION_STAGE)) {
+	if (strlen(p.secret_id) > PROTO_MAX_SECRET_ID ||
+	    (p.version_id != NULL && strlen(p.version_id) > PROTO_MAX_VERSION_ID) ||
+	    (p.version_stage != NULL && strlen(p.version_stage) > PROTO_MAX_VERSION_STAGE)) {
 		http_door_send_text(door, req, 400, "parameter too long");
 		goto out;
 	}
@@ -615,8 +615,8 @@ serve_metrics(struct http_door *door, struct agent *agent, struct evhttp_request
 	const char *message;
 
 	if (caller != NULL &&
-	    dispatch_admit(agent, caller, SMC_OP_STATS, NULL, false, &message) != SMC_STATUS_OK) {
-		send_status(door, req, SMC_STATUS_ACCESS_DENIED, message);
+	    dispatch_admit(agent, caller, PROTO_OP_STATS, NULL, false, &message) != PROTO_STATUS_OK) {
+		send_status(door, req, PROTO_STATUS_ACCESS_DENIED, message);
 		return;
 	}
 	if ((buf = evbuffer_new()) == NULL) {

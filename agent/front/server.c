@@ -480,18 +480,18 @@ conn_send_shared(struct conn *c, const void *head, size_t head_len, const void *
 void
 conn_send_error(struct conn *c, uint8_t op, uint32_t request_id, int status, const char *fmt, ...)
 {
-	uint8_t frame[SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + SMC_FIELD_HEADER_LEN + SMC_MAX_MESSAGE];
-	char message[SMC_MAX_MESSAGE + 1];
-	struct smc_writer w;
+	uint8_t frame[PROTO_FRAME_PREFIX_LEN + PROTO_HEADER_LEN + PROTO_FIELD_HEADER_LEN + PROTO_MAX_MESSAGE];
+	char message[PROTO_MAX_MESSAGE + 1];
+	struct proto_writer w;
 	size_t len;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	smc_writer_init(&w, frame, sizeof(frame));
-	if (smc_encode_error(&w, op, request_id, (enum smc_status)status, message) != 0 ||
-	    smc_message_end(&w, &len) != 0) {
+	proto_writer_init(&w, frame, sizeof(frame));
+	if (proto_encode_error(&w, op, request_id, (enum proto_status)status, message) != 0 ||
+	    proto_message_end(&w, &len) != 0) {
 		log_error("conn %llu: cannot encode an error reply", (unsigned long long)c->id);
 		return;
 	}
@@ -523,8 +523,8 @@ static size_t
 conn_handle_frames(struct conn *c, const uint8_t *data, size_t avail)
 {
 	const struct server_limits *lim = &c->server->limits;
-	struct smc_decode_error derr;
-	struct smc_request req;
+	struct proto_decode_error derr;
+	struct proto_request req;
 	size_t used = 0, body_len;
 	bool touched = false;
 
@@ -541,24 +541,24 @@ conn_handle_frames(struct conn *c, const uint8_t *data, size_t avail)
 			conn_set_reading(c, false);
 			break;
 		}
-		if (avail - used < SMC_FRAME_PREFIX_LEN)
+		if (avail - used < PROTO_FRAME_PREFIX_LEN)
 			break;
-		switch (smc_frame_check(data + used, avail - used, SMC_FRAME_MAX_BODY, &body_len)) {
-		case SMC_FRAME_NEED_MORE:
+		switch (proto_frame_check(data + used, avail - used, PROTO_FRAME_MAX_BODY, &body_len)) {
+		case PROTO_FRAME_NEED_MORE:
 			goto out;
-		case SMC_FRAME_TOO_LARGE:
+		case PROTO_FRAME_TOO_LARGE:
 			c->server->stats.frames_rejected++;
-			conn_send_error(c, 0, 0, SMC_STATUS_TOO_LARGE,
+			conn_send_error(c, 0, 0, PROTO_STATUS_TOO_LARGE,
 			    "frame of %zu bytes exceeds the limit of %u bytes", body_len,
-			    (unsigned)SMC_FRAME_MAX_BODY);
+			    (unsigned)PROTO_FRAME_MAX_BODY);
 			goto framing_lost;
-		case SMC_FRAME_TOO_SMALL:
+		case PROTO_FRAME_TOO_SMALL:
 			c->server->stats.frames_rejected++;
-			conn_send_error(c, 0, 0, SMC_STATUS_BAD_REQUEST,
+			conn_send_error(c, 0, 0, PROTO_STATUS_BAD_REQUEST,
 			    "frame of %zu bytes is shorter than a message header (%d bytes)",
-			    body_len, SMC_HEADER_LEN);
+			    body_len, PROTO_HEADER_LEN);
 			goto framing_lost;
-		case SMC_FRAME_READY:
+		case PROTO_FRAME_READY:
 			break;
 		}
 		c->server->stats.requests++;
@@ -566,7 +566,7 @@ conn_handle_frames(struct conn *c, const uint8_t *data, size_t avail)
 			conn_touch(c);	/* a request is progress; bytes of one are not */
 			touched = true;
 		}
-		if (smc_request_decode(data + used + SMC_FRAME_PREFIX_LEN, body_len, &req,
+		if (proto_request_decode(data + used + PROTO_FRAME_PREFIX_LEN, body_len, &req,
 		    &derr) != 0) {
 			c->server->stats.requests_bad++;
 			conn_send_error(c, req.header.op, req.header.request_id, derr.status, "%s",
@@ -574,7 +574,7 @@ conn_handle_frames(struct conn *c, const uint8_t *data, size_t avail)
 		} else {
 			c->server->on_request(c->server->agent, c, &req);
 		}
-		used += SMC_FRAME_PREFIX_LEN + body_len;
+		used += PROTO_FRAME_PREFIX_LEN + body_len;
 	}
 	goto out;
 framing_lost:
@@ -777,13 +777,13 @@ static void
 reject_connection(struct server *s, int fd, const char *why)
 {
 	uint8_t frame[256];
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t len;
 
 	s->stats.connections_rejected++;
-	smc_writer_init(&w, frame, sizeof(frame));
-	if (smc_encode_error(&w, 0, 0, SMC_STATUS_LIMIT_EXCEEDED, why) == 0 &&
-	    smc_message_end(&w, &len) == 0)
+	proto_writer_init(&w, frame, sizeof(frame));
+	if (proto_encode_error(&w, 0, 0, PROTO_STATUS_LIMIT_EXCEEDED, why) == 0 &&
+	    proto_message_end(&w, &len) == 0)
 		(void)send(fd, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 }

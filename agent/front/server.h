@@ -19,7 +19,7 @@ struct event_base;
 struct server;
 struct conn;
 struct agent;
-struct smc_request;
+struct proto_request;
 struct peer_limits;
 struct peer_entry;
 
@@ -47,7 +47,7 @@ struct server_stats {
 /* Called for every well-formed request. The request's strings point into the
  * connection's input buffer: valid only during the call. */
 typedef void (*server_request_fn)(struct agent *agent, struct conn *conn,
-    const struct smc_request *request);
+    const struct proto_request *request);
 
 struct server *server_new(struct event_base *base, int listen_fd, const struct server_limits *limits,
     server_request_fn on_request, struct agent *agent);

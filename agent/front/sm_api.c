@@ -115,23 +115,23 @@ send_cjson(struct http_door *door, struct evhttp_request *req, cJSON *doc)
 
 /* The service's error for a backend answer that is not a value. */
 static const char *
-status_error(enum smc_status st, const char *message, const char **out_message, int *http)
+status_error(enum proto_status st, const char *message, const char **out_message, int *http)
 {
 	*http = 400;
 	*out_message = message;
 	switch (st) {
-	case SMC_STATUS_NOT_FOUND:
+	case PROTO_STATUS_NOT_FOUND:
 		if (message != NULL && strstr(message, "scheduled for deletion") != NULL) {
 			*out_message = DELETED_MSG;
 			return "InvalidRequestException";
 		}
 		*out_message = NOT_FOUND_MSG;
 		return "ResourceNotFoundException";
-	case SMC_STATUS_BAD_REQUEST:
+	case PROTO_STATUS_BAD_REQUEST:
 		return "InvalidRequestException";
-	case SMC_STATUS_ACCESS_DENIED:
+	case PROTO_STATUS_ACCESS_DENIED:
 		return "AccessDeniedException";
-	case SMC_STATUS_LIMIT_EXCEEDED:
+	case PROTO_STATUS_LIMIT_EXCEEDED:
 		return "ThrottlingException";
 	default:
 		*http = 500;
@@ -140,7 +140,7 @@ status_error(enum smc_status st, const char *message, const char **out_message, 
 }
 
 static void
-send_status(struct http_door *door, struct evhttp_request *req, enum smc_status st,
+send_status(struct http_door *door, struct evhttp_request *req, enum proto_status st,
     const char *message)
 {
 	const char *m;
@@ -259,9 +259,9 @@ on_hit(void *arg, struct cache_hit *hit, bool stale, struct cache_body *body)
 
 	(void)stale;
 	cache_hit_names(hit, &arn, &name);
-	if (!dispatch_granted(h->ctx->agent, h->ctx->caller, SMC_OP_GET, h->q, name, arn)) {
+	if (!dispatch_granted(h->ctx->agent, h->ctx->caller, PROTO_OP_GET, h->q, name, arn)) {
 		cache_body_release(body);
-		send_status(h->ctx->door, h->ctx->req, SMC_STATUS_ACCESS_DENIED,
+		send_status(h->ctx->door, h->ctx->req, PROTO_STATUS_ACCESS_DENIED,
 		    dispatch_access_denied_message());
 		return;
 	}
@@ -278,12 +278,12 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 
 	(void)stale;
 	if (error != NULL) {
-		dispatch_audit_answer(p->agent, &p->caller, SMC_OP_GET, &p->q, error->status);
+		dispatch_audit_answer(p->agent, &p->caller, PROTO_OP_GET, &p->q, error->status);
 		send_status(p->door, p->req, error->status, error->message);
 		goto out;
 	}
-	if (!dispatch_granted(p->agent, &p->caller, SMC_OP_GET, &p->q, value->name, value->arn)) {
-		send_status(p->door, p->req, SMC_STATUS_ACCESS_DENIED,
+	if (!dispatch_granted(p->agent, &p->caller, PROTO_OP_GET, &p->q, value->name, value->arn)) {
+		send_status(p->door, p->req, PROTO_STATUS_ACCESS_DENIED,
 		    dispatch_access_denied_message());
 		goto out;
 	}
@@ -291,7 +291,7 @@ on_value(void *arg, const struct backend_value *value, bool stale, const struct 
 	if ((out = secmem_wipe_malloc(need)) == NULL ||
 	    http_api_render_sdk_value(value, out, need) != need) {
 		secmem_wipe_free(out);
-		send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(p->door, p->req, PROTO_STATUS_INTERNAL, NULL);
 		goto out;
 	}
 	sm_endpoint_send(p->door, p->req, 200, NULL, out, need, sm_endpoint_wipe_free, NULL);
@@ -304,15 +304,15 @@ static int
 parse_query(const struct sm_api_ctx *ctx, const cJSON *in, struct backend_query *q)
 {
 	memset(q, 0, sizeof(*q));
-	if (member_str(in, "SecretId", 1, SMC_MAX_SECRET_ID, &q->secret_id) != 1) {
+	if (member_str(in, "SecretId", 1, PROTO_MAX_SECRET_ID, &q->secret_id) != 1) {
 		bad_param(ctx->door, ctx->req, "SecretId");
 		return -1;
 	}
-	if (member_str(in, "VersionId", 32, SMC_MAX_VERSION_ID, &q->version_id) < 0) {
+	if (member_str(in, "VersionId", 32, PROTO_MAX_VERSION_ID, &q->version_id) < 0) {
 		bad_param(ctx->door, ctx->req, "VersionId");
 		return -1;
 	}
-	if (member_str(in, "VersionStage", 1, SMC_MAX_VERSION_STAGE, &q->version_stage) < 0) {
+	if (member_str(in, "VersionStage", 1, PROTO_MAX_VERSION_STAGE, &q->version_stage) < 0) {
 		bad_param(ctx->door, ctx->req, "VersionStage");
 		return -1;
 	}
@@ -327,12 +327,12 @@ get_secret_value(const struct sm_api_ctx *ctx, const cJSON *in)
 	const struct hit_ctx h = { ctx, &q };
 	const char *message = NULL;
 	struct sm_pending *p;
-	enum smc_status st;
+	enum proto_status st;
 
 	if (parse_query(ctx, in, &q) != 0)
 		return;
-	if ((st = dispatch_admit(ctx->agent, ctx->caller, SMC_OP_GET, &q, false, &message)) !=
-	    SMC_STATUS_OK) {
+	if ((st = dispatch_admit(ctx->agent, ctx->caller, PROTO_OP_GET, &q, false, &message)) !=
+	    PROTO_STATUS_OK) {
 		send_status(ctx->door, ctx->req, st, message);
 		return;
 	}
@@ -340,7 +340,7 @@ get_secret_value(const struct sm_api_ctx *ctx, const cJSON *in)
 	    (void *)&h) == 1)
 		return;
 	if ((p = pending_new(ctx, P_GET, &q, &charge)) == NULL) {
-		send_status(ctx->door, ctx->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(ctx->door, ctx->req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	cache_get_charged(ctx->agent->cache, &p->q, 0, &charge.charge, on_value, p);
@@ -420,19 +420,19 @@ on_described(void *arg, const struct backend_description *d, const struct backen
 	char *copy;
 
 	if (error != NULL) {
-		dispatch_audit_answer(p->agent, &p->caller, SMC_OP_DESCRIBE, &p->q, error->status);
+		dispatch_audit_answer(p->agent, &p->caller, PROTO_OP_DESCRIBE, &p->q, error->status);
 		send_status(p->door, p->req, error->status, error->message);
 		goto out;
 	}
-	if (!dispatch_granted(p->agent, &p->caller, SMC_OP_DESCRIBE, &p->q, d->name, d->arn)) {
-		send_status(p->door, p->req, SMC_STATUS_ACCESS_DENIED,
+	if (!dispatch_granted(p->agent, &p->caller, PROTO_OP_DESCRIBE, &p->q, d->name, d->arn)) {
+		send_status(p->door, p->req, PROTO_STATUS_ACCESS_DENIED,
 		    dispatch_access_denied_message());
 		goto out;
 	}
 	if (p->kind == P_DESCRIBE && d->raw_json != NULL) {
 		/* The service's own answer, as it sent it. */
 		if ((copy = cJSON_malloc(strlen(d->raw_json) + 1)) == NULL) {
-			send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
+			send_status(p->door, p->req, PROTO_STATUS_INTERNAL, NULL);
 			goto out;
 		}
 		memcpy(copy, d->raw_json, strlen(d->raw_json) + 1);
@@ -453,19 +453,19 @@ describe(const struct sm_api_ctx *ctx, const cJSON *in, enum pending_kind kind)
 	struct dispatch_charge charge;
 	const char *message = NULL;
 	struct sm_pending *p;
-	enum smc_status st;
+	enum proto_status st;
 
-	if (member_str(in, "SecretId", 1, SMC_MAX_SECRET_ID, &q.secret_id) != 1) {
+	if (member_str(in, "SecretId", 1, PROTO_MAX_SECRET_ID, &q.secret_id) != 1) {
 		bad_param(ctx->door, ctx->req, "SecretId");
 		return;
 	}
-	if ((st = dispatch_admit(ctx->agent, ctx->caller, SMC_OP_DESCRIBE, &q, false,
-	    &message)) != SMC_STATUS_OK) {
+	if ((st = dispatch_admit(ctx->agent, ctx->caller, PROTO_OP_DESCRIBE, &q, false,
+	    &message)) != PROTO_STATUS_OK) {
 		send_status(ctx->door, ctx->req, st, message);
 		return;
 	}
 	if ((p = pending_new(ctx, kind, &q, &charge)) == NULL) {
-		send_status(ctx->door, ctx->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(ctx->door, ctx->req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	cache_describe_charged(ctx->agent->cache, p->q.secret_id, &charge.charge, on_described, p);
@@ -487,7 +487,7 @@ relay(struct sm_pending *p, const struct upstream_aws_reply *r, const cJSON *doc
 		type = type != NULL ? type + 1 : t->valuestring;
 	}
 	if ((copy = secmem_wipe_malloc(r->len + 1)) == NULL) {
-		send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(p->door, p->req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	if (r->len > 0)
@@ -516,7 +516,7 @@ filter_values(struct sm_pending *p, cJSON *doc)
 		const struct backend_query q = { name != NULL ? name : "", NULL, NULL };
 
 		next = v->next;
-		if (!dispatch_granted(p->agent, &p->caller, SMC_OP_GET, &q, name, arn))
+		if (!dispatch_granted(p->agent, &p->caller, PROTO_OP_GET, &q, name, arn))
 			cJSON_Delete(cJSON_DetachItemViaPointer(values, v));
 	}
 }
@@ -553,9 +553,9 @@ on_forwarded(void *arg, const struct upstream_aws_reply *r, const struct backend
 		break;
 	}
 	case P_VERSIONS:
-		if (ok && !dispatch_granted(p->agent, &p->caller, SMC_OP_DESCRIBE, &p->q,
+		if (ok && !dispatch_granted(p->agent, &p->caller, PROTO_OP_DESCRIBE, &p->q,
 		    doc_str(doc, "Name"), doc_str(doc, "ARN"))) {
-			send_status(p->door, p->req, SMC_STATUS_ACCESS_DENIED,
+			send_status(p->door, p->req, PROTO_STATUS_ACCESS_DENIED,
 			    dispatch_access_denied_message());
 			break;
 		}
@@ -585,7 +585,7 @@ forward(struct sm_pending *p, const char *operation, const char *body, size_t le
 
 	snprintf(target, sizeof(target), "secretsmanager.%s", operation);
 	if (upstream_aws_forward(p->agent->backend, target, body, len, on_forwarded, p) != 0) {
-		send_status(p->door, p->req, SMC_STATUS_INTERNAL, "cannot pass the request on");
+		send_status(p->door, p->req, PROTO_STATUS_INTERNAL, "cannot pass the request on");
 		pending_free(p);
 	}
 }
@@ -598,7 +598,7 @@ charge_one(const struct sm_api_ctx *ctx)
 
 	dispatch_charge_for(&charge, ctx->agent, ctx->caller);
 	if (charge.charge.allow != NULL && !charge.charge.allow(charge.charge.arg)) {
-		send_status(ctx->door, ctx->req, SMC_STATUS_LIMIT_EXCEEDED, charge.charge.refusal);
+		send_status(ctx->door, ctx->req, PROTO_STATUS_LIMIT_EXCEEDED, charge.charge.refusal);
 		return false;
 	}
 	return true;
@@ -610,7 +610,7 @@ list_versions(const struct sm_api_ctx *ctx, const cJSON *in, const char *body, s
 	struct backend_query q = { 0 };
 	const char *message = NULL;
 	struct sm_pending *p;
-	enum smc_status st;
+	enum proto_status st;
 
 	if (!upstream_aws_is(ctx->agent->backend)) {
 		/* The file backend: the cached description has every version. */
@@ -619,19 +619,19 @@ list_versions(const struct sm_api_ctx *ctx, const cJSON *in, const char *body, s
 	}
 	/* Upstream: only the service knows each version's CreatedDate and LastAccessedDate
 	 * and the deprecated versions IncludeDeprecated asks for. */
-	if (member_str(in, "SecretId", 1, SMC_MAX_SECRET_ID, &q.secret_id) != 1) {
+	if (member_str(in, "SecretId", 1, PROTO_MAX_SECRET_ID, &q.secret_id) != 1) {
 		bad_param(ctx->door, ctx->req, "SecretId");
 		return;
 	}
-	if ((st = dispatch_admit(ctx->agent, ctx->caller, SMC_OP_DESCRIBE, &q, false,
-	    &message)) != SMC_STATUS_OK) {
+	if ((st = dispatch_admit(ctx->agent, ctx->caller, PROTO_OP_DESCRIBE, &q, false,
+	    &message)) != PROTO_STATUS_OK) {
 		send_status(ctx->door, ctx->req, st, message);
 		return;
 	}
 	if (!charge_one(ctx))
 		return;
 	if ((p = pending_new(ctx, P_VERSIONS, &q, NULL)) == NULL) {
-		send_status(ctx->door, ctx->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(ctx->door, ctx->req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	forward(p, "ListSecretVersionIds", body, len);
@@ -664,14 +664,14 @@ batch_finish(struct sm_batch *b)
 	bool first = true;
 
 	if (errors == NULL) {
-		send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(p->door, p->req, PROTO_STATUS_INTERNAL, NULL);
 		goto out;
 	}
 	need += strlen(errors);
 	for (size_t i = 0; i < b->count; i++)
 		need += b->items[i].json != NULL ? b->items[i].len + 1 : 0;
 	if ((out = secmem_wipe_malloc(need)) == NULL) {
-		send_status(p->door, p->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(p->door, p->req, PROTO_STATUS_INTERNAL, NULL);
 		goto out;
 	}
 #define PUT(s, n) do { memcpy(out + at, (s), (n)); at += (n); } while (0)
@@ -715,10 +715,10 @@ on_batch_value(void *arg, const struct backend_value *value, bool stale,
 
 	(void)stale;
 	if (error != NULL) {
-		dispatch_audit_answer(p->agent, &p->caller, SMC_OP_GET, &q, error->status);
+		dispatch_audit_answer(p->agent, &p->caller, PROTO_OP_GET, &q, error->status);
 		type = status_error(error->status, error->message, &m, &http);
 		batch_error(b, it->index, type, m);
-	} else if (!dispatch_granted(p->agent, &p->caller, SMC_OP_GET, &q, value->name,
+	} else if (!dispatch_granted(p->agent, &p->caller, PROTO_OP_GET, &q, value->name,
 	    value->arn)) {
 		batch_error(b, it->index, "AccessDeniedException", dispatch_access_denied_message());
 	} else {
@@ -763,7 +763,7 @@ batch_get(const struct sm_api_ctx *ctx, const cJSON *in, const char *body, size_
 		if (!charge_one(ctx))
 			return;
 		if ((p = pending_new(ctx, P_FILTERS, NULL, NULL)) == NULL) {
-			send_status(ctx->door, ctx->req, SMC_STATUS_INTERNAL, NULL);
+			send_status(ctx->door, ctx->req, PROTO_STATUS_INTERNAL, NULL);
 			return;
 		}
 		forward(p, "BatchGetSecretValue", body, len);
@@ -776,7 +776,7 @@ batch_get(const struct sm_api_ctx *ctx, const cJSON *in, const char *body, size_
 	}
 	cJSON_ArrayForEach(e, list) {
 		if (!cJSON_IsString(e) || e->valuestring == NULL || e->valuestring[0] == '\0' ||
-		    strlen(e->valuestring) > SMC_MAX_SECRET_ID) {
+		    strlen(e->valuestring) > PROTO_MAX_SECRET_ID) {
 			bad_param(ctx->door, ctx->req, "SecretIdList");
 			return;
 		}
@@ -788,7 +788,7 @@ batch_get(const struct sm_api_ctx *ctx, const cJSON *in, const char *body, size_
 				free(b);
 			pending_free(p);
 		}
-		send_status(ctx->door, ctx->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(ctx->door, ctx->req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	p->batch = b;
@@ -798,7 +798,7 @@ batch_get(const struct sm_api_ctx *ctx, const cJSON *in, const char *body, size_
 		b->items[i].batch = b;
 		b->items[i].index = i;
 		if ((b->items[i].id = strdup(cJSON_GetArrayItem(list, (int)i)->valuestring)) == NULL) {
-			send_status(ctx->door, ctx->req, SMC_STATUS_INTERNAL, NULL);
+			send_status(ctx->door, ctx->req, PROTO_STATUS_INTERNAL, NULL);
 			pending_free(p);
 			return;
 		}
@@ -808,12 +808,12 @@ batch_get(const struct sm_api_ctx *ctx, const cJSON *in, const char *body, size_
 	for (size_t i = 0; i < n; i++) {
 		const struct backend_query q = { b->items[i].id, NULL, NULL };
 		const char *message = NULL;
-		enum smc_status st;
+		enum proto_status st;
 		const char *type, *m;
 		int http;
 
-		st = dispatch_admit(ctx->agent, ctx->caller, SMC_OP_GET, &q, false, &message);
-		if (st != SMC_STATUS_OK) {
+		st = dispatch_admit(ctx->agent, ctx->caller, PROTO_OP_GET, &q, false, &message);
+		if (st != PROTO_STATUS_OK) {
 			type = status_error(st, message, &m, &http);
 			batch_error(b, i, type, m);
 			b->remaining--;
@@ -837,8 +837,8 @@ write_op(const struct sm_api_ctx *ctx, const char *operation, const cJSON *in, c
 	char msg[512];
 
 	/* The secret the request is about: SecretId, or Name for CreateSecret. */
-	if (member_str(in, "SecretId", 1, SMC_MAX_SECRET_ID, &q.secret_id) != 1 &&
-	    member_str(in, "Name", 1, SMC_MAX_SECRET_ID, &q.secret_id) != 1)
+	if (member_str(in, "SecretId", 1, PROTO_MAX_SECRET_ID, &q.secret_id) != 1 &&
+	    member_str(in, "Name", 1, PROTO_MAX_SECRET_ID, &q.secret_id) != 1)
 		q.secret_id = NULL;
 	if (!ctx->forward || url == NULL) {
 		snprintf(msg, sizeof(msg), "smcache serves reads only (GetSecretValue,"
@@ -847,7 +847,7 @@ write_op(const struct sm_api_ctx *ctx, const char *operation, const cJSON *in, c
 		    url != NULL ? " (or set [endpoint] forward = yes with an [access] allow_write"
 		    " rule)" : " (the agent's backend is not aws)");
 		dispatch_audit_forward(ctx->agent, ctx->caller, operation, q.secret_id, false,
-		    SMC_STATUS_ACCESS_DENIED, "forward = no");
+		    PROTO_STATUS_ACCESS_DENIED, "forward = no");
 		sm_endpoint_error(ctx->door, ctx->req, 400, "AccessDeniedException", msg);
 		return;
 	}
@@ -856,14 +856,14 @@ write_op(const struct sm_api_ctx *ctx, const char *operation, const cJSON *in, c
 		snprintf(msg, sizeof(msg), "no [access] allow_write rule lets you %s %s", operation,
 		    q.secret_id != NULL ? "this secret" : "(a rule granting * is needed)");
 		dispatch_audit_forward(ctx->agent, ctx->caller, operation, q.secret_id, false,
-		    SMC_STATUS_ACCESS_DENIED, "no allow_write rule");
+		    PROTO_STATUS_ACCESS_DENIED, "no allow_write rule");
 		sm_endpoint_error(ctx->door, ctx->req, 400, "AccessDeniedException", msg);
 		return;
 	}
 	if (!charge_one(ctx))
 		return;
 	if ((p = pending_new(ctx, P_FORWARD, &q, NULL)) == NULL) {
-		send_status(ctx->door, ctx->req, SMC_STATUS_INTERNAL, NULL);
+		send_status(ctx->door, ctx->req, PROTO_STATUS_INTERNAL, NULL);
 		return;
 	}
 	snprintf(p->operation, sizeof(p->operation), "%s", operation);

@@ -37,7 +37,7 @@
 #define MAX_OUTPUT	(4u * 1024u * 1024u)	/* stop reading a client that does not read */
 #define MAX_EVENTS	64
 #define BACKLOG		512
-#define MAX_REQUEST	(READ_CHUNK - SMC_FRAME_PREFIX_LEN)
+#define MAX_REQUEST	(READ_CHUNK - PROTO_FRAME_PREFIX_LEN)
 
 struct econn {
 	int fd;
@@ -116,13 +116,13 @@ econn_answer(struct econn *c)
 {
 	size_t off = 0, body_len;
 
-	while (c->in_len - off >= SMC_FRAME_PREFIX_LEN) {
-		enum smc_frame_state st = smc_frame_check(c->in + off, c->in_len - off, MAX_REQUEST,
+	while (c->in_len - off >= PROTO_FRAME_PREFIX_LEN) {
+		enum proto_frame_state st = proto_frame_check(c->in + off, c->in_len - off, MAX_REQUEST,
 		    &body_len);
 
-		if (st == SMC_FRAME_NEED_MORE)
+		if (st == PROTO_FRAME_NEED_MORE)
 			break;
-		if (st != SMC_FRAME_READY)
+		if (st != PROTO_FRAME_READY)
 			return -1;
 		if (c->out_len + reply_len > c->out_cap) {
 			size_t cap = c->out_cap ? c->out_cap * 2 : reply_len * 32;
@@ -137,10 +137,10 @@ econn_answer(struct econn *c)
 		}
 		memcpy(c->out + c->out_len, reply, reply_len);
 		/* Request id: after the prefix, version, op and flags, in both frames. */
-		memcpy(c->out + c->out_len + SMC_FRAME_PREFIX_LEN + 4,
-		    c->in + off + SMC_FRAME_PREFIX_LEN + 4, 4);
+		memcpy(c->out + c->out_len + PROTO_FRAME_PREFIX_LEN + 4,
+		    c->in + off + PROTO_FRAME_PREFIX_LEN + 4, 4);
 		c->out_len += reply_len;
-		off += SMC_FRAME_PREFIX_LEN + body_len;
+		off += PROTO_FRAME_PREFIX_LEN + body_len;
 	}
 	if (off > 0) {
 		memmove(c->in, c->in + off, c->in_len - off);
@@ -234,25 +234,25 @@ static int
 build_reply(const char *arn, const char *name, const char *version_id, const char *stage,
     unsigned long long created_ms, size_t value_len)
 {
-	size_t cap = SMC_FRAME_PREFIX_LEN + SMC_FRAME_MAX_BODY;
-	struct smc_writer w;
+	size_t cap = PROTO_FRAME_PREFIX_LEN + PROTO_FRAME_MAX_BODY;
+	struct proto_writer w;
 	uint8_t *value;
 	int rc;
 
 	if ((reply = malloc(cap)) == NULL || (value = malloc(value_len + 1)) == NULL)
 		return -1;
 	memset(value, 'x', value_len);
-	smc_writer_init(&w, reply, cap);
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, 0, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_ARN, arn);
-	smc_put_cstr(&w, SMC_TAG_NAME, name);
-	smc_put_cstr(&w, SMC_TAG_VERSION_ID, version_id);
+	proto_writer_init(&w, reply, cap);
+	proto_message_begin(&w, PROTO_OP_GET | PROTO_OP_REPLY, 0, 0, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_ARN, arn);
+	proto_put_cstr(&w, PROTO_TAG_NAME, name);
+	proto_put_cstr(&w, PROTO_TAG_VERSION_ID, version_id);
 	if (stage != NULL && stage[0] != '\0')
-		smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, stage);
+		proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, stage);
 	if (created_ms > 0)
-		smc_put_u64(&w, SMC_TAG_CREATED_DATE, created_ms);
-	smc_put_bytes(&w, SMC_TAG_SECRET_STRING, value, value_len);
-	rc = smc_message_end(&w, &reply_len);
+		proto_put_u64(&w, PROTO_TAG_CREATED_DATE, created_ms);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_STRING, value, value_len);
+	rc = proto_message_end(&w, &reply_len);
 	free(value);
 	return rc;
 }
@@ -284,7 +284,7 @@ main(int argc, char **argv)
 			break;
 		case 'l':
 			value_len = strtoul(optarg, &end, 10);
-			if (*end != '\0' || value_len > SMC_MAX_VALUE)
+			if (*end != '\0' || value_len > PROTO_MAX_VALUE)
 				usage();
 			break;
 		default: usage();

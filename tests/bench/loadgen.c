@@ -9,7 +9,7 @@
  * default) each drive their share of the connections with epoll, sending a
  * batch of requests in one write after each read.
  *
- * Every reply is checked: frame and message well formed (smc_reply_decode),
+ * Every reply is checked: frame and message well formed (proto_reply_decode),
  * a GET reply with status OK, a request id that is outstanding on that
  * connection, and the expected value length. Latency (request written ->
  * reply parsed) of good replies goes into a log-linear histogram (under 1%
@@ -284,7 +284,7 @@ conn_fill(struct worker *w, struct lconn *c, uint64_t now)
 		memcpy(p, req_templates[k], req_len);
 		/* The request id sits after the prefix, version, op and flags. */
 		if (!opt.redis)
-			smc_store_u32(p + SMC_FRAME_PREFIX_LEN + 4, s->id);
+			proto_store_u32(p + PROTO_FRAME_PREFIX_LEN + 4, s->id);
 		else
 			c->order[(c->order_head + c->order_len++) % opt.depth] = idx;
 		c->cursor = k + 1 < nids ? k + 1 : 0;
@@ -310,26 +310,26 @@ record(struct worker *w, uint64_t lat, uint64_t now)
 static void
 handle_reply(struct worker *w, struct lconn *c, const uint8_t *body, size_t len, uint64_t now)
 {
-	struct smc_decode_error derr;
-	struct smc_reply reply;
+	struct proto_decode_error derr;
+	struct proto_reply reply;
 	struct slot *s;
 	uint32_t idx;
 	size_t vlen;
 	bool ok = false;
 
-	if (smc_reply_decode(body, len, &reply, &derr) != 0) {
-		report_error(w, "malformed reply (%s): %s", smc_status_name(derr.status),
+	if (proto_reply_decode(body, len, &reply, &derr) != 0) {
+		report_error(w, "malformed reply (%s): %s", proto_status_name(derr.status),
 		    derr.message);
 		/* Its id may still be readable; without it the slot is lost. */
-		if (len < SMC_HEADER_LEN)
+		if (len < PROTO_HEADER_LEN)
 			return;
-		reply.header.request_id = smc_load_u32(body + 4);
+		reply.header.request_id = proto_load_u32(body + 4);
 		goto release;
 	}
-	if (reply.header.status != SMC_STATUS_OK) {
-		report_error(w, "reply status %s: %.*s", smc_status_name(reply.header.status),
+	if (reply.header.status != PROTO_STATUS_OK) {
+		report_error(w, "reply status %s: %.*s", proto_status_name(reply.header.status),
 		    (int)reply.message.len, reply.message.ptr != NULL ? reply.message.ptr : "");
-	} else if (reply.header.op != (SMC_OP_GET | SMC_OP_REPLY)) {
+	} else if (reply.header.op != (PROTO_OP_GET | PROTO_OP_REPLY)) {
 		report_error(w, "reply op 0x%02x, expected a GET reply", reply.header.op);
 	} else {
 		vlen = reply.secret_string != NULL ? reply.secret_string_len :
@@ -341,7 +341,7 @@ handle_reply(struct worker *w, struct lconn *c, const uint8_t *body, size_t len,
 		else
 			ok = true;
 		if (ok && w->reply_frame_len == 0)
-			w->reply_frame_len = len + SMC_FRAME_PREFIX_LEN;
+			w->reply_frame_len = len + PROTO_FRAME_PREFIX_LEN;
 	}
 release:
 	idx = reply.header.request_id & ((1u << slot_bits) - 1u);
@@ -468,18 +468,18 @@ conn_readable(struct worker *w, struct lconn *c, bool sending)
 		handle_redis_reply(w, c, vlen, (size_t)took, now);
 		off += (size_t)took;
 	}
-	while (!opt.redis && c->in_len - off >= SMC_FRAME_PREFIX_LEN) {
-		enum smc_frame_state st = smc_frame_check(c->in + off, c->in_len - off,
-		    IN_CAP - SMC_FRAME_PREFIX_LEN, &body_len);
+	while (!opt.redis && c->in_len - off >= PROTO_FRAME_PREFIX_LEN) {
+		enum proto_frame_state st = proto_frame_check(c->in + off, c->in_len - off,
+		    IN_CAP - PROTO_FRAME_PREFIX_LEN, &body_len);
 
-		if (st == SMC_FRAME_NEED_MORE)
+		if (st == PROTO_FRAME_NEED_MORE)
 			break;
-		if (st != SMC_FRAME_READY) {
+		if (st != PROTO_FRAME_READY) {
 			conn_kill(w, c, "bad frame length from the server");
 			return;
 		}
-		handle_reply(w, c, c->in + off + SMC_FRAME_PREFIX_LEN, body_len, now);
-		off += SMC_FRAME_PREFIX_LEN + body_len;
+		handle_reply(w, c, c->in + off + PROTO_FRAME_PREFIX_LEN, body_len, now);
+		off += PROTO_FRAME_PREFIX_LEN + body_len;
 	}
 	if (off > 0) {
 		memmove(c->in, c->in + off, c->in_len - off);
@@ -642,7 +642,7 @@ parse_options(int argc, char **argv)
 		case 'n': opt.requests = parse_ulong(optarg, 1, ULONG_MAX); break;
 		case 'w': opt.warmup_s = parse_seconds(optarg); break;
 		case 'T': opt.threads = (unsigned)parse_ulong(optarg, 1, MAX_THREADS); break;
-		case 'l': opt.expect_len = (long)parse_ulong(optarg, 0, SMC_MAX_VALUE); break;
+		case 'l': opt.expect_len = (long)parse_ulong(optarg, 0, PROTO_MAX_VALUE); break;
 		default: usage();
 		}
 	}
@@ -664,13 +664,13 @@ parse_options(int argc, char **argv)
 static int
 encode_request(const char *id, uint8_t **out, size_t *len)
 {
-	struct smc_request req;
-	struct smc_writer w;
+	struct proto_request req;
+	struct proto_writer w;
 	size_t idlen = strlen(id);
-	size_t cap = SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + SMC_FIELD_HEADER_LEN + idlen + 64;
+	size_t cap = PROTO_FRAME_PREFIX_LEN + PROTO_HEADER_LEN + PROTO_FIELD_HEADER_LEN + idlen + 64;
 	int n;
 
-	if (idlen == 0 || idlen > SMC_MAX_SECRET_ID)
+	if (idlen == 0 || idlen > PROTO_MAX_SECRET_ID)
 		return -1;
 	if ((*out = malloc(cap)) == NULL)
 		return -1;
@@ -682,19 +682,19 @@ encode_request(const char *id, uint8_t **out, size_t *len)
 		return 0;
 	}
 	memset(&req, 0, sizeof(req));
-	req.header.version = SMC_PROTO_VERSION;
-	req.header.op = SMC_OP_GET;
+	req.header.version = PROTO_VERSION;
+	req.header.op = PROTO_OP_GET;
 	req.secret_id.ptr = id;
 	req.secret_id.len = idlen;
-	smc_writer_init(&w, *out, cap);
-	return smc_request_encode(&w, &req, len);
+	proto_writer_init(&w, *out, cap);
+	return proto_request_encode(&w, &req, len);
 }
 
 /* One request per id: -i's single id, or every line of -f's file. */
 static int
 build_templates(void)
 {
-	char line[SMC_MAX_SECRET_ID + 2];
+	char line[PROTO_MAX_SECRET_ID + 2];
 	FILE *f = NULL;
 	int rc = -1;
 

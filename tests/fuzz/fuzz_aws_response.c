@@ -21,11 +21,11 @@ static void
 check_value(const struct backend_value *v)
 {
 	if (v->arn == NULL || v->name == NULL || v->version_id == NULL ||
-	    v->len > SMC_MAX_VALUE || v->stage_count > SMC_MAX_STAGES ||
+	    v->len > PROTO_MAX_VALUE || v->stage_count > PROTO_MAX_STAGES ||
 	    (v->len > 0 && v->data == NULL) || v->created_ms < 0)
 		abort();
 	for (size_t i = 0; i < v->stage_count; i++)
-		if (v->stages[i] == NULL || strlen(v->stages[i]) > SMC_MAX_VERSION_STAGE)
+		if (v->stages[i] == NULL || strlen(v->stages[i]) > PROTO_MAX_VERSION_STAGE)
 			abort();
 	/* Read every byte, so ASan sees any bad pointer. */
 	for (size_t i = 0; i < v->len; i++)
@@ -35,7 +35,7 @@ check_value(const struct backend_value *v)
 static void
 check_error(const struct backend_error *e)
 {
-	if (e->status == SMC_STATUS_OK || e->status > SMC_STATUS_MAX ||
+	if (e->status == PROTO_STATUS_OK || e->status > PROTO_STATUS_MAX ||
 	    memchr(e->message, '\0', sizeof(e->message)) == NULL)
 		abort();
 }
@@ -62,11 +62,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct aws_describe_result r;
 
 		if (aws_json_parse_describe(data + 1, size - 1, &r, err, sizeof(err)) == 0) {
-			if (r.d.arn == NULL || r.d.name == NULL || r.d.version_count > SMC_MAX_VERSIONS)
+			if (r.d.arn == NULL || r.d.name == NULL || r.d.version_count > PROTO_MAX_VERSIONS)
 				abort();
 			for (size_t i = 0; i < r.d.version_count; i++)
 				if (r.d.versions[i].version_id == NULL ||
-				    r.d.versions[i].stage_count > SMC_MAX_STAGES)
+				    r.d.versions[i].stage_count > PROTO_MAX_STAGES)
 					abort();
 			aws_describe_result_free(&r);
 		}

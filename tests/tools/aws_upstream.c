@@ -78,7 +78,7 @@ add_value(cJSON *o, const struct backend_value *v)
 static void
 add_error(struct tool *t, cJSON *o, const struct backend_error *e)
 {
-	cJSON_AddStringToObject(o, "status", smc_status_name(e->status));
+	cJSON_AddStringToObject(o, "status", proto_status_name(e->status));
 	cJSON_AddStringToObject(o, "message", e->message);
 	t->errors++;
 }

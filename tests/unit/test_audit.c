@@ -24,19 +24,19 @@ static void
 test_format(void **state)
 {
 	struct audit_event e = {
-		.op = SMC_OP_GET, .uid = 1000, .gid = 100, .pid = 4242,
+		.op = PROTO_OP_GET, .uid = 1000, .gid = 100, .pid = 4242,
 		.secret_id = "prod/db", .version_stage = "AWSPREVIOUS", .version_id = NULL,
-		.allowed = false, .status = SMC_STATUS_ACCESS_DENIED,
+		.allowed = false, .status = PROTO_STATUS_ACCESS_DENIED,
 	};
 	char buf[4096];
 
 	audit_format(&e, buf, sizeof(buf));
 	assert_string_equal(buf, "op=GET decision=denied status=ACCESS_DENIED uid=1000 gid=100"
 	    " pid=4242 id=\"prod/db\" stage=\"AWSPREVIOUS\" version_id=-");
-	e.op = SMC_OP_STATS;
+	e.op = PROTO_OP_STATS;
 	e.secret_id = e.version_stage = NULL;
 	e.allowed = true;
-	e.status = SMC_STATUS_OK;
+	e.status = PROTO_STATUS_OK;
 	audit_format(&e, buf, sizeof(buf));
 	assert_string_equal(buf, "op=STATS decision=allowed status=OK uid=1000 gid=100 pid=4242"
 	    " id=- stage=- version_id=-");
@@ -44,7 +44,7 @@ test_format(void **state)
 	audit_format(&e, buf, sizeof(buf));
 	assert_non_null(strstr(buf, "status=- "));
 	/* The HTTP door, and a reason (quoted like ids: it may quote the kernel's words). */
-	e.status = SMC_STATUS_ACCESS_DENIED;
+	e.status = PROTO_STATUS_ACCESS_DENIED;
 	e.allowed = false;
 	e.door = "http";
 	e.reason = "sock_diag: \"no\"\n";
@@ -56,7 +56,7 @@ test_format(void **state)
 static void
 test_escaping(void **state)
 {
-	struct audit_event e = { .op = SMC_OP_DESCRIBE, .allowed = true };
+	struct audit_event e = { .op = PROTO_OP_DESCRIBE, .allowed = true };
 	char buf[4096], *id;
 
 	e.secret_id = "a\nop=GET decision=allowed \"x\\y\x7f\xc3\xa9";
@@ -105,10 +105,10 @@ static void
 test_levels_and_file(void **state)
 {
 	char dir[] = "/tmp/test_audit.XXXXXX", path[256], err[256];
-	struct audit_event allowed = { .op = SMC_OP_GET, .uid = 1, .secret_id = "ok",
+	struct audit_event allowed = { .op = PROTO_OP_GET, .uid = 1, .secret_id = "ok",
 		.allowed = true, .status = 0 };
-	struct audit_event denied = { .op = SMC_OP_GET, .uid = 2, .secret_id = "no",
-		.allowed = false, .status = SMC_STATUS_ACCESS_DENIED };
+	struct audit_event denied = { .op = PROTO_OP_GET, .uid = 2, .secret_id = "no",
+		.allowed = false, .status = PROTO_STATUS_ACCESS_DENIED };
 	struct audit *a;
 	struct stat st;
 	char *text;

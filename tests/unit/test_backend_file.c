@@ -71,12 +71,12 @@ struct result {
 	int calls;
 	bool returned;		/* set once the call returned; the callback checks it */
 	bool ok;
-	enum smc_status status;
+	enum proto_status status;
 	char message[256];
 	char arn[256];
 	char name[128];
 	char version_id[72];
-	char stages[SMC_MAX_STAGES][64];
+	char stages[PROTO_MAX_STAGES][64];
 	size_t stage_count;
 	int64_t created_ms;
 	bool is_binary;
@@ -172,7 +172,7 @@ teardown(void **state)
 static void
 copy_stages(char dst[][64], size_t *count, const char *const *stages, size_t n)
 {
-	assert_true(n <= SMC_MAX_STAGES);
+	assert_true(n <= PROTO_MAX_STAGES);
 	for (size_t i = 0; i < n; i++)
 		snprintf(dst[i], 64, "%s", stages[i]);
 	*count = n;
@@ -193,7 +193,7 @@ record_common(struct result *r, bool ok, const struct backend_error *error)
 	}
 	if (!ok) {
 		assert_non_null(error);
-		assert_int_not_equal(error->status, SMC_STATUS_OK);
+		assert_int_not_equal(error->status, PROTO_STATUS_OK);
 		r->status = error->status;
 		snprintf(r->message, sizeof(r->message), "%s", error->message);
 	}
@@ -294,7 +294,7 @@ assert_value(const struct result *r, const char *expected)
 }
 
 static void
-assert_error(const struct result *r, enum smc_status status, const char *fragment)
+assert_error(const struct result *r, enum proto_status status, const char *fragment)
 {
 	assert_false(r->ok);
 	assert_int_equal(r->status, status);
@@ -336,11 +336,11 @@ test_get_by_full_and_partial_arn(void **state)
 
 	/* Neither a wrong suffix nor a prefix of the partial ARN matches. */
 	get(f, ARN_PREFIX "demo/db-password-a1B2c4", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "not found");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "not found");
 	get(f, ARN_PREFIX "demo/db-passwor", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "not found");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "not found");
 	get(f, "demo/db-passwor", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "not found");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "not found");
 }
 
 static void
@@ -461,7 +461,7 @@ test_version_and_stage_mismatch(void **state)
 	struct result r;
 
 	get(f, "demo/db-password", "AWSCURRENT", "v1", &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "do not match");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "do not match");
 	assert_non_null(strstr(r.message, "\"v1\""));
 	assert_non_null(strstr(r.message, "\"AWSCURRENT\""));
 	assert_null(strstr(r.message, "old-pw"));
@@ -488,23 +488,23 @@ test_not_found(void **state)
 	struct result r;
 
 	get(f, "demo/nope", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "secret \"demo/nope\" not found");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "secret \"demo/nope\" not found");
 
 	get(f, "demo/db-password", "AWSNOPE", NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "has no version labelled \"AWSNOPE\"");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "has no version labelled \"AWSNOPE\"");
 
 	get(f, "demo/db-password", NULL, "v9", &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "has no version \"v9\"");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "has no version \"v9\"");
 
 	get(f, "demo/db-password", NULL, "v9", &r);
 	assert_null(strstr(r.message, "cur-pw"));
 
 	/* A secret without versions has no AWSCURRENT. */
 	get(f, "demo/empty", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "has no version labelled \"AWSCURRENT\"");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "has no version labelled \"AWSCURRENT\"");
 
 	get(f, "", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "not found");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "not found");
 }
 
 static void
@@ -519,7 +519,7 @@ test_not_found_message_is_sanitized_and_bounded(void **state)
 	id[3] = '\n';
 	id[4] = '\x1b';
 	get(f, id, NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "secret \"aaa??aaa");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "secret \"aaa??aaa");
 	assert_non_null(strstr(r.message, "...\" not found"));
 	assert_null(strchr(r.message, '\n'));
 }
@@ -531,9 +531,9 @@ test_deleted(void **state)
 	struct result r;
 
 	get(f, "demo/retired", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "secret \"demo/retired\" is scheduled for deletion");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "secret \"demo/retired\" is scheduled for deletion");
 	get(f, "demo/retired", NULL, "r1", &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "scheduled for deletion");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "scheduled for deletion");
 
 	describe(f, "demo/retired", &r);
 	assert_true(r.ok);
@@ -581,7 +581,7 @@ test_describe(void **state)
 	assert_int_equal(r.version_count, 0);
 
 	describe(f, "demo/nope", &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "secret \"demo/nope\" not found");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "secret \"demo/nope\" not found");
 }
 
 /* ---- validation ------------------------------------------------------------------------------ */
@@ -953,7 +953,7 @@ test_example_file_is_valid(void **state)
 	get(f, "demo/rotating-token", "CANARY", NULL, &r);
 	assert_true(r.ok);
 	get(f, "demo/retired", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "scheduled for deletion");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "scheduled for deletion");
 }
 
 /* ---- changes on disk --------------------------------------------------------------------------- */
@@ -972,7 +972,7 @@ test_file_change_is_seen(void **state)
 	assert_value(&r, "rotated-value");
 	assert_string_equal(r.version_id, "k2");
 	get(f, "demo/db-password", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_NOT_FOUND, "not found");
+	assert_error(&r, PROTO_STATUS_NOT_FOUND, "not found");
 }
 
 /* Captures what the logger writes to stderr during a test. */
@@ -1035,24 +1035,24 @@ test_invalid_then_valid_again(void **state)
 		get(f, "demo/api-key", NULL, NULL, &r);
 		snprintf(msg, sizeof(msg), "secrets file %s is invalid: secret \"demo/api-key\" "
 		    "(Secrets[0]), Versions[0]: has neither SecretString nor SecretBinary", f->path);
-		assert_error(&r, SMC_STATUS_UPSTREAM_UNAVAILABLE, msg);
+		assert_error(&r, PROTO_STATUS_UPSTREAM_UNAVAILABLE, msg);
 	}
 	describe(f, "demo/api-key", &r);
-	assert_error(&r, SMC_STATUS_UPSTREAM_UNAVAILABLE, "is invalid");
+	assert_error(&r, PROTO_STATUS_UPSTREAM_UNAVAILABLE, "is invalid");
 	/* Logged once for that state of the file, not per request. */
 	assert_int_equal(capture_count(&cap, "is invalid"), 1);
 
 	/* A different broken edit is logged again. */
 	write_json(f->path, "{");
 	get(f, "demo/api-key", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_UPSTREAM_UNAVAILABLE, "line 1, column 2: not valid JSON");
+	assert_error(&r, PROTO_STATUS_UPSTREAM_UNAVAILABLE, "line 1, column 2: not valid JSON");
 	get(f, "demo/api-key", NULL, NULL, &r);
 	assert_int_equal(capture_count(&cap, "is invalid"), 2);
 
 	/* Removed: also unavailable, logged once. */
 	assert_int_equal(unlink(f->path), 0);
 	get(f, "demo/api-key", NULL, NULL, &r);
-	assert_error(&r, SMC_STATUS_UPSTREAM_UNAVAILABLE, "cannot read secrets file");
+	assert_error(&r, PROTO_STATUS_UPSTREAM_UNAVAILABLE, "cannot read secrets file");
 	get(f, "demo/api-key", NULL, NULL, &r);
 	assert_int_equal(capture_count(&cap, "cannot read secrets file"), 1);
 
@@ -1319,7 +1319,7 @@ test_parsed_once_per_change(void **state)
 	json_secure_set_free_hook(wipe_hook, &w);
 	for (int i = 0; i < 50; i++) {
 		get(f, "demo/nope", NULL, NULL, &r);
-		assert_error(&r, SMC_STATUS_NOT_FOUND, "not found");
+		assert_error(&r, PROTO_STATUS_NOT_FOUND, "not found");
 		get(f, "demo/api-key", NULL, NULL, &r);
 		assert_value(&r, "api-value");
 	}

@@ -96,7 +96,7 @@ struct fake {
 	struct backend b;		/* first: ops receive &fake->b */
 	struct fake_version table[MAX_FAKE];
 	struct timeval delay;
-	enum smc_status fail;		/* SMC_STATUS_OK: answer from the table */
+	enum proto_status fail;		/* PROTO_STATUS_OK: answer from the table */
 	bool fail_about_secret;		/* the failure is about the secret asked for */
 	unsigned calls;
 	unsigned describes;		/* DescribeSecret calls (not in calls) */
@@ -145,7 +145,7 @@ fake_lookup(struct fake *f, const struct fake_req *r, struct backend_error *erro
 			continue;
 		return v;
 	}
-	backend_error_set(error, SMC_STATUS_NOT_FOUND, "%s", secret_seen ?
+	backend_error_set(error, PROTO_STATUS_NOT_FOUND, "%s", secret_seen ?
 	    "no such version" : "no such secret");
 	return NULL;
 }
@@ -168,7 +168,7 @@ fake_describe_answer(struct fake *f, struct fake_req *r)
 	size_t n = 0;
 
 	memset(&d, 0, sizeof(d));
-	if (f->fail != SMC_STATUS_OK) {
+	if (f->fail != PROTO_STATUS_OK) {
 		backend_error_set(&error, f->fail, "fake failure");
 		error.about_secret = f->fail_about_secret;
 		r->dcb(r->arg, NULL, &error);
@@ -190,7 +190,7 @@ fake_describe_answer(struct fake *f, struct fake_req *r)
 		n++;
 	}
 	if (n == 0) {
-		backend_error_set(&error, SMC_STATUS_NOT_FOUND, "no such secret");
+		backend_error_set(&error, PROTO_STATUS_NOT_FOUND, "no such secret");
 		error.about_secret = true;
 		r->dcb(r->arg, NULL, &error);
 		return;
@@ -220,7 +220,7 @@ fake_answer(evutil_socket_t fd, short what, void *arg)
 		fake_describe_answer(f, r);
 		goto out;
 	}
-	if (f->fail != SMC_STATUS_OK) {
+	if (f->fail != PROTO_STATUS_OK) {
 		backend_error_set(&error, f->fail, "fake failure");
 		error.about_secret = f->fail_about_secret;
 		r->cb(r->arg, NULL, &error);
@@ -412,14 +412,14 @@ struct answer {
 	int calls;
 	bool sync;			/* the callback ran before cache_get returned */
 	bool ok;
-	enum smc_status status;
+	enum proto_status status;
 	uint8_t *value;
 	size_t len;
 	bool is_binary;
 	char arn[160];
 	char name[64];
 	char vid[72];
-	char stages[SMC_MAX_STAGES][32];
+	char stages[PROTO_MAX_STAGES][32];
 	size_t stage_count;
 };
 
@@ -447,13 +447,13 @@ on_answer(void *arg, const struct backend_value *value, bool stale,
 	free(a->value);
 	a->value = NULL;
 	if (error != NULL) {
-		assert_int_not_equal(error->status, SMC_STATUS_OK);
+		assert_int_not_equal(error->status, PROTO_STATUS_OK);
 		a->status = error->status;
 		return;
 	}
 	/* The cache hands out its own (unsealed) copy, never the backend's buffer
 	 * after the fetch callback, and never a buffer it keeps in the clear. */
-	a->status = SMC_STATUS_OK;
+	a->status = PROTO_STATUS_OK;
 	a->value = malloc(value->len + 1);
 	assert_non_null(a->value);
 	memcpy(a->value, value->data, value->len);
@@ -463,7 +463,7 @@ on_answer(void *arg, const struct backend_value *value, bool stale,
 	snprintf(a->arn, sizeof(a->arn), "%s", value->arn);
 	snprintf(a->name, sizeof(a->name), "%s", value->name);
 	snprintf(a->vid, sizeof(a->vid), "%s", value->version_id);
-	assert_true(value->stage_count <= SMC_MAX_STAGES);
+	assert_true(value->stage_count <= PROTO_MAX_STAGES);
 	a->stage_count = value->stage_count;
 	for (size_t i = 0; i < value->stage_count; i++)
 		snprintf(a->stages[i], sizeof(a->stages[i]), "%s", value->stages[i]);
@@ -583,7 +583,7 @@ want_value(const char *id, const char *stage, const char *vid, const char *want,
 }
 
 static void
-want_status(const char *id, const char *stage, const char *vid, enum smc_status want,
+want_status(const char *id, const char *stage, const char *vid, enum proto_status want,
     unsigned backend_calls)
 {
 	unsigned before = T.fake->calls;
@@ -678,11 +678,11 @@ test_canonical_ids_share_one_entry(void **state)
 
 	/* An ARN of another account or suffix is not this entry. */
 	want_status("arn:aws:secretsmanager:us-east-1:999999999999:secret:app/db-AbCdEf",
-	    NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
-	want_status(ARN("app/db", "XXXXXX"), NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	    NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
+	want_status(ARN("app/db", "XXXXXX"), NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
 	/* Nor is a malformed ARN or a name's prefix. */
-	want_status("arn:aws:secretsmanager:app/db", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
-	want_status("app/d", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	want_status("arn:aws:secretsmanager:app/db", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
+	want_status("app/d", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
 	stop();
 }
 
@@ -734,9 +734,9 @@ test_version_id_reads_follow_ttl(void **state)
 	/* Deleted upstream: past the ttl, a read by VersionId says so. */
 	fake_remove_secret(T.fake, "app/db");
 	advance_ms(1100);
-	want_status("app/db", NULL, V1, SMC_STATUS_NOT_FOUND, 1);
+	want_status("app/db", NULL, V1, PROTO_STATUS_NOT_FOUND, 1);
 	assert_int_equal(stats()->versions, 1);
-	want_status("app/db", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	want_status("app/db", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
 	assert_int_equal(stats()->versions, 0);
 	stop();
 }
@@ -753,36 +753,36 @@ test_secret_failures_back_off_that_secret_only(void **state)
 	start_default();
 	put_db();
 	fake_put(T.fake, ARN("app/web", "GhIjKl"), "app/web", V1, "AWSCURRENT", "web-pw");
-	T.fake->fail = SMC_STATUS_UPSTREAM_UNAVAILABLE;
+	T.fake->fail = PROTO_STATUS_UPSTREAM_UNAVAILABLE;
 	T.fake->fail_about_secret = true;
 	for (int i = 0; i < 10; i++) {
-		want_status("app/db", NULL, NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 1);
+		want_status("app/db", NULL, NULL, PROTO_STATUS_UPSTREAM_UNAVAILABLE, 1);
 		/* Backed off: the last error, from memory, with no upstream call. */
-		want_status("app/db", NULL, NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 0);
+		want_status("app/db", NULL, NULL, PROTO_STATUS_UPSTREAM_UNAVAILABLE, 0);
 		advance_ms(61000);	/* past the longest backoff */
 	}
 	assert_int_equal(stats()->breaker_opens, 0);
 	assert_true(stats()->backoff_hits >= 10);
 	/* Another secret is read as usual. */
-	T.fake->fail = SMC_STATUS_OK;
+	T.fake->fail = PROTO_STATUS_OK;
 	want_value("app/web", NULL, NULL, "web-pw", 1);
 	/* Access denied to one secret backs that secret off too. */
-	T.fake->fail = SMC_STATUS_ACCESS_DENIED;
-	want_status("app/db", "blue", NULL, SMC_STATUS_ACCESS_DENIED, 1);
-	want_status("app/db", "blue", NULL, SMC_STATUS_ACCESS_DENIED, 0);
+	T.fake->fail = PROTO_STATUS_ACCESS_DENIED;
+	want_status("app/db", "blue", NULL, PROTO_STATUS_ACCESS_DENIED, 1);
+	want_status("app/db", "blue", NULL, PROTO_STATUS_ACCESS_DENIED, 0);
 	assert_int_equal(stats()->breaker_opens, 0);
 	/* The same status about the upstream as a whole opens the breaker. */
-	T.fake->fail = SMC_STATUS_UPSTREAM_UNAVAILABLE;
+	T.fake->fail = PROTO_STATUS_UPSTREAM_UNAVAILABLE;
 	T.fake->fail_about_secret = false;
 	for (int i = 0; i < 5; i++)
-		want_status("app/db", "AWSPENDING", NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 1);
+		want_status("app/db", "AWSPENDING", NULL, PROTO_STATUS_UPSTREAM_UNAVAILABLE, 1);
 	assert_int_equal(stats()->breaker_opens, 1);
 	stop();
 }
 
 struct described_answers {
 	unsigned ok, errors, last_versions;
-	enum smc_status last_status;
+	enum proto_status last_status;
 };
 
 static void
@@ -835,7 +835,7 @@ test_describe_remembered_and_single_flighted(void **state)
 	run_loop();
 	cache_describe(T.cache, "nope", on_described, &a);
 	assert_int_equal(a.errors, 2);
-	assert_int_equal(a.last_status, SMC_STATUS_NOT_FOUND);
+	assert_int_equal(a.last_status, PROTO_STATUS_NOT_FOUND);
 	assert_int_equal(T.fake->describes, 3);
 	stop();
 }
@@ -928,9 +928,9 @@ test_stage_and_version_id_must_match(void **state)
 	want_value("app/db", NULL, NULL, "new-pw", 1);
 	want_value("app/db", NULL, V1, "old-pw", 1);
 	/* V1 is held and AWSCURRENT is known to be V2: the pair does not match. */
-	want_status("app/db", "AWSCURRENT", V1, SMC_STATUS_NOT_FOUND, 1);
+	want_status("app/db", "AWSCURRENT", V1, PROTO_STATUS_NOT_FOUND, 1);
 	/* Remembered as not found. */
-	want_status("app/db", "AWSCURRENT", V1, SMC_STATUS_NOT_FOUND, 0);
+	want_status("app/db", "AWSCURRENT", V1, PROTO_STATUS_NOT_FOUND, 0);
 	/* Matching pairs: a hit when both are known (the V1 fetch brought its
 	 * label AWSPREVIOUS), one fetch when not. */
 	want_value("app/db", "AWSCURRENT", V2, "new-pw", 0);
@@ -939,9 +939,9 @@ test_stage_and_version_id_must_match(void **state)
 	want_value("app/db", "AWSPENDING", V3, "pending-pw", 0);
 	want_value("app/db", "AWSPENDING", NULL, "pending-pw", 0);
 	/* AWSPENDING is known to be V3, so not V2's. */
-	want_status("app/db", "AWSPENDING", V2, SMC_STATUS_NOT_FOUND, 1);
+	want_status("app/db", "AWSPENDING", V2, PROTO_STATUS_NOT_FOUND, 1);
 	/* A stage the cache has not seen on a held version: asked. */
-	want_status("app/db", "ORANGE", V1, SMC_STATUS_NOT_FOUND, 1);
+	want_status("app/db", "ORANGE", V1, PROTO_STATUS_NOT_FOUND, 1);
 	stop();
 }
 
@@ -958,10 +958,10 @@ test_binary_empty_and_largest_values(void **state)
 	bin[3] = 0;
 	fake_put_bytes(T.fake, ARN("bin", "Bb11Cc"), "bin", V1, "AWSCURRENT", bin, sizeof(bin), true);
 	fake_put(T.fake, ARN("empty", "Ee22Ff"), "empty", V1, "AWSCURRENT", "");
-	big = malloc(SMC_MAX_VALUE);
+	big = malloc(PROTO_MAX_VALUE);
 	assert_non_null(big);
-	randombytes_buf(big, SMC_MAX_VALUE);
-	fake_put_bytes(T.fake, ARN("big", "Gg33Hh"), "big", V1, "AWSCURRENT", big, SMC_MAX_VALUE, true);
+	randombytes_buf(big, PROTO_MAX_VALUE);
+	fake_put_bytes(T.fake, ARN("big", "Gg33Hh"), "big", V1, "AWSCURRENT", big, PROTO_MAX_VALUE, true);
 	for (int round = 0; round < 2; round++) {
 		a = get("bin", NULL, NULL);
 		assert_true(a->ok);
@@ -976,12 +976,12 @@ test_binary_empty_and_largest_values(void **state)
 		a = get("big", NULL, NULL);
 		assert_true(a->ok);
 		assert_true(a->sync == (round == 1));
-		assert_int_equal(a->len, SMC_MAX_VALUE);
-		assert_memory_equal(a->value, big, SMC_MAX_VALUE);
+		assert_int_equal(a->len, PROTO_MAX_VALUE);
+		assert_memory_equal(a->value, big, PROTO_MAX_VALUE);
 	}
 	assert_int_equal(T.fake->calls, 3);
 	assert_int_equal(stats()->sealed_bytes, seal_sealed_size(sizeof(bin)) +
-	    seal_sealed_size(0) + seal_sealed_size(SMC_MAX_VALUE));
+	    seal_sealed_size(0) + seal_sealed_size(PROTO_MAX_VALUE));
 	free(big);
 	stop();
 }
@@ -1069,7 +1069,7 @@ test_charge_only_upstream_calls(void **state)
 		reset_answer(&T.answers[0]);
 		cache_get_charged(T.cache, &q, 0, &charge, on_answer, &T.answers[0]);
 		run_loop();
-		assert_int_equal(T.answers[0].status, SMC_STATUS_NOT_FOUND);
+		assert_int_equal(T.answers[0].status, PROTO_STATUS_NOT_FOUND);
 	}
 	assert_int_equal(tok.asked, 2);
 	q.secret_id = "app/db";		/* a forced refresh over budget: refused, no call */
@@ -1077,7 +1077,7 @@ test_charge_only_upstream_calls(void **state)
 	calls = T.fake->calls;
 	cache_get_charged(T.cache, &q, CACHE_FORCE_REFRESH, &charge, on_answer, &T.answers[0]);
 	assert_int_equal(T.answers[0].calls, 1);
-	assert_int_equal(T.answers[0].status, SMC_STATUS_LIMIT_EXCEEDED);
+	assert_int_equal(T.answers[0].status, PROTO_STATUS_LIMIT_EXCEEDED);
 	assert_int_equal(T.fake->calls, calls);
 	assert_int_equal(tok.asked, 3);
 	assert_int_equal(stats()->in_flight, 0);
@@ -1123,7 +1123,7 @@ test_errors_fan_out(void **state)
 	(void)state;
 	start_default();
 	put_db();
-	T.fake->fail = SMC_STATUS_UPSTREAM_UNAVAILABLE;
+	T.fake->fail = PROTO_STATUS_UPSTREAM_UNAVAILABLE;
 	for (size_t i = 0; i < 50; i++)
 		get_async(i, "app/db", NULL, NULL);
 	run_loop();
@@ -1131,20 +1131,20 @@ test_errors_fan_out(void **state)
 	for (size_t i = 0; i < 50; i++) {
 		assert_int_equal(T.answers[i].calls, 1);
 		assert_false(T.answers[i].ok);
-		assert_int_equal(T.answers[i].status, SMC_STATUS_UPSTREAM_UNAVAILABLE);
+		assert_int_equal(T.answers[i].status, PROTO_STATUS_UPSTREAM_UNAVAILABLE);
 	}
 	assert_int_equal(stats()->fetch_errors, 1);
 	assert_int_equal(stats()->negatives, 0);
 
 	/* Not found fans out too, and is then remembered. */
-	T.fake->fail = SMC_STATUS_OK;
+	T.fake->fail = PROTO_STATUS_OK;
 	for (size_t i = 0; i < 50; i++)
 		get_async(i, "missing", NULL, NULL);
 	run_loop();
 	assert_int_equal(T.fake->calls, 2);
 	for (size_t i = 0; i < 50; i++) {
 		assert_int_equal(T.answers[i].calls, 1);
-		assert_int_equal(T.answers[i].status, SMC_STATUS_NOT_FOUND);
+		assert_int_equal(T.answers[i].status, PROTO_STATUS_NOT_FOUND);
 	}
 	assert_int_equal(stats()->negatives, 1);
 	/* The upstream recovered: the failed key is asked again and cached. */
@@ -1158,20 +1158,20 @@ test_negative_caching(void **state)
 	(void)state;
 	start(300, 2, 1000, 64u << 20);
 	put_db();
-	want_status("missing", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	want_status("missing", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
 	for (int i = 0; i < 5; i++)
-		want_status("missing", NULL, NULL, SMC_STATUS_NOT_FOUND, 0);
+		want_status("missing", NULL, NULL, PROTO_STATUS_NOT_FOUND, 0);
 	assert_int_equal(stats()->negative_hits, 5);
 	assert_int_equal(stats()->negatives, 1);
 	/* Remembered per (id, stage, version id). */
-	want_status("missing", "AWSPREVIOUS", NULL, SMC_STATUS_NOT_FOUND, 1);
-	want_status("app/db", "NOPE", NULL, SMC_STATUS_NOT_FOUND, 1);
-	want_status("app/db", "NOPE", NULL, SMC_STATUS_NOT_FOUND, 0);
+	want_status("missing", "AWSPREVIOUS", NULL, PROTO_STATUS_NOT_FOUND, 1);
+	want_status("app/db", "NOPE", NULL, PROTO_STATUS_NOT_FOUND, 1);
+	want_status("app/db", "NOPE", NULL, PROTO_STATUS_NOT_FOUND, 0);
 	assert_int_equal(stats()->negatives, 3);
 	/* Within the window, a secret created upstream is not seen ... */
 	fake_put(T.fake, ARN("missing", "Mm11Nn"), "missing", V1, "AWSCURRENT", "now-here");
 	advance_ms(1500);
-	want_status("missing", NULL, NULL, SMC_STATUS_NOT_FOUND, 0);
+	want_status("missing", NULL, NULL, PROTO_STATUS_NOT_FOUND, 0);
 	/* ... after it, the upstream is asked again. */
 	advance_ms(600);
 	want_value("missing", NULL, NULL, "now-here", 1);
@@ -1181,19 +1181,19 @@ test_negative_caching(void **state)
 	assert_int_equal(stats()->negatives, 2);
 
 	/* A failing upstream is not remembered: every read asks again. */
-	T.fake->fail = SMC_STATUS_UPSTREAM_UNAVAILABLE;
-	want_status("gone", NULL, NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 1);
-	want_status("gone", NULL, NULL, SMC_STATUS_UPSTREAM_UNAVAILABLE, 1);
-	T.fake->fail = SMC_STATUS_ACCESS_DENIED;
-	want_status("gone", NULL, NULL, SMC_STATUS_ACCESS_DENIED, 1);
-	want_status("gone", NULL, NULL, SMC_STATUS_ACCESS_DENIED, 1);
+	T.fake->fail = PROTO_STATUS_UPSTREAM_UNAVAILABLE;
+	want_status("gone", NULL, NULL, PROTO_STATUS_UPSTREAM_UNAVAILABLE, 1);
+	want_status("gone", NULL, NULL, PROTO_STATUS_UPSTREAM_UNAVAILABLE, 1);
+	T.fake->fail = PROTO_STATUS_ACCESS_DENIED;
+	want_status("gone", NULL, NULL, PROTO_STATUS_ACCESS_DENIED, 1);
+	want_status("gone", NULL, NULL, PROTO_STATUS_ACCESS_DENIED, 1);
 	assert_int_equal(stats()->negatives, 2);
 	stop();
 
 	/* negative_ttl 0: never remembered. */
 	start(300, 0, 1000, 64u << 20);
-	want_status("missing", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
-	want_status("missing", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	want_status("missing", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
+	want_status("missing", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
 	assert_int_equal(stats()->negatives, 0);
 	assert_int_equal(stats()->negative_hits, 0);
 	stop();
@@ -1333,8 +1333,8 @@ test_recreated_secret_replaces_entry(void **state)
 	assert_int_equal(stats()->versions, 1);
 	assert_int_equal(stats()->sealed_bytes, seal_sealed_size(strlen("reborn-pw")));
 	/* The old ARN is not the new secret, and an old VersionId is gone. */
-	want_status(ARN("app/db", "AbCdEf"), NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
-	want_status("app/db", NULL, V1, SMC_STATUS_NOT_FOUND, 1);
+	want_status(ARN("app/db", "AbCdEf"), NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
+	want_status("app/db", NULL, V1, PROTO_STATUS_NOT_FOUND, 1);
 	want_value(ARN("app/db", "NeW999"), NULL, NULL, "reborn-pw", 0);
 	want_value(ARN_PREFIX "app/db", NULL, NULL, "reborn-pw", 0);
 	stop();
@@ -1409,7 +1409,7 @@ test_free_with_fetches_in_flight(void **state)
 	start_default();
 	put_db();
 	want_value("app/db", NULL, V1, "old-pw", 1);
-	want_status("nope", NULL, NULL, SMC_STATUS_NOT_FOUND, 1);
+	want_status("nope", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
 	T.fake->delay.tv_sec = 5;
 	for (size_t i = 0; i < 30; i++)
 		get_async(i, (i % 3) ? "app/db" : "other", (i % 2) ? "AWSPENDING" : NULL, NULL);

@@ -118,7 +118,7 @@ fake_answer_cb(evutil_socket_t fd, short what, void *arg)
 		struct backend_error error;
 
 		if (v == NULL) {
-			backend_error_set(&error, SMC_STATUS_NOT_FOUND, "no such secret");
+			backend_error_set(&error, PROTO_STATUS_NOT_FOUND, "no such secret");
 			reqs[i]->cb(reqs[i]->arg, NULL, &error);
 		} else {
 			memset(&value, 0, sizeof(value));

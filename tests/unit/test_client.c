@@ -30,16 +30,16 @@
 #include "wire.h"
 
 #define MAX_REQS	16
-#define FRAME_CAP	(SMC_FRAME_MAX_BODY + SMC_FRAME_PREFIX_LEN)
+#define FRAME_CAP	(PROTO_FRAME_MAX_BODY + PROTO_FRAME_PREFIX_LEN)
 
 struct seen_request {
 	uint8_t op;
 	uint16_t flags;
 	uint32_t id;
 	int connection;
-	char secret_id[SMC_MAX_SECRET_ID + 1];
-	char stage[SMC_MAX_VERSION_STAGE + 1];
-	char version_id[SMC_MAX_VERSION_ID + 1];
+	char secret_id[PROTO_MAX_SECRET_ID + 1];
+	char stage[PROTO_MAX_VERSION_STAGE + 1];
+	char version_id[PROTO_MAX_VERSION_ID + 1];
 	int has_stage, has_version_id;
 };
 
@@ -114,7 +114,7 @@ srv_send(struct fake *f, int fd, const void *buf, size_t n)
 }
 
 static void
-copy_str(char *dst, size_t cap, struct smc_str s)
+copy_str(char *dst, size_t cap, struct proto_str s)
 {
 	size_t n = s.len < cap - 1 ? s.len : cap - 1;
 
@@ -125,18 +125,18 @@ copy_str(char *dst, size_t cap, struct smc_str s)
 
 /* Reads and decodes one request, recording it. -1 at EOF or on a bad frame. */
 static int
-srv_read_request(struct fake *f, int fd, int conn, struct smc_request *req)
+srv_read_request(struct fake *f, int fd, int conn, struct proto_request *req)
 {
-	uint8_t prefix[SMC_FRAME_PREFIX_LEN];
-	static uint8_t body[SMC_FRAME_MAX_BODY];
-	struct smc_decode_error derr;
+	uint8_t prefix[PROTO_FRAME_PREFIX_LEN];
+	static uint8_t body[PROTO_FRAME_MAX_BODY];
+	struct proto_decode_error derr;
 	struct seen_request *s;
 	size_t len;
 
 	if (srv_read_n(fd, prefix, sizeof(prefix)) == -1)
 		return -1;
-	if (smc_frame_check(prefix, sizeof(prefix), SMC_FRAME_MAX_BODY, &len) !=
-	    SMC_FRAME_NEED_MORE) {
+	if (proto_frame_check(prefix, sizeof(prefix), PROTO_FRAME_MAX_BODY, &len) !=
+	    PROTO_FRAME_NEED_MORE) {
 		srv_fail(f, "bad request length %zu", len);
 		return -1;
 	}
@@ -144,7 +144,7 @@ srv_read_request(struct fake *f, int fd, int conn, struct smc_request *req)
 		srv_fail(f, "truncated request");
 		return -1;
 	}
-	if (smc_request_decode(body, len, req, &derr) != 0) {
+	if (proto_request_decode(body, len, req, &derr) != 0) {
 		srv_fail(f, "undecodable request: %s", derr.message);
 		return -1;
 	}
@@ -278,23 +278,23 @@ static const uint8_t binary_value[] = { 0x00, 'a', 0x00, 0xff, 0x00, '\n' };
 static size_t
 reply_get(struct fake *f, uint32_t id, uint16_t flags, int binary)
 {
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t len = 0;
 
-	smc_writer_init(&w, f->frame, FRAME_CAP);
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, flags, id, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_ARN, "arn:aws:secretsmanager:us-east-1:123456789012:secret:db/pw-AbCdEf");
-	smc_put_cstr(&w, SMC_TAG_NAME, "db/pw");
-	smc_put_cstr(&w, SMC_TAG_VERSION_ID, "11111111-2222-3333-4444-555555555555");
-	smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "ops-label");
+	proto_writer_init(&w, f->frame, FRAME_CAP);
+	proto_message_begin(&w, PROTO_OP_GET | PROTO_OP_REPLY, flags, id, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_ARN, "arn:aws:secretsmanager:us-east-1:123456789012:secret:db/pw-AbCdEf");
+	proto_put_cstr(&w, PROTO_TAG_NAME, "db/pw");
+	proto_put_cstr(&w, PROTO_TAG_VERSION_ID, "11111111-2222-3333-4444-555555555555");
+	proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "ops-label");
 	if (binary)
-		smc_put_bytes(&w, SMC_TAG_SECRET_BINARY, binary_value, sizeof(binary_value));
+		proto_put_bytes(&w, PROTO_TAG_SECRET_BINARY, binary_value, sizeof(binary_value));
 	else
-		smc_put_bytes(&w, SMC_TAG_SECRET_STRING, f->value != NULL ? f->value : "hunter2",
+		proto_put_bytes(&w, PROTO_TAG_SECRET_STRING, f->value != NULL ? f->value : "hunter2",
 		    f->value != NULL ? strlen(f->value) : 7);
-	smc_put_u64(&w, SMC_TAG_CREATED_DATE, 1700000000123ULL);
-	if (smc_message_end(&w, &len) != 0)
+	proto_put_u64(&w, PROTO_TAG_CREATED_DATE, 1700000000123ULL);
+	if (proto_message_end(&w, &len) != 0)
 		srv_fail(f, "cannot encode GET reply");
 	return len;
 }
@@ -302,11 +302,11 @@ reply_get(struct fake *f, uint32_t id, uint16_t flags, int binary)
 static size_t
 reply_error(struct fake *f, uint8_t op, uint32_t id, uint16_t status, const char *msg)
 {
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t len = 0;
 
-	smc_writer_init(&w, f->frame, FRAME_CAP);
-	if (smc_encode_error(&w, op, id, (enum smc_status)status, msg) != 0)
+	proto_writer_init(&w, f->frame, FRAME_CAP);
+	if (proto_encode_error(&w, op, id, (enum proto_status)status, msg) != 0)
 		srv_fail(f, "cannot encode error reply");
 	len = w.len;
 	return len;
@@ -315,13 +315,13 @@ reply_error(struct fake *f, uint8_t op, uint32_t id, uint16_t status, const char
 static size_t
 reply_ping(struct fake *f, uint32_t id)
 {
-	struct smc_writer w;
+	struct proto_writer w;
 	size_t len = 0;
 
-	smc_writer_init(&w, f->frame, FRAME_CAP);
-	smc_message_begin(&w, SMC_OP_PING | SMC_OP_REPLY, 0, id, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_AGENT_VERSION, "smcached 9.8.7");
-	if (smc_message_end(&w, &len) != 0)
+	proto_writer_init(&w, f->frame, FRAME_CAP);
+	proto_message_begin(&w, PROTO_OP_PING | PROTO_OP_REPLY, 0, id, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_AGENT_VERSION, "smcached 9.8.7");
+	if (proto_message_end(&w, &len) != 0)
 		srv_fail(f, "cannot encode PING reply");
 	return len;
 }
@@ -332,78 +332,78 @@ reply_ping(struct fake *f, uint32_t id)
 static void
 script_serve(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
-	struct smc_writer w;
+	struct proto_request req;
+	struct proto_writer w;
 	size_t len = 0, mark;
 
 	while (srv_read_request(f, fd, conn, &req) == 0) {
 		uint32_t id = req.header.request_id;
 
 		switch (req.header.op) {
-		case SMC_OP_GET:
+		case PROTO_OP_GET:
 			len = reply_get(f, id, 0, req.secret_id.len == 3 &&
 			    memcmp(req.secret_id.ptr, "bin", 3) == 0);
 			break;
-		case SMC_OP_PING:
+		case PROTO_OP_PING:
 			len = reply_ping(f, id);
 			break;
-		case SMC_OP_DESCRIBE:
-			smc_writer_init(&w, f->frame, FRAME_CAP);
-			smc_message_begin(&w, SMC_OP_DESCRIBE | SMC_OP_REPLY, 0, id, 0);
-			smc_put_cstr(&w, SMC_TAG_ARN, "arn:x:db/pw");
-			smc_put_cstr(&w, SMC_TAG_NAME, "db/pw");
-			smc_put_cstr(&w, SMC_TAG_DESCRIPTION, "the database password");
-			smc_put_u64(&w, SMC_TAG_CREATED_DATE, 1000);
-			smc_put_u64(&w, SMC_TAG_LAST_CHANGED_DATE, 2000);
-			smc_put_u64(&w, SMC_TAG_DELETED_DATE, 3000);
-			mark = smc_nested_begin(&w, SMC_TAG_VERSION);
-			smc_put_cstr(&w, SMC_TAG_VERSION_ID, "v-new");
-			smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-			smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "AWSPENDING");
-			smc_put_u64(&w, SMC_TAG_CREATED_DATE, 1500);
-			smc_nested_end(&w, mark);
-			mark = smc_nested_begin(&w, SMC_TAG_VERSION);
-			smc_put_cstr(&w, SMC_TAG_VERSION_ID, "v-old");
-			smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "AWSPREVIOUS");
-			smc_nested_end(&w, mark);
-			if (smc_message_end(&w, &len) != 0)
+		case PROTO_OP_DESCRIBE:
+			proto_writer_init(&w, f->frame, FRAME_CAP);
+			proto_message_begin(&w, PROTO_OP_DESCRIBE | PROTO_OP_REPLY, 0, id, 0);
+			proto_put_cstr(&w, PROTO_TAG_ARN, "arn:x:db/pw");
+			proto_put_cstr(&w, PROTO_TAG_NAME, "db/pw");
+			proto_put_cstr(&w, PROTO_TAG_DESCRIPTION, "the database password");
+			proto_put_u64(&w, PROTO_TAG_CREATED_DATE, 1000);
+			proto_put_u64(&w, PROTO_TAG_LAST_CHANGED_DATE, 2000);
+			proto_put_u64(&w, PROTO_TAG_DELETED_DATE, 3000);
+			mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
+			proto_put_cstr(&w, PROTO_TAG_VERSION_ID, "v-new");
+			proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+			proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "AWSPENDING");
+			proto_put_u64(&w, PROTO_TAG_CREATED_DATE, 1500);
+			proto_nested_end(&w, mark);
+			mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
+			proto_put_cstr(&w, PROTO_TAG_VERSION_ID, "v-old");
+			proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "AWSPREVIOUS");
+			proto_nested_end(&w, mark);
+			if (proto_message_end(&w, &len) != 0)
 				srv_fail(f, "cannot encode DESCRIBE reply");
 			break;
-		case SMC_OP_STATS:
-			smc_writer_init(&w, f->frame, FRAME_CAP);
-			smc_message_begin(&w, SMC_OP_STATS | SMC_OP_REPLY, 0, id, 0);
-			mark = smc_nested_begin(&w, SMC_TAG_STAT);
-			smc_put_cstr(&w, SMC_TAG_STAT_NAME, "requests");
-			smc_put_u64(&w, SMC_TAG_STAT_VALUE, 42);
-			smc_nested_end(&w, mark);
-			mark = smc_nested_begin(&w, SMC_TAG_STAT);
-			smc_put_cstr(&w, SMC_TAG_STAT_NAME, "big");
-			smc_put_u64(&w, SMC_TAG_STAT_VALUE, UINT64_MAX);
-			smc_nested_end(&w, mark);
-			mark = smc_nested_begin(&w, SMC_TAG_STAT);
-			smc_put_cstr(&w, SMC_TAG_STAT_NAME, "zero");
-			smc_put_u64(&w, SMC_TAG_STAT_VALUE, 0);
-			smc_nested_end(&w, mark);
-			if (smc_message_end(&w, &len) != 0)
+		case PROTO_OP_STATS:
+			proto_writer_init(&w, f->frame, FRAME_CAP);
+			proto_message_begin(&w, PROTO_OP_STATS | PROTO_OP_REPLY, 0, id, 0);
+			mark = proto_nested_begin(&w, PROTO_TAG_STAT);
+			proto_put_cstr(&w, PROTO_TAG_STAT_NAME, "requests");
+			proto_put_u64(&w, PROTO_TAG_STAT_VALUE, 42);
+			proto_nested_end(&w, mark);
+			mark = proto_nested_begin(&w, PROTO_TAG_STAT);
+			proto_put_cstr(&w, PROTO_TAG_STAT_NAME, "big");
+			proto_put_u64(&w, PROTO_TAG_STAT_VALUE, UINT64_MAX);
+			proto_nested_end(&w, mark);
+			mark = proto_nested_begin(&w, PROTO_TAG_STAT);
+			proto_put_cstr(&w, PROTO_TAG_STAT_NAME, "zero");
+			proto_put_u64(&w, PROTO_TAG_STAT_VALUE, 0);
+			proto_nested_end(&w, mark);
+			if (proto_message_end(&w, &len) != 0)
 				srv_fail(f, "cannot encode STATS reply");
 			break;
-		case SMC_OP_HEALTH:
-			smc_writer_init(&w, f->frame, FRAME_CAP);
-			smc_message_begin(&w, SMC_OP_HEALTH | SMC_OP_REPLY, 0, id, 0);
-			smc_put_u64(&w, SMC_TAG_READY, 0);
-			smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "first\x1b[31m");
-			smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "second");
-			smc_put_u64(&w, SMC_TAG_CREDENTIALS, SMC_CRED_REJECTED);
-			smc_put_u64(&w, SMC_TAG_STARTED_DATE, 1000);
-			smc_put_u64(&w, SMC_TAG_LAST_SUCCESS_DATE, 2000);
-			smc_put_u64(&w, SMC_TAG_LAST_FAILURE_DATE, 3000);
-			smc_put_u64(&w, SMC_TAG_LAST_FAILURE_STATUS, SMC_STATUS_UPSTREAM_AUTH);
-			smc_put_u64(&w, SMC_TAG_BREAKER_OPEN, 1);
-			smc_put_u64(&w, SMC_TAG_PREFETCH_PENDING, 2);
-			smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, 5);
-			smc_put_u64(&w, SMC_TAG_CACHE_VERSIONS, 6);
-			smc_put_u64(&w, 0x8123, 7);	/* a newer agent's field: skipped */
-			if (smc_message_end(&w, &len) != 0)
+		case PROTO_OP_HEALTH:
+			proto_writer_init(&w, f->frame, FRAME_CAP);
+			proto_message_begin(&w, PROTO_OP_HEALTH | PROTO_OP_REPLY, 0, id, 0);
+			proto_put_u64(&w, PROTO_TAG_READY, 0);
+			proto_put_cstr(&w, PROTO_TAG_HEALTH_REASON, "first\x1b[31m");
+			proto_put_cstr(&w, PROTO_TAG_HEALTH_REASON, "second");
+			proto_put_u64(&w, PROTO_TAG_CREDENTIALS, PROTO_CRED_REJECTED);
+			proto_put_u64(&w, PROTO_TAG_STARTED_DATE, 1000);
+			proto_put_u64(&w, PROTO_TAG_LAST_SUCCESS_DATE, 2000);
+			proto_put_u64(&w, PROTO_TAG_LAST_FAILURE_DATE, 3000);
+			proto_put_u64(&w, PROTO_TAG_LAST_FAILURE_STATUS, PROTO_STATUS_UPSTREAM_AUTH);
+			proto_put_u64(&w, PROTO_TAG_BREAKER_OPEN, 1);
+			proto_put_u64(&w, PROTO_TAG_PREFETCH_PENDING, 2);
+			proto_put_u64(&w, PROTO_TAG_CACHE_SECRETS, 5);
+			proto_put_u64(&w, PROTO_TAG_CACHE_VERSIONS, 6);
+			proto_put_u64(&w, 0x8123, 7);	/* a newer agent's field: skipped */
+			if (proto_message_end(&w, &len) != 0)
 				srv_fail(f, "cannot encode HEALTH reply");
 			break;
 		default:
@@ -473,9 +473,9 @@ test_get_sends_options(void **state)
 	/* Only a refresh request carries the REFRESH flag. */
 	assert_int_equal(r[0].flags, 0);
 	assert_int_equal(r[2].flags, 0);
-	assert_int_equal(r[3].flags, SMC_FLAG_REFRESH);
+	assert_int_equal(r[3].flags, PROTO_FLAG_REFRESH);
 	assert_string_equal(r[3].secret_id, "d");
-	assert_int_equal(r[0].op, SMC_OP_GET);
+	assert_int_equal(r[0].op, PROTO_OP_GET);
 	assert_string_equal(r[0].secret_id, "a");
 	assert_false(r[0].has_stage);
 	assert_false(r[0].has_version_id);
@@ -514,11 +514,11 @@ test_get_binary_with_nuls(void **state)
 static void
 script_stale(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	size_t len;
 
 	while (srv_read_request(f, fd, conn, &req) == 0) {
-		len = reply_get(f, req.header.request_id, SMC_FLAG_STALE, 0);
+		len = reply_get(f, req.header.request_id, PROTO_FLAG_STALE, 0);
 		srv_send(f, fd, f->frame, len);
 	}
 }
@@ -664,7 +664,7 @@ test_fetch_uses_env_socket(void **state)
 static void
 script_errors(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	char msg[64];
 	size_t len;
 
@@ -679,17 +679,17 @@ static void
 test_status_mapping(void **state)
 {
 	static const struct { uint16_t status; smc_error_code code; } map[] = {
-		{ SMC_STATUS_NOT_FOUND, SMC_ERR_NOT_FOUND },
-		{ SMC_STATUS_ACCESS_DENIED, SMC_ERR_ACCESS_DENIED },
-		{ SMC_STATUS_BAD_REQUEST, SMC_ERR_BAD_REQUEST },
-		{ SMC_STATUS_UPSTREAM_UNAVAILABLE, SMC_ERR_UPSTREAM_UNAVAILABLE },
-		{ SMC_STATUS_INTERNAL, SMC_ERR_INTERNAL },
-		{ SMC_STATUS_UNSUPPORTED, SMC_ERR_UNSUPPORTED },
-		{ SMC_STATUS_LIMIT_EXCEEDED, SMC_ERR_LIMIT_EXCEEDED },
-		{ SMC_STATUS_UPSTREAM_AUTH, SMC_ERR_UPSTREAM_AUTH },
-		{ SMC_STATUS_TOO_LARGE, SMC_ERR_BAD_REQUEST },	/* closes: a reconnect follows */
+		{ PROTO_STATUS_NOT_FOUND, SMC_ERR_NOT_FOUND },
+		{ PROTO_STATUS_ACCESS_DENIED, SMC_ERR_ACCESS_DENIED },
+		{ PROTO_STATUS_BAD_REQUEST, SMC_ERR_BAD_REQUEST },
+		{ PROTO_STATUS_UPSTREAM_UNAVAILABLE, SMC_ERR_UPSTREAM_UNAVAILABLE },
+		{ PROTO_STATUS_INTERNAL, SMC_ERR_INTERNAL },
+		{ PROTO_STATUS_UNSUPPORTED, SMC_ERR_UNSUPPORTED },
+		{ PROTO_STATUS_LIMIT_EXCEEDED, SMC_ERR_LIMIT_EXCEEDED },
+		{ PROTO_STATUS_UPSTREAM_AUTH, SMC_ERR_UPSTREAM_AUTH },
+		{ PROTO_STATUS_TOO_LARGE, SMC_ERR_BAD_REQUEST },	/* closes: a reconnect follows */
 		{ 77, SMC_ERR_PROTOCOL },			/* unknown: not trusted, reconnect */
-		{ SMC_STATUS_NOT_FOUND, SMC_ERR_NOT_FOUND },
+		{ PROTO_STATUS_NOT_FOUND, SMC_ERR_NOT_FOUND },
 	};
 	struct fake *f = fake_start(script_errors, 3);
 	smc_client *c = connect_ok(f, 2000);
@@ -722,15 +722,15 @@ test_status_mapping_other_ops(void **state)
 	smc_stat_list *st = (smc_stat_list *)&f;
 	smc_error err;
 
-	f->status = SMC_STATUS_NOT_FOUND;
+	f->status = PROTO_STATUS_NOT_FOUND;
 	assert_int_equal(smc_describe(c, "x", &d, &err), -1);
 	assert_null(d);
 	assert_int_equal(err.code, SMC_ERR_NOT_FOUND);
-	f->status = SMC_STATUS_LIMIT_EXCEEDED;
+	f->status = PROTO_STATUS_LIMIT_EXCEEDED;
 	assert_int_equal(smc_stats(c, &st, &err), -1);
 	assert_null(st);
 	assert_int_equal(err.code, SMC_ERR_LIMIT_EXCEEDED);
-	f->status = SMC_STATUS_INTERNAL;
+	f->status = PROTO_STATUS_INTERNAL;
 	assert_int_equal(smc_ping(c, NULL, 0, &err), -1);
 	assert_int_equal(err.code, SMC_ERR_INTERNAL);
 	smc_close(c);
@@ -741,11 +741,11 @@ test_status_mapping_other_ops(void **state)
 static void
 script_error_id_zero(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	size_t len;
 
 	if (srv_read_request(f, fd, conn, &req) == 0) {
-		len = reply_error(f, 0, 0, SMC_STATUS_BAD_REQUEST, "unparseable");
+		len = reply_error(f, 0, 0, PROTO_STATUS_BAD_REQUEST, "unparseable");
 		srv_send(f, fd, f->frame, len);
 		srv_wait_eof(fd);
 	}
@@ -770,7 +770,7 @@ test_error_without_request_id(void **state)
 static void
 script_silent(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 
 	if (srv_read_request(f, fd, conn, &req) == 0)
 		srv_wait_eof(fd);
@@ -878,7 +878,7 @@ test_connect_timeout_backlog_full(void **state)
 static void
 script_close_mid_frame(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	size_t len;
 
 	if (srv_read_request(f, fd, conn, &req) == 0) {
@@ -906,7 +906,7 @@ test_agent_closes_mid_reply(void **state)
 static void
 script_close_without_reply(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 
 	(void)srv_read_request(f, fd, conn, &req);
 }
@@ -934,7 +934,7 @@ test_agent_closes_fresh_connection(void **state)
 static void
 script_idle_close(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	size_t len;
 
 	if (conn > 0) {
@@ -968,11 +968,11 @@ test_reconnects_after_idle_close(void **state)
 static void
 script_huge_length(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	uint8_t prefix[4];
 
 	if (srv_read_request(f, fd, conn, &req) == 0) {
-		smc_store_u32(prefix, f->status == 0 ? 0xfffffff0u : SMC_HEADER_LEN - 1);
+		proto_store_u32(prefix, f->status == 0 ? 0xfffffff0u : PROTO_HEADER_LEN - 1);
 		srv_send(f, fd, prefix, sizeof(prefix));
 		srv_wait_eof(fd);
 	}
@@ -1006,7 +1006,7 @@ test_oversized_reply_length(void **state)
 static void
 script_bad_reply(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	uint8_t garbage[64];
 	size_t len, i;
 
@@ -1028,7 +1028,7 @@ script_bad_reply(struct fake *f, int fd, int conn)
 	default:
 		for (i = 0; i < sizeof(garbage); i++)
 			garbage[i] = (uint8_t)(i * 37 + 11);
-		smc_store_u32(garbage, sizeof(garbage) - 4);
+		proto_store_u32(garbage, sizeof(garbage) - 4);
 		srv_send(f, fd, garbage, sizeof(garbage));
 		break;
 	}
@@ -1078,7 +1078,7 @@ test_garbage_reply(void **state)
 static void
 script_trickle(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	size_t len, i;
 
 	while (srv_read_request(f, fd, conn, &req) == 0) {
@@ -1113,7 +1113,7 @@ test_usage_errors(void **state)
 {
 	struct fake *f = fake_start(script_serve, 1);
 	smc_client *c = connect_ok(f, 2000);
-	char big[SMC_MAX_SECRET_ID + 2];
+	char big[PROTO_MAX_SECRET_ID + 2];
 	smc_get_options o;
 	smc_secret *s;
 	smc_error err;
@@ -1157,7 +1157,7 @@ test_usage_errors(void **state)
 static void
 script_batch_reverse(struct fake *f, int fd, int conn)
 {
-	struct smc_request req;
+	struct proto_request req;
 	int i, first = f->nreqs;
 	size_t len;
 
@@ -1170,7 +1170,7 @@ script_batch_reverse(struct fake *f, int fd, int conn)
 		struct seen_request *r = &f->reqs[i];
 
 		if (strcmp(r->secret_id, "missing") == 0)
-			len = reply_error(f, SMC_OP_GET | SMC_OP_REPLY, r->id, SMC_STATUS_NOT_FOUND,
+			len = reply_error(f, PROTO_OP_GET | PROTO_OP_REPLY, r->id, PROTO_STATUS_NOT_FOUND,
 			    "secret missing not found");
 		else
 			len = reply_get(f, r->id, 0, strcmp(r->secret_id, "bin") == 0);

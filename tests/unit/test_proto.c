@@ -177,11 +177,11 @@ static const struct golden {
 /* ---- helpers ------------------------------------------------------------------------ */
 
 /* Room for the largest frame plus a margin, static: too big for a test's stack. */
-static uint8_t buf[SMC_FRAME_PREFIX_LEN + SMC_FRAME_MAX_BODY + 4096];
-static struct smc_writer w;
+static uint8_t buf[PROTO_FRAME_PREFIX_LEN + PROTO_FRAME_MAX_BODY + 4096];
+static struct proto_writer w;
 
 static void
-assert_str_eq(struct smc_str s, const char *want)
+assert_str_eq(struct proto_str s, const char *want)
 {
 	assert_non_null(s.ptr);
 	assert_int_equal(s.len, strlen(want));
@@ -192,54 +192,54 @@ assert_str_eq(struct smc_str s, const char *want)
 static void
 body_begin(uint8_t version, uint8_t op, uint16_t flags, uint32_t id, uint16_t status)
 {
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_write_u32(&w, 0);
-	smc_write_u8(&w, version);
-	smc_write_u8(&w, op);
-	smc_write_u16(&w, flags);
-	smc_write_u32(&w, id);
-	smc_write_u16(&w, status);
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_write_u32(&w, 0);
+	proto_write_u8(&w, version);
+	proto_write_u8(&w, op);
+	proto_write_u16(&w, flags);
+	proto_write_u32(&w, id);
+	proto_write_u16(&w, status);
 }
 
 static void
 req_begin(uint8_t op)
 {
-	body_begin(SMC_PROTO_VERSION, op, 0, 77, 0);
+	body_begin(PROTO_VERSION, op, 0, 77, 0);
 }
 
 static void
 rep_begin(uint8_t op, uint16_t status)
 {
-	body_begin(SMC_PROTO_VERSION, op | SMC_OP_REPLY, 0, 77, status);
+	body_begin(PROTO_VERSION, op | PROTO_OP_REPLY, 0, 77, status);
 }
 
 static void
 put(uint16_t tag, const char *s)
 {
-	smc_put_bytes(&w, tag, s, strlen(s));
+	proto_put_bytes(&w, tag, s, strlen(s));
 }
 
 static int
-decode_req(struct smc_request *req, struct smc_decode_error *err)
+decode_req(struct proto_request *req, struct proto_decode_error *err)
 {
 	assert_false(w.overflow);
-	return smc_request_decode(buf + SMC_FRAME_PREFIX_LEN, w.len - SMC_FRAME_PREFIX_LEN, req,
+	return proto_request_decode(buf + PROTO_FRAME_PREFIX_LEN, w.len - PROTO_FRAME_PREFIX_LEN, req,
 	    err);
 }
 
 static int
-decode_rep(struct smc_reply *rep, struct smc_decode_error *err)
+decode_rep(struct proto_reply *rep, struct proto_decode_error *err)
 {
 	assert_false(w.overflow);
-	return smc_reply_decode(buf + SMC_FRAME_PREFIX_LEN, w.len - SMC_FRAME_PREFIX_LEN, rep,
+	return proto_reply_decode(buf + PROTO_FRAME_PREFIX_LEN, w.len - PROTO_FRAME_PREFIX_LEN, rep,
 	    err);
 }
 
 static void
-expect_req_error(enum smc_status status, const char *message)
+expect_req_error(enum proto_status status, const char *message)
 {
-	struct smc_request req;
-	struct smc_decode_error err;
+	struct proto_request req;
+	struct proto_decode_error err;
 
 	assert_int_equal(decode_req(&req, &err), -1);
 	assert_string_equal(err.message, message);
@@ -250,10 +250,10 @@ expect_req_error(enum smc_status status, const char *message)
 }
 
 static void
-expect_rep_error(enum smc_status status, const char *message)
+expect_rep_error(enum proto_status status, const char *message)
 {
-	struct smc_reply rep;
-	struct smc_decode_error err;
+	struct proto_reply rep;
+	struct proto_decode_error err;
 
 	assert_int_equal(decode_rep(&rep, &err), -1);
 	assert_string_equal(err.message, message);
@@ -262,9 +262,9 @@ expect_rep_error(enum smc_status status, const char *message)
 }
 
 static void
-expect_rep_ok(struct smc_reply *rep)
+expect_rep_ok(struct proto_reply *rep)
 {
-	struct smc_decode_error err;
+	struct proto_decode_error err;
 
 	if (decode_rep(rep, &err) != 0)
 		fail_msg("reply rejected: %s", err.message);
@@ -274,10 +274,10 @@ expect_rep_ok(struct smc_reply *rep)
 static const uint8_t *
 golden_body(const uint8_t *frame, size_t len, size_t *body_len)
 {
-	assert_int_equal(smc_frame_check(frame, len, SMC_FRAME_MAX_BODY, body_len),
-	    SMC_FRAME_READY);
-	assert_int_equal(*body_len + SMC_FRAME_PREFIX_LEN, len);
-	return frame + SMC_FRAME_PREFIX_LEN;
+	assert_int_equal(proto_frame_check(frame, len, PROTO_FRAME_MAX_BODY, body_len),
+	    PROTO_FRAME_READY);
+	assert_int_equal(*body_len + PROTO_FRAME_PREFIX_LEN, len);
+	return frame + PROTO_FRAME_PREFIX_LEN;
 }
 
 static void
@@ -285,7 +285,7 @@ expect_encoded(const uint8_t *want, size_t want_len)
 {
 	size_t len = 0;
 
-	assert_int_equal(smc_message_end(&w, &len), 0);
+	assert_int_equal(proto_message_end(&w, &len), 0);
 	assert_int_equal(len, want_len);
 	assert_int_equal(w.len, want_len);
 	assert_memory_equal(buf, want, want_len);
@@ -433,23 +433,23 @@ test_doc_vectors_match(void **state)
 static void
 test_golden_all_decode(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
-	struct smc_reply rep;
+	struct proto_decode_error err;
+	struct proto_request req;
+	struct proto_reply rep;
 	const uint8_t *body;
 	size_t i, len;
 
 	for (i = 0; i < NGOLDEN; i++) {
 		body = golden_body(goldens[i].data, goldens[i].len, &len);
-		if (body[1] & SMC_OP_REPLY) {
-			if (smc_reply_decode(body, len, &rep, &err) != 0)
+		if (body[1] & PROTO_OP_REPLY) {
+			if (proto_reply_decode(body, len, &rep, &err) != 0)
 				fail_msg("%s: %s", goldens[i].name, err.message);
 			/* Replies are not requests. */
-			assert_int_equal(smc_request_decode(body, len, &req, &err), -1);
+			assert_int_equal(proto_request_decode(body, len, &req, &err), -1);
 		} else {
-			if (smc_request_decode(body, len, &req, &err) != 0)
+			if (proto_request_decode(body, len, &req, &err) != 0)
 				fail_msg("%s: %s", goldens[i].name, err.message);
-			assert_int_equal(smc_reply_decode(body, len, &rep, &err), -1);
+			assert_int_equal(proto_reply_decode(body, len, &rep, &err), -1);
 		}
 	}
 }
@@ -459,11 +459,11 @@ test_golden_all_decode(void **state)
 static void
 test_encode_ping_request(void **state)
 {
-	struct smc_request req = { .header = { .op = SMC_OP_PING, .request_id = 1 } };
+	struct proto_request req = { .header = { .op = PROTO_OP_PING, .request_id = 1 } };
 	size_t len;
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_request_encode(&w, &req, &len), 0);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_request_encode(&w, &req, &len), 0);
 	assert_int_equal(len, sizeof(golden_ping_request));
 	assert_memory_equal(buf, golden_ping_request, len);
 }
@@ -471,24 +471,24 @@ test_encode_ping_request(void **state)
 static void
 test_encode_ping_reply(void **state)
 {
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_PING | SMC_OP_REPLY, 0, 1, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_AGENT_VERSION, "smcached 0.1.0");
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_PING | PROTO_OP_REPLY, 0, 1, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_AGENT_VERSION, "smcached 0.1.0");
 	expect_encoded(golden_ping_reply, sizeof(golden_ping_reply));
 }
 
 static void
 test_encode_get_request(void **state)
 {
-	struct smc_request req = { .header = { .op = SMC_OP_GET, .request_id = 2 } };
+	struct proto_request req = { .header = { .op = PROTO_OP_GET, .request_id = 2 } };
 	size_t len;
 
 	req.secret_id.ptr = "prod/db";
 	req.secret_id.len = 7;
 	req.version_stage.ptr = "AWSCURRENT";
 	req.version_stage.len = 10;
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_request_encode(&w, &req, &len), 0);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_request_encode(&w, &req, &len), 0);
 	assert_int_equal(len, sizeof(golden_get_request));
 	assert_memory_equal(buf, golden_get_request, len);
 }
@@ -496,14 +496,14 @@ test_encode_get_request(void **state)
 static void
 test_encode_get_reply(void **state)
 {
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, 2, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_ARN, ARN);
-	smc_put_cstr(&w, SMC_TAG_NAME, "prod/db");
-	smc_put_cstr(&w, SMC_TAG_VERSION_ID, VID);
-	smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	smc_put_u64(&w, SMC_TAG_CREATED_DATE, T0);
-	smc_put_bytes(&w, SMC_TAG_SECRET_STRING, SECRET, strlen(SECRET));
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_GET | PROTO_OP_REPLY, 0, 2, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_ARN, ARN);
+	proto_put_cstr(&w, PROTO_TAG_NAME, "prod/db");
+	proto_put_cstr(&w, PROTO_TAG_VERSION_ID, VID);
+	proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	proto_put_u64(&w, PROTO_TAG_CREATED_DATE, T0);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_STRING, SECRET, strlen(SECRET));
 	expect_encoded(golden_get_reply, sizeof(golden_get_reply));
 }
 
@@ -512,11 +512,11 @@ test_encode_error_not_found(void **state)
 {
 	size_t len;
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_encode_error(&w, SMC_OP_GET, 3, SMC_STATUS_NOT_FOUND,
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_encode_error(&w, PROTO_OP_GET, 3, PROTO_STATUS_NOT_FOUND,
 	    "secret prod/missing not found"), 0);
 	/* Ending again (as the agent's server does) changes nothing. */
-	assert_int_equal(smc_message_end(&w, &len), 0);
+	assert_int_equal(proto_message_end(&w, &len), 0);
 	assert_int_equal(len, sizeof(golden_error_not_found));
 	assert_memory_equal(buf, golden_error_not_found, len);
 }
@@ -524,8 +524,8 @@ test_encode_error_not_found(void **state)
 static void
 test_encode_error_too_large(void **state)
 {
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_encode_error(&w, 0, 0, SMC_STATUS_TOO_LARGE,
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_encode_error(&w, 0, 0, PROTO_STATUS_TOO_LARGE,
 	    "frame of 1048576 bytes exceeds the limit of 262144 bytes"), 0);
 	expect_encoded(golden_error_too_large, sizeof(golden_error_too_large));
 }
@@ -533,120 +533,120 @@ test_encode_error_too_large(void **state)
 static void
 test_encode_stats(void **state)
 {
-	struct smc_request req = { .header = { .op = SMC_OP_STATS, .request_id = 4 } };
+	struct proto_request req = { .header = { .op = PROTO_OP_STATS, .request_id = 4 } };
 	size_t mark, len;
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_request_encode(&w, &req, &len), 0);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_request_encode(&w, &req, &len), 0);
 	assert_int_equal(len, sizeof(golden_stats_request));
 	assert_memory_equal(buf, golden_stats_request, len);
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_STATS | SMC_OP_REPLY, 0, 4, SMC_STATUS_OK);
-	mark = smc_nested_begin(&w, SMC_TAG_STAT);
-	smc_put_cstr(&w, SMC_TAG_STAT_NAME, "cache_hits");
-	smc_put_u64(&w, SMC_TAG_STAT_VALUE, 42);
-	smc_nested_end(&w, mark);
-	mark = smc_nested_begin(&w, SMC_TAG_STAT);
-	smc_put_cstr(&w, SMC_TAG_STAT_NAME, "cache_misses");
-	smc_put_u64(&w, SMC_TAG_STAT_VALUE, 7);
-	smc_nested_end(&w, mark);
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_STATS | PROTO_OP_REPLY, 0, 4, PROTO_STATUS_OK);
+	mark = proto_nested_begin(&w, PROTO_TAG_STAT);
+	proto_put_cstr(&w, PROTO_TAG_STAT_NAME, "cache_hits");
+	proto_put_u64(&w, PROTO_TAG_STAT_VALUE, 42);
+	proto_nested_end(&w, mark);
+	mark = proto_nested_begin(&w, PROTO_TAG_STAT);
+	proto_put_cstr(&w, PROTO_TAG_STAT_NAME, "cache_misses");
+	proto_put_u64(&w, PROTO_TAG_STAT_VALUE, 7);
+	proto_nested_end(&w, mark);
 	expect_encoded(golden_stats_reply, sizeof(golden_stats_reply));
 }
 
 static void
 test_encode_health(void **state)
 {
-	struct smc_request req = { .header = { .op = SMC_OP_HEALTH, .request_id = 6 } };
+	struct proto_request req = { .header = { .op = PROTO_OP_HEALTH, .request_id = 6 } };
 	size_t len;
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_request_encode(&w, &req, &len), 0);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_request_encode(&w, &req, &len), 0);
 	assert_int_equal(len, sizeof(golden_health_request));
 	assert_memory_equal(buf, golden_health_request, len);
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_HEALTH | SMC_OP_REPLY, 0, 6, SMC_STATUS_OK);
-	smc_put_u64(&w, SMC_TAG_READY, 0);
-	smc_put_cstr(&w, SMC_TAG_HEALTH_REASON, "the upstream rejected the agent's credentials");
-	smc_put_u64(&w, SMC_TAG_CREDENTIALS, SMC_CRED_REJECTED);
-	smc_put_u64(&w, SMC_TAG_STARTED_DATE, 1700000000000ULL);
-	smc_put_u64(&w, SMC_TAG_LAST_SUCCESS_DATE, 1700000060000ULL);
-	smc_put_u64(&w, SMC_TAG_LAST_FAILURE_DATE, 1700000120000ULL);
-	smc_put_u64(&w, SMC_TAG_LAST_FAILURE_STATUS, SMC_STATUS_UPSTREAM_AUTH);
-	smc_put_u64(&w, SMC_TAG_BREAKER_OPEN, 0);
-	smc_put_u64(&w, SMC_TAG_PREFETCH_PENDING, 0);
-	smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, 2);
-	smc_put_u64(&w, SMC_TAG_CACHE_VERSIONS, 3);
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_HEALTH | PROTO_OP_REPLY, 0, 6, PROTO_STATUS_OK);
+	proto_put_u64(&w, PROTO_TAG_READY, 0);
+	proto_put_cstr(&w, PROTO_TAG_HEALTH_REASON, "the upstream rejected the agent's credentials");
+	proto_put_u64(&w, PROTO_TAG_CREDENTIALS, PROTO_CRED_REJECTED);
+	proto_put_u64(&w, PROTO_TAG_STARTED_DATE, 1700000000000ULL);
+	proto_put_u64(&w, PROTO_TAG_LAST_SUCCESS_DATE, 1700000060000ULL);
+	proto_put_u64(&w, PROTO_TAG_LAST_FAILURE_DATE, 1700000120000ULL);
+	proto_put_u64(&w, PROTO_TAG_LAST_FAILURE_STATUS, PROTO_STATUS_UPSTREAM_AUTH);
+	proto_put_u64(&w, PROTO_TAG_BREAKER_OPEN, 0);
+	proto_put_u64(&w, PROTO_TAG_PREFETCH_PENDING, 0);
+	proto_put_u64(&w, PROTO_TAG_CACHE_SECRETS, 2);
+	proto_put_u64(&w, PROTO_TAG_CACHE_VERSIONS, 3);
 	expect_encoded(golden_health_reply, sizeof(golden_health_reply));
 }
 
 static void
 test_decode_health(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
-	struct smc_reply rep;
+	struct proto_decode_error err;
+	struct proto_request req;
+	struct proto_reply rep;
 	size_t len;
 	const uint8_t *body;
 
 	body = golden_body(golden_health_request, sizeof(golden_health_request), &len);
-	assert_int_equal(smc_request_decode(body, len, &req, &err), 0);
-	assert_int_equal(req.header.op, SMC_OP_HEALTH);
+	assert_int_equal(proto_request_decode(body, len, &req, &err), 0);
+	assert_int_equal(req.header.op, PROTO_OP_HEALTH);
 
 	body = golden_body(golden_health_reply, sizeof(golden_health_reply), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
 	assert_int_equal(rep.ready, 0);
 	assert_int_equal(rep.reason_count, 1);
 	assert_int_equal(rep.reasons[0].len, 45);
 	assert_memory_equal(rep.reasons[0].ptr, "the upstream rejected", 21);
-	assert_int_equal(rep.credentials, SMC_CRED_REJECTED);
+	assert_int_equal(rep.credentials, PROTO_CRED_REJECTED);
 	assert_int_equal(rep.started_ms, 1700000000000ULL);
 	assert_int_equal(rep.last_success_ms, 1700000060000ULL);
 	assert_int_equal(rep.last_failure_ms, 1700000120000ULL);
-	assert_int_equal(rep.last_failure_status, SMC_STATUS_UPSTREAM_AUTH);
+	assert_int_equal(rep.last_failure_status, PROTO_STATUS_UPSTREAM_AUTH);
 	assert_int_equal(rep.cache_secrets, 2);
 	assert_int_equal(rep.cache_versions, 3);
 
 	/* READY is required; HEALTH fields belong to HEALTH replies only; a
 	 * HEALTH request carries no fields. */
-	body_begin(1, SMC_OP_HEALTH | SMC_OP_REPLY, 0, 1, 0);
-	smc_put_u64(&w, SMC_TAG_CACHE_SECRETS, 1);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field READY");
-	body_begin(1, SMC_OP_PING | SMC_OP_REPLY, 0, 1, 0);
-	put(SMC_TAG_AGENT_VERSION, "x");
-	smc_put_u64(&w, SMC_TAG_READY, 1);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field READY not valid in a PING reply");
-	body_begin(1, SMC_OP_HEALTH, 0, 1, 0);
-	put(SMC_TAG_SECRET_ID, "x");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field SECRET_ID not valid for HEALTH");
+	body_begin(1, PROTO_OP_HEALTH | PROTO_OP_REPLY, 0, 1, 0);
+	proto_put_u64(&w, PROTO_TAG_CACHE_SECRETS, 1);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "missing field READY");
+	body_begin(1, PROTO_OP_PING | PROTO_OP_REPLY, 0, 1, 0);
+	put(PROTO_TAG_AGENT_VERSION, "x");
+	proto_put_u64(&w, PROTO_TAG_READY, 1);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field READY not valid in a PING reply");
+	body_begin(1, PROTO_OP_HEALTH, 0, 1, 0);
+	put(PROTO_TAG_SECRET_ID, "x");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field SECRET_ID not valid for HEALTH");
 }
 
 static void
 test_encode_describe(void **state)
 {
-	struct smc_request req = { .header = { .op = SMC_OP_DESCRIBE, .request_id = 5 } };
+	struct proto_request req = { .header = { .op = PROTO_OP_DESCRIBE, .request_id = 5 } };
 	size_t mark, len;
 
 	req.secret_id.ptr = "prod/db";
 	req.secret_id.len = 7;
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_request_encode(&w, &req, &len), 0);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_request_encode(&w, &req, &len), 0);
 	assert_int_equal(len, sizeof(golden_describe_request));
 	assert_memory_equal(buf, golden_describe_request, len);
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_DESCRIBE | SMC_OP_REPLY, 0, 5, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_ARN, ARN);
-	smc_put_cstr(&w, SMC_TAG_NAME, "prod/db");
-	smc_put_cstr(&w, SMC_TAG_DESCRIPTION, "Database password");
-	smc_put_u64(&w, SMC_TAG_CREATED_DATE, T0);
-	smc_put_u64(&w, SMC_TAG_LAST_CHANGED_DATE, T1);
-	mark = smc_nested_begin(&w, SMC_TAG_VERSION);
-	smc_put_cstr(&w, SMC_TAG_VERSION_ID, VID);
-	smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	smc_put_u64(&w, SMC_TAG_CREATED_DATE, T0);
-	smc_nested_end(&w, mark);
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_DESCRIBE | PROTO_OP_REPLY, 0, 5, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_ARN, ARN);
+	proto_put_cstr(&w, PROTO_TAG_NAME, "prod/db");
+	proto_put_cstr(&w, PROTO_TAG_DESCRIPTION, "Database password");
+	proto_put_u64(&w, PROTO_TAG_CREATED_DATE, T0);
+	proto_put_u64(&w, PROTO_TAG_LAST_CHANGED_DATE, T1);
+	mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
+	proto_put_cstr(&w, PROTO_TAG_VERSION_ID, VID);
+	proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	proto_put_u64(&w, PROTO_TAG_CREATED_DATE, T0);
+	proto_nested_end(&w, mark);
 	expect_encoded(golden_describe_reply, sizeof(golden_describe_reply));
 }
 
@@ -655,16 +655,16 @@ test_encode_describe(void **state)
 static void
 test_decode_ping(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
-	struct smc_reply rep;
+	struct proto_decode_error err;
+	struct proto_request req;
+	struct proto_reply rep;
 	const uint8_t *body;
 	size_t len;
 
 	body = golden_body(golden_ping_request, sizeof(golden_ping_request), &len);
-	assert_int_equal(smc_request_decode(body, len, &req, &err), 0);
+	assert_int_equal(proto_request_decode(body, len, &req, &err), 0);
 	assert_int_equal(req.header.version, 1);
-	assert_int_equal(req.header.op, SMC_OP_PING);
+	assert_int_equal(req.header.op, PROTO_OP_PING);
 	assert_int_equal(req.header.flags, 0);
 	assert_int_equal(req.header.request_id, 1);
 	assert_int_equal(req.header.status, 0);
@@ -673,10 +673,10 @@ test_decode_ping(void **state)
 	assert_null(req.version_id.ptr);
 
 	body = golden_body(golden_ping_reply, sizeof(golden_ping_reply), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
-	assert_int_equal(rep.header.op, SMC_OP_PING | SMC_OP_REPLY);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(rep.header.op, PROTO_OP_PING | PROTO_OP_REPLY);
 	assert_int_equal(rep.header.request_id, 1);
-	assert_int_equal(rep.header.status, SMC_STATUS_OK);
+	assert_int_equal(rep.header.status, PROTO_STATUS_OK);
 	assert_str_eq(rep.agent_version, "smcached 0.1.0");
 	assert_null(rep.message.ptr);
 }
@@ -684,23 +684,23 @@ test_decode_ping(void **state)
 static void
 test_decode_get(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
-	struct smc_reply rep;
+	struct proto_decode_error err;
+	struct proto_request req;
+	struct proto_reply rep;
 	const uint8_t *body;
 	size_t len;
 
 	body = golden_body(golden_get_request, sizeof(golden_get_request), &len);
-	assert_int_equal(smc_request_decode(body, len, &req, &err), 0);
-	assert_int_equal(req.header.op, SMC_OP_GET);
+	assert_int_equal(proto_request_decode(body, len, &req, &err), 0);
+	assert_int_equal(req.header.op, PROTO_OP_GET);
 	assert_int_equal(req.header.request_id, 2);
 	assert_str_eq(req.secret_id, "prod/db");
 	assert_str_eq(req.version_stage, "AWSCURRENT");
 	assert_null(req.version_id.ptr);
 
 	body = golden_body(golden_get_reply, sizeof(golden_get_reply), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
-	assert_int_equal(rep.header.op, SMC_OP_GET | SMC_OP_REPLY);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(rep.header.op, PROTO_OP_GET | PROTO_OP_REPLY);
 	assert_int_equal(rep.header.request_id, 2);
 	assert_int_equal(rep.header.flags, 0);
 	assert_str_eq(rep.arn, ARN);
@@ -720,76 +720,76 @@ test_decode_get(void **state)
 static void
 test_decode_error_not_found(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_reply rep;
+	struct proto_decode_error err;
+	struct proto_reply rep;
 	const uint8_t *body;
 	size_t len;
 
 	body = golden_body(golden_error_not_found, sizeof(golden_error_not_found), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
-	assert_int_equal(rep.header.op, SMC_OP_GET | SMC_OP_REPLY);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(rep.header.op, PROTO_OP_GET | PROTO_OP_REPLY);
 	assert_int_equal(rep.header.request_id, 3);
-	assert_int_equal(rep.header.status, SMC_STATUS_NOT_FOUND);
+	assert_int_equal(rep.header.status, PROTO_STATUS_NOT_FOUND);
 	assert_str_eq(rep.message, "secret prod/missing not found");
 	assert_null(rep.arn.ptr);
 	assert_null(rep.secret_string);
 
 	body = golden_body(golden_error_too_large, sizeof(golden_error_too_large), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
-	assert_int_equal(rep.header.op, SMC_OP_REPLY);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(rep.header.op, PROTO_OP_REPLY);
 	assert_int_equal(rep.header.request_id, 0);
-	assert_int_equal(rep.header.status, SMC_STATUS_TOO_LARGE);
+	assert_int_equal(rep.header.status, PROTO_STATUS_TOO_LARGE);
 	assert_str_eq(rep.message, "frame of 1048576 bytes exceeds the limit of 262144 bytes");
 }
 
 static void
 test_decode_stats(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
-	struct smc_reply rep;
-	struct smc_str name;
+	struct proto_decode_error err;
+	struct proto_request req;
+	struct proto_reply rep;
+	struct proto_str name;
 	const uint8_t *body;
 	uint64_t value;
 	size_t len, cursor = 0;
 
 	body = golden_body(golden_stats_request, sizeof(golden_stats_request), &len);
-	assert_int_equal(smc_request_decode(body, len, &req, &err), 0);
-	assert_int_equal(req.header.op, SMC_OP_STATS);
+	assert_int_equal(proto_request_decode(body, len, &req, &err), 0);
+	assert_int_equal(req.header.op, PROTO_OP_STATS);
 	assert_int_equal(req.header.request_id, 4);
 
 	body = golden_body(golden_stats_reply, sizeof(golden_stats_reply), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
 	assert_int_equal(rep.header.request_id, 4);
 	assert_int_equal(rep.stat_count, 2);
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), 1);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), 1);
 	assert_str_eq(name, "cache_hits");
 	assert_int_equal(value, 42);
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), 1);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), 1);
 	assert_str_eq(name, "cache_misses");
 	assert_int_equal(value, 7);
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), 0);
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), 0);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), 0);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), 0);
 }
 
 static void
 test_decode_describe(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_version_info info;
-	struct smc_request req;
-	struct smc_reply rep;
+	struct proto_decode_error err;
+	struct proto_version_info info;
+	struct proto_request req;
+	struct proto_reply rep;
 	const uint8_t *body;
 	size_t len, cursor = 0;
 
 	body = golden_body(golden_describe_request, sizeof(golden_describe_request), &len);
-	assert_int_equal(smc_request_decode(body, len, &req, &err), 0);
-	assert_int_equal(req.header.op, SMC_OP_DESCRIBE);
+	assert_int_equal(proto_request_decode(body, len, &req, &err), 0);
+	assert_int_equal(req.header.op, PROTO_OP_DESCRIBE);
 	assert_int_equal(req.header.request_id, 5);
 	assert_str_eq(req.secret_id, "prod/db");
 
 	body = golden_body(golden_describe_reply, sizeof(golden_describe_reply), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
 	assert_int_equal(rep.header.request_id, 5);
 	assert_str_eq(rep.arn, ARN);
 	assert_str_eq(rep.name, "prod/db");
@@ -799,17 +799,17 @@ test_decode_describe(void **state)
 	assert_int_equal(rep.deleted_ms, 0);
 	assert_int_equal(rep.version_count, 1);
 	assert_int_equal(rep.stage_count, 0);	/* stages are inside VERSION */
-	assert_int_equal(smc_reply_next_version(&rep, &cursor, &info), 1);
+	assert_int_equal(proto_reply_next_version(&rep, &cursor, &info), 1);
 	assert_str_eq(info.version_id, VID);
 	assert_int_equal(info.stage_count, 1);
 	assert_str_eq(info.stages[0], "AWSCURRENT");
 	assert_int_equal(info.created_ms, T0);
-	assert_int_equal(smc_reply_next_version(&rep, &cursor, &info), 0);
+	assert_int_equal(proto_reply_next_version(&rep, &cursor, &info), 0);
 	/* A reply without versions walks to the end at once. */
 	cursor = 0;
 	body = golden_body(golden_get_reply, sizeof(golden_get_reply), &len);
-	assert_int_equal(smc_reply_decode(body, len, &rep, &err), 0);
-	assert_int_equal(smc_reply_next_version(&rep, &cursor, &info), 0);
+	assert_int_equal(proto_reply_decode(body, len, &rep, &err), 0);
+	assert_int_equal(proto_reply_next_version(&rep, &cursor, &info), 0);
 }
 
 /* ---- request rejections: header ----------------------------------------------------- */
@@ -818,11 +818,11 @@ static void
 test_req_truncated_header(void **state)
 {
 	static const uint8_t body[] = { 0x01, 0x02, 0x00, 0x00, 0x00 };
-	struct smc_decode_error err;
-	struct smc_request req;
+	struct proto_decode_error err;
+	struct proto_request req;
 
-	assert_int_equal(smc_request_decode(body, sizeof(body), &req, &err), -1);
-	assert_int_equal(err.status, SMC_STATUS_BAD_REQUEST);
+	assert_int_equal(proto_request_decode(body, sizeof(body), &req, &err), -1);
+	assert_int_equal(err.status, PROTO_STATUS_BAD_REQUEST);
 	assert_string_equal(err.message, "truncated header (5 bytes, need 10)");
 	assert_int_equal(req.header.request_id, 0);
 	assert_int_equal(req.header.op, 0);
@@ -831,17 +831,17 @@ test_req_truncated_header(void **state)
 static void
 test_req_bad_version(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
+	struct proto_decode_error err;
+	struct proto_request req;
 
-	body_begin(2, SMC_OP_GET, 0, 0x01020304, 0);
-	put(SMC_TAG_SECRET_ID, "x");
+	body_begin(2, PROTO_OP_GET, 0, 0x01020304, 0);
+	put(PROTO_TAG_SECRET_ID, "x");
 	assert_int_equal(decode_req(&req, &err), -1);
-	assert_int_equal(err.status, SMC_STATUS_UNSUPPORTED);
+	assert_int_equal(err.status, PROTO_STATUS_UNSUPPORTED);
 	assert_string_equal(err.message,
 	    "protocol version 2 not supported (this agent speaks 1)");
 	/* Enough header for the agent to answer this request. */
-	assert_int_equal(req.header.op, SMC_OP_GET);
+	assert_int_equal(req.header.op, PROTO_OP_GET);
 	assert_int_equal(req.header.request_id, 0x01020304);
 	assert_int_equal(req.header.version, 2);
 }
@@ -849,46 +849,46 @@ test_req_bad_version(void **state)
 static void
 test_req_unknown_op(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
+	struct proto_decode_error err;
+	struct proto_request req;
 
 	body_begin(1, 9, 0, 42, 0);
 	assert_int_equal(decode_req(&req, &err), -1);
-	assert_int_equal(err.status, SMC_STATUS_UNSUPPORTED);
+	assert_int_equal(err.status, PROTO_STATUS_UNSUPPORTED);
 	assert_string_equal(err.message, "op 9 not supported");
 	assert_int_equal(req.header.op, 9);
 	assert_int_equal(req.header.request_id, 42);
 
 	body_begin(1, 0, 0, 42, 0);
-	expect_req_error(SMC_STATUS_UNSUPPORTED, "op 0 not supported");
+	expect_req_error(PROTO_STATUS_UNSUPPORTED, "op 0 not supported");
 }
 
 static void
 test_req_reply_bit(void **state)
 {
-	body_begin(1, SMC_OP_PING | SMC_OP_REPLY, 0, 1, 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "op 0x81 has the reply bit set");
+	body_begin(1, PROTO_OP_PING | PROTO_OP_REPLY, 0, 1, 0);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "op 0x81 has the reply bit set");
 }
 
 static void
 test_req_nonzero_status(void **state)
 {
-	body_begin(1, SMC_OP_PING, 0, 1, SMC_STATUS_BAD_REQUEST);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "nonzero status 3 in a request");
+	body_begin(1, PROTO_OP_PING, 0, 1, PROTO_STATUS_BAD_REQUEST);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "nonzero status 3 in a request");
 }
 
 static void
 test_req_reserved_flags(void **state)
 {
-	body_begin(1, SMC_OP_PING, 0x0002, 1, 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "reserved flags 0x0002 set");
-	body_begin(1, SMC_OP_PING, 0x8000, 1, 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "reserved flags 0x8000 set");
+	body_begin(1, PROTO_OP_PING, 0x0002, 1, 0);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "reserved flags 0x0002 set");
+	body_begin(1, PROTO_OP_PING, 0x8000, 1, 0);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "reserved flags 0x8000 set");
 	/* REFRESH is a GET flag only. */
-	body_begin(1, SMC_OP_PING, SMC_FLAG_REFRESH, 1, 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "flag REFRESH not valid for PING");
-	body_begin(1, SMC_OP_DESCRIBE, SMC_FLAG_REFRESH, 1, 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "flag REFRESH not valid for DESCRIBE");
+	body_begin(1, PROTO_OP_PING, PROTO_FLAG_REFRESH, 1, 0);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "flag REFRESH not valid for PING");
+	body_begin(1, PROTO_OP_DESCRIBE, PROTO_FLAG_REFRESH, 1, 0);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "flag REFRESH not valid for DESCRIBE");
 }
 
 /* ---- request rejections: fields ----------------------------------------------------- */
@@ -898,35 +898,35 @@ test_req_truncated_field_header(void **state)
 {
 	static const uint8_t partial[] = { 0x00, 0x01, 0x00 };
 
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	smc_write_bytes(&w, partial, sizeof(partial));
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "truncated field header (3 bytes left, need 6)");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	proto_write_bytes(&w, partial, sizeof(partial));
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "truncated field header (3 bytes left, need 6)");
 }
 
 static void
 test_req_truncated_field_value(void **state)
 {
-	req_begin(SMC_OP_GET);
-	smc_write_u16(&w, SMC_TAG_SECRET_ID);
-	smc_write_u32(&w, 100);
-	smc_write_bytes(&w, "prod/db", 7);
-	expect_req_error(SMC_STATUS_BAD_REQUEST,
+	req_begin(PROTO_OP_GET);
+	proto_write_u16(&w, PROTO_TAG_SECRET_ID);
+	proto_write_u32(&w, 100);
+	proto_write_bytes(&w, "prod/db", 7);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST,
 	    "field SECRET_ID truncated (length 100, 7 bytes left)");
 
 	/* A huge length must not wrap any bounds arithmetic. */
-	req_begin(SMC_OP_GET);
-	smc_write_u16(&w, SMC_TAG_SECRET_ID);
-	smc_write_u32(&w, UINT32_MAX);
-	smc_write_bytes(&w, "prod/db", 7);
-	expect_req_error(SMC_STATUS_BAD_REQUEST,
+	req_begin(PROTO_OP_GET);
+	proto_write_u16(&w, PROTO_TAG_SECRET_ID);
+	proto_write_u32(&w, UINT32_MAX);
+	proto_write_bytes(&w, "prod/db", 7);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST,
 	    "field SECRET_ID truncated (length 4294967295, 7 bytes left)");
 
 	/* An unknown ignorable field that is cut is still an error. */
-	req_begin(SMC_OP_PING);
-	smc_write_u16(&w, 0x8123);
-	smc_write_u32(&w, 9);
-	expect_req_error(SMC_STATUS_BAD_REQUEST,
+	req_begin(PROTO_OP_PING);
+	proto_write_u16(&w, 0x8123);
+	proto_write_u32(&w, 9);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST,
 	    "field 0x8123 truncated (length 9, 0 bytes left)");
 }
 
@@ -934,37 +934,37 @@ static void
 test_req_trailing_garbage(void **state)
 {
 	/* A complete request followed by bytes that are not a field. */
-	req_begin(SMC_OP_PING);
-	smc_write_bytes(&w, "\xde\xad", 2);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "truncated field header (2 bytes left, need 6)");
+	req_begin(PROTO_OP_PING);
+	proto_write_bytes(&w, "\xde\xad", 2);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "truncated field header (2 bytes left, need 6)");
 
-	req_begin(SMC_OP_DESCRIBE);
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	smc_write_bytes(&w, "\0\0\0\0\0\0\0", 7);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "unknown field tag 0x0000");
+	req_begin(PROTO_OP_DESCRIBE);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	proto_write_bytes(&w, "\0\0\0\0\0\0\0", 7);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "unknown field tag 0x0000");
 }
 
 static void
 test_req_unknown_tag(void **state)
 {
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "prod/db");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
 	put(0x0042, "what");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "unknown field tag 0x0042");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "unknown field tag 0x0042");
 }
 
 static void
 test_req_unknown_ignorable_tag_skipped(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
+	struct proto_decode_error err;
+	struct proto_request req;
 
-	req_begin(SMC_OP_GET);
+	req_begin(PROTO_OP_GET);
 	put(0x8042, "from a newer client");
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	smc_put_bytes(&w, 0xffff, "", 0);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	proto_put_bytes(&w, 0xffff, "", 0);
 	/* The bit is part of the tag: 0x8001 is not SECRET_ID. */
-	put(SMC_TAG_SECRET_ID | SMC_TAG_IGNORABLE, "other");
+	put(PROTO_TAG_SECRET_ID | PROTO_TAG_IGNORABLE, "other");
 	assert_int_equal(decode_req(&req, &err), 0);
 	assert_str_eq(req.secret_id, "prod/db");
 }
@@ -972,56 +972,56 @@ test_req_unknown_ignorable_tag_skipped(void **state)
 static void
 test_req_field_not_valid_for_op(void **state)
 {
-	req_begin(SMC_OP_PING);
-	put(SMC_TAG_VERSION_ID, VID);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field VERSION_ID not valid for PING");
+	req_begin(PROTO_OP_PING);
+	put(PROTO_TAG_VERSION_ID, VID);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field VERSION_ID not valid for PING");
 
-	req_begin(SMC_OP_DESCRIBE);
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	put(SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field VERSION_STAGE not valid for DESCRIBE");
+	req_begin(PROTO_OP_DESCRIBE);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	put(PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field VERSION_STAGE not valid for DESCRIBE");
 
-	req_begin(SMC_OP_STATS);
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field SECRET_ID not valid for STATS");
+	req_begin(PROTO_OP_STATS);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field SECRET_ID not valid for STATS");
 }
 
 static void
 test_req_reply_field_in_request(void **state)
 {
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	put(SMC_TAG_SECRET_STRING, "hunter2");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field SECRET_STRING not valid for GET");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	put(PROTO_TAG_SECRET_STRING, "hunter2");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field SECRET_STRING not valid for GET");
 
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	smc_put_u64(&w, SMC_TAG_CREATED_DATE, 1);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field CREATED_DATE not valid for GET");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	proto_put_u64(&w, PROTO_TAG_CREATED_DATE, 1);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field CREATED_DATE not valid for GET");
 }
 
 static void
 test_req_duplicate_field(void **state)
 {
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "a");
-	put(SMC_TAG_SECRET_ID, "b");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "duplicate field SECRET_ID");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "a");
+	put(PROTO_TAG_SECRET_ID, "b");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "duplicate field SECRET_ID");
 
 	/* VERSION_STAGE repeats in replies, never in a request. */
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "a");
-	put(SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	put(SMC_TAG_VERSION_STAGE, "AWSPREVIOUS");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "duplicate field VERSION_STAGE");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "a");
+	put(PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	put(PROTO_TAG_VERSION_STAGE, "AWSPREVIOUS");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "duplicate field VERSION_STAGE");
 }
 
 static void
 test_req_string_nul(void **state)
 {
-	req_begin(SMC_OP_GET);
-	smc_put_bytes(&w, SMC_TAG_SECRET_ID, "prod\0db", 7);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field SECRET_ID contains a NUL byte");
+	req_begin(PROTO_OP_GET);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_ID, "prod\0db", 7);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field SECRET_ID contains a NUL byte");
 }
 
 static void
@@ -1043,9 +1043,9 @@ test_req_string_bad_utf8(void **state)
 	size_t i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		req_begin(SMC_OP_GET);
-		put(SMC_TAG_SECRET_ID, cases[i].bytes);
-		expect_req_error(SMC_STATUS_BAD_REQUEST, cases[i].message);
+		req_begin(PROTO_OP_GET);
+		put(PROTO_TAG_SECRET_ID, cases[i].bytes);
+		expect_req_error(PROTO_STATUS_BAD_REQUEST, cases[i].message);
 	}
 }
 
@@ -1059,13 +1059,13 @@ test_req_string_good_utf8(void **state)
 		"\xf0\x9f\x94\x91",				/* U+1F511 */
 		"\xf4\x8f\xbf\xbf",				/* U+10FFFF */
 	};
-	struct smc_decode_error err;
-	struct smc_request req;
+	struct proto_decode_error err;
+	struct proto_request req;
 	size_t i;
 
 	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		req_begin(SMC_OP_GET);
-		put(SMC_TAG_SECRET_ID, good[i]);
+		req_begin(PROTO_OP_GET);
+		put(PROTO_TAG_SECRET_ID, good[i]);
 		if (decode_req(&req, &err) != 0)
 			fail_msg("case %zu rejected: %s", i, err.message);
 		assert_str_eq(req.secret_id, good[i]);
@@ -1075,64 +1075,64 @@ test_req_string_good_utf8(void **state)
 static void
 test_req_string_too_long(void **state)
 {
-	static char id[SMC_MAX_SECRET_ID + 2];
-	struct smc_decode_error err;
-	struct smc_request req;
+	static char id[PROTO_MAX_SECRET_ID + 2];
+	struct proto_decode_error err;
+	struct proto_request req;
 
 	memset(id, 'a', sizeof(id) - 1);
-	req_begin(SMC_OP_GET);
-	smc_put_bytes(&w, SMC_TAG_SECRET_ID, id, SMC_MAX_SECRET_ID);
+	req_begin(PROTO_OP_GET);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_ID, id, PROTO_MAX_SECRET_ID);
 	assert_int_equal(decode_req(&req, &err), 0);
-	assert_int_equal(req.secret_id.len, SMC_MAX_SECRET_ID);
+	assert_int_equal(req.secret_id.len, PROTO_MAX_SECRET_ID);
 
-	req_begin(SMC_OP_GET);
-	smc_put_bytes(&w, SMC_TAG_SECRET_ID, id, SMC_MAX_SECRET_ID + 1);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field SECRET_ID too long (2049 bytes, max 2048)");
+	req_begin(PROTO_OP_GET);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_ID, id, PROTO_MAX_SECRET_ID + 1);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field SECRET_ID too long (2049 bytes, max 2048)");
 
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "a");
-	smc_put_bytes(&w, SMC_TAG_VERSION_ID, id, SMC_MAX_VERSION_ID + 1);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field VERSION_ID too long (65 bytes, max 64)");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "a");
+	proto_put_bytes(&w, PROTO_TAG_VERSION_ID, id, PROTO_MAX_VERSION_ID + 1);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field VERSION_ID too long (65 bytes, max 64)");
 }
 
 static void
 test_req_string_empty(void **state)
 {
-	req_begin(SMC_OP_GET);
-	smc_put_bytes(&w, SMC_TAG_SECRET_ID, "", 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field SECRET_ID is empty");
+	req_begin(PROTO_OP_GET);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_ID, "", 0);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field SECRET_ID is empty");
 
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "a");
-	smc_put_bytes(&w, SMC_TAG_VERSION_STAGE, "", 0);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "field VERSION_STAGE is empty");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "a");
+	proto_put_bytes(&w, PROTO_TAG_VERSION_STAGE, "", 0);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "field VERSION_STAGE is empty");
 }
 
 static void
 test_req_missing_secret_id(void **state)
 {
-	req_begin(SMC_OP_GET);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "missing field SECRET_ID");
+	req_begin(PROTO_OP_GET);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "missing field SECRET_ID");
 
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "missing field SECRET_ID");
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "missing field SECRET_ID");
 
-	req_begin(SMC_OP_DESCRIBE);
-	expect_req_error(SMC_STATUS_BAD_REQUEST, "missing field SECRET_ID");
+	req_begin(PROTO_OP_DESCRIBE);
+	expect_req_error(PROTO_STATUS_BAD_REQUEST, "missing field SECRET_ID");
 }
 
 static void
 test_req_get_stage_and_id(void **state)
 {
-	struct smc_decode_error err;
-	struct smc_request req;
+	struct proto_decode_error err;
+	struct proto_request req;
 
 	/* Any order is accepted. */
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_VERSION_ID, VID);
-	put(SMC_TAG_VERSION_STAGE, "AWSPREVIOUS");
-	put(SMC_TAG_SECRET_ID, ARN);
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_VERSION_ID, VID);
+	put(PROTO_TAG_VERSION_STAGE, "AWSPREVIOUS");
+	put(PROTO_TAG_SECRET_ID, ARN);
 	assert_int_equal(decode_req(&req, &err), 0);
 	assert_int_equal(req.header.request_id, 77);
 	assert_str_eq(req.secret_id, ARN);
@@ -1145,19 +1145,19 @@ static void
 test_req_roundtrip(void **state)
 {
 	static uint8_t out[512];
-	struct smc_decode_error err;
-	struct smc_request req;
-	struct smc_writer w2;
+	struct proto_decode_error err;
+	struct proto_request req;
+	struct proto_writer w2;
 	size_t len;
 
-	req_begin(SMC_OP_GET);
-	put(SMC_TAG_SECRET_ID, "prod/db");
-	put(SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	put(SMC_TAG_VERSION_ID, VID);
-	assert_int_equal(smc_message_end(&w, NULL), 0);
+	req_begin(PROTO_OP_GET);
+	put(PROTO_TAG_SECRET_ID, "prod/db");
+	put(PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	put(PROTO_TAG_VERSION_ID, VID);
+	assert_int_equal(proto_message_end(&w, NULL), 0);
 	assert_int_equal(decode_req(&req, &err), 0);
-	smc_writer_init(&w2, out, sizeof(out));
-	assert_int_equal(smc_request_encode(&w2, &req, &len), 0);
+	proto_writer_init(&w2, out, sizeof(out));
+	assert_int_equal(proto_request_encode(&w2, &req, &len), 0);
 	assert_int_equal(len, w.len);
 	assert_memory_equal(out, buf, len);
 }
@@ -1167,56 +1167,56 @@ test_req_roundtrip(void **state)
 static void
 put_get_reply_fields(void)
 {
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
-	put(SMC_TAG_VERSION_ID, VID);
-	smc_put_u64(&w, SMC_TAG_CREATED_DATE, T0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
+	put(PROTO_TAG_VERSION_ID, VID);
+	proto_put_u64(&w, PROTO_TAG_CREATED_DATE, T0);
 }
 
 static void
 test_rep_unknown_tags(void **state)
 {
-	struct smc_reply rep;
+	struct proto_reply rep;
 
 	/* Ignorable: skipped, also inside a nested field. */
-	rep_begin(SMC_OP_DESCRIBE, 0);
+	rep_begin(PROTO_OP_DESCRIBE, 0);
 	put(0x8100, "new optional field");
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
 	{
-		size_t mark = smc_nested_begin(&w, SMC_TAG_VERSION);
+		size_t mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
 
 		put(0x8101, "nested optional");
-		put(SMC_TAG_VERSION_ID, VID);
-		smc_nested_end(&w, mark);
+		put(PROTO_TAG_VERSION_ID, VID);
+		proto_nested_end(&w, mark);
 	}
 	expect_rep_ok(&rep);
 	assert_str_eq(rep.arn, ARN);
 	assert_int_equal(rep.version_count, 1);
 
 	/* Not ignorable: rejected. */
-	rep_begin(SMC_OP_DESCRIBE, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
+	rep_begin(PROTO_OP_DESCRIBE, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
 	put(0x0100, "must understand");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "unknown field tag 0x0100");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "unknown field tag 0x0100");
 
-	rep_begin(SMC_OP_DESCRIBE, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
+	rep_begin(PROTO_OP_DESCRIBE, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
 	{
-		size_t mark = smc_nested_begin(&w, SMC_TAG_VERSION);
+		size_t mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
 
-		put(SMC_TAG_VERSION_ID, VID);
+		put(PROTO_TAG_VERSION_ID, VID);
 		put(0x0101, "x");
-		smc_nested_end(&w, mark);
+		proto_nested_end(&w, mark);
 	}
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "unknown field tag 0x0101 inside VERSION");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "unknown field tag 0x0101 inside VERSION");
 
 	/* Also in error replies. */
-	rep_begin(SMC_OP_GET, SMC_STATUS_NOT_FOUND);
+	rep_begin(PROTO_OP_GET, PROTO_STATUS_NOT_FOUND);
 	put(0x8009, "x");
-	put(SMC_TAG_MESSAGE, "gone");
+	put(PROTO_TAG_MESSAGE, "gone");
 	expect_rep_ok(&rep);
 	assert_str_eq(rep.message, "gone");
 }
@@ -1224,277 +1224,277 @@ test_rep_unknown_tags(void **state)
 static void
 test_rep_header_checks(void **state)
 {
-	struct smc_reply rep;
+	struct proto_reply rep;
 
-	body_begin(2, SMC_OP_PING | SMC_OP_REPLY, 0, 1, 0);
-	expect_rep_error(SMC_STATUS_UNSUPPORTED,
+	body_begin(2, PROTO_OP_PING | PROTO_OP_REPLY, 0, 1, 0);
+	expect_rep_error(PROTO_STATUS_UNSUPPORTED,
 	    "protocol version 2 not supported (this client speaks 1)");
 
-	body_begin(1, SMC_OP_PING, 0, 1, 0);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "op 0x01 is not a reply");
+	body_begin(1, PROTO_OP_PING, 0, 1, 0);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "op 0x01 is not a reply");
 
 	body_begin(1, 0x86, 0, 1, 0);
-	expect_rep_error(SMC_STATUS_UNSUPPORTED, "successful reply to unknown op 6");
+	expect_rep_error(PROTO_STATUS_UNSUPPORTED, "successful reply to unknown op 6");
 
 	/* An error reply to an op this client does not know is still readable. */
-	body_begin(1, 0x86, 0, 1, SMC_STATUS_UNSUPPORTED);
-	put(SMC_TAG_MESSAGE, "op 6 not supported");
+	body_begin(1, 0x86, 0, 1, PROTO_STATUS_UNSUPPORTED);
+	put(PROTO_TAG_MESSAGE, "op 6 not supported");
 	expect_rep_ok(&rep);
-	assert_int_equal(rep.header.status, SMC_STATUS_UNSUPPORTED);
+	assert_int_equal(rep.header.status, PROTO_STATUS_UNSUPPORTED);
 
 	/* So is a status newer than this client, and unknown flags are ignored. */
-	body_begin(1, SMC_OP_GET | SMC_OP_REPLY, 0xfffe, 1, 4242);
+	body_begin(1, PROTO_OP_GET | PROTO_OP_REPLY, 0xfffe, 1, 4242);
 	expect_rep_ok(&rep);
 	assert_int_equal(rep.header.status, 4242);
 	assert_int_equal(rep.header.flags, 0xfffe);
 	assert_null(rep.message.ptr);
 
 	static const uint8_t short_body[] = { 1, 0x81, 0, 0 };
-	struct smc_decode_error err;
+	struct proto_decode_error err;
 
-	assert_int_equal(smc_reply_decode(short_body, sizeof(short_body), &rep, &err), -1);
+	assert_int_equal(proto_reply_decode(short_body, sizeof(short_body), &rep, &err), -1);
 	assert_string_equal(err.message, "truncated reply header (4 bytes, need 10)");
 }
 
 static void
 test_rep_error_reply_fields(void **state)
 {
-	rep_begin(SMC_OP_GET, SMC_STATUS_INTERNAL);
-	put(SMC_TAG_MESSAGE, "oops");
-	put(SMC_TAG_ARN, ARN);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field ARN not valid in an error reply");
+	rep_begin(PROTO_OP_GET, PROTO_STATUS_INTERNAL);
+	put(PROTO_TAG_MESSAGE, "oops");
+	put(PROTO_TAG_ARN, ARN);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field ARN not valid in an error reply");
 }
 
 static void
 test_rep_field_not_valid(void **state)
 {
-	rep_begin(SMC_OP_PING, 0);
-	put(SMC_TAG_AGENT_VERSION, "smcached 0.1.0");
-	put(SMC_TAG_ARN, ARN);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field ARN not valid in a PING reply");
+	rep_begin(PROTO_OP_PING, 0);
+	put(PROTO_TAG_AGENT_VERSION, "smcached 0.1.0");
+	put(PROTO_TAG_ARN, ARN);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field ARN not valid in a PING reply");
 
-	rep_begin(SMC_OP_STATS, 0);
-	put(SMC_TAG_STAT_NAME, "top-level");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field STAT_NAME not valid in a STATS reply");
+	rep_begin(PROTO_OP_STATS, 0);
+	put(PROTO_TAG_STAT_NAME, "top-level");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field STAT_NAME not valid in a STATS reply");
 
-	rep_begin(SMC_OP_DESCRIBE, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
+	rep_begin(PROTO_OP_DESCRIBE, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
 	{
-		size_t mark = smc_nested_begin(&w, SMC_TAG_VERSION);
+		size_t mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
 
-		put(SMC_TAG_VERSION_ID, VID);
-		put(SMC_TAG_ARN, ARN);
-		smc_nested_end(&w, mark);
+		put(PROTO_TAG_VERSION_ID, VID);
+		put(PROTO_TAG_ARN, ARN);
+		proto_nested_end(&w, mark);
 	}
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field ARN not valid inside VERSION");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field ARN not valid inside VERSION");
 }
 
 static void
 test_rep_get_value_exactly_one(void **state)
 {
-	struct smc_reply rep;
+	struct proto_reply rep;
 
-	rep_begin(SMC_OP_GET, 0);
+	rep_begin(PROTO_OP_GET, 0);
 	put_get_reply_fields();
-	expect_rep_error(SMC_STATUS_BAD_REQUEST,
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST,
 	    "GET reply carries neither SECRET_STRING nor SECRET_BINARY");
 
-	rep_begin(SMC_OP_GET, 0);
+	rep_begin(PROTO_OP_GET, 0);
 	put_get_reply_fields();
-	put(SMC_TAG_SECRET_STRING, "s");
-	smc_put_bytes(&w, SMC_TAG_SECRET_BINARY, "\0\1", 2);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST,
+	put(PROTO_TAG_SECRET_STRING, "s");
+	proto_put_bytes(&w, PROTO_TAG_SECRET_BINARY, "\0\1", 2);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST,
 	    "GET reply carries both SECRET_STRING and SECRET_BINARY");
 
 	/* Binary values may hold any byte; STALE flag passes through. */
-	body_begin(1, SMC_OP_GET | SMC_OP_REPLY, SMC_FLAG_STALE, 9, 0);
+	body_begin(1, PROTO_OP_GET | PROTO_OP_REPLY, PROTO_FLAG_STALE, 9, 0);
 	put_get_reply_fields();
-	smc_put_bytes(&w, SMC_TAG_SECRET_BINARY, "\0\xff\1", 3);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_BINARY, "\0\xff\1", 3);
 	expect_rep_ok(&rep);
 	assert_null(rep.secret_string);
 	assert_int_equal(rep.secret_binary_len, 3);
 	assert_memory_equal(rep.secret_binary, "\0\xff\1", 3);
-	assert_int_equal(rep.header.flags, SMC_FLAG_STALE);
+	assert_int_equal(rep.header.flags, PROTO_FLAG_STALE);
 	assert_int_equal(rep.stage_count, 0);
 }
 
 static void
 test_rep_missing_required(void **state)
 {
-	struct smc_reply rep;
+	struct proto_reply rep;
 
-	rep_begin(SMC_OP_GET, 0);
-	put(SMC_TAG_NAME, "prod/db");
-	put(SMC_TAG_VERSION_ID, VID);
-	smc_put_u64(&w, SMC_TAG_CREATED_DATE, T0);
-	put(SMC_TAG_SECRET_STRING, "s");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field ARN");
+	rep_begin(PROTO_OP_GET, 0);
+	put(PROTO_TAG_NAME, "prod/db");
+	put(PROTO_TAG_VERSION_ID, VID);
+	proto_put_u64(&w, PROTO_TAG_CREATED_DATE, T0);
+	put(PROTO_TAG_SECRET_STRING, "s");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "missing field ARN");
 
-	rep_begin(SMC_OP_GET, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
-	put(SMC_TAG_SECRET_STRING, "s");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field VERSION_ID");
+	rep_begin(PROTO_OP_GET, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
+	put(PROTO_TAG_SECRET_STRING, "s");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "missing field VERSION_ID");
 
 	/* CREATED_DATE is optional: the agent leaves it out when it is unknown. */
-	rep_begin(SMC_OP_GET, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
-	put(SMC_TAG_VERSION_ID, VID);
-	put(SMC_TAG_SECRET_STRING, "s");
+	rep_begin(PROTO_OP_GET, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
+	put(PROTO_TAG_VERSION_ID, VID);
+	put(PROTO_TAG_SECRET_STRING, "s");
 	expect_rep_ok(&rep);
 	assert_int_equal(rep.created_ms, 0);
 
-	rep_begin(SMC_OP_PING, 0);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field AGENT_VERSION");
+	rep_begin(PROTO_OP_PING, 0);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "missing field AGENT_VERSION");
 
-	rep_begin(SMC_OP_DESCRIBE, 0);
-	put(SMC_TAG_ARN, ARN);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field NAME");
+	rep_begin(PROTO_OP_DESCRIBE, 0);
+	put(PROTO_TAG_ARN, ARN);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "missing field NAME");
 
-	rep_begin(SMC_OP_DESCRIBE, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
+	rep_begin(PROTO_OP_DESCRIBE, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
 	{
-		size_t mark = smc_nested_begin(&w, SMC_TAG_VERSION);
+		size_t mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
 
-		put(SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-		smc_nested_end(&w, mark);
+		put(PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+		proto_nested_end(&w, mark);
 	}
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field VERSION_ID inside VERSION");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "missing field VERSION_ID inside VERSION");
 
-	rep_begin(SMC_OP_STATS, 0);
+	rep_begin(PROTO_OP_STATS, 0);
 	{
-		size_t mark = smc_nested_begin(&w, SMC_TAG_STAT);
+		size_t mark = proto_nested_begin(&w, PROTO_TAG_STAT);
 
-		put(SMC_TAG_STAT_NAME, "hits");
-		smc_nested_end(&w, mark);
+		put(PROTO_TAG_STAT_NAME, "hits");
+		proto_nested_end(&w, mark);
 	}
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "missing field STAT_VALUE inside STAT");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "missing field STAT_VALUE inside STAT");
 }
 
 static void
 test_rep_u64_size(void **state)
 {
-	rep_begin(SMC_OP_GET, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
-	put(SMC_TAG_VERSION_ID, VID);
-	smc_put_bytes(&w, SMC_TAG_CREATED_DATE, "\0\0\0\1", 4);
-	put(SMC_TAG_SECRET_STRING, "s");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field CREATED_DATE must be 8 bytes, not 4");
+	rep_begin(PROTO_OP_GET, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
+	put(PROTO_TAG_VERSION_ID, VID);
+	proto_put_bytes(&w, PROTO_TAG_CREATED_DATE, "\0\0\0\1", 4);
+	put(PROTO_TAG_SECRET_STRING, "s");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field CREATED_DATE must be 8 bytes, not 4");
 
-	rep_begin(SMC_OP_STATS, 0);
+	rep_begin(PROTO_OP_STATS, 0);
 	{
-		size_t mark = smc_nested_begin(&w, SMC_TAG_STAT);
+		size_t mark = proto_nested_begin(&w, PROTO_TAG_STAT);
 
-		put(SMC_TAG_STAT_NAME, "hits");
-		smc_put_bytes(&w, SMC_TAG_STAT_VALUE, "123456789", 9);
-		smc_nested_end(&w, mark);
+		put(PROTO_TAG_STAT_NAME, "hits");
+		proto_put_bytes(&w, PROTO_TAG_STAT_VALUE, "123456789", 9);
+		proto_nested_end(&w, mark);
 	}
-	expect_rep_error(SMC_STATUS_BAD_REQUEST,
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST,
 	    "field STAT_VALUE inside STAT must be 8 bytes, not 9");
 }
 
 static void
 test_rep_stage_repeats(void **state)
 {
-	struct smc_reply rep;
+	struct proto_reply rep;
 	char stage[16];
 	int i;
 
-	rep_begin(SMC_OP_GET, 0);
+	rep_begin(PROTO_OP_GET, 0);
 	put_get_reply_fields();
-	put(SMC_TAG_SECRET_STRING, "s");
-	for (i = 0; i < SMC_MAX_STAGES; i++) {
+	put(PROTO_TAG_SECRET_STRING, "s");
+	for (i = 0; i < PROTO_MAX_STAGES; i++) {
 		snprintf(stage, sizeof(stage), "S%d", i);
-		put(SMC_TAG_VERSION_STAGE, stage);
+		put(PROTO_TAG_VERSION_STAGE, stage);
 	}
 	expect_rep_ok(&rep);
-	assert_int_equal(rep.stage_count, SMC_MAX_STAGES);
+	assert_int_equal(rep.stage_count, PROTO_MAX_STAGES);
 	assert_str_eq(rep.stages[0], "S0");
-	assert_str_eq(rep.stages[SMC_MAX_STAGES - 1], "S19");
+	assert_str_eq(rep.stages[PROTO_MAX_STAGES - 1], "S19");
 
-	put(SMC_TAG_VERSION_STAGE, "one too many");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "too many VERSION_STAGE fields (max 20)");
+	put(PROTO_TAG_VERSION_STAGE, "one too many");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "too many VERSION_STAGE fields (max 20)");
 
 	/* Non-repeatable reply fields stay unique. */
-	rep_begin(SMC_OP_GET, 0);
+	rep_begin(PROTO_OP_GET, 0);
 	put_get_reply_fields();
-	put(SMC_TAG_NAME, "again");
-	put(SMC_TAG_SECRET_STRING, "s");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "duplicate field NAME");
+	put(PROTO_TAG_NAME, "again");
+	put(PROTO_TAG_SECRET_STRING, "s");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "duplicate field NAME");
 }
 
 static void
 test_rep_versions_and_stats(void **state)
 {
-	struct smc_version_info info;
-	struct smc_reply rep;
-	struct smc_str name;
+	struct proto_version_info info;
+	struct proto_reply rep;
+	struct proto_str name;
 	uint64_t value;
 	char id[16];
 	size_t cursor = 0, mark;
 	int i;
 
-	rep_begin(SMC_OP_DESCRIBE, 0);
-	put(SMC_TAG_ARN, ARN);
-	put(SMC_TAG_NAME, "prod/db");
-	for (i = 0; i < SMC_MAX_VERSIONS; i++) {
-		mark = smc_nested_begin(&w, SMC_TAG_VERSION);
+	rep_begin(PROTO_OP_DESCRIBE, 0);
+	put(PROTO_TAG_ARN, ARN);
+	put(PROTO_TAG_NAME, "prod/db");
+	for (i = 0; i < PROTO_MAX_VERSIONS; i++) {
+		mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
 		snprintf(id, sizeof(id), "v%d", i);
-		put(SMC_TAG_VERSION_ID, id);
+		put(PROTO_TAG_VERSION_ID, id);
 		if (i == 3) {
-			put(SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-			put(SMC_TAG_VERSION_STAGE, "custom");
+			put(PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+			put(PROTO_TAG_VERSION_STAGE, "custom");
 		}
-		smc_nested_end(&w, mark);
+		proto_nested_end(&w, mark);
 	}
 	expect_rep_ok(&rep);
-	assert_int_equal(rep.version_count, SMC_MAX_VERSIONS);
-	for (i = 0; i < SMC_MAX_VERSIONS; i++) {
-		assert_int_equal(smc_reply_next_version(&rep, &cursor, &info), 1);
+	assert_int_equal(rep.version_count, PROTO_MAX_VERSIONS);
+	for (i = 0; i < PROTO_MAX_VERSIONS; i++) {
+		assert_int_equal(proto_reply_next_version(&rep, &cursor, &info), 1);
 		snprintf(id, sizeof(id), "v%d", i);
 		assert_str_eq(info.version_id, id);
 		assert_int_equal(info.stage_count, i == 3 ? 2 : 0);
 		assert_int_equal(info.created_ms, 0);
 	}
-	assert_int_equal(smc_reply_next_version(&rep, &cursor, &info), 0);
+	assert_int_equal(proto_reply_next_version(&rep, &cursor, &info), 0);
 
-	mark = smc_nested_begin(&w, SMC_TAG_VERSION);
-	put(SMC_TAG_VERSION_ID, "v100");
-	smc_nested_end(&w, mark);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "too many VERSION fields (max 100)");
+	mark = proto_nested_begin(&w, PROTO_TAG_VERSION);
+	put(PROTO_TAG_VERSION_ID, "v100");
+	proto_nested_end(&w, mark);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "too many VERSION fields (max 100)");
 
 	/* STATS: any number, empty allowed. */
-	rep_begin(SMC_OP_STATS, 0);
+	rep_begin(PROTO_OP_STATS, 0);
 	expect_rep_ok(&rep);
 	assert_int_equal(rep.stat_count, 0);
 	cursor = 0;
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), 0);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), 0);
 
 	for (i = 0; i < 500; i++) {
-		mark = smc_nested_begin(&w, SMC_TAG_STAT);
+		mark = proto_nested_begin(&w, PROTO_TAG_STAT);
 		snprintf(id, sizeof(id), "s%d", i);
-		put(SMC_TAG_STAT_NAME, id);
-		smc_put_u64(&w, SMC_TAG_STAT_VALUE, UINT64_MAX - (uint64_t)i);
-		smc_nested_end(&w, mark);
+		put(PROTO_TAG_STAT_NAME, id);
+		proto_put_u64(&w, PROTO_TAG_STAT_VALUE, UINT64_MAX - (uint64_t)i);
+		proto_nested_end(&w, mark);
 	}
 	expect_rep_ok(&rep);
 	assert_int_equal(rep.stat_count, 500);
 	cursor = 0;
 	for (i = 0; i < 500; i++) {
-		assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), 1);
+		assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), 1);
 		assert_int_equal(value, UINT64_MAX - (uint64_t)i);
 	}
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), 0);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), 0);
 
 	/* A cursor that does not come from the walk is refused. */
 	cursor = 3;
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), -1);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), -1);
 	cursor = rep.body_len + 1;
-	assert_int_equal(smc_reply_next_stat(&rep, &cursor, &name, &value), -1);
+	assert_int_equal(proto_reply_next_stat(&rep, &cursor, &name, &value), -1);
 }
 
 static void
@@ -1502,56 +1502,56 @@ test_rep_nested_truncated(void **state)
 {
 	size_t mark;
 
-	rep_begin(SMC_OP_STATS, 0);
-	mark = smc_nested_begin(&w, SMC_TAG_STAT);
-	put(SMC_TAG_STAT_NAME, "hits");
-	smc_put_u64(&w, SMC_TAG_STAT_VALUE, 1);
-	smc_write_bytes(&w, "\0\x0f", 2);
-	smc_nested_end(&w, mark);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST,
+	rep_begin(PROTO_OP_STATS, 0);
+	mark = proto_nested_begin(&w, PROTO_TAG_STAT);
+	put(PROTO_TAG_STAT_NAME, "hits");
+	proto_put_u64(&w, PROTO_TAG_STAT_VALUE, 1);
+	proto_write_bytes(&w, "\0\x0f", 2);
+	proto_nested_end(&w, mark);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST,
 	    "truncated field header inside STAT (2 bytes left, need 6)");
 
-	rep_begin(SMC_OP_STATS, 0);
-	mark = smc_nested_begin(&w, SMC_TAG_STAT);
-	smc_write_u16(&w, SMC_TAG_STAT_NAME);
-	smc_write_u32(&w, 50);
-	smc_write_bytes(&w, "hits", 4);
-	smc_nested_end(&w, mark);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST,
+	rep_begin(PROTO_OP_STATS, 0);
+	mark = proto_nested_begin(&w, PROTO_TAG_STAT);
+	proto_write_u16(&w, PROTO_TAG_STAT_NAME);
+	proto_write_u32(&w, 50);
+	proto_write_bytes(&w, "hits", 4);
+	proto_nested_end(&w, mark);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST,
 	    "field STAT_NAME inside STAT truncated (length 50, 4 bytes left)");
 }
 
 static void
 test_rep_strings_checked(void **state)
 {
-	char big[SMC_MAX_MESSAGE + 1];
-	struct smc_reply rep;
+	char big[PROTO_MAX_MESSAGE + 1];
+	struct proto_reply rep;
 
-	rep_begin(SMC_OP_GET, SMC_STATUS_INTERNAL);
-	put(SMC_TAG_MESSAGE, "bad \xc3");
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field MESSAGE is not valid UTF-8 (byte 4)");
+	rep_begin(PROTO_OP_GET, PROTO_STATUS_INTERNAL);
+	put(PROTO_TAG_MESSAGE, "bad \xc3");
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field MESSAGE is not valid UTF-8 (byte 4)");
 
 	memset(big, 'm', sizeof(big));
-	rep_begin(SMC_OP_GET, SMC_STATUS_INTERNAL);
-	smc_put_bytes(&w, SMC_TAG_MESSAGE, big, sizeof(big));
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field MESSAGE too long (1025 bytes, max 1024)");
+	rep_begin(PROTO_OP_GET, PROTO_STATUS_INTERNAL);
+	proto_put_bytes(&w, PROTO_TAG_MESSAGE, big, sizeof(big));
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field MESSAGE too long (1025 bytes, max 1024)");
 
 	/* MESSAGE and DESCRIPTION may be empty, identifiers may not. */
-	rep_begin(SMC_OP_GET, SMC_STATUS_INTERNAL);
-	smc_put_bytes(&w, SMC_TAG_MESSAGE, "", 0);
+	rep_begin(PROTO_OP_GET, PROTO_STATUS_INTERNAL);
+	proto_put_bytes(&w, PROTO_TAG_MESSAGE, "", 0);
 	expect_rep_ok(&rep);
 	assert_non_null(rep.message.ptr);
 	assert_int_equal(rep.message.len, 0);
 
-	rep_begin(SMC_OP_DESCRIBE, 0);
-	put(SMC_TAG_ARN, ARN);
-	smc_put_bytes(&w, SMC_TAG_NAME, "", 0);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST, "field NAME is empty");
+	rep_begin(PROTO_OP_DESCRIBE, 0);
+	put(PROTO_TAG_ARN, ARN);
+	proto_put_bytes(&w, PROTO_TAG_NAME, "", 0);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST, "field NAME is empty");
 
 	/* SECRET_STRING is bytes: a value is passed through as stored. */
-	rep_begin(SMC_OP_GET, 0);
+	rep_begin(PROTO_OP_GET, 0);
 	put_get_reply_fields();
-	smc_put_bytes(&w, SMC_TAG_SECRET_STRING, "\0\xff", 2);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_STRING, "\0\xff", 2);
 	expect_rep_ok(&rep);
 	assert_int_equal(rep.secret_string_len, 2);
 }
@@ -1559,19 +1559,19 @@ test_rep_strings_checked(void **state)
 static void
 test_rep_value_size_limit(void **state)
 {
-	static uint8_t value[SMC_MAX_VALUE + 1];
-	struct smc_reply rep;
+	static uint8_t value[PROTO_MAX_VALUE + 1];
+	struct proto_reply rep;
 
-	rep_begin(SMC_OP_GET, 0);
+	rep_begin(PROTO_OP_GET, 0);
 	put_get_reply_fields();
-	smc_put_bytes(&w, SMC_TAG_SECRET_BINARY, value, SMC_MAX_VALUE);
+	proto_put_bytes(&w, PROTO_TAG_SECRET_BINARY, value, PROTO_MAX_VALUE);
 	expect_rep_ok(&rep);
-	assert_int_equal(rep.secret_binary_len, SMC_MAX_VALUE);
+	assert_int_equal(rep.secret_binary_len, PROTO_MAX_VALUE);
 
-	rep_begin(SMC_OP_GET, 0);
+	rep_begin(PROTO_OP_GET, 0);
 	put_get_reply_fields();
-	smc_put_bytes(&w, SMC_TAG_SECRET_BINARY, value, SMC_MAX_VALUE + 1);
-	expect_rep_error(SMC_STATUS_BAD_REQUEST,
+	proto_put_bytes(&w, PROTO_TAG_SECRET_BINARY, value, PROTO_MAX_VALUE + 1);
+	expect_rep_error(PROTO_STATUS_BAD_REQUEST,
 	    "field SECRET_BINARY too long (65537 bytes, max 65536)");
 }
 
@@ -1580,44 +1580,44 @@ test_rep_value_size_limit(void **state)
 static void
 test_frame_check(void **state)
 {
-	uint8_t f[SMC_FRAME_PREFIX_LEN + 32] = { 0 };
+	uint8_t f[PROTO_FRAME_PREFIX_LEN + 32] = { 0 };
 	size_t len = 99;
 
 	/* Not even a prefix. */
-	assert_int_equal(smc_frame_check(f, 0, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_NEED_MORE);
+	assert_int_equal(proto_frame_check(f, 0, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_NEED_MORE);
 	assert_int_equal(len, 0);
-	assert_int_equal(smc_frame_check(f, 3, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_NEED_MORE);
+	assert_int_equal(proto_frame_check(f, 3, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_NEED_MORE);
 
 	/* 0 and 9: shorter than a header, known from the prefix alone. */
-	assert_int_equal(smc_frame_check(f, 4, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_TOO_SMALL);
+	assert_int_equal(proto_frame_check(f, 4, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_TOO_SMALL);
 	assert_int_equal(len, 0);
-	smc_store_u32(f, SMC_HEADER_LEN - 1);
-	assert_int_equal(smc_frame_check(f, 4, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_TOO_SMALL);
+	proto_store_u32(f, PROTO_HEADER_LEN - 1);
+	assert_int_equal(proto_frame_check(f, 4, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_TOO_SMALL);
 	assert_int_equal(len, 9);
 
 	/* A header-only body: need more until all of it is in. */
-	smc_store_u32(f, SMC_HEADER_LEN);
-	assert_int_equal(smc_frame_check(f, 4, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_NEED_MORE);
-	assert_int_equal(smc_frame_check(f, 13, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_NEED_MORE);
-	assert_int_equal(smc_frame_check(f, 14, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_READY);
-	assert_int_equal(len, SMC_HEADER_LEN);
+	proto_store_u32(f, PROTO_HEADER_LEN);
+	assert_int_equal(proto_frame_check(f, 4, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_NEED_MORE);
+	assert_int_equal(proto_frame_check(f, 13, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_NEED_MORE);
+	assert_int_equal(proto_frame_check(f, 14, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_READY);
+	assert_int_equal(len, PROTO_HEADER_LEN);
 	/* Exact or followed by the next frame (pipelining): the same answer. */
-	assert_int_equal(smc_frame_check(f, sizeof(f), SMC_FRAME_MAX_BODY, &len), SMC_FRAME_READY);
-	assert_int_equal(len, SMC_HEADER_LEN);
+	assert_int_equal(proto_frame_check(f, sizeof(f), PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_READY);
+	assert_int_equal(len, PROTO_HEADER_LEN);
 
 	/* The limit itself is fine, one byte more is too large, at once. */
-	smc_store_u32(f, SMC_FRAME_MAX_BODY);
-	assert_int_equal(smc_frame_check(f, 4, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_NEED_MORE);
-	smc_store_u32(f, SMC_FRAME_MAX_BODY + 1);
-	assert_int_equal(smc_frame_check(f, 4, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_TOO_LARGE);
-	assert_int_equal(len, SMC_FRAME_MAX_BODY + 1);
-	smc_store_u32(f, UINT32_MAX);
-	assert_int_equal(smc_frame_check(f, 4, SMC_FRAME_MAX_BODY, &len), SMC_FRAME_TOO_LARGE);
+	proto_store_u32(f, PROTO_FRAME_MAX_BODY);
+	assert_int_equal(proto_frame_check(f, 4, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_NEED_MORE);
+	proto_store_u32(f, PROTO_FRAME_MAX_BODY + 1);
+	assert_int_equal(proto_frame_check(f, 4, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_TOO_LARGE);
+	assert_int_equal(len, PROTO_FRAME_MAX_BODY + 1);
+	proto_store_u32(f, UINT32_MAX);
+	assert_int_equal(proto_frame_check(f, 4, PROTO_FRAME_MAX_BODY, &len), PROTO_FRAME_TOO_LARGE);
 	assert_int_equal(len, UINT32_MAX);
 	/* The caller's max applies. */
-	smc_store_u32(f, 20);
-	assert_int_equal(smc_frame_check(f, sizeof(f), 19, &len), SMC_FRAME_TOO_LARGE);
-	assert_int_equal(smc_frame_check(f, sizeof(f), 20, &len), SMC_FRAME_READY);
+	proto_store_u32(f, 20);
+	assert_int_equal(proto_frame_check(f, sizeof(f), 19, &len), PROTO_FRAME_TOO_LARGE);
+	assert_int_equal(proto_frame_check(f, sizeof(f), 20, &len), PROTO_FRAME_READY);
 }
 
 /* ---- encoding: writer limits -------------------------------------------------------- */
@@ -1626,26 +1626,26 @@ static void
 test_writer_overflow(void **state)
 {
 	uint8_t small[sizeof(golden_get_reply) + 8];
-	struct smc_writer sw;
+	struct proto_writer sw;
 	size_t cap, len;
 
 	/* Every capacity short of the frame fails, and never writes past it. */
 	for (cap = 0; cap <= sizeof(golden_get_reply); cap++) {
 		memset(small, 0xa5, sizeof(small));
-		smc_writer_init(&sw, small, cap);
-		smc_message_begin(&sw, SMC_OP_GET | SMC_OP_REPLY, 0, 2, SMC_STATUS_OK);
-		smc_put_cstr(&sw, SMC_TAG_ARN, ARN);
-		smc_put_cstr(&sw, SMC_TAG_NAME, "prod/db");
-		smc_put_cstr(&sw, SMC_TAG_VERSION_ID, VID);
-		smc_put_cstr(&sw, SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-		smc_put_u64(&sw, SMC_TAG_CREATED_DATE, T0);
-		smc_put_bytes(&sw, SMC_TAG_SECRET_STRING, SECRET, strlen(SECRET));
+		proto_writer_init(&sw, small, cap);
+		proto_message_begin(&sw, PROTO_OP_GET | PROTO_OP_REPLY, 0, 2, PROTO_STATUS_OK);
+		proto_put_cstr(&sw, PROTO_TAG_ARN, ARN);
+		proto_put_cstr(&sw, PROTO_TAG_NAME, "prod/db");
+		proto_put_cstr(&sw, PROTO_TAG_VERSION_ID, VID);
+		proto_put_cstr(&sw, PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+		proto_put_u64(&sw, PROTO_TAG_CREATED_DATE, T0);
+		proto_put_bytes(&sw, PROTO_TAG_SECRET_STRING, SECRET, strlen(SECRET));
 		if (cap < sizeof(golden_get_reply)) {
-			assert_int_equal(smc_message_end(&sw, &len), -1);
+			assert_int_equal(proto_message_end(&sw, &len), -1);
 			assert_true(sw.overflow);
 			assert_true(sw.len <= cap);
 		} else {
-			assert_int_equal(smc_message_end(&sw, &len), 0);
+			assert_int_equal(proto_message_end(&sw, &len), 0);
 			assert_int_equal(len, sizeof(golden_get_reply));
 			assert_memory_equal(small, golden_get_reply, len);
 		}
@@ -1654,168 +1654,168 @@ test_writer_overflow(void **state)
 	}
 
 	/* The overflow latches: a later small write that would fit does nothing. */
-	smc_writer_init(&sw, small, 16);
-	smc_message_begin(&sw, SMC_OP_PING, 0, 1, 0);
-	smc_put_cstr(&sw, SMC_TAG_SECRET_ID, "too long for this");
+	proto_writer_init(&sw, small, 16);
+	proto_message_begin(&sw, PROTO_OP_PING, 0, 1, 0);
+	proto_put_cstr(&sw, PROTO_TAG_SECRET_ID, "too long for this");
 	assert_true(sw.overflow);
 	len = sw.len;
-	smc_write_u8(&sw, 1);
+	proto_write_u8(&sw, 1);
 	assert_int_equal(sw.len, len);
-	assert_int_equal(smc_message_end(&sw, NULL), -1);
+	assert_int_equal(proto_message_end(&sw, NULL), -1);
 
 	/* Nested end after an overflow must not patch anything. */
-	smc_writer_init(&sw, small, 22);
-	smc_message_begin(&sw, SMC_OP_STATS | SMC_OP_REPLY, 0, 1, 0);
-	cap = smc_nested_begin(&sw, SMC_TAG_STAT);
-	smc_put_cstr(&sw, SMC_TAG_STAT_NAME, "hits");
-	smc_nested_end(&sw, cap);
-	assert_int_equal(smc_message_end(&sw, NULL), -1);
+	proto_writer_init(&sw, small, 22);
+	proto_message_begin(&sw, PROTO_OP_STATS | PROTO_OP_REPLY, 0, 1, 0);
+	cap = proto_nested_begin(&sw, PROTO_TAG_STAT);
+	proto_put_cstr(&sw, PROTO_TAG_STAT_NAME, "hits");
+	proto_nested_end(&sw, cap);
+	assert_int_equal(proto_message_end(&sw, NULL), -1);
 	/* A mark from nowhere is refused too. */
-	smc_writer_init(&sw, small, sizeof(small));
-	smc_message_begin(&sw, SMC_OP_STATS | SMC_OP_REPLY, 0, 1, 0);
-	smc_nested_end(&sw, 2);
-	assert_int_equal(smc_message_end(&sw, NULL), -1);
+	proto_writer_init(&sw, small, sizeof(small));
+	proto_message_begin(&sw, PROTO_OP_STATS | PROTO_OP_REPLY, 0, 1, 0);
+	proto_nested_end(&sw, 2);
+	assert_int_equal(proto_message_end(&sw, NULL), -1);
 
 	/* No header, no frame. */
-	smc_writer_init(&sw, small, sizeof(small));
-	assert_int_equal(smc_message_end(&sw, NULL), -1);
+	proto_writer_init(&sw, small, sizeof(small));
+	assert_int_equal(proto_message_end(&sw, NULL), -1);
 }
 
 static void
 test_writer_oversize_body(void **state)
 {
-	static uint8_t value[SMC_FRAME_MAX_BODY];
+	static uint8_t value[PROTO_FRAME_MAX_BODY];
 	size_t len;
 	int i;
 
 	/* Four maximal values fit in a buffer this large but not in a frame. */
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, 1, 0);
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_GET | PROTO_OP_REPLY, 0, 1, 0);
 	for (i = 0; i < 4; i++)
-		smc_put_bytes(&w, 0x8000, value, SMC_MAX_VALUE);
+		proto_put_bytes(&w, 0x8000, value, PROTO_MAX_VALUE);
 	assert_false(w.overflow);
-	assert_int_equal(smc_message_end(&w, &len), -1);
+	assert_int_equal(proto_message_end(&w, &len), -1);
 
 	/* Exactly the maximum body is fine. */
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_GET | SMC_OP_REPLY, 0, 1, 0);
-	smc_put_bytes(&w, 0x8000, NULL, 0);
-	smc_put_bytes(&w, 0x8000, value, SMC_FRAME_MAX_BODY - SMC_HEADER_LEN -
-	    2 * SMC_FIELD_HEADER_LEN);
-	assert_int_equal(smc_message_end(&w, &len), 0);
-	assert_int_equal(len, SMC_FRAME_PREFIX_LEN + SMC_FRAME_MAX_BODY);
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_GET | PROTO_OP_REPLY, 0, 1, 0);
+	proto_put_bytes(&w, 0x8000, NULL, 0);
+	proto_put_bytes(&w, 0x8000, value, PROTO_FRAME_MAX_BODY - PROTO_HEADER_LEN -
+	    2 * PROTO_FIELD_HEADER_LEN);
+	assert_int_equal(proto_message_end(&w, &len), 0);
+	assert_int_equal(len, PROTO_FRAME_PREFIX_LEN + PROTO_FRAME_MAX_BODY);
 }
 
 /* Frames appended to one buffer each get their own length. */
 static void
 test_writer_appends_frames(void **state)
 {
-	struct smc_request req;
-	struct smc_decode_error err;
+	struct proto_request req;
+	struct proto_decode_error err;
 	size_t len1, len2, body_len;
 	const uint8_t *f2;
 
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_PING, 0, 1, 0);
-	assert_int_equal(smc_message_end(&w, &len1), 0);
-	smc_message_begin(&w, SMC_OP_GET, 0, 2, 0);
-	smc_put_cstr(&w, SMC_TAG_SECRET_ID, "prod/db");
-	smc_put_cstr(&w, SMC_TAG_VERSION_STAGE, "AWSCURRENT");
-	assert_int_equal(smc_message_end(&w, &len2), 0);
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_PING, 0, 1, 0);
+	assert_int_equal(proto_message_end(&w, &len1), 0);
+	proto_message_begin(&w, PROTO_OP_GET, 0, 2, 0);
+	proto_put_cstr(&w, PROTO_TAG_SECRET_ID, "prod/db");
+	proto_put_cstr(&w, PROTO_TAG_VERSION_STAGE, "AWSCURRENT");
+	assert_int_equal(proto_message_end(&w, &len2), 0);
 	assert_int_equal(len1 + len2, w.len);
 	assert_memory_equal(buf, golden_ping_request, len1);
 	f2 = buf + len1;
 	assert_int_equal(len2, sizeof(golden_get_request));
 	assert_memory_equal(f2, golden_get_request, len2);
-	assert_int_equal(smc_frame_check(buf, w.len, SMC_FRAME_MAX_BODY, &body_len),
-	    SMC_FRAME_READY);
+	assert_int_equal(proto_frame_check(buf, w.len, PROTO_FRAME_MAX_BODY, &body_len),
+	    PROTO_FRAME_READY);
 	assert_int_equal(body_len + 4, len1);
-	assert_int_equal(smc_request_decode(f2 + 4, len2 - 4, &req, &err), 0);
+	assert_int_equal(proto_request_decode(f2 + 4, len2 - 4, &req, &err), 0);
 	assert_int_equal(req.header.request_id, 2);
 }
 
 static void
 test_put_cstr_null(void **state)
 {
-	smc_writer_init(&w, buf, sizeof(buf));
-	smc_message_begin(&w, SMC_OP_PING | SMC_OP_REPLY, 0, 1, SMC_STATUS_OK);
-	smc_put_cstr(&w, SMC_TAG_DESCRIPTION, NULL);
-	smc_put_cstr(&w, SMC_TAG_AGENT_VERSION, "smcached 0.1.0");
+	proto_writer_init(&w, buf, sizeof(buf));
+	proto_message_begin(&w, PROTO_OP_PING | PROTO_OP_REPLY, 0, 1, PROTO_STATUS_OK);
+	proto_put_cstr(&w, PROTO_TAG_DESCRIPTION, NULL);
+	proto_put_cstr(&w, PROTO_TAG_AGENT_VERSION, "smcached 0.1.0");
 	expect_encoded(golden_ping_reply, sizeof(golden_ping_reply));
 }
 
-/* ---- smc_encode_error --------------------------------------------------------------- */
+/* ---- proto_encode_error --------------------------------------------------------------- */
 
 static void
-decode_error_frame(struct smc_reply *rep)
+decode_error_frame(struct proto_reply *rep)
 {
-	struct smc_decode_error err;
+	struct proto_decode_error err;
 	size_t body_len;
 
-	assert_int_equal(smc_frame_check(buf, w.len, SMC_FRAME_MAX_BODY, &body_len),
-	    SMC_FRAME_READY);
+	assert_int_equal(proto_frame_check(buf, w.len, PROTO_FRAME_MAX_BODY, &body_len),
+	    PROTO_FRAME_READY);
 	assert_int_equal(body_len + 4, w.len);
-	if (smc_reply_decode(buf + 4, body_len, rep, &err) != 0)
+	if (proto_reply_decode(buf + 4, body_len, rep, &err) != 0)
 		fail_msg("error reply rejected: %s", err.message);
 }
 
 static void
 test_encode_error_truncates_utf8(void **state)
 {
-	static char msg[SMC_MAX_MESSAGE + 16];
-	struct smc_reply rep;
+	static char msg[PROTO_MAX_MESSAGE + 16];
+	struct proto_reply rep;
 
 	/* 1023 ASCII bytes, then a 2-byte character that would end past 1024. */
-	memset(msg, 'a', SMC_MAX_MESSAGE - 1);
-	memcpy(msg + SMC_MAX_MESSAGE - 1, "\xc3\xa9tail", 7);
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_encode_error(&w, SMC_OP_GET, 7, SMC_STATUS_INTERNAL, msg), 0);
+	memset(msg, 'a', PROTO_MAX_MESSAGE - 1);
+	memcpy(msg + PROTO_MAX_MESSAGE - 1, "\xc3\xa9tail", 7);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_encode_error(&w, PROTO_OP_GET, 7, PROTO_STATUS_INTERNAL, msg), 0);
 	decode_error_frame(&rep);
-	assert_int_equal(rep.header.op, SMC_OP_GET | SMC_OP_REPLY);
+	assert_int_equal(rep.header.op, PROTO_OP_GET | PROTO_OP_REPLY);
 	assert_int_equal(rep.header.request_id, 7);
-	assert_int_equal(rep.header.status, SMC_STATUS_INTERNAL);
-	assert_int_equal(rep.message.len, SMC_MAX_MESSAGE - 1);
+	assert_int_equal(rep.header.status, PROTO_STATUS_INTERNAL);
+	assert_int_equal(rep.message.len, PROTO_MAX_MESSAGE - 1);
 
 	/* One byte earlier the character fits, and the cut falls after it. */
-	memset(msg, 'a', SMC_MAX_MESSAGE - 2);
-	memcpy(msg + SMC_MAX_MESSAGE - 2, "\xc3\xa9tail", 7);
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_encode_error(&w, SMC_OP_GET, 7, SMC_STATUS_INTERNAL, msg), 0);
+	memset(msg, 'a', PROTO_MAX_MESSAGE - 2);
+	memcpy(msg + PROTO_MAX_MESSAGE - 2, "\xc3\xa9tail", 7);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_encode_error(&w, PROTO_OP_GET, 7, PROTO_STATUS_INTERNAL, msg), 0);
 	decode_error_frame(&rep);
-	assert_int_equal(rep.message.len, SMC_MAX_MESSAGE);
-	assert_memory_equal(rep.message.ptr + SMC_MAX_MESSAGE - 2, "\xc3\xa9", 2);
+	assert_int_equal(rep.message.len, PROTO_MAX_MESSAGE);
+	assert_memory_equal(rep.message.ptr + PROTO_MAX_MESSAGE - 2, "\xc3\xa9", 2);
 
 	/* The error frame fits the buffer the agent sizes for it. */
-	assert_true(w.len <= SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN + SMC_FIELD_HEADER_LEN +
-	    SMC_MAX_MESSAGE);
+	assert_true(w.len <= PROTO_FRAME_PREFIX_LEN + PROTO_HEADER_LEN + PROTO_FIELD_HEADER_LEN +
+	    PROTO_MAX_MESSAGE);
 }
 
 static void
 test_encode_error_sanitises(void **state)
 {
-	struct smc_reply rep;
+	struct proto_reply rep;
 
 	/* Whatever text the agent formats (upstream errors...) stays decodable. */
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_encode_error(&w, SMC_OP_DESCRIBE, 1, SMC_STATUS_UPSTREAM_UNAVAILABLE,
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_encode_error(&w, PROTO_OP_DESCRIBE, 1, PROTO_STATUS_UPSTREAM_UNAVAILABLE,
 	    "bad \xff\xc3 bytes \xed\xa0\x80 ok \xe2\x82\xac"), 0);
 	decode_error_frame(&rep);
 	assert_str_eq(rep.message, "bad ?? bytes ??? ok \xe2\x82\xac");
 
 	/* NULL or empty: no MESSAGE field. */
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_encode_error(&w, SMC_OP_PING, 1, SMC_STATUS_INTERNAL, NULL), 0);
-	assert_int_equal(w.len, SMC_FRAME_PREFIX_LEN + SMC_HEADER_LEN);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_encode_error(&w, PROTO_OP_PING, 1, PROTO_STATUS_INTERNAL, NULL), 0);
+	assert_int_equal(w.len, PROTO_FRAME_PREFIX_LEN + PROTO_HEADER_LEN);
 	decode_error_frame(&rep);
 	assert_null(rep.message.ptr);
 
 	/* An error reply with status OK is a bug in the caller. */
-	smc_writer_init(&w, buf, sizeof(buf));
-	assert_int_equal(smc_encode_error(&w, SMC_OP_PING, 1, SMC_STATUS_OK, "fine"), -1);
+	proto_writer_init(&w, buf, sizeof(buf));
+	assert_int_equal(proto_encode_error(&w, PROTO_OP_PING, 1, PROTO_STATUS_OK, "fine"), -1);
 
 	/* Too small a buffer. */
-	smc_writer_init(&w, buf, 20);
-	assert_int_equal(smc_encode_error(&w, SMC_OP_PING, 1, SMC_STATUS_INTERNAL,
+	proto_writer_init(&w, buf, 20);
+	assert_int_equal(proto_encode_error(&w, PROTO_OP_PING, 1, PROTO_STATUS_INTERNAL,
 	    "a message longer than the room left"), -1);
 }
 
@@ -1824,29 +1824,29 @@ test_encode_error_sanitises(void **state)
 static void
 test_names(void **state)
 {
-	assert_string_equal(smc_status_name(SMC_STATUS_OK), "OK");
-	assert_string_equal(smc_status_name(SMC_STATUS_NOT_FOUND), "NOT_FOUND");
-	assert_string_equal(smc_status_name(SMC_STATUS_ACCESS_DENIED), "ACCESS_DENIED");
-	assert_string_equal(smc_status_name(SMC_STATUS_BAD_REQUEST), "BAD_REQUEST");
-	assert_string_equal(smc_status_name(SMC_STATUS_UPSTREAM_UNAVAILABLE),
+	assert_string_equal(proto_status_name(PROTO_STATUS_OK), "OK");
+	assert_string_equal(proto_status_name(PROTO_STATUS_NOT_FOUND), "NOT_FOUND");
+	assert_string_equal(proto_status_name(PROTO_STATUS_ACCESS_DENIED), "ACCESS_DENIED");
+	assert_string_equal(proto_status_name(PROTO_STATUS_BAD_REQUEST), "BAD_REQUEST");
+	assert_string_equal(proto_status_name(PROTO_STATUS_UPSTREAM_UNAVAILABLE),
 	    "UPSTREAM_UNAVAILABLE");
-	assert_string_equal(smc_status_name(SMC_STATUS_INTERNAL), "INTERNAL");
-	assert_string_equal(smc_status_name(SMC_STATUS_UNSUPPORTED), "UNSUPPORTED");
-	assert_string_equal(smc_status_name(SMC_STATUS_TOO_LARGE), "TOO_LARGE");
-	assert_string_equal(smc_status_name(SMC_STATUS_LIMIT_EXCEEDED), "LIMIT_EXCEEDED");
-	assert_string_equal(smc_status_name(SMC_STATUS_UPSTREAM_AUTH), "UPSTREAM_AUTH");
-	assert_string_equal(smc_status_name((enum smc_status)(SMC_STATUS_MAX + 1)), "UNKNOWN");
-	assert_string_equal(smc_status_name((enum smc_status)4242), "UNKNOWN");
+	assert_string_equal(proto_status_name(PROTO_STATUS_INTERNAL), "INTERNAL");
+	assert_string_equal(proto_status_name(PROTO_STATUS_UNSUPPORTED), "UNSUPPORTED");
+	assert_string_equal(proto_status_name(PROTO_STATUS_TOO_LARGE), "TOO_LARGE");
+	assert_string_equal(proto_status_name(PROTO_STATUS_LIMIT_EXCEEDED), "LIMIT_EXCEEDED");
+	assert_string_equal(proto_status_name(PROTO_STATUS_UPSTREAM_AUTH), "UPSTREAM_AUTH");
+	assert_string_equal(proto_status_name((enum proto_status)(PROTO_STATUS_MAX + 1)), "UNKNOWN");
+	assert_string_equal(proto_status_name((enum proto_status)4242), "UNKNOWN");
 
-	assert_string_equal(smc_op_name(SMC_OP_PING), "PING");
-	assert_string_equal(smc_op_name(SMC_OP_GET), "GET");
-	assert_string_equal(smc_op_name(SMC_OP_DESCRIBE), "DESCRIBE");
-	assert_string_equal(smc_op_name(SMC_OP_STATS), "STATS");
-	assert_string_equal(smc_op_name(SMC_OP_HEALTH), "HEALTH");
-	assert_string_equal(smc_op_name(SMC_OP_GET | SMC_OP_REPLY), "GET");
-	assert_string_equal(smc_op_name(0), "?");
-	assert_string_equal(smc_op_name(6), "?");
-	assert_string_equal(smc_op_name(0x80), "?");
+	assert_string_equal(proto_op_name(PROTO_OP_PING), "PING");
+	assert_string_equal(proto_op_name(PROTO_OP_GET), "GET");
+	assert_string_equal(proto_op_name(PROTO_OP_DESCRIBE), "DESCRIBE");
+	assert_string_equal(proto_op_name(PROTO_OP_STATS), "STATS");
+	assert_string_equal(proto_op_name(PROTO_OP_HEALTH), "HEALTH");
+	assert_string_equal(proto_op_name(PROTO_OP_GET | PROTO_OP_REPLY), "GET");
+	assert_string_equal(proto_op_name(0), "?");
+	assert_string_equal(proto_op_name(6), "?");
+	assert_string_equal(proto_op_name(0x80), "?");
 }
 
 /* ---- field primitives --------------------------------------------------------------- */
@@ -1855,31 +1855,31 @@ static void
 test_field_next(void **state)
 {
 	static const uint8_t data[] = { 0x00, 0x05, 0, 0, 0, 2, 'h', 'i', 0x00, 0x01, 0, 0, 0, 9, 'x' };
-	struct smc_reader r;
-	struct smc_field f;
-	struct smc_header h;
+	struct proto_reader r;
+	struct proto_field f;
+	struct proto_header h;
 
-	smc_reader_init(&r, data, sizeof(data));
-	assert_int_equal(smc_field_next(&r, &f), 1);
-	assert_int_equal(f.tag, SMC_TAG_NAME);
+	proto_reader_init(&r, data, sizeof(data));
+	assert_int_equal(proto_field_next(&r, &f), 1);
+	assert_int_equal(f.tag, PROTO_TAG_NAME);
 	assert_int_equal(f.len, 2);
 	assert_memory_equal(f.value, "hi", 2);
 	/* Truncated: -1 and the reader does not move. */
-	assert_int_equal(smc_field_next(&r, &f), -1);
+	assert_int_equal(proto_field_next(&r, &f), -1);
 	assert_int_equal(r.off, 8);
 	r.off = sizeof(data);
-	assert_int_equal(smc_field_next(&r, &f), 0);
+	assert_int_equal(proto_field_next(&r, &f), 0);
 
-	smc_reader_init(&r, golden_ping_request + 4, SMC_HEADER_LEN - 1);
-	assert_int_equal(smc_header_read(&r, &h), -1);
+	proto_reader_init(&r, golden_ping_request + 4, PROTO_HEADER_LEN - 1);
+	assert_int_equal(proto_header_read(&r, &h), -1);
 	assert_int_equal(r.off, 0);
-	smc_reader_init(&r, golden_ping_request + 4, SMC_HEADER_LEN);
-	assert_int_equal(smc_header_read(&r, &h), 0);
+	proto_reader_init(&r, golden_ping_request + 4, PROTO_HEADER_LEN);
+	assert_int_equal(proto_header_read(&r, &h), 0);
 	assert_int_equal(h.request_id, 1);
-	assert_int_equal(smc_reader_remaining(&r), 0);
+	assert_int_equal(proto_reader_remaining(&r), 0);
 }
 
-/* ---- smc_default_socket_path -------------------------------------------------------- */
+/* ---- proto_default_socket_path -------------------------------------------------------- */
 
 static char *saved_socket_env, *saved_xdg;
 
@@ -1904,7 +1904,7 @@ restore_env(const char *name, char *value)
 static int
 env_setup(void **state)
 {
-	saved_socket_env = dup_env(SMC_SOCKET_ENV);
+	saved_socket_env = dup_env(PROTO_SOCKET_ENV);
 	saved_xdg = dup_env("XDG_RUNTIME_DIR");
 	return 0;
 }
@@ -1912,7 +1912,7 @@ env_setup(void **state)
 static int
 env_teardown(void **state)
 {
-	restore_env(SMC_SOCKET_ENV, saved_socket_env);
+	restore_env(PROTO_SOCKET_ENV, saved_socket_env);
 	restore_env("XDG_RUNTIME_DIR", saved_xdg);
 	saved_socket_env = saved_xdg = NULL;
 	return 0;
@@ -1921,37 +1921,37 @@ env_teardown(void **state)
 static void
 test_sockpath_env(void **state)
 {
-	char path[SMC_SOCKET_PATH_MAX];
+	char path[PROTO_SOCKET_PATH_MAX];
 
-	setenv(SMC_SOCKET_ENV, "/srv/custom/agent.sock", 1);
-	assert_int_equal(smc_default_socket_path(path, sizeof(path)), 0);
+	setenv(PROTO_SOCKET_ENV, "/srv/custom/agent.sock", 1);
+	assert_int_equal(proto_default_socket_path(path, sizeof(path)), 0);
 	assert_string_equal(path, "/srv/custom/agent.sock");
 }
 
 static void
 test_sockpath_env_too_long(void **state)
 {
-	char path[SMC_SOCKET_PATH_MAX], lng[SMC_SOCKET_PATH_MAX + 1], big[512];
+	char path[PROTO_SOCKET_PATH_MAX], lng[PROTO_SOCKET_PATH_MAX + 1], big[512];
 
 	/* 107 bytes fit sun_path with its NUL; 108 do not. */
 	memset(lng, 'x', sizeof(lng));
 	lng[0] = '/';
-	lng[SMC_SOCKET_PATH_MAX - 1] = '\0';
-	setenv(SMC_SOCKET_ENV, lng, 1);
-	assert_int_equal(smc_default_socket_path(path, sizeof(path)), 0);
+	lng[PROTO_SOCKET_PATH_MAX - 1] = '\0';
+	setenv(PROTO_SOCKET_ENV, lng, 1);
+	assert_int_equal(proto_default_socket_path(path, sizeof(path)), 0);
 	assert_string_equal(path, lng);
 
-	lng[SMC_SOCKET_PATH_MAX - 1] = 'x';
-	lng[SMC_SOCKET_PATH_MAX] = '\0';
-	setenv(SMC_SOCKET_ENV, lng, 1);
+	lng[PROTO_SOCKET_PATH_MAX - 1] = 'x';
+	lng[PROTO_SOCKET_PATH_MAX] = '\0';
+	setenv(PROTO_SOCKET_ENV, lng, 1);
 	errno = 0;
-	assert_int_equal(smc_default_socket_path(big, sizeof(big)), -1);
+	assert_int_equal(proto_default_socket_path(big, sizeof(big)), -1);
 	assert_int_equal(errno, ENAMETOOLONG);
 
 	/* A buffer too small for a path that would fit sun_path. */
-	setenv(SMC_SOCKET_ENV, "/srv/custom/agent.sock", 1);
+	setenv(PROTO_SOCKET_ENV, "/srv/custom/agent.sock", 1);
 	errno = 0;
-	assert_int_equal(smc_default_socket_path(path, 10), -1);
+	assert_int_equal(proto_default_socket_path(path, 10), -1);
 	assert_int_equal(errno, ENAMETOOLONG);
 	assert_string_equal(path, "");
 }
@@ -1959,30 +1959,30 @@ test_sockpath_env_too_long(void **state)
 static void
 test_sockpath_default_for_uid(void **state)
 {
-	char path[SMC_SOCKET_PATH_MAX], want[SMC_SOCKET_PATH_MAX];
+	char path[PROTO_SOCKET_PATH_MAX], want[PROTO_SOCKET_PATH_MAX];
 
 	/* An empty SMCACHE_SOCKET means unset. */
-	setenv(SMC_SOCKET_ENV, "", 1);
+	setenv(PROTO_SOCKET_ENV, "", 1);
 	setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
-	assert_int_equal(smc_default_socket_path(path, sizeof(path)), 0);
+	assert_int_equal(proto_default_socket_path(path, sizeof(path)), 0);
 	if (geteuid() == 0) {
 		assert_string_equal(path, "/run/smcache/smcached.sock");
 		return;
 	}
 	assert_string_equal(path, "/run/user/4242/smcache/smcached.sock");
 
-	unsetenv(SMC_SOCKET_ENV);
+	unsetenv(PROTO_SOCKET_ENV);
 	unsetenv("XDG_RUNTIME_DIR");
 	snprintf(want, sizeof(want), "/tmp/smcache-%lu/smcached.sock", (unsigned long)geteuid());
-	assert_int_equal(smc_default_socket_path(path, sizeof(path)), 0);
+	assert_int_equal(proto_default_socket_path(path, sizeof(path)), 0);
 	assert_string_equal(path, want);
 
 	/* Relative or empty XDG_RUNTIME_DIR is ignored, as the XDG spec says. */
 	setenv("XDG_RUNTIME_DIR", "relative/dir", 1);
-	assert_int_equal(smc_default_socket_path(path, sizeof(path)), 0);
+	assert_int_equal(proto_default_socket_path(path, sizeof(path)), 0);
 	assert_string_equal(path, want);
 	setenv("XDG_RUNTIME_DIR", "", 1);
-	assert_int_equal(smc_default_socket_path(path, sizeof(path)), 0);
+	assert_int_equal(proto_default_socket_path(path, sizeof(path)), 0);
 	assert_string_equal(path, want);
 }
 
@@ -1990,62 +1990,62 @@ test_sockpath_default_for_uid(void **state)
 static void
 test_sockpath_candidates(void **state)
 {
-	struct smc_socket_candidate c[SMC_SOCKET_CANDIDATES_MAX];
-	char lng[SMC_SOCKET_PATH_MAX + 1];
+	struct proto_socket_candidate c[PROTO_SOCKET_CANDIDATES_MAX];
+	char lng[PROTO_SOCKET_PATH_MAX + 1];
 
-	setenv(SMC_SOCKET_ENV, "/srv/custom/agent.sock", 1);
-	assert_int_equal(smc_socket_candidates(c), 1);
+	setenv(PROTO_SOCKET_ENV, "/srv/custom/agent.sock", 1);
+	assert_int_equal(proto_socket_candidates(c), 1);
 	assert_string_equal(c[0].path, "/srv/custom/agent.sock");
-	assert_int_equal(c[0].trust, SMC_TRUST_AS_GIVEN);
+	assert_int_equal(c[0].trust, PROTO_TRUST_AS_GIVEN);
 
 	memset(lng, 'x', sizeof(lng) - 1);
 	lng[0] = '/';
 	lng[sizeof(lng) - 1] = '\0';
-	setenv(SMC_SOCKET_ENV, lng, 1);
+	setenv(PROTO_SOCKET_ENV, lng, 1);
 	errno = 0;
-	assert_int_equal(smc_socket_candidates(c), -1);
+	assert_int_equal(proto_socket_candidates(c), -1);
 	assert_int_equal(errno, ENAMETOOLONG);
 
-	setenv(SMC_SOCKET_ENV, "", 1);
+	setenv(PROTO_SOCKET_ENV, "", 1);
 	setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
 	if (geteuid() == 0) {
-		assert_int_equal(smc_socket_candidates(c), 1);
-		assert_string_equal(c[0].path, SMC_SOCKET_SYSTEM_PATH);
-		assert_int_equal(c[0].trust, SMC_TRUST_SYSTEM);
+		assert_int_equal(proto_socket_candidates(c), 1);
+		assert_string_equal(c[0].path, PROTO_SOCKET_SYSTEM_PATH);
+		assert_int_equal(c[0].trust, PROTO_TRUST_SYSTEM);
 	} else {
-		assert_int_equal(smc_socket_candidates(c), 2);
+		assert_int_equal(proto_socket_candidates(c), 2);
 		assert_string_equal(c[0].path, "/run/user/4242/smcache/smcached.sock");
-		assert_int_equal(c[0].trust, SMC_TRUST_SELF);
-		assert_string_equal(c[1].path, SMC_SOCKET_SYSTEM_PATH);
-		assert_int_equal(c[1].trust, SMC_TRUST_SYSTEM);
+		assert_int_equal(c[0].trust, PROTO_TRUST_SELF);
+		assert_string_equal(c[1].path, PROTO_SOCKET_SYSTEM_PATH);
+		assert_int_equal(c[1].trust, PROTO_TRUST_SYSTEM);
 	}
 
 	/* The owner rule. */
-	assert_true(smc_socket_uid_trusted(SMC_TRUST_AS_GIVEN, 12345));
-	assert_true(smc_socket_uid_trusted(SMC_TRUST_SELF, 0));
-	assert_true(smc_socket_uid_trusted(SMC_TRUST_SELF, geteuid()));
-	assert_false(smc_socket_uid_trusted(SMC_TRUST_SELF, geteuid() + 1));
-	assert_true(smc_socket_uid_trusted(SMC_TRUST_SYSTEM, 0));
-	assert_false(smc_socket_uid_trusted(SMC_TRUST_SYSTEM, 65534));	/* nobody */
+	assert_true(proto_socket_uid_trusted(PROTO_TRUST_AS_GIVEN, 12345));
+	assert_true(proto_socket_uid_trusted(PROTO_TRUST_SELF, 0));
+	assert_true(proto_socket_uid_trusted(PROTO_TRUST_SELF, geteuid()));
+	assert_false(proto_socket_uid_trusted(PROTO_TRUST_SELF, geteuid() + 1));
+	assert_true(proto_socket_uid_trusted(PROTO_TRUST_SYSTEM, 0));
+	assert_false(proto_socket_uid_trusted(PROTO_TRUST_SYSTEM, 65534));	/* nobody */
 }
 
 static void
 test_sockpath_root(void **state)
 {
-	char path[SMC_SOCKET_PATH_MAX], lng[200];
+	char path[PROTO_SOCKET_PATH_MAX], lng[200];
 
-	unsetenv(SMC_SOCKET_ENV);
+	unsetenv(PROTO_SOCKET_ENV);
 	memset(lng, 'r', sizeof(lng));
 	lng[0] = '/';
 	lng[sizeof(lng) - 1] = '\0';
 	setenv("XDG_RUNTIME_DIR", lng, 1);
 	if (geteuid() == 0) {
 		/* root ignores XDG_RUNTIME_DIR entirely. */
-		assert_int_equal(smc_default_socket_path(path, sizeof(path)), 0);
-		assert_string_equal(path, SMC_SOCKET_SYSTEM_PATH);
+		assert_int_equal(proto_default_socket_path(path, sizeof(path)), 0);
+		assert_string_equal(path, PROTO_SOCKET_SYSTEM_PATH);
 	} else {
 		errno = 0;
-		assert_int_equal(smc_default_socket_path(path, sizeof(path)), -1);
+		assert_int_equal(proto_default_socket_path(path, sizeof(path)), -1);
 		assert_int_equal(errno, ENAMETOOLONG);
 	}
 }

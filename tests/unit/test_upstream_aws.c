@@ -90,7 +90,7 @@ static void
 test_get_request(void **state)
 {
 	struct backend_query q = { .secret_id = "app/db" };
-	char longid[SMC_MAX_SECRET_ID + 2];
+	char longid[PROTO_MAX_SECRET_ID + 2];
 
 	(void)state;
 	/* Neither stage nor version: AWSCURRENT is sent explicitly. */
@@ -119,7 +119,7 @@ test_get_request(void **state)
 	longid[sizeof(longid) - 1] = '\0';
 	q.secret_id = longid;
 	assert_null(aws_json_get_request(&q));
-	longid[SMC_MAX_SECRET_ID] = '\0';
+	longid[PROTO_MAX_SECRET_ID] = '\0';
 	aws_json_free(aws_json_get_request(&q));
 	q.secret_id = "x";
 	q.version_stage = "";
@@ -219,21 +219,21 @@ test_parse_get_limits(void **state)
 
 	(void)state;
 	/* 65536 bytes of SecretString is the AWS maximum; one more is refused. */
-	big = malloc(SMC_MAX_VALUE + 2);
+	big = malloc(PROTO_MAX_VALUE + 2);
 	assert_non_null(big);
-	memset(big, 'x', SMC_MAX_VALUE + 1);
-	big[SMC_MAX_VALUE] = '\0';
+	memset(big, 'x', PROTO_MAX_VALUE + 1);
+	big[PROTO_MAX_VALUE] = '\0';
 	body = printf_alloc("{\"ARN\":\"%s\",\"Name\":\"n\",\"VersionId\":\"v\",\"SecretString\":\"%s\"}",
 	    ARN, big);
 	assert_int_equal(parse_get(body, &r, err, sizeof(err)), 0);
-	assert_int_equal(r.v.value.len, SMC_MAX_VALUE);
+	assert_int_equal(r.v.value.len, PROTO_MAX_VALUE);
 	/* No stages and no date are fine. */
 	assert_int_equal(r.v.value.stage_count, 0);
 	assert_int_equal(r.v.value.created_ms, 0);
 	aws_get_result_free(&r);
 	free(body);
-	big[SMC_MAX_VALUE] = 'x';
-	big[SMC_MAX_VALUE + 1] = '\0';
+	big[PROTO_MAX_VALUE] = 'x';
+	big[PROTO_MAX_VALUE + 1] = '\0';
 	body = printf_alloc("{\"ARN\":\"%s\",\"Name\":\"n\",\"VersionId\":\"v\",\"SecretString\":\"%s\"}",
 	    ARN, big);
 	get_fails(body, "larger than");
@@ -373,10 +373,10 @@ test_parse_describe_malformed(void **state)
 			fail_msg("accepted %s", bad[i]);
 	}
 	/* More versions than a DESCRIBE reply lists. */
-	map = calloc(SMC_MAX_VERSIONS + 1, 32);
+	map = calloc(PROTO_MAX_VERSIONS + 1, 32);
 	assert_non_null(map);
 	p = map;
-	for (i = 0; i <= SMC_MAX_VERSIONS; i++)
+	for (i = 0; i <= PROTO_MAX_VERSIONS; i++)
 		p += sprintf(p, "%s\"v%zu\":[]", i > 0 ? "," : "", i);
 	body = printf_alloc("{\"ARN\":\"a\",\"Name\":\"n\",\"VersionIdsToStages\":{%s}}", map);
 	assert_int_equal(aws_json_parse_describe(body, strlen(body), &r, NULL, 0), -1);
@@ -415,9 +415,9 @@ test_parse_batch(void **state)
 	assert_string_equal(r.errors[0].secret_id, "nope");
 	assert_null(r.next_token);	/* "" is the last page */
 	assert_false(aws_batch_error_classify(&r.errors[0], &e));
-	assert_int_equal(e.status, SMC_STATUS_NOT_FOUND);
+	assert_int_equal(e.status, PROTO_STATUS_NOT_FOUND);
 	assert_false(aws_batch_error_classify(&r.errors[1], &e));
-	assert_int_equal(e.status, SMC_STATUS_NOT_FOUND);
+	assert_int_equal(e.status, PROTO_STATUS_NOT_FOUND);
 	assert_non_null(strstr(e.message, "deletion"));
 	aws_batch_result_free(&r);
 	aws_batch_result_free(&r);
@@ -539,46 +539,46 @@ test_error_classify(void **state)
 		long http;
 		const char *code;
 		const char *message;
-		enum smc_status status;
+		enum proto_status status;
 		bool retry;
 		const char *says;
 	} cases[] = {
 		{ 404, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.",
-		  SMC_STATUS_NOT_FOUND, false, "ResourceNotFoundException: Secrets Manager can't" },
-		{ 400, "ResourceNotFoundException", "", SMC_STATUS_NOT_FOUND, false, "" },
+		  PROTO_STATUS_NOT_FOUND, false, "ResourceNotFoundException: Secrets Manager can't" },
+		{ 400, "ResourceNotFoundException", "", PROTO_STATUS_NOT_FOUND, false, "" },
 		{ 400, "InvalidRequestException", "An error occurred (InvalidRequestException) when "
 		  "calling the GetSecretValue operation: You tried to perform the operation on a secret "
-		  "that's currently marked deleted.", SMC_STATUS_NOT_FOUND, false, "scheduled for deletion" },
+		  "that's currently marked deleted.", PROTO_STATUS_NOT_FOUND, false, "scheduled for deletion" },
 		{ 400, "InvalidRequestException", "You can't perform this operation on the secret "
-		  "because it was marked for deletion.", SMC_STATUS_NOT_FOUND, false, "deletion" },
+		  "because it was marked for deletion.", PROTO_STATUS_NOT_FOUND, false, "deletion" },
 		{ 404, "InvalidRequestException", "You provided a VersionStage that is not associated "
-		  "to the provided VersionId.", SMC_STATUS_NOT_FOUND, false, "VersionStage" },
-		{ 400, "InvalidRequestException", "other", SMC_STATUS_BAD_REQUEST, false, "rejected" },
-		{ 400, "InvalidParameterException", "bad", SMC_STATUS_BAD_REQUEST, false, "bad" },
-		{ 400, "ValidationException", "bad", SMC_STATUS_BAD_REQUEST, false, "" },
+		  "to the provided VersionId.", PROTO_STATUS_NOT_FOUND, false, "VersionStage" },
+		{ 400, "InvalidRequestException", "other", PROTO_STATUS_BAD_REQUEST, false, "rejected" },
+		{ 400, "InvalidParameterException", "bad", PROTO_STATUS_BAD_REQUEST, false, "bad" },
+		{ 400, "ValidationException", "bad", PROTO_STATUS_BAD_REQUEST, false, "" },
 		{ 400, "AccessDeniedException", "User: arn:aws:iam::1:user/a is not authorized",
-		  SMC_STATUS_ACCESS_DENIED, false, "agent's IAM identity" },
-		{ 403, "AccessDenied", "User is not authorized", SMC_STATUS_ACCESS_DENIED, false, "" },
+		  PROTO_STATUS_ACCESS_DENIED, false, "agent's IAM identity" },
+		{ 403, "AccessDenied", "User is not authorized", PROTO_STATUS_ACCESS_DENIED, false, "" },
 		{ 403, "SignatureDoesNotMatch", "The request signature we calculated does not match",
-		  SMC_STATUS_UPSTREAM_AUTH, false,
+		  PROTO_STATUS_UPSTREAM_AUTH, false,
 		  "upstream rejected the agent's credentials: SignatureDoesNotMatch: The request" },
 		{ 403, "InvalidClientTokenId", "The security token included in the request is invalid.",
-		  SMC_STATUS_UPSTREAM_AUTH, false, "InvalidClientTokenId" },
-		{ 400, "UnrecognizedClientException", "x", SMC_STATUS_UPSTREAM_AUTH, false, "" },
-		{ 400, "InvalidSignatureException", "Signature expired", SMC_STATUS_UPSTREAM_AUTH, false, "" },
-		{ 400, "ExpiredTokenException", "x", SMC_STATUS_UPSTREAM_AUTH, false, "" },
-		{ 400, "IncompleteSignatureException", "x", SMC_STATUS_UPSTREAM_AUTH, false, "" },
-		{ 403, "", "", SMC_STATUS_UPSTREAM_AUTH, false, "HTTP 403" },
-		{ 401, "", "", SMC_STATUS_UPSTREAM_AUTH, false, "" },
-		{ 400, "ThrottlingException", "Rate exceeded", SMC_STATUS_UPSTREAM_UNAVAILABLE, true,
+		  PROTO_STATUS_UPSTREAM_AUTH, false, "InvalidClientTokenId" },
+		{ 400, "UnrecognizedClientException", "x", PROTO_STATUS_UPSTREAM_AUTH, false, "" },
+		{ 400, "InvalidSignatureException", "Signature expired", PROTO_STATUS_UPSTREAM_AUTH, false, "" },
+		{ 400, "ExpiredTokenException", "x", PROTO_STATUS_UPSTREAM_AUTH, false, "" },
+		{ 400, "IncompleteSignatureException", "x", PROTO_STATUS_UPSTREAM_AUTH, false, "" },
+		{ 403, "", "", PROTO_STATUS_UPSTREAM_AUTH, false, "HTTP 403" },
+		{ 401, "", "", PROTO_STATUS_UPSTREAM_AUTH, false, "" },
+		{ 400, "ThrottlingException", "Rate exceeded", PROTO_STATUS_UPSTREAM_UNAVAILABLE, true,
 		  "throttling" },
-		{ 429, "", "", SMC_STATUS_UPSTREAM_UNAVAILABLE, true, "HTTP 429" },
-		{ 500, "InternalServiceError", "oops", SMC_STATUS_UPSTREAM_UNAVAILABLE, true, "oops" },
-		{ 500, "", "", SMC_STATUS_UPSTREAM_UNAVAILABLE, true, "HTTP 500" },
-		{ 503, "", "", SMC_STATUS_UPSTREAM_UNAVAILABLE, true, "" },
-		{ 400, "DecryptionFailure", "KMS", SMC_STATUS_UPSTREAM_UNAVAILABLE, false, "decrypt" },
-		{ 400, "LimitExceededException", "quota", SMC_STATUS_UPSTREAM_UNAVAILABLE, false, "quota" },
-		{ 302, "", "", SMC_STATUS_UPSTREAM_UNAVAILABLE, false, "HTTP 302" },
+		{ 429, "", "", PROTO_STATUS_UPSTREAM_UNAVAILABLE, true, "HTTP 429" },
+		{ 500, "InternalServiceError", "oops", PROTO_STATUS_UPSTREAM_UNAVAILABLE, true, "oops" },
+		{ 500, "", "", PROTO_STATUS_UPSTREAM_UNAVAILABLE, true, "HTTP 500" },
+		{ 503, "", "", PROTO_STATUS_UPSTREAM_UNAVAILABLE, true, "" },
+		{ 400, "DecryptionFailure", "KMS", PROTO_STATUS_UPSTREAM_UNAVAILABLE, false, "decrypt" },
+		{ 400, "LimitExceededException", "quota", PROTO_STATUS_UPSTREAM_UNAVAILABLE, false, "quota" },
+		{ 302, "", "", PROTO_STATUS_UPSTREAM_UNAVAILABLE, false, "HTTP 302" },
 	};
 	struct aws_error_info info;
 	struct backend_error e;
@@ -595,7 +595,7 @@ test_error_classify(void **state)
 		if (e.status != cases[i].status || retry != cases[i].retry ||
 		    strstr(e.message, cases[i].says) == NULL)
 			fail_msg("case %zu (%ld %s): got %s retry=%d '%s'", i, cases[i].http,
-			    cases[i].code, smc_status_name(e.status), retry, e.message);
+			    cases[i].code, proto_status_name(e.status), retry, e.message);
 	}
 	assert_true(aws_error_is_throttling("ThrottlingException"));
 	assert_false(aws_error_is_throttling("ResourceNotFoundException"));

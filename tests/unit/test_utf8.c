@@ -70,10 +70,10 @@ test_sequences(void **state)
 		const uint8_t *p = (const uint8_t *)rows[i].bytes;
 		size_t len = strlen(rows[i].bytes);
 
-		if (smc_utf8_seq_len(p, len) != rows[i].len)
+		if (proto_utf8_seq_len(p, len) != rows[i].len)
 			fail_msg("%s: length %zu, expected %zu", rows[i].what,
-			    smc_utf8_seq_len(p, len), rows[i].len);
-		if (smc_utf8_valid(p, len) != (rows[i].len == len))
+			    proto_utf8_seq_len(p, len), rows[i].len);
+		if (proto_utf8_valid(p, len) != (rows[i].len == len))
 			fail_msg("%s: valid() disagrees", rows[i].what);
 	}
 }
@@ -85,20 +85,20 @@ test_strings(void **state)
 	char buf[64];
 
 	(void)state;
-	assert_true(smc_utf8_valid("", 0));
-	assert_true(smc_utf8_valid(ok, strlen(ok)));
+	assert_true(proto_utf8_valid("", 0));
+	assert_true(proto_utf8_valid(ok, strlen(ok)));
 	/* NUL is a well-formed character; callers that forbid it check for it. */
-	assert_true(smc_utf8_valid("a\0b", 3));
+	assert_true(proto_utf8_valid("a\0b", 3));
 	/* One bad byte anywhere spoils the whole. */
 	for (size_t at = 0; at <= strlen(ok); at++) {
 		memcpy(buf, ok, at);
 		buf[at] = (char)0xff;
 		memcpy(buf + at + 1, ok + at, strlen(ok) - at);
-		assert_false(smc_utf8_valid(buf, strlen(ok) + 1));
+		assert_false(proto_utf8_valid(buf, strlen(ok) + 1));
 	}
 	/* A well-formed sequence cut by the length given. */
-	assert_false(smc_utf8_valid(ok, 4));
-	assert_true(smc_utf8_valid(ok, 5));
+	assert_false(proto_utf8_valid(ok, 4));
+	assert_true(proto_utf8_valid(ok, 5));
 }
 
 int
