@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "body_pool.h"
 #include "cache_internal.h"
 #include "sm_id.h"
 
@@ -473,7 +474,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	c->key_idle_ev = evtimer_new(base, key_idle_cb, c);
 	c->pass_end_ev = event_new(base, -1, 0, pass_end_cb, c);
 	c->tick_ev = evtimer_new(base, tick_cb, c);
-	if (c->key_idle_ev == NULL || c->pass_end_ev == NULL || c->tick_ev == NULL) {
+	if (c->key_idle_ev == NULL || c->pass_end_ev == NULL || c->tick_ev == NULL ||
+	    body_pool_attach(base) != 0) {
 		snprintf(err, errlen, "cannot create an event");
 		goto fail;
 	}
@@ -539,6 +541,7 @@ cache_free(struct cache *c)
 	if (c->pass_end_ev != NULL)
 		event_free(c->pass_end_ev);
 	key_close(c);
+	body_pool_detach();
 	if (c->key_idle_ev != NULL)
 		event_free(c->key_idle_ev);
 	if (c->seal != NULL)

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 
+#include "body_pool.h"
 #include "cache_internal.h"
 #include "log.h"
 
@@ -75,7 +76,7 @@ cache_body_release(struct cache_body *b)
 	if (b == NULL || --b->refs > 0)
 		return;
 	sodium_memzero(b->data, b->len);
-	free(b);
+	body_pool_put(b, b->cap);
 }
 
 static size_t
@@ -231,7 +232,7 @@ body_make(struct cache *c, struct version *v, cache_render_fn render)
 	struct cache_body *b = NULL;
 	struct ident_buf ident;
 	uint8_t *plain;
-	size_t need, stages_len = 0;
+	size_t need, cap, stages_len = 0;
 	char *p;
 
 	if ((plain = plain_get(c, v, &value, stages, &ident, &error)) == NULL)
@@ -239,14 +240,15 @@ body_make(struct cache *c, struct version *v, cache_render_fn render)
 	for (size_t i = 0; i < value.stage_count; i++)
 		stages_len += strlen(stages[i]) + 1;
 	need = render(&value, NULL, 0);
-	if (need == 0 || (b = malloc(sizeof(*b) + need + stages_len)) == NULL)
+	if (need == 0 || (b = body_pool_get(sizeof(*b) + need + stages_len, &cap)) == NULL)
 		goto out;
 	if (render(&value, b->data, need) != need) {
 		sodium_memzero(b->data, need);
-		free(b);
+		body_pool_put(b, cap);
 		b = NULL;
 		goto out;
 	}
+	b->cap = cap;
 	b->refs = 1;
 	b->version = v;
 	b->render = render;

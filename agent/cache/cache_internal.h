@@ -166,6 +166,7 @@ struct cache_body {
 	const struct version *version;	/* the key; NULL once out of the table */
 	cache_render_fn render;
 	size_t len;			/* of data */
+	size_t cap;			/* of the whole block (body_pool) */
 	size_t stages_len;		/* of the labels after it: each name and its NUL */
 	uint8_t data[];
 };

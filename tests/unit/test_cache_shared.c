@@ -8,7 +8,9 @@
  *     version at a freed one's address, within the same pass;
  *   - ARNs, names and VersionIds of every shape come back exactly as stored
  *     (shared ARN prefixes, UUIDs kept as 16 bytes, other strings as they are);
- *   - the sealing key's linger timer does not keep an idle loop alive.
+ *   - the sealing key's linger timer does not keep an idle loop alive;
+ *   - big bodies reuse pooled blocks across passes, wiped, and the pool
+ *     empties once idle.
  *
  * The render function writes "ARN|NAME|VERSIONID|STAGE,STAGE|VALUE", so a
  * body shows exactly what it was made from.
@@ -28,6 +30,7 @@
 #include <sodium.h>
 
 #include "backend.h"
+#include "body_pool.h"
 #include "cache.h"
 
 #define PFX		"arn:aws:secretsmanager:us-east-1:123456789012:secret:"
@@ -699,6 +702,83 @@ test_lookups_see_newcomers(void **state)
 	cache_body_release(s.body);
 }
 
+/* ---- big bodies: pooled blocks ----------------------------------------------------------- */
+
+#define BIG_BODY	(40u * 1024)	/* above BODY_POOL_MIN: a block of its own */
+
+/* render(), padded with 'x' to BIG_BODY bytes. */
+static size_t
+render_big(const struct backend_value *v, uint8_t *out, size_t cap)
+{
+	size_t n = render(v, NULL, 0);
+
+	if (out == NULL || cap < BIG_BODY)
+		return BIG_BODY;
+	assert_int_equal(render(v, out, cap), n);
+	memset(out + n, 'x', BIG_BODY - n);
+	return BIG_BODY;
+}
+
+static struct cache_body *
+get_big(const uint8_t **data)
+{
+	struct backend_query q = { .secret_id = "app/db" };
+	struct shared s;
+	size_t len;
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(cache_get_shared(T.cache, &q, 0, render_big, on_shared, &s), 1);
+	*data = cache_body_data(s.body, &len);
+	assert_int_equal(len, BIG_BODY);
+	assert_memory_equal(*data, PFX "app/db-AbCdEf|app/db|", strlen(PFX) + 15);
+	return s.body;
+}
+
+static bool
+all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+static void
+test_big_bodies_reuse_wiped_blocks(void **state)
+{
+	struct timespec t0, t1;
+	const uint8_t *d1, *d2;
+	struct cache_body *b;
+	double ms;
+
+	(void)state;
+	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	assert_true(get("app/db", NULL, NULL).ok);
+	one_pass();
+	assert_int_equal(body_pool_held(), 0);
+	b = get_big(&d1);
+	cache_body_release(b);
+	one_pass();		/* the pass's reference goes: the block is pooled, wiped */
+	assert_int_equal(body_pool_held(), 1);
+	assert_true(all_zero(d1, BIG_BODY));	/* still allocated: held by the pool */
+	b = get_big(&d2);	/* the next pass renders into the same block */
+	assert_ptr_equal(d1, d2);
+	assert_int_equal(body_pool_held(), 0);
+	assert_int_equal(T.renders, 2);
+	cache_body_release(b);
+	one_pass();
+	assert_int_equal(body_pool_held(), 1);
+	/* Idle: the pool lets go of its blocks (after BODY_POOL_IDLE_MS, at most
+	 * twice that), and then nothing keeps the loop alive. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(event_base_dispatch(T.base), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	assert_int_equal(body_pool_held(), 0);
+	assert_true(ms >= BODY_POOL_IDLE_MS * 0.9);
+	assert_true(ms < BODY_POOL_IDLE_MS * 2 + 500);
+}
+
 /* ---- the key's linger timer ----------------------------------------------------------------- */
 
 static void
@@ -744,6 +824,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_many_secrets_index, setup_large, teardown),
 		cmocka_unit_test_setup_teardown(test_lookups_see_newcomers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_loop_is_not_kept_alive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_bodies_reuse_wiped_blocks, setup, teardown),
 	};
 
 	if (sodium_init() < 0)
