@@ -86,6 +86,7 @@ struct config {
 	unsigned int cache_max_stale;	/* seconds past ttl a value is served while the upstream fails */
 	unsigned int cache_max_refreshes;	/* background upstream calls in flight */
 	unsigned int cache_min_refresh_interval;	/* seconds between forced refreshes of a secret */
+	unsigned int cache_body_linger_ms;	/* a rendered reply is reused this long (0: one pass) */
 	char *cache_prefetch;		/* secret ids fetched at start-up, comma/space separated */
 
 	/* [access] */

@@ -35,12 +35,15 @@
  *   cache_refresh.c  the breaker, the tick, background refresh.
  */
 
+#define LOG_COMPONENT "cache"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "body_pool.h"
 #include "cache_internal.h"
+#include "log.h"
 #include "sm_id.h"
 
 static void get_or_fetch(struct cache *c, const struct backend_query *query, unsigned flags,
@@ -467,6 +470,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "cannot create the sealing key: %s", strerror(errno));
 		goto fail;
 	}
+	log_info("cache: values are sealed with %s%s", seal_aead_name(seal_ctx_aead(c->seal)),
+	    opts->body_linger_ms > 0 ? "; rendered replies linger (body_linger_ms)" : "");
 	if ((c->plain = sodium_malloc(c->plain_len)) == NULL) {
 		snprintf(err, errlen, "cannot allocate the guarded plaintext buffer");
 		goto fail;

@@ -10,7 +10,9 @@
  *     (shared ARN prefixes, UUIDs kept as 16 bytes, other strings as they are);
  *   - the sealing key's linger timer does not keep an idle loop alive;
  *   - big bodies reuse pooled blocks across passes, wiped, and the pool
- *     empties once idle.
+ *     empties once idle;
+ *   - with body_linger_ms a body serves later passes, until it is that old
+ *     (while the key stays open) or the key closes, whichever is first.
  *
  * The render function writes "ARN|NAME|VERSIONID|STAGE,STAGE|VALUE", so a
  * body shows exactly what it was made from.
@@ -232,11 +234,13 @@ fake_put(const char *arn, const char *name, const char *vid, const char *stages,
 
 /* ---- fixture ----------------------------------------------------------------------------- */
 
+static unsigned linger_ms;	/* body_linger_ms of the next setup */
+
 static int
 setup_sized(size_t max_versions)
 {
 	struct cache_options o = { .ttl_s = 300, .negative_ttl_s = 10,
-	    .max_versions = max_versions, .max_bytes = 64u << 20 };
+	    .max_versions = max_versions, .max_bytes = 64u << 20, .body_linger_ms = linger_ms };
 	char err[256] = "";
 
 	memset(&T, 0, sizeof(T));
@@ -263,6 +267,18 @@ setup_one_version(void **state)
 {
 	(void)state;
 	return setup_sized(1);
+}
+
+static int
+setup_linger(void **state)
+{
+	int rc;
+
+	(void)state;
+	linger_ms = 50;
+	rc = setup_sized(100);
+	linger_ms = 0;
+	return rc;
 }
 
 static int
@@ -779,6 +795,63 @@ test_big_bodies_reuse_wiped_blocks(void **state)
 	assert_true(ms < BODY_POOL_IDLE_MS * 2 + 500);
 }
 
+/* ---- body_linger_ms --------------------------------------------------------------------- */
+
+static double
+elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void
+test_linger_reuses_until_old_or_key_closed(void **state)
+{
+	const struct timespec nap = { 0, 200 * 1000 };
+	struct timespec t0;
+	struct shared a, b;
+	unsigned renders;
+
+	(void)state;
+	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	fake_put(PFX "app/other-AbCdEf", "app/other", UUID2, "AWSCURRENT", "other");
+	assert_true(get("app/db", NULL, NULL).ok);
+	assert_true(get("app/other", NULL, NULL).ok);
+	one_pass();
+	a = get_shared("app/db", NULL, NULL);
+	assert_int_equal(T.renders, 1);
+	one_pass();
+	b = get_shared("app/db", NULL, NULL);	/* a later pass: the same body */
+	assert_int_equal(T.renders, 1);
+	assert_ptr_equal(a.body, b.body);
+	cache_body_release(a.body);
+	cache_body_release(b.body);
+	/* No unseal since: the key closes a few ms later (1-2 periods of its 1 ms
+	 * timer, on libevent's coarse clock) and takes the body with it, long
+	 * before its 50 ms are up. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(event_base_dispatch(T.base), 1);
+	assert_true(elapsed_ms(&t0) < 45);
+	a = get_shared("app/db", NULL, NULL);
+	assert_int_equal(T.renders, 2);
+	cache_body_release(a.body);
+	/* Unseals of another secret keep the key open: the body is then made
+	 * again once 50 ms old, i.e. about 6 times over 300 ms. */
+	renders = T.renders;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed_ms(&t0) < 300) {
+		assert_true(get("app/other", NULL, NULL).ok);
+		a = get_shared("app/db", NULL, NULL);
+		cache_body_release(a.body);
+		one_pass();
+		nanosleep(&nap, NULL);
+	}
+	assert_true(T.renders - renders >= 2);	/* 6 unless the machine stalls us */
+	assert_true(T.renders - renders <= 12);	/* not one per pass (about a thousand) */
+}
+
 /* ---- the key's linger timer ----------------------------------------------------------------- */
 
 static void
@@ -825,6 +898,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lookups_see_newcomers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_loop_is_not_kept_alive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_bodies_reuse_wiped_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_linger_reuses_until_old_or_key_closed,
+		    setup_linger, teardown),
 	};
 
 	if (sodium_init() < 0)
