@@ -185,6 +185,9 @@ const struct cfg_key cfg_keys[] = {
 	{ .section = "cache", .key = "min_refresh_interval", .type = CT_DURATION,
 	  .offset = FIELD(cache_min_refresh_interval), .def = "1", .min = 0, .max = 3600,
 	  .doc = "forced refreshes of one secret at most this often" },
+	{ .section = "cache", .key = "body_linger_ms", .type = CT_COUNT,
+	  .offset = FIELD(cache_body_linger_ms), .def = "0", .min = 0, .max = 1000,
+	  .doc = "keep a rendered reply for hits this many ms (0: one loop pass); plaintext lives that long" },
 	{ .section = "cache", .key = "prefetch", .type = CT_STRING,
 	  .offset = FIELD(cache_prefetch), .check = check_prefetch, .unset = "(none)",
 	  .doc = "secret ids fetched at start-up, and filters name:PREFIX, tag-key:KEY,"

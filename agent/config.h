@@ -90,6 +90,7 @@ struct config {
 	int cache_batch_refresh;	/* yes: AWSCURRENT refreshes go 20 to a BatchGetSecretValue */
 	unsigned int cache_prefetch_jitter;	/* seconds: the prefetch starts within this, at random */
 	unsigned int cache_prefetch_timeout;	/* seconds readiness waits for the prefetch */
+	unsigned int cache_body_linger_ms;	/* a rendered reply is reused this long (0: one pass) */
 
 	/* [access] */
 	struct config_list access_allow;	/* rules in acl.h syntax; none: access control off */

@@ -404,6 +404,7 @@ main(int argc, char **argv)
 	cache_opts.max_refreshes = cfg.cache_max_refreshes;
 	cache_opts.min_refresh_interval_s = cfg.cache_min_refresh_interval;
 	cache_opts.batch_refresh = cfg.cache_batch_refresh != 0;
+	cache_opts.body_linger_ms = cfg.cache_body_linger_ms;
 	if ((agent.cache = cache_new(agent.base, agent.backend, &cache_opts, err, sizeof(err))) == NULL) {
 		log_error("cache: %s", err);
 		goto out;

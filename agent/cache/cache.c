@@ -45,11 +45,15 @@
  *   cache_slab.c     where secret and version records live.
  */
 
+#define LOG_COMPONENT "cache"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "body_pool.h"
 #include "cache_internal.h"
+#include "log.h"
 #include "secmem.h"
 #include "sm_id.h"
 
@@ -480,6 +484,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 		snprintf(err, errlen, "cannot create the sealing key: %s", strerror(errno));
 		goto fail;
 	}
+	log_info("cache: values are sealed with %s%s", seal_aead_name(seal_ctx_aead(c->seal)),
+	    opts->body_linger_ms > 0 ? "; rendered replies linger (body_linger_ms)" : "");
 	if ((c->plain = sodium_malloc(c->plain_len)) == NULL) {
 		snprintf(err, errlen, "cannot allocate the guarded plaintext buffer");
 		goto fail;
@@ -489,7 +495,8 @@ cache_new(struct event_base *base, struct backend *backend, const struct cache_o
 	c->key_idle_ev = evtimer_new(base, key_idle_cb, c);
 	c->pass_end_ev = event_new(base, -1, 0, pass_end_cb, c);
 	c->tick_ev = evtimer_new(base, tick_cb, c);
-	if (c->key_idle_ev == NULL || c->pass_end_ev == NULL || c->tick_ev == NULL) {
+	if (c->key_idle_ev == NULL || c->pass_end_ev == NULL || c->tick_ev == NULL ||
+	    body_pool_attach(base) != 0) {
 		snprintf(err, errlen, "cannot create an event");
 		goto fail;
 	}
@@ -557,6 +564,7 @@ cache_free(struct cache *c)
 	if (c->pass_end_ev != NULL)
 		event_free(c->pass_end_ev);
 	key_close(c);
+	body_pool_detach();
 	if (c->key_idle_ev != NULL)
 		event_free(c->key_idle_ev);
 	if (c->seal != NULL)

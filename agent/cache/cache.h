@@ -64,6 +64,8 @@ struct cache_options {
 	unsigned max_refreshes;		/* background upstream calls in flight at most */
 	unsigned min_refresh_interval_s; /* forced refreshes of one secret at most this often */
 	bool batch_refresh;		/* secrets holding only AWSCURRENT: 20 to a batch read */
+	unsigned body_linger_ms;	/* shared bodies reused this long across passes; 0: one
+					 * pass (see "Shared bodies" below) */
 };
 
 struct cache_stats {
@@ -148,6 +150,12 @@ void cache_get_charged(struct cache *cache, const struct backend_query *query, u
  * hit on that version in the same pass gets a reference to them. The bytes
  * are plaintext: locked memory (the process is mlockall'd), wiped and freed
  * when the pass has ended and the last reference is released.
+ *
+ * With opts.body_linger_ms = N > 0 (off by default: plaintext then outlives
+ * the pass), a body also serves the hits of later passes, for at most N ms
+ * after it was made and never past the closing of the sealing key (1 to 2 ms
+ * after the last seal or unseal): one client reading one big secret in a loop
+ * then costs a decryption per N ms, not per request.
  *
  * render writes the bytes for value into out[0..cap) and returns their
  * length; with cap too small (out may be NULL) it writes nothing and returns

@@ -8,14 +8,20 @@
 
 #include <stdlib.h>
 
+#include "body_pool.h"
 #include "cache_internal.h"
 #include "log.h"
+
+static void pass_drop_expired(struct cache *c);
 
 /* ---- the sealing key: open while in use (see KEY_LINGER_MS) ------------------------- */
 
 void
 key_close(struct cache *c)
 {
+	/* Lingering bodies never outlive the key's readability (cache.h). */
+	if (c->opts.body_linger_ms > 0)
+		pass_drop_all(c);
 	if (c->key_held) {
 		seal_key_close(c->seal);
 		c->key_held = false;
@@ -36,6 +42,8 @@ key_idle_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->key_held && c->key_used) {
 		c->key_used = false;
 		evtimer_add(c->key_idle_ev, &linger);
+		if (c->opts.body_linger_ms > 0)
+			pass_drop_expired(c);
 		return;
 	}
 	key_close(c);
@@ -75,7 +83,7 @@ cache_body_release(struct cache_body *b)
 	if (b == NULL || --b->refs > 0)
 		return;
 	sodium_memzero(b->data, b->len);
-	free(b);
+	body_pool_put(b, b->cap);
 }
 
 static size_t
@@ -114,7 +122,37 @@ pass_forget(struct cache *c, const struct version *v)
 		pass_drop(c, slot);
 }
 
-/* End of the loop pass: the table lets go of its bodies (replies still queued keep theirs). */
+void
+pass_drop_all(struct cache *c)
+{
+	while (c->pass_count > 0)
+		pass_drop(c, c->pass_used[c->pass_count - 1]);
+}
+
+/* Whether b has lingered its body_linger_ms (now: sys_clock_ms()). */
+static bool
+body_expired(const struct cache *c, const struct cache_body *b, uint64_t now)
+{
+	return now - b->made_ms >= c->opts.body_linger_ms;
+}
+
+/* body_linger_ms: bodies past their time leave the table (while the key stays
+ * open under load, key_idle_cb calls this every KEY_LINGER_MS). */
+static void
+pass_drop_expired(struct cache *c)
+{
+	uint64_t now = sys_clock_ms();
+
+	for (unsigned i = c->pass_count; i-- > 0;) {
+		size_t slot = c->pass_used[i];
+
+		if (body_expired(c, c->pass_bodies[slot], now))
+			pass_drop(c, slot);	/* moves the last entry to i: already seen */
+	}
+}
+
+/* End of the loop pass: the table lets go of its bodies (replies still queued keep
+ * theirs); with body_linger_ms they stay for later passes, dropped by key_idle_cb. */
 void
 pass_end_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -122,8 +160,8 @@ pass_end_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	while (c->pass_count > 0)
-		pass_drop(c, c->pass_used[c->pass_count - 1]);
+	if (c->opts.body_linger_ms == 0 || KEY_LINGER_MS == 0)
+		pass_drop_all(c);
 	if (KEY_LINGER_MS == 0)
 		key_close(c);
 }
@@ -232,7 +270,7 @@ body_make(struct cache *c, struct version *v, cache_render_fn render)
 	struct cache_body *b = NULL;
 	struct ident_buf ident;
 	uint8_t *plain;
-	size_t need, stages_len = 0;
+	size_t need, cap, stages_len = 0;
 	char *p;
 
 	if ((plain = plain_get(c, v, &value, stages, &ident, &error)) == NULL)
@@ -240,14 +278,16 @@ body_make(struct cache *c, struct version *v, cache_render_fn render)
 	for (size_t i = 0; i < value.stage_count; i++)
 		stages_len += strlen(stages[i]) + 1;
 	need = render(&value, NULL, 0);
-	if (need == 0 || (b = malloc(sizeof(*b) + need + stages_len)) == NULL)
+	if (need == 0 || (b = body_pool_get(sizeof(*b) + need + stages_len, &cap)) == NULL)
 		goto out;
 	if (render(&value, b->data, need) != need) {
 		sodium_memzero(b->data, need);
-		free(b);
+		body_pool_put(b, cap);
 		b = NULL;
 		goto out;
 	}
+	b->cap = cap;
+	b->made_ms = c->opts.body_linger_ms > 0 ? sys_clock_ms() : 0;
 	b->refs = 1;
 	b->version = v;
 	b->render = render;
@@ -272,7 +312,8 @@ body_get(struct cache *c, struct version *v, cache_render_fn render)
 	size_t slot = pass_slot(v);
 	struct cache_body *b = c->pass_bodies[slot];
 
-	if (b != NULL && body_matches(c, b, v, render)) {
+	if (b != NULL && body_matches(c, b, v, render) &&
+	    (c->opts.body_linger_ms == 0 || !body_expired(c, b, sys_clock_ms()))) {
 		b->refs++;
 		return b;
 	}

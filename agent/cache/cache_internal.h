@@ -180,6 +180,8 @@ struct cache_body {
 	const struct version *version;	/* the key; NULL once out of the table */
 	cache_render_fn render;
 	size_t len;			/* of data */
+	size_t cap;			/* of the whole block (body_pool) */
+	uint64_t made_ms;		/* sys_clock_ms() when rendered (body_linger_ms) */
 	size_t stages_len;		/* of the labels after it: each name and its NUL */
 	uint8_t data[];
 };
@@ -401,6 +403,7 @@ void pass_forget(struct cache *c, const struct version *v);
 void pass_end_cb(evutil_socket_t fd, short what, void *arg);
 void deliver_version(struct cache *c, struct version *v, bool stale, cache_value_cb cb, void *arg);
 struct cache_body *body_get(struct cache *c, struct version *v, cache_render_fn render);
+void pass_drop_all(struct cache *c);
 
 /* cache_flight.c */
 

@@ -1,7 +1,8 @@
 /*
- * seal: XChaCha20-Poly1305 sealing of cached values under a guarded process
- * key, with identity-bound associated data and size-class padding.
- * See seal.h for the blob layout and the padding scheme.
+ * seal: AEAD sealing of cached values under a guarded process key (AES-256-GCM
+ * on a per-blob subkey where the CPU has AES-NI, XChaCha20-Poly1305 otherwise),
+ * with identity-bound associated data and size-class padding.
+ * See seal.h for the blob layout, the choice of AEAD and the padding scheme.
  */
 #include "seal.h"
 
@@ -31,15 +32,30 @@ static const char ad_label[] = "smcache/seal/v1";
 #define AD_LABEL_LEN (sizeof ad_label - 1)
 #define AD_MAX       (AD_LABEL_LEN + 4 + SEAL_ID_MAX + 4 + SEAL_ID_MAX)
 
+_Static_assert(crypto_aead_aes256gcm_KEYBYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
+    "one key size for both AEADs");
+_Static_assert(crypto_core_hchacha20_KEYBYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES &&
+    crypto_core_hchacha20_OUTPUTBYTES == crypto_aead_aes256gcm_KEYBYTES, "subkey sizes");
+_Static_assert(crypto_core_hchacha20_INPUTBYTES == NONCE_PREFIX && NONCE_PREFIX + 8 == 24 &&
+    crypto_aead_aes256gcm_NPUBBYTES == 12 && crypto_aead_aes256gcm_ABYTES == SEAL_TAGBYTES,
+    "the AES-256-GCM nonce split of the 24-byte nonce field");
+
 struct seal_ctx {
 	unsigned char *key;   /* sodium_malloc'd; PROT_NONE while depth == 0 */
 	unsigned       depth; /* seal_key_open() nesting */
 	uint64_t       seals; /* the counter: seals made under this key */
 	unsigned char  prefix[NONCE_PREFIX]; /* random, not secret */
+	enum seal_aead aead;  /* never SEAL_AEAD_AUTO */
 };
 
 seal_ctx *
 seal_ctx_new(void)
+{
+	return seal_ctx_new_aead(SEAL_AEAD_AUTO);
+}
+
+seal_ctx *
+seal_ctx_new_aead(enum seal_aead aead)
 {
 	seal_ctx *s;
 	int saved;
@@ -48,11 +64,20 @@ seal_ctx_new(void)
 		errno = EIO;
 		return NULL;
 	}
+	if (aead == SEAL_AEAD_AUTO)
+		aead = crypto_aead_aes256gcm_is_available() ? SEAL_AEAD_AES256GCM :
+		    SEAL_AEAD_XCHACHA20POLY1305;
+	if (aead != SEAL_AEAD_XCHACHA20POLY1305 && (aead != SEAL_AEAD_AES256GCM ||
+	    !crypto_aead_aes256gcm_is_available())) {
+		errno = ENOTSUP;
+		return NULL;
+	}
 	if ((s = calloc(1, sizeof *s)) == NULL)
 		return NULL;
+	s->aead = aead;
 	if ((s->key = sodium_malloc(crypto_aead_xchacha20poly1305_ietf_KEYBYTES)) == NULL)
 		goto fail;
-	crypto_aead_xchacha20poly1305_ietf_keygen(s->key);
+	crypto_aead_xchacha20poly1305_ietf_keygen(s->key);	/* 32 random bytes, for either */
 	randombytes_buf(s->prefix, sizeof s->prefix);
 	if (sodium_mprotect_noaccess(s->key) != 0)
 		goto fail;
@@ -113,6 +138,65 @@ const void *
 seal_key_addr(const seal_ctx *s)
 {
 	return s->key;
+}
+
+const unsigned char *
+seal_nonce_prefix(const seal_ctx *s)
+{
+	return s->prefix;
+}
+
+enum seal_aead
+seal_ctx_aead(const seal_ctx *s)
+{
+	return s->aead;
+}
+
+const char *
+seal_aead_name(enum seal_aead aead)
+{
+	switch (aead) {
+	case SEAL_AEAD_AES256GCM:
+		return "AES-256-GCM (HChaCha20 subkey per value)";
+	case SEAL_AEAD_XCHACHA20POLY1305:
+		return "XChaCha20-Poly1305";
+	default:
+		return "auto";
+	}
+}
+
+/*
+ * AES-256-GCM (see seal.h): subkey = HChaCha20(key, nonce[0..16)), GCM nonce =
+ * nonce[16..24) (the seal counter) || 4 zero bytes. The subkey and its
+ * expanded state live on the stack for one call and are wiped before it
+ * returns. 0, or -1 (a tag that does not verify; the caller wipes out).
+ */
+static int
+gcm_crypt(const seal_ctx *s, int decrypt, unsigned char *out, const unsigned char *in,
+          size_t in_len, const unsigned char *ad, size_t ad_len, const unsigned char *nonce)
+{
+	crypto_aead_aes256gcm_state st;
+	unsigned char subkey[crypto_aead_aes256gcm_KEYBYTES];
+	unsigned char npub[crypto_aead_aes256gcm_NPUBBYTES] = { 0 };
+	unsigned long long n;
+	int rc;
+
+	crypto_core_hchacha20(subkey, nonce, s->key, NULL);
+	memcpy(npub, nonce + crypto_core_hchacha20_INPUTBYTES, 8);
+	rc = crypto_aead_aes256gcm_beforenm(&st, subkey);
+	sodium_memzero(subkey, sizeof subkey);
+	if (rc == 0) {
+		if (decrypt)
+			rc = crypto_aead_aes256gcm_decrypt_afternm(out, &n, NULL, in, in_len, ad,
+			    ad_len, npub, &st);
+		else
+			rc = crypto_aead_aes256gcm_encrypt_afternm(out, &n, in, in_len, ad, ad_len,
+			    NULL, npub, &st);
+	}
+	sodium_memzero(&st, sizeof st);
+	if (rc == 0 && n != (decrypt ? in_len - SEAL_TAGBYTES : in_len + SEAL_TAGBYTES))
+		rc = -1;
+	return rc == 0 ? 0 : -1;
 }
 
 /* Padded size for a plaintext of len <= SEAL_MAX_PLAIN bytes: its class (the
@@ -261,9 +345,13 @@ seal_seal(seal_ctx *s, const char *arn, const char *version_id,
 	put_be32(m + padded - SEAL_TRAILERBYTES, (uint32_t)plain_len);
 	put_be64(blob, s->seals++);
 	nonce_of(s, blob, nonce);
-	if (crypto_aead_xchacha20poly1305_ietf_encrypt(m, &clen, m, padded, ad, ad_len,
-	                                               NULL, nonce, s->key) != 0 ||
-	    clen != padded + SEAL_TAGBYTES) {
+	if (s->aead == SEAL_AEAD_AES256GCM)
+		clen = gcm_crypt(s, 0, m, m, padded, ad, ad_len, nonce) == 0 ?
+		    padded + SEAL_TAGBYTES : 0;
+	else if (crypto_aead_xchacha20poly1305_ietf_encrypt(m, &clen, m, padded, ad, ad_len,
+	                                                    NULL, nonce, s->key) != 0)
+		clen = 0;
+	if (clen != padded + SEAL_TAGBYTES) {
 		errno = EINVAL;
 		goto out;
 	}
@@ -301,11 +389,15 @@ seal_unseal(seal_ctx *s, const char *arn, const char *version_id,
 	if (ad_encode(ad, &ad_len, arn, version_id) != 0)
 		goto out;
 	nonce_of(s, blob, nonce);
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &mlen, NULL,
-	                                               blob + SEAL_NONCEBYTES,
-	                                               blob_len - SEAL_NONCEBYTES,
-	                                               ad, ad_len, nonce, s->key) != 0 ||
-	    mlen != cap) {
+	if (s->aead == SEAL_AEAD_AES256GCM)
+		mlen = gcm_crypt(s, 1, out, blob + SEAL_NONCEBYTES, blob_len - SEAL_NONCEBYTES,
+		    ad, ad_len, nonce) == 0 ? cap : 0;
+	else if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, &mlen, NULL,
+	                                                    blob + SEAL_NONCEBYTES,
+	                                                    blob_len - SEAL_NONCEBYTES,
+	                                                    ad, ad_len, nonce, s->key) != 0)
+		mlen = 0;
+	if (mlen != cap) {
 		errno = EBADMSG;
 		goto out;
 	}

@@ -1,8 +1,27 @@
 /*
  * seal: authenticated encryption of cached secret values under one process key.
  *
- * Every value the cache holds is kept sealed with XChaCha20-Poly1305 under a
- * random key made at start-up.  The key sits in sodium_malloc() memory that is
+ * Every value the cache holds is kept sealed under a random key made at
+ * start-up, with an AEAD chosen then by what the CPU does fast:
+ *   - AES-256-GCM where the CPU has AES-NI and PCLMUL (libsodium's
+ *     crypto_aead_aes256gcm_is_available()): subkey = HChaCha20(key,
+ *     nonce[0..16)), GCM nonce = nonce[16..24) || 0^32;
+ *   - XChaCha20-Poly1305 otherwise (which is HChaCha20 then ChaCha20-Poly1305
+ *     the same way).
+ * The 24-byte nonce is the context's 16 random bytes and a 64-bit seal counter
+ * (below), so the GCM nonce is the counter: it never repeats under a subkey,
+ * which is GCM's one rule (the deterministic construction of NIST SP 800-38D
+ * 8.2.1; the 2^32-message bound of 8.3 is for random nonces and does not
+ * apply), and a context stops sealing before the counter wraps (EOVERFLOW).
+ * The subkey and the expanded GCM state are made on the stack for one call and
+ * wiped, so nothing derived from the key outlives the guarded page. Measured
+ * here (libsodium 1.0.18, ns per unseal, key open): 1 KiB 1,300 -> 950,
+ * 64 KiB 48,500 -> 40,300; the subkey and GCM set-up cost ~100 ns of that.
+ * (OpenSSL's GCM is faster at 64 KiB, ~23 us, but needs its key schedule in
+ * OpenSSL's heap or ~1 us of set-up per call, and this file sees libsodium
+ * only.)
+ * The blob layout and sizes are the same for both. Blobs never leave the
+ * process, so the choice is per context, not per blob.  The key sits in sodium_malloc() memory that is
  * PROT_NONE except between seal_key_open() and seal_key_close(); opening costs
  * an mprotect pair (~3 us, more than a decrypt), so callers open once per batch
  * of operations and use seal_seal()/seal_unseal(), which require the key open.
@@ -72,9 +91,22 @@
 
 typedef struct seal_ctx seal_ctx;
 
-/* Creates a context with a fresh random key (calls sodium_init()).  The key is
- * left closed.  Returns NULL on failure (errno set). */
+enum seal_aead {
+	SEAL_AEAD_AUTO,			/* AES-256-GCM with AES-NI, else XChaCha20-Poly1305 */
+	SEAL_AEAD_XCHACHA20POLY1305,
+	SEAL_AEAD_AES256GCM,
+};
+
+/* Creates a context with a fresh random key (calls sodium_init()) and the AEAD
+ * SEAL_AEAD_AUTO picks.  The key is left closed.  Returns NULL on failure
+ * (errno set). */
 seal_ctx *seal_ctx_new(void);
+/* The same with a given AEAD; NULL with errno ENOTSUP for AES-256-GCM on a
+ * CPU without AES-NI. */
+seal_ctx *seal_ctx_new_aead(enum seal_aead aead);
+/* The AEAD a context uses (never SEAL_AEAD_AUTO), and a name for logs. */
+enum seal_aead seal_ctx_aead(const seal_ctx *s);
+const char *seal_aead_name(enum seal_aead aead);
 
 /* Wipes and frees the key; NULL is a no-op.  The key may be open or closed. */
 void seal_ctx_free(seal_ctx *s);
@@ -94,6 +126,10 @@ unsigned seal_key_depth(const seal_ctx *s);
 /* Address of the key, for tests that check the page protection.  Never
  * dereference it outside such a test. */
 const void *seal_key_addr(const seal_ctx *s);
+
+/* The first 16 bytes of every nonce of this context (random, not secret), for
+ * tests that rebuild the construction from the primitives. */
+const unsigned char *seal_nonce_prefix(const seal_ctx *s);
 
 /* Blob size for a plaintext of plain_len bytes; 0 if plain_len > SEAL_MAX_PLAIN. */
 size_t seal_sealed_size(size_t plain_len);

@@ -247,6 +247,18 @@ class NoPlaintextInMemory(unittest.TestCase):
         self.assertGreater(stats["cache_hits"], 0)
         self.assertEqual(stats["cache_entries"], 4)
 
+    def test_lingering_replies_are_wiped_once_idle(self):
+        # body_linger_ms keeps rendered replies past their loop pass, but never
+        # past the closing of the sealing key: once the agent is idle (the key
+        # closes a few ms after the last unseal) nothing is left, even with a
+        # linger of a whole second.
+        self.start_agent("[cache]\nbody_linger_ms = 1000\n")
+        self.read_everything()
+        self.read_everything()
+        time.sleep(0.3)
+        self.assert_no_plaintext()
+        self.assertEqual(self.agent.cli("get", "mem/string").stdout, self.marker.encode())
+
     def test_refreshes_and_stale_serving_leave_nothing(self):
         # ttl 1: hot secrets are refreshed in the background (DescribeSecret,
         # then values not held), and once the file breaks, served stale.

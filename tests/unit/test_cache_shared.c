@@ -9,7 +9,11 @@
  *     version at a freed one's address, within the same pass;
  *   - ARNs, names and VersionIds of every shape come back exactly as stored
  *     (shared ARN prefixes, UUIDs kept as 16 bytes, other strings as they are);
- *   - the sealing key's linger timer does not keep an idle loop alive.
+ *   - the sealing key's linger timer does not keep an idle loop alive;
+ *   - big bodies reuse pooled blocks across passes, wiped, and the pool
+ *     empties once idle;
+ *   - with body_linger_ms a body serves later passes, until it is that old
+ *     (while the key stays open) or the key closes, whichever is first.
  *
  * The render function writes "ARN|NAME|VERSIONID|STAGE,STAGE|VALUE", so a
  * body shows exactly what it was made from.
@@ -29,6 +33,7 @@
 #include <sodium.h>
 
 #include "backend.h"
+#include "body_pool.h"
 #include "cache.h"
 #include "fake_backend.h"
 
@@ -45,11 +50,13 @@ static struct {
 
 /* ---- fixture ----------------------------------------------------------------------------- */
 
+static unsigned linger_ms;	/* body_linger_ms of the next setup */
+
 static int
 setup_sized(size_t max_versions)
 {
 	struct cache_options o = { .ttl_s = 300, .negative_ttl_s = 10,
-	    .max_versions = max_versions, .max_bytes = 64u << 20 };
+	    .max_versions = max_versions, .max_bytes = 64u << 20, .body_linger_ms = linger_ms };
 	char err[256] = "";
 
 	memset(&T, 0, sizeof(T));
@@ -77,6 +84,18 @@ setup_one_version(void **state)
 {
 	(void)state;
 	return setup_sized(1);
+}
+
+static int
+setup_linger(void **state)
+{
+	int rc;
+
+	(void)state;
+	linger_ms = 50;
+	rc = setup_sized(100);
+	linger_ms = 0;
+	return rc;
 }
 
 static int
@@ -516,6 +535,140 @@ test_lookups_see_newcomers(void **state)
 	cache_body_release(s.body);
 }
 
+/* ---- big bodies: pooled blocks ----------------------------------------------------------- */
+
+#define BIG_BODY	(40u * 1024)	/* above BODY_POOL_MIN: a block of its own */
+
+/* render(), padded with 'x' to BIG_BODY bytes. */
+static size_t
+render_big(const struct backend_value *v, uint8_t *out, size_t cap)
+{
+	size_t n = render(v, NULL, 0);
+
+	if (out == NULL || cap < BIG_BODY)
+		return BIG_BODY;
+	assert_int_equal(render(v, out, cap), n);
+	memset(out + n, 'x', BIG_BODY - n);
+	return BIG_BODY;
+}
+
+static struct cache_body *
+get_big(const uint8_t **data)
+{
+	struct backend_query q = { .secret_id = "app/db" };
+	struct shared s;
+	size_t len;
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(cache_get_shared(T.cache, &q, 0, render_big, on_shared, &s), 1);
+	*data = cache_body_data(s.body, &len);
+	assert_int_equal(len, BIG_BODY);
+	assert_memory_equal(*data, PFX "app/db-AbCdEf|app/db|", strlen(PFX) + 15);
+	return s.body;
+}
+
+static bool
+all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+static void
+test_big_bodies_reuse_wiped_blocks(void **state)
+{
+	struct timespec t0, t1;
+	const uint8_t *d1, *d2;
+	struct cache_body *b;
+	double ms;
+
+	(void)state;
+	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	assert_true(get("app/db", NULL, NULL).ok);
+	one_pass();
+	assert_int_equal(body_pool_held(), 0);
+	b = get_big(&d1);
+	cache_body_release(b);
+	one_pass();		/* the pass's reference goes: the block is pooled, wiped */
+	assert_int_equal(body_pool_held(), 1);
+	assert_true(all_zero(d1, BIG_BODY));	/* still allocated: held by the pool */
+	b = get_big(&d2);	/* the next pass renders into the same block */
+	assert_ptr_equal(d1, d2);
+	assert_int_equal(body_pool_held(), 0);
+	assert_int_equal(T.renders, 2);
+	cache_body_release(b);
+	one_pass();
+	assert_int_equal(body_pool_held(), 1);
+	/* Idle: the pool lets go of its blocks (after BODY_POOL_IDLE_MS, at most
+	 * twice that), and then nothing keeps the loop alive. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(event_base_dispatch(T.base), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	assert_int_equal(body_pool_held(), 0);
+	assert_true(ms >= BODY_POOL_IDLE_MS * 0.9);
+	assert_true(ms < BODY_POOL_IDLE_MS * 2 + 500);
+}
+
+/* ---- body_linger_ms --------------------------------------------------------------------- */
+
+static double
+elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void
+test_linger_reuses_until_old_or_key_closed(void **state)
+{
+	const struct timespec nap = { 0, 200 * 1000 };
+	struct timespec t0;
+	struct shared a, b;
+	unsigned renders;
+
+	(void)state;
+	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	fake_put(PFX "app/other-AbCdEf", "app/other", UUID2, "AWSCURRENT", "other");
+	assert_true(get("app/db", NULL, NULL).ok);
+	assert_true(get("app/other", NULL, NULL).ok);
+	one_pass();
+	a = get_shared("app/db", NULL, NULL);
+	assert_int_equal(T.renders, 1);
+	one_pass();
+	b = get_shared("app/db", NULL, NULL);	/* a later pass: the same body */
+	assert_int_equal(T.renders, 1);
+	assert_ptr_equal(a.body, b.body);
+	cache_body_release(a.body);
+	cache_body_release(b.body);
+	/* No unseal since: the key closes a few ms later (1-2 periods of its 1 ms
+	 * timer, on libevent's coarse clock) and takes the body with it, long
+	 * before its 50 ms are up. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(event_base_dispatch(T.base), 1);
+	assert_true(elapsed_ms(&t0) < 45);
+	a = get_shared("app/db", NULL, NULL);
+	assert_int_equal(T.renders, 2);
+	cache_body_release(a.body);
+	/* Unseals of another secret keep the key open: the body is then made
+	 * again once 50 ms old, i.e. about 6 times over 300 ms. */
+	renders = T.renders;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (elapsed_ms(&t0) < 300) {
+		assert_true(get("app/other", NULL, NULL).ok);
+		a = get_shared("app/db", NULL, NULL);
+		cache_body_release(a.body);
+		one_pass();
+		nanosleep(&nap, NULL);
+	}
+	assert_true(T.renders - renders >= 2);	/* 6 unless the machine stalls us */
+	assert_true(T.renders - renders <= 12);	/* not one per pass (about a thousand) */
+}
+
 /* ---- the key's linger timer ----------------------------------------------------------------- */
 
 static void
@@ -561,6 +714,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_many_secrets_index, setup_large, teardown),
 		cmocka_unit_test_setup_teardown(test_lookups_see_newcomers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_loop_is_not_kept_alive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_bodies_reuse_wiped_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_linger_reuses_until_old_or_key_closed,
+		    setup_linger, teardown),
 	};
 
 	if (sodium_init() < 0)

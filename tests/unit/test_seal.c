@@ -32,12 +32,19 @@
 #define SMALL_BLOB   (SEAL_OVERHEAD + SMALL_PADDED)
 
 static seal_ctx *ctx;
+static enum seal_aead aead;	/* every test runs once per AEAD (see main) */
+
+static seal_ctx *
+new_ctx(void)
+{
+	return seal_ctx_new_aead(aead);
+}
 
 static int
 group_setup(void **state)
 {
 	(void)state;
-	ctx = seal_ctx_new();
+	ctx = new_ctx();
 	return ctx == NULL ? -1 : 0;
 }
 
@@ -354,7 +361,7 @@ static void
 test_other_key_fails(void **state)
 {
 	static const uint8_t v[] = "value";
-	seal_ctx *other = seal_ctx_new();
+	seal_ctx *other = new_ctx();
 	uint8_t blob[SMALL_BLOB], out[SMALL_PADDED];
 	size_t blen, got;
 
@@ -569,7 +576,7 @@ test_nesting(void **state)
 static void
 test_free_open_or_closed(void **state)
 {
-	seal_ctx *a = seal_ctx_new(), *b = seal_ctx_new();
+	seal_ctx *a = new_ctx(), *b = new_ctx();
 
 	(void)state;
 	assert_non_null(a);
@@ -579,6 +586,61 @@ test_free_open_or_closed(void **state)
 	seal_ctx_free(a); /* open */
 	seal_ctx_free(b); /* closed */
 	seal_ctx_free(NULL);
+}
+
+/*
+ * The construction is the one seal.h states: the blob opens with the
+ * primitives directly, under the context's key, with the documented
+ * associated data (label, then each identifier length-prefixed).
+ */
+static void
+test_construction(void **state)
+{
+	static const uint8_t value[] = "the construction seal.h describes";
+	unsigned char ad[256], *p = ad, subkey[32], npub[12] = { 0 }, nonce[24];
+	uint8_t out[SMALL_PADDED];
+	unsigned long long n = 0;
+	struct sealed r;
+	uint32_t len;
+
+	(void)state;
+	assert_int_equal(seal_ctx_aead(ctx), aead);
+	r = seal_value(ARN_A, VER_1, value, sizeof value);
+	memcpy(p, "smcache/seal/v1", 15);
+	p += 15;
+	len = (uint32_t)strlen(ARN_A);
+	*p++ = (unsigned char)(len >> 24), *p++ = (unsigned char)(len >> 16);
+	*p++ = (unsigned char)(len >> 8), *p++ = (unsigned char)len;
+	memcpy(p, ARN_A, len);
+	p += len;
+	len = (uint32_t)strlen(VER_1);
+	*p++ = (unsigned char)(len >> 24), *p++ = (unsigned char)(len >> 16);
+	*p++ = (unsigned char)(len >> 8), *p++ = (unsigned char)len;
+	memcpy(p, VER_1, len);
+	p += len;
+	/* the nonce: the context's 16 random bytes, then the counter the blob stores */
+	memcpy(nonce, seal_nonce_prefix(ctx), 16);
+	memcpy(nonce + 16, r.blob, SEAL_NONCEBYTES);
+	assert_int_equal(seal_key_open(ctx), 0);
+	if (aead == SEAL_AEAD_AES256GCM) {
+		/* and not as XChaCha20-Poly1305 */
+		assert_int_not_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(out, &n, NULL,
+		    r.blob + SEAL_NONCEBYTES, r.len - SEAL_NONCEBYTES, ad, (size_t)(p - ad), nonce,
+		    seal_key_addr(ctx)), 0);
+		crypto_core_hchacha20(subkey, nonce, seal_key_addr(ctx), NULL);
+		memcpy(npub, nonce + 16, 8);
+		assert_int_equal(crypto_aead_aes256gcm_decrypt(out, &n, NULL,
+		    r.blob + SEAL_NONCEBYTES, r.len - SEAL_NONCEBYTES, ad, (size_t)(p - ad), npub,
+		    subkey), 0);
+	} else {
+		assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(out, &n, NULL,
+		    r.blob + SEAL_NONCEBYTES, r.len - SEAL_NONCEBYTES, ad, (size_t)(p - ad), nonce,
+		    seal_key_addr(ctx)), 0);
+	}
+	seal_key_close(ctx);
+	assert_int_equal(n, SMALL_PADDED);
+	assert_memory_equal(out, value, sizeof value);
+	free(r.blob);
 }
 
 int
@@ -601,9 +663,34 @@ main(void)
 		cmocka_unit_test(test_seal_with_closed_key_dies),
 		cmocka_unit_test(test_nesting),
 		cmocka_unit_test(test_free_open_or_closed),
+		cmocka_unit_test(test_construction),
 	};
+	int failed;
 
 	if (secmem_init() != 0)
 		return 1;
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	aead = SEAL_AEAD_XCHACHA20POLY1305;
+	failed = cmocka_run_group_tests_name("seal XChaCha20-Poly1305", tests, group_setup,
+	    group_teardown);
+	if (!crypto_aead_aes256gcm_is_available()) {
+		/* AUTO must not pick what the CPU cannot do. */
+		seal_ctx *a = seal_ctx_new();
+
+		if (a == NULL || seal_ctx_aead(a) != SEAL_AEAD_XCHACHA20POLY1305)
+			failed++;
+		seal_ctx_free(a);
+		print_message("no AES-NI: the AES-256-GCM group is skipped\n");
+		return failed;
+	}
+	aead = SEAL_AEAD_AES256GCM;
+	failed += cmocka_run_group_tests_name("seal AES-256-GCM", tests, group_setup,
+	    group_teardown);
+	{
+		seal_ctx *a = seal_ctx_new();
+
+		if (a == NULL || seal_ctx_aead(a) != SEAL_AEAD_AES256GCM)
+			failed++;
+		seal_ctx_free(a);
+	}
+	return failed;
 }
