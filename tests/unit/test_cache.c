@@ -88,6 +88,9 @@ struct fake_req {
 	struct event *ev;
 	backend_value_cb cb;
 	backend_describe_cb dcb;	/* a DescribeSecret (cb unused) */
+	const struct backend_batch_cbs *bcbs;	/* a batch read of ids[0..count) */
+	char *ids[BACKEND_BATCH_MAX];
+	size_t count;
 	void *arg;
 	char *id, *stage, *vid;		/* in the same allocation */
 };
@@ -100,6 +103,9 @@ struct fake {
 	bool fail_about_secret;		/* the failure is about the secret asked for */
 	unsigned calls;
 	unsigned describes;		/* DescribeSecret calls (not in calls) */
+	unsigned batches;		/* batch reads (not in calls) */
+	size_t batch_ids;		/* ids they named */
+	enum proto_status batch_fail;	/* PROTO_STATUS_OK: answer; else the whole call fails */
 	unsigned answered;
 	char last_id[160], last_stage[32];
 	bool last_had_stage;
@@ -154,7 +160,48 @@ static void
 fake_req_free(struct fake_req *r)
 {
 	event_free(r->ev);
+	for (size_t i = 0; i < r->count; i++)
+		free(r->ids[i]);
 	free(r);
+}
+
+/* Where fake_value() lends a batch answer's value. */
+struct fake_item_ctx {
+	const struct backend_batch_cbs *cbs;
+	void *arg;
+	size_t i;
+};
+
+static void fake_value(const struct fake_version *v, backend_value_cb cb, void *arg);
+
+/* BatchGetSecretValue from the table: AWSCURRENT of each id, or an error for it. */
+static void
+fake_batch_answer(struct fake *f, struct fake_req *r)
+{
+	struct backend_error error;
+
+	if (f->batch_fail != PROTO_STATUS_OK) {
+		backend_error_set(&error, f->batch_fail, "fake whole failure");
+		r->bcbs->done(r->arg, &error);
+		return;
+	}
+	for (size_t i = 0; i < r->count; i++) {
+		struct fake_req one = { .id = r->ids[i] };
+		const struct fake_version *v = fake_lookup(f, &one, &error);
+
+		if (v == NULL) {
+			error.about_secret = true;
+			r->bcbs->item(r->arg, i, NULL, &error);
+		} else {
+			struct fake_item_ctx ctx;
+
+			ctx.cbs = r->bcbs;
+			ctx.arg = r->arg;
+			ctx.i = i;
+			fake_value(v, NULL, &ctx);
+		}
+	}
+	r->bcbs->done(r->arg, NULL);
 }
 
 /* DescribeSecret from the table: every version of the secret with its labels. */
@@ -207,10 +254,7 @@ fake_answer(evutil_socket_t fd, short what, void *arg)
 	struct fake_req *r = arg;
 	struct fake *f = r->fake;
 	const struct fake_version *v;
-	const char *stages[4];
-	struct backend_value value;
 	struct backend_error error;
-	uint8_t *copy;
 
 	(void)fd;
 	(void)what;
@@ -218,6 +262,10 @@ fake_answer(evutil_socket_t fd, short what, void *arg)
 	f->answered++;
 	if (r->dcb != NULL) {
 		fake_describe_answer(f, r);
+		goto out;
+	}
+	if (r->bcbs != NULL) {
+		fake_batch_answer(f, r);
 		goto out;
 	}
 	if (f->fail != PROTO_STATUS_OK) {
@@ -230,6 +278,20 @@ fake_answer(evutil_socket_t fd, short what, void *arg)
 		r->cb(r->arg, NULL, &error);
 		goto out;
 	}
+	fake_value(v, r->cb, r->arg);
+out:
+	fake_req_free(r);
+}
+
+/* Lends v's value to cb (or, cb NULL, to the batch item in arg). */
+static void
+fake_value(const struct fake_version *v, backend_value_cb cb, void *arg)
+{
+	struct fake_item_ctx *ctx = arg;
+	const char *stages[4];
+	struct backend_value value;
+	uint8_t *copy;
+
 	/* Lent in a buffer of its own, wiped after the callback as real backends do. */
 	copy = malloc(v->len + 1);
 	assert_non_null(copy);
@@ -246,11 +308,12 @@ fake_answer(evutil_socket_t fd, short what, void *arg)
 	value.is_binary = v->is_binary;
 	value.data = copy;
 	value.len = v->len;
-	r->cb(r->arg, &value, NULL);
+	if (cb != NULL)
+		cb(arg, &value, NULL);
+	else
+		ctx->cbs->item(ctx->arg, ctx->i, &value, NULL);
 	sodium_memzero(copy, v->len);
 	free(copy);
-out:
-	fake_req_free(r);
 }
 
 static char *
@@ -335,6 +398,43 @@ static const struct backend_ops fake_ops = {
 	.name = "fake",
 	.get_value = fake_get_value,
 	.describe = fake_describe,
+	.free = fake_free,
+};
+
+static int
+fake_batch_get(struct backend *b, const struct backend_batch *batch,
+    const struct backend_batch_cbs *cbs, void *arg)
+{
+	struct fake *f = (struct fake *)b;
+	struct fake_req *r;
+
+	assert_int_equal(batch->filter_count, 0);
+	assert_true(batch->count >= 1 && batch->count <= BACKEND_BATCH_MAX);
+	r = calloc(1, sizeof(*r));
+	assert_non_null(r);
+	for (size_t i = 0; i < batch->count; i++) {
+		r->ids[i] = strdup(batch->secret_ids[i]);
+		assert_non_null(r->ids[i]);
+	}
+	r->count = batch->count;
+	r->fake = f;
+	r->bcbs = cbs;
+	r->arg = arg;
+	r->ev = evtimer_new(b->base, fake_answer, r);
+	assert_non_null(r->ev);
+	assert_int_equal(evtimer_add(r->ev, &f->delay), 0);
+	TAILQ_INSERT_TAIL(&f->pending, r, entry);
+	f->batches++;
+	f->batch_ids += batch->count;
+	return 0;
+}
+
+/* The same fake with a batch read (BatchGetSecretValue). */
+static const struct backend_ops fake_batch_ops = {
+	.name = "fake-batch",
+	.get_value = fake_get_value,
+	.describe = fake_describe,
+	.batch_get = fake_batch_get,
 	.free = fake_free,
 };
 
@@ -614,6 +714,108 @@ put_db(void)
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
+
+/* ---- batch refresh (BatchGetSecretValue) ------------------------------------------------- */
+
+#define BATCH_SECRETS	25
+
+/* The fake with a batch read; refresh-ahead at 80 % of a 10 s ttl, no jitter. */
+static void
+start_batch(bool batch_refresh)
+{
+	struct cache_options o = { .ttl_s = 10, .negative_ttl_s = 0, .max_versions = 1000,
+	    .max_bytes = 64u << 20, .refresh_ahead_pct = 80, .refresh_idle_s = 900,
+	    .max_stale_s = 3600, .max_refreshes = 16, .batch_refresh = batch_refresh };
+
+	start_default();
+	T.fake->b.ops = &fake_batch_ops;
+	cache_set_options(T.cache, &o);
+	for (int i = 0; i < BATCH_SECRETS; i++) {
+		char arn[128], name[32], value[32];
+
+		snprintf(name, sizeof(name), "b/%02d", i);
+		snprintf(arn, sizeof(arn), ARN_PREFIX "%s-AbCd%02d", name, i);
+		snprintf(value, sizeof(value), "v%02d", i);
+		fake_put(T.fake, arn, name, V1, "AWSCURRENT", value);
+		want_value(name, NULL, NULL, value, 1);
+	}
+}
+
+/* Past the refresh point: one tick (libevent reads the same moved clock), its calls
+ * answered. */
+static void
+refresh_round(void)
+{
+	advance_ms(8001);
+	for (int i = 0; i < 100 && TAILQ_EMPTY(&T.fake->pending); i++)
+		assert_true(event_base_loop(T.base, EVLOOP_ONCE) >= 0);
+	run_loop();
+}
+
+static void
+test_batch_refresh_twenty_a_call(void **state)
+{
+	(void)state;
+	start_batch(true);
+	refresh_round();
+	/* 25 due secrets: one call of 20 and one of 5; held versions cost nothing more. */
+	assert_int_equal(T.fake->batches, 2);
+	assert_int_equal(T.fake->batch_ids, BATCH_SECRETS);
+	assert_int_equal(T.fake->describes, 0);
+	assert_int_equal(T.fake->calls, BATCH_SECRETS);
+	assert_int_equal(stats()->refresh_batches, 2);
+	assert_int_equal(stats()->batch_refreshed, BATCH_SECRETS);
+	want_value("b/03", NULL, NULL, "v03", 0);
+	/* A new current version comes with the answer: stored, no GetSecretValue. */
+	fake_find(T.fake, "b/03", V1)->stage_count = 0;
+	fake_put(T.fake, ARN_PREFIX "b/03-AbCd03", "b/03", V2, "AWSCURRENT", "v03-new");
+	refresh_round();
+	assert_int_equal(T.fake->batches, 4);
+	assert_int_equal(T.fake->calls, BATCH_SECRETS);
+	want_value("b/03", NULL, NULL, "v03-new", 0);
+	/* batch_refresh off: one DescribeSecret each, as before. */
+	stop();
+	start_batch(false);
+	refresh_round();
+	assert_int_equal(T.fake->batches, 0);
+	assert_int_equal(T.fake->describes, 16);	/* max_refreshes a tick */
+}
+
+static void
+test_batch_per_id_errors_and_whole_failures(void **state)
+{
+	unsigned batches;
+
+	(void)state;
+	start_batch(true);
+	/* One secret gone upstream: its refresh says "not found", it alone is dropped. */
+	fake_find(T.fake, "b/07", V1)->used = false;
+	refresh_round();
+	assert_int_equal(stats()->refresh_errors, 1);
+	assert_int_equal(stats()->breaker_opens, 0);
+	want_value("b/06", NULL, NULL, "v06", 0);
+	want_value("b/08", NULL, NULL, "v08", 0);
+	want_status("b/07", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
+	/* Every call fails as a whole: 24 secrets back off, the breaker counts two calls
+	 * (fewer than the 5 that open it), and the held values are served. */
+	T.fake->batch_fail = PROTO_STATUS_UPSTREAM_UNAVAILABLE;
+	refresh_round();
+	assert_int_equal(stats()->refresh_errors, 1 + BATCH_SECRETS - 1);
+	assert_int_equal(stats()->backoffs, BATCH_SECRETS - 1);
+	assert_int_equal(stats()->breaker_opens, 0);
+	assert_int_equal(T.fake->describes, 0);
+	/* Refused as a whole (no permission for it): DescribeSecret from then on. */
+	T.fake->batch_fail = PROTO_STATUS_ACCESS_DENIED;
+	advance_ms(120 * 1000);		/* past every backoff */
+	refresh_round();
+	assert_int_equal(stats()->breaker_opens, 0);
+	batches = T.fake->batches;
+	refresh_round();	/* max_refreshes (16) DescribeSecrets a tick */
+	refresh_round();
+	assert_true(T.fake->describes >= BATCH_SECRETS - 1);
+	assert_int_equal(T.fake->batches, batches);
+	want_value("b/08", NULL, NULL, "v08", 0);
+}
 
 static void
 test_hit_after_miss(void **state)
@@ -1460,6 +1662,8 @@ main(void)
 		cmocka_unit_test_teardown(test_get_from_callback, teardown),
 		cmocka_unit_test_teardown(test_free_with_fetches_in_flight, teardown),
 		cmocka_unit_test_teardown(test_cache_free_null, teardown),
+		cmocka_unit_test_teardown(test_batch_refresh_twenty_a_call, teardown),
+		cmocka_unit_test_teardown(test_batch_per_id_errors_and_whole_failures, teardown),
 	};
 
 	if (sodium_init() < 0)
