@@ -135,6 +135,16 @@ batch_done(void *arg, const struct backend_error *error)
 		return;
 	}
 	c->refresh_calls--;
+	/* A batch of one that is not found as a whole (moto answers so when the version has
+	 * no value; the aws backend asks larger batches one by one then): that secret's answer. */
+	if (error != NULL && error->status == PROTO_STATUS_NOT_FOUND && b->count == 1 &&
+	    !b->answered[0]) {
+		breaker_record(c, true, b->probe, now);
+		b->answered[0] = true;
+		batch_refresh_failed(c, b->arns[0], error, now);
+		batch_free(b);
+		return;
+	}
 	/* The call itself refused (no permission for BatchGetSecretValue, say): the upstream
 	 * answers, only not this way. Those secrets go back to DescribeSecret. */
 	if (error != NULL && (error->status == PROTO_STATUS_ACCESS_DENIED ||

@@ -26,6 +26,9 @@ struct fake_req {
 	struct event *ev;		/* timed: its timer; batch: NULL */
 	backend_value_cb cb;
 	backend_describe_cb dcb;	/* a DescribeSecret (cb unused) */
+	const struct backend_batch_cbs *bcbs;	/* a batch read of ids[0..count) */
+	char *ids[BACKEND_BATCH_MAX];
+	size_t count;
 	void *arg;
 	char *id, *stage, *vid;		/* in the same allocation */
 };
@@ -80,7 +83,48 @@ fake_req_free(struct fake_req *r)
 {
 	if (r->ev != NULL)
 		event_free(r->ev);
+	for (size_t i = 0; i < r->count; i++)
+		free(r->ids[i]);
 	free(r);
+}
+
+/* Where fake_value() lends a batch answer's value. */
+struct fake_item_ctx {
+	const struct backend_batch_cbs *cbs;
+	void *arg;
+	size_t i;
+};
+
+static void fake_value(const struct fake_version *v, backend_value_cb cb, void *arg);
+
+/* BatchGetSecretValue from the table: AWSCURRENT of each id, or an error for it. */
+static void
+fake_batch_answer(struct fake *f, struct fake_req *r)
+{
+	struct backend_error error;
+
+	if (f->batch_fail != PROTO_STATUS_OK) {
+		backend_error_set(&error, f->batch_fail, "fake whole failure");
+		r->bcbs->done(r->arg, &error);
+		return;
+	}
+	for (size_t i = 0; i < r->count; i++) {
+		struct fake_req one = { .id = r->ids[i] };
+		const struct fake_version *v = fake_lookup(f, &one, &error);
+
+		if (v == NULL) {
+			error.about_secret = true;
+			r->bcbs->item(r->arg, i, NULL, &error);
+		} else {
+			struct fake_item_ctx ctx;
+
+			ctx.cbs = r->bcbs;
+			ctx.arg = r->arg;
+			ctx.i = i;
+			fake_value(v, NULL, &ctx);
+		}
+	}
+	r->bcbs->done(r->arg, NULL);
 }
 
 /* DescribeSecret from the table: every version of the secret with its labels. */
@@ -132,14 +176,15 @@ static void
 fake_answer_one(struct fake *f, struct fake_req *r)
 {
 	const struct fake_version *v;
-	const char *stages[FAKE_MAX_STAGES];
-	struct backend_value value;
 	struct backend_error error;
-	uint8_t *copy;
 
 	f->answered++;
 	if (r->dcb != NULL) {
 		fake_describe_answer(f, r);
+		goto out;
+	}
+	if (r->bcbs != NULL) {
+		fake_batch_answer(f, r);
 		goto out;
 	}
 	if (f->fail != PROTO_STATUS_OK) {
@@ -152,6 +197,20 @@ fake_answer_one(struct fake *f, struct fake_req *r)
 		r->cb(r->arg, NULL, &error);
 		goto out;
 	}
+	fake_value(v, r->cb, r->arg);
+out:
+	fake_req_free(r);
+}
+
+/* Lends v's value to cb (or, cb NULL, to the batch item in arg). */
+static void
+fake_value(const struct fake_version *v, backend_value_cb cb, void *arg)
+{
+	struct fake_item_ctx *ctx = arg;
+	const char *stages[FAKE_MAX_STAGES];
+	struct backend_value value;
+	uint8_t *copy;
+
 	/* Lent in a buffer of its own, wiped after the callback as real backends do. */
 	copy = malloc(v->len + 1);
 	assert_non_null(copy);
@@ -168,11 +227,12 @@ fake_answer_one(struct fake *f, struct fake_req *r)
 	value.is_binary = v->is_binary;
 	value.data = copy;
 	value.len = v->len;
-	r->cb(r->arg, &value, NULL);
+	if (cb != NULL)
+		cb(arg, &value, NULL);
+	else
+		ctx->cbs->item(ctx->arg, ctx->i, &value, NULL);
 	sodium_memzero(copy, v->len);
 	free(copy);
-out:
-	fake_req_free(r);
 }
 
 /* Timed: one request, its timer due. */
@@ -274,6 +334,28 @@ fake_describe(struct backend *b, const char *secret_id, backend_describe_cb cb, 
 	return 0;
 }
 
+static int
+fake_batch_get(struct backend *b, const struct backend_batch *batch,
+    const struct backend_batch_cbs *cbs, void *arg)
+{
+	struct fake *f = (struct fake *)b;
+	struct fake_req *r;
+
+	assert_int_equal(batch->filter_count, 0);
+	assert_true(batch->count >= 1 && batch->count <= BACKEND_BATCH_MAX);
+	r = fake_req_new(f, "", NULL, NULL);
+	for (size_t i = 0; i < batch->count; i++) {
+		r->ids[i] = strdup(batch->secret_ids[i]);
+		assert_non_null(r->ids[i]);
+	}
+	r->count = batch->count;
+	r->bcbs = cbs;
+	r->arg = arg;
+	f->batches++;
+	f->batch_ids += batch->count;
+	return 0;
+}
+
 /* Pending requests are dropped without their callbacks, like the real backends. */
 static void
 fake_free(struct backend *b)
@@ -296,6 +378,21 @@ static const struct backend_ops fake_ops = {
 	.describe = fake_describe,
 	.free = fake_free,
 };
+
+/* The same fake with a batch read (BatchGetSecretValue). */
+static const struct backend_ops fake_batch_ops = {
+	.name = "fake-batch",
+	.get_value = fake_get_value,
+	.describe = fake_describe,
+	.batch_get = fake_batch_get,
+	.free = fake_free,
+};
+
+void
+fake_enable_batch_read(struct fake *f)
+{
+	f->b.ops = &fake_batch_ops;
+}
 
 struct fake *
 fake_new(struct event_base *base)

@@ -8,7 +8,7 @@
  *     callback, with before_answer and after_answer run in that same loop pass
  *     around the answers, to look at the cache from inside the pass in which
  *     it hears.
- * It counts its calls, can fail with any status, finds a secret by name, full
+ * With fake_enable_batch_read() it also has a batch read. It counts its calls, can fail with any status, finds a secret by name, full
  * ARN or partial ARN (the ARN without "-XXXXXX"; with f->exact_ids, by name
  * or full ARN only, so that what the cache resolves itself is proved to be
  * resolved there), and lends each value in a buffer of its own that it wipes
@@ -62,6 +62,11 @@ struct fake {
 	/* what it was asked */
 	unsigned calls;			/* get_value calls */
 	unsigned describes;		/* DescribeSecret calls (not in calls) */
+	unsigned batches;		/* batch reads, BatchGetSecretValue (not in calls);
+					 * nothing to do with the answering mode f->batch */
+	size_t batch_ids;		/* ids they named */
+	enum proto_status batch_fail;	/* PROTO_STATUS_OK: answer each id; else the whole
+					 * batch read fails with it */
 	unsigned answered;
 	char last_id[160], last_stage[32];
 	bool last_had_stage;
@@ -71,6 +76,10 @@ struct fake {
 
 /* A fake on base with an empty table, answering timed with no delay. */
 struct fake *fake_new(struct event_base *base);
+
+/* Gives the fake a batch read (BatchGetSecretValue of ids: AWSCURRENT of each,
+ * or an error about that id), which backends without one lack. */
+void fake_enable_batch_read(struct fake *f);
 
 /* Adds a version, or replaces the one with that name and VersionId. stages: comma-separated. */
 void fake_put(struct fake *f, const char *arn, const char *name, const char *vid,

@@ -272,6 +272,108 @@ put_db(void)
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
+/* ---- batch refresh (BatchGetSecretValue) ------------------------------------------------- */
+
+#define BATCH_SECRETS	25
+
+/* The fake with a batch read; refresh-ahead at 80 % of a 10 s ttl, no jitter. */
+static void
+start_batch(bool batch_refresh)
+{
+	struct cache_options o = { .ttl_s = 10, .negative_ttl_s = 0, .max_versions = 1000,
+	    .max_bytes = 64u << 20, .refresh_ahead_pct = 80, .refresh_idle_s = 900,
+	    .max_stale_s = 3600, .max_refreshes = 16, .batch_refresh = batch_refresh };
+
+	start_default();
+	fake_enable_batch_read(T.fake);
+	cache_set_options(T.cache, &o);
+	for (int i = 0; i < BATCH_SECRETS; i++) {
+		char arn[128], name[32], value[32];
+
+		snprintf(name, sizeof(name), "b/%02d", i);
+		snprintf(arn, sizeof(arn), ARN_PREFIX "%s-AbCd%02d", name, i);
+		snprintf(value, sizeof(value), "v%02d", i);
+		fake_put(T.fake, arn, name, V1, "AWSCURRENT", value);
+		want_value(name, NULL, NULL, value, 1);
+	}
+}
+
+/* Past the refresh point: one tick (libevent reads the same moved clock), its calls
+ * answered. */
+static void
+refresh_round(void)
+{
+	advance_ms(8001);
+	for (int i = 0; i < 100 && TAILQ_EMPTY(&T.fake->pending); i++)
+		assert_true(event_base_loop(T.base, EVLOOP_ONCE) >= 0);
+	run_loop();
+}
+
+static void
+test_batch_refresh_twenty_a_call(void **state)
+{
+	(void)state;
+	start_batch(true);
+	refresh_round();
+	/* 25 due secrets: one call of 20 and one of 5; held versions cost nothing more. */
+	assert_int_equal(T.fake->batches, 2);
+	assert_int_equal(T.fake->batch_ids, BATCH_SECRETS);
+	assert_int_equal(T.fake->describes, 0);
+	assert_int_equal(T.fake->calls, BATCH_SECRETS);
+	assert_int_equal(stats()->refresh_batches, 2);
+	assert_int_equal(stats()->batch_refreshed, BATCH_SECRETS);
+	want_value("b/03", NULL, NULL, "v03", 0);
+	/* A new current version comes with the answer: stored, no GetSecretValue. */
+	fake_stages(T.fake, "b/03", V1, "");
+	fake_put(T.fake, ARN_PREFIX "b/03-AbCd03", "b/03", V2, "AWSCURRENT", "v03-new");
+	refresh_round();
+	assert_int_equal(T.fake->batches, 4);
+	assert_int_equal(T.fake->calls, BATCH_SECRETS);
+	want_value("b/03", NULL, NULL, "v03-new", 0);
+	/* batch_refresh off: one DescribeSecret each, as before. */
+	stop();
+	start_batch(false);
+	refresh_round();
+	assert_int_equal(T.fake->batches, 0);
+	assert_int_equal(T.fake->describes, 16);	/* max_refreshes a tick */
+}
+
+static void
+test_batch_per_id_errors_and_whole_failures(void **state)
+{
+	unsigned batches;
+
+	(void)state;
+	start_batch(true);
+	/* One secret gone upstream: its refresh says "not found", it alone is dropped. */
+	fake_remove_secret(T.fake, "b/07");
+	refresh_round();
+	assert_int_equal(stats()->refresh_errors, 1);
+	assert_int_equal(stats()->breaker_opens, 0);
+	want_value("b/06", NULL, NULL, "v06", 0);
+	want_value("b/08", NULL, NULL, "v08", 0);
+	want_status("b/07", NULL, NULL, PROTO_STATUS_NOT_FOUND, 1);
+	/* Every call fails as a whole: 24 secrets back off, the breaker counts two calls
+	 * (fewer than the 5 that open it), and the held values are served. */
+	T.fake->batch_fail = PROTO_STATUS_UPSTREAM_UNAVAILABLE;
+	refresh_round();
+	assert_int_equal(stats()->refresh_errors, 1 + BATCH_SECRETS - 1);
+	assert_int_equal(stats()->backoffs, BATCH_SECRETS - 1);
+	assert_int_equal(stats()->breaker_opens, 0);
+	assert_int_equal(T.fake->describes, 0);
+	/* Refused as a whole (no permission for it): DescribeSecret from then on. */
+	T.fake->batch_fail = PROTO_STATUS_ACCESS_DENIED;
+	advance_ms(120 * 1000);		/* past every backoff */
+	refresh_round();
+	assert_int_equal(stats()->breaker_opens, 0);
+	batches = T.fake->batches;
+	refresh_round();	/* max_refreshes (16) DescribeSecrets a tick */
+	refresh_round();
+	assert_true(T.fake->describes >= BATCH_SECRETS - 1);
+	assert_int_equal(T.fake->batches, batches);
+	want_value("b/08", NULL, NULL, "v08", 0);
+}
+
 static void
 test_hit_after_miss(void **state)
 {
@@ -1117,6 +1219,8 @@ main(void)
 		cmocka_unit_test_teardown(test_get_from_callback, teardown),
 		cmocka_unit_test_teardown(test_free_with_fetches_in_flight, teardown),
 		cmocka_unit_test_teardown(test_cache_free_null, teardown),
+		cmocka_unit_test_teardown(test_batch_refresh_twenty_a_call, teardown),
+		cmocka_unit_test_teardown(test_batch_per_id_errors_and_whole_failures, teardown),
 	};
 
 	if (sodium_init() < 0)
