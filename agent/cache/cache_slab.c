@@ -110,6 +110,11 @@ slab_new(struct cache_slabs *pool, size_t size)
 	if (head > 0)
 		(void)munmap(m, head);
 	(void)munmap(aligned + SLAB_SIZE, SLAB_SIZE - head);
+#ifdef MADV_NOHUGEPAGE
+	/* With transparent huge pages "always", neighbouring slabs merged into
+	 * one mapping could be backed by 2 MiB pages, resident before used. */
+	(void)madvise(aligned, SLAB_SIZE, MADV_NOHUGEPAGE);
+#endif
 	s = (struct slab *)(void *)aligned;
 	s->free = NULL;
 	s->bump = SLAB_HEADER;
