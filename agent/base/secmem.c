@@ -151,6 +151,10 @@ secmem_drop_fresh_pages(void *p, size_t len)
 	/* Unlocked, the pages hold only sodium_malloc()'s garbage. */
 	(void)munlock((void *)start, end - start);
 	(void)madvise((void *)start, end - start, MADV_DONTNEED);
+	/* AddressSanitizer makes libsodium's mlock() a no-op (it intercepts it,
+	 * not mlock2()): the block was never locked, so it stays unlocked. */
+	if (SECMEM_UNDER_ASAN)
+		return;
 #ifdef MLOCK_ONFAULT
 	if (mlock2((void *)start, end - start, MLOCK_ONFAULT) == 0)
 		return;

@@ -93,7 +93,8 @@ int secmem_locked_bytes(uint64_t *bytes);
  * in part (a reply scratch sized for the largest frame) stayed resident in
  * full. The pages are unlocked, dropped (they read as zeros when next
  * touched) and locked again on fault (MLOCK_ONFAULT), so they are locked
- * from their first write as before. Only whole pages inside [p, p+len) are
+ * from their first write as before (under AddressSanitizer, which makes
+ * libsodium's mlock() a no-op, they stay unlocked). Only whole pages inside [p, p+len) are
  * dropped: the canary sodium_malloc() keeps just before p is never touched.
  * Call it before the block holds anything. Best effort, no error.
  */

@@ -14,8 +14,9 @@
  * address rounded down; its header is at the start. Objects come from the
  * slab's free list, else from its never-used end, so pages nobody has used
  * are not touched (under mlockall(MCL_ONFAULT) not resident either). A slab
- * with room is on its size's list; an empty slab is unmapped unless it is
- * the only one with room for its size (no map/unmap at a boundary).
+ * with room is on its size's list; an empty slab is unmapped at once, so what
+ * a size no longer used held goes back (a record is made and freed around an
+ * upstream call: three system calls more at a boundary cost nothing there).
  *
  * The caller passes the size to cache_slab_free() (the records know theirs),
  * so objects carry nothing. Larger objects than SLAB_MAX_OBJECT, and every
@@ -109,6 +110,11 @@ slab_new(struct cache_slabs *pool, size_t size)
 	if (head > 0)
 		(void)munmap(m, head);
 	(void)munmap(aligned + SLAB_SIZE, SLAB_SIZE - head);
+#ifdef MADV_NOHUGEPAGE
+	/* With transparent huge pages "always", neighbouring slabs merged into
+	 * one mapping could be backed by 2 MiB pages, resident before used. */
+	(void)madvise(aligned, SLAB_SIZE, MADV_NOHUGEPAGE);
+#endif
 	s = (struct slab *)(void *)aligned;
 	s->free = NULL;
 	s->bump = SLAB_HEADER;
@@ -200,8 +206,6 @@ cache_slab_free(struct cache_slabs *pool, void *p, size_t n)
 		LIST_INSERT_HEAD(&pool->room[s->size / SLAB_ALIGN], s, room);
 		s->listed = true;
 	}
-	/* Empty: unmapped, unless the only one with room for its size. */
-	if (s->live == 0 && (LIST_FIRST(&pool->room[s->size / SLAB_ALIGN]) != s ||
-	    LIST_NEXT(s, room) != NULL))
+	if (s->live == 0)
 		slab_unmap(pool, s);
 }
