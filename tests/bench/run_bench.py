@@ -212,7 +212,8 @@ class Servers:
                                                         string=bench_value(1024, i + 1))])
                   for i in range(SPREAD_CACHED)]
         self.agent = make_agent([], f"ttl = 3600\nmax_entries = {SPREAD_CACHED + 100}\n"
-                                    "max_bytes = 1G\n")
+                                    "max_bytes = 1G\n" +
+                                "".join(line + "\n" for line in self.args.agent_cache))
         self.agent.start()
         load_secrets(self.agent, spread, 50, 1024)
         self.agent.write_secrets(hot)
@@ -931,6 +932,9 @@ def main():
                     help="filemem: secrets in the file at a time while loading")
     ap.add_argument("--skip", action="append", default=["filemem"], choices=SECTIONS)
     ap.add_argument("--only", action="append", default=[], choices=SECTIONS)
+    ap.add_argument("--agent-cache", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [cache] line for the throughput section's agent, e.g. "
+                         "'body_linger_ms = 2' (may be repeated; default: the defaults)")
     ap.add_argument("--json", help="also write every result to this file")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"),
                     help="where RESULTS.md, results.json and the charts go ('' for nowhere)")
