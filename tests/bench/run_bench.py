@@ -138,6 +138,16 @@ def run_loadgen(loadgen, path, conns, depth, duration, warmup, value_len, secret
     return result
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds a process has used (from /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def mark(ok):
     return "PASS" if ok else "MISS"
 
@@ -176,7 +186,8 @@ class Servers:
                                                         string=bench_value(1024, i + 1))])
                   for i in range(SPREAD_CACHED)]
         self.agent = make_agent([], f"ttl = 3600\nmax_entries = {SPREAD_CACHED + 100}\n"
-                                    "max_bytes = 1G\n")
+                                    "max_bytes = 1G\n" +
+                                "".join(line + "\n" for line in self.args.agent_cache))
         self.agent.start()
         load_secrets(self.agent, spread, 50, 1024)
         self.agent.write_secrets(hot)
@@ -211,8 +222,17 @@ class Servers:
         kw = {"id_file": self.id_file} if tag == "spread" else {"secret_id": HOT.format(tag)}
         path = {"echo": self.echo[tag][1], "agent": self.agent.socket,
                 "redis": self.redis.socket if self.redis else None}[server]
-        return run_loadgen(self.bins["loadgen"], path, conns, depth, duration, warmup, size,
-                           redis=(server == "redis"), **kw)
+        pid = {"echo": lambda: self.echo[tag][0].pid, "agent": lambda: self.agent.pid(),
+               "redis": lambda: self.redis.proc.pid}[server]()
+        before = cpu_seconds(pid)
+        r = run_loadgen(self.bins["loadgen"], path, conns, depth, duration, warmup, size,
+                        redis=(server == "redis"), **kw)
+        after = cpu_seconds(pid)
+        # The server's CPU per reply (warm-up included on both sides): unlike req/s it
+        # hardly moves with other work on the machine, so it shows the server's own cost.
+        if before is not None and after is not None and r.get("received"):
+            r["cpu_us_per_req"] = (after - before) * 1e6 / r["received"]
+        return r
 
     def stop(self):
         for proc, _ in self.echo.values():
@@ -235,7 +255,7 @@ def summarize(runs, names):
     out = {"servers": {}}
     for name in names:
         out["servers"][name] = {k: med(runs[name], k) for k in ("rps", "p50_us", "p99_us",
-                                                                "p999_us")}
+                                                                "p999_us", "cpu_us_per_req")}
         out["servers"][name]["rounds_rps"] = [r.get("rps", 0) for r in runs[name]]
     e = out["servers"]["echo"]
     for name in names:
@@ -267,7 +287,7 @@ def throughput_bench(args, srv):
           f"(+{args.warmup:g} s warm-up); reply frames {srv.frames} bytes (agent = echo)")
     print(f"{'workload':<22} " + " ".join(f"{n + ' req/s':>12}" for n in names) +
           f" {'agent/limit':>11} {'(rounds)':>11} {'>=0.80':>6} {'redis/limit':>11} "
-          f"{'agent p50 us':>12} {'p50 x':>6}")
+          f"{'agent p50 us':>12} {'p50 x':>6} {'cpu us/req limit/agent':>22}")
     for ri, row in enumerate(rows):
         runs = {n: [] for n in names}
         for rnd in range(args.rounds):
@@ -285,7 +305,9 @@ def throughput_bench(args, srv):
               f" {a['ratio']:>11.2f} {a['ratio_min']:>5.2f}-{a['ratio_max']:<5.2f} "
               f"{mark(a['ratio'] >= TARGET_RPS_RATIO):>6} "
               f"{'-' if rr is None else format(rr, '.2f'):>11} {a['p50_us']:>12.1f} "
-              f"{a['p50_ratio']:>6.2f}", flush=True)
+              f"{a['p50_ratio']:>6.2f} "
+              f"{row['servers']['echo']['cpu_us_per_req']:>10.2f} / {a['cpu_us_per_req']:<9.2f}",
+              flush=True)
     return failed, rows
 
 
@@ -885,6 +907,9 @@ def main():
                     help="filemem: secrets in the file at a time while loading")
     ap.add_argument("--skip", action="append", default=["filemem"], choices=SECTIONS)
     ap.add_argument("--only", action="append", default=[], choices=SECTIONS)
+    ap.add_argument("--agent-cache", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [cache] line for the throughput section's agent, e.g. "
+                         "'body_linger_ms = 2' (may be repeated; default: the defaults)")
     ap.add_argument("--json", help="also write every result to this file")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"),
                     help="where RESULTS.md, results.json and the charts go ('' for nowhere)")
