@@ -585,7 +585,7 @@ test_big_bodies_reuse_wiped_blocks(void **state)
 	double ms;
 
 	(void)state;
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
 	assert_true(get("app/db", NULL, NULL).ok);
 	one_pass();
 	assert_int_equal(body_pool_held(), 0);
@@ -632,8 +632,8 @@ test_linger_reuses_until_old_or_key_closed(void **state)
 	unsigned renders;
 
 	(void)state;
-	fake_put(PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
-	fake_put(PFX "app/other-AbCdEf", "app/other", UUID2, "AWSCURRENT", "other");
+	fake_put(T.fake, PFX "app/db-AbCdEf", "app/db", UUID1, "AWSCURRENT", "hunter2");
+	fake_put(T.fake, PFX "app/other-AbCdEf", "app/other", UUID2, "AWSCURRENT", "other");
 	assert_true(get("app/db", NULL, NULL).ok);
 	assert_true(get("app/other", NULL, NULL).ok);
 	one_pass();
