@@ -11,7 +11,7 @@
  * bufferevent it gives evhttp, with a reference of its own): a socket that
  * has not finished a first request within [http] idle_timeout of its accept
  * (idle, or trickling its headers to dodge evhttp's per-read timeout), or
- * beyond max_connections such sockets, is shut down, so descriptors the Unix
+ * the oldest of more than max_connections such sockets, is shut down, so descriptors the Unix
  * socket needs cannot be held by idle HTTP clients. A sweep every 100 ms
  * applies that and drops the references of sockets evhttp has freed.
  *
@@ -568,8 +568,21 @@ sweep(evutil_socket_t unused, short what, void *arg)
 				sock_shut(d, s);
 			continue;
 		}
-		if (++waiting > d->cfg->http_max_connections || now - s->accepted_ms > limit_ms)
+		if (now - s->accepted_ms > limit_ms)
 			sock_shut(d, s);
+		else
+			waiting++;
+	}
+	/* Beyond max_connections sockets without a request, the ones that waited longest go:
+	 * a client sends its request at once, so the oldest silent sockets are the ones
+	 * holding places, and a newcomer is not cut before it could speak (sockets are
+	 * in accept order). */
+	for (s = TAILQ_FIRST(&d->socks); s != NULL && waiting > d->cfg->http_max_connections;
+	    s = TAILQ_NEXT(s, link)) {
+		if (s->shut || s->requested)
+			continue;
+		sock_shut(d, s);
+		waiting--;
 	}
 	sweep_arm(d);
 }
