@@ -16,6 +16,7 @@ secret ids it names and when it arrived):
     secrets it held, and they back off and come back together; a batch call the upstream
     refuses (AccessDenied: a policy without secretsmanager:BatchGetSecretValue) turns
     batching off and the refreshes go on with DescribeSecret;
+  - readiness (HEALTH) waits for the prefetch, at most prefetch_timeout;
   - fleet start: 20 agents started within 1 s, each prefetching the 100 secrets a name
     filter matches: ceil(100/20) BatchGetSecretValue pages per agent and nothing else, and
     the agents' first calls spread over the default prefetch_jitter window (3 s), where the
@@ -252,6 +253,28 @@ class BatchFailures(unittest.TestCase):
         self.assertIn("refreshing with DescribeSecret from now on", log)
         self.assertEqual(readers.total("wrong"), 0)
         self.assertEqual(readers.statuses().keys(), {h.ST_OK}, readers.statuses())
+
+
+@unittest.skipUnless(RUN, "needs boto3, moto_server, build/smcached and build/smcache")
+class PrefetchReadiness(unittest.TestCase):
+    def test_readiness_waits_for_the_prefetch_at_most_prefetch_timeout(self):
+        with ru.Upstream(MOTO.port) as proxy:
+            # The filter's BatchGetSecretValue never answers.
+            proxy.fail(aws_moto.Fault("hang"), ops=("BatchGetSecretValue",))
+            with aws_moto.AwsAgent(endpoint=proxy.url, cache_extra=(
+                    "negative_ttl = 0\nprefetch = name:nothing-answers/\n"
+                    "prefetch_jitter = 0\nprefetch_timeout = 2\n")) as a:
+                t0 = time.monotonic()
+                r = a.cli("health")
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertIn(b"start-up prefetch not finished", r.stdout + r.stderr)
+                self.assertTrue(wait_for(lambda: a.cli("health").returncode == 0, 15),
+                                a.cli("health").stdout)
+                waited = time.monotonic() - t0
+                log = a.read_log()
+        note(f"prefetch_timeout = 2: ready after {waited:.1f} s with the prefetch hanging")
+        self.assertGreaterEqual(waited, 1.5)
+        self.assertIn("not done after 2 s (prefetch_timeout)", log)
 
 
 @unittest.skipUnless(RUN, "needs boto3, moto_server, build/smcached and build/smcache")
