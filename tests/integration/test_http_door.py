@@ -652,12 +652,13 @@ class SocketBoundsTest(unittest.TestCase):
         port = aws_moto.free_port()
         extra = f"[http]\nlisten = 127.0.0.1:{port}\nidle_timeout = 2\nmax_connections = 5\n"
         with h.Agent(SECRETS, config_extra=extra, env={"AWS_TOKEN": TOKEN}) as agent:
-            # Over max_connections sockets waiting for a first request: the newest are shut.
+            # Over max_connections sockets waiting for a first request: the oldest are shut
+            # (a client speaks at once; silent sockets that were there first hold places).
             socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(9)]
             time.sleep(0.5)         # well within idle_timeout: only the cap applies
             readable, _, _ = select.select(socks, [], [], 0.3)
             shut = [s in readable and s.recv(16) == b"" for s in socks]
-            self.assertEqual(shut, [False] * 5 + [True] * 4)
+            self.assertEqual(shut, [True] * 4 + [False] * 5)
             for s in socks:
                 s.close()
             # A slowloris (a byte every 0.3 s resets evhttp's read timeout) is shut after
