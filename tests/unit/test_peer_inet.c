@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -91,13 +92,58 @@ test_ipv6(void **state)
 	check_family(AF_INET6);
 }
 
+/*
+ * A loopback listener and a child that drops to nobody (65534) and connects to
+ * it. With hang_up, the child sends a byte and exits at once (its socket
+ * closes unread); without, it waits until the parent closes. Returns the
+ * accepted socket; *lfd and *pid are the parent's to close and reap.
+ */
+static int
+nobody_client(bool hang_up, int *lfd, pid_t *pid)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int afd;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((*lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(*lfd, (struct sockaddr *)&a, len), 0);
+	assert_int_equal(listen(*lfd, 4), 0);
+	assert_int_equal(getsockname(*lfd, (struct sockaddr *)&a, &len), 0);
+	if ((*pid = fork()) == 0) {
+		char c;
+		int fd;
+
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(2);
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, len) != 0)
+			_exit(3);
+		if (hang_up)
+			_exit(write(fd, "x", 1) == 1 ? 0 : 4);	/* closes the socket, unread */
+		if (read(fd, &c, 1) < 0)	/* until the parent has looked */
+			_exit(4);
+		_exit(0);
+	}
+	assert_true(*pid > 0);
+	assert_true((afd = accept(*lfd, NULL, NULL)) >= 0);
+	return afd;
+}
+
+static void
+reap(pid_t pid)
+{
+	int status;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* A client of another uid (a child that dropped to nobody) is named as that uid. */
 static void
 test_other_uid(void **state)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int lfd, afd, status;
+	int lfd, afd;
 	uid_t uid = 0;
 	char err[256] = "";
 	pid_t pid;
@@ -107,31 +153,11 @@ test_other_uid(void **state)
 		skip();
 		return;
 	}
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&a, len), 0);
-	assert_int_equal(listen(lfd, 4), 0);
-	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-	if ((pid = fork()) == 0) {
-		char c;
-		int fd;
-
-		if (setgid(65534) != 0 || setuid(65534) != 0)
-			_exit(2);
-		fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(fd, (struct sockaddr *)&a, len) != 0)
-			_exit(3);
-		if (read(fd, &c, 1) < 0)	/* until the parent has looked */
-			_exit(4);
-		_exit(0);
-	}
-	assert_true(pid > 0);
-	assert_true((afd = accept(lfd, NULL, NULL)) >= 0);
+	afd = nobody_client(false, &lfd, &pid);
 	assert_int_equal(peer_inet_uid_fd(afd, &uid, err, sizeof(err)), 0);
 	assert_int_equal(uid, 65534);
 	close(afd);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	reap(pid);
 	close(lfd);
 }
 
@@ -143,9 +169,7 @@ test_other_uid(void **state)
 static void
 test_closed_client_is_not_root(void **state)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int lfd, afd, status;
+	int lfd, afd;
 	uid_t uid = 12345;
 	char err[256] = "";
 	pid_t pid;
@@ -155,25 +179,8 @@ test_closed_client_is_not_root(void **state)
 		skip();
 		return;
 	}
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&a, len), 0);
-	assert_int_equal(listen(lfd, 4), 0);
-	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-	if ((pid = fork()) == 0) {
-		int fd;
-
-		if (setgid(65534) != 0 || setuid(65534) != 0)
-			_exit(2);
-		fd = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(fd, (struct sockaddr *)&a, len) != 0 || write(fd, "x", 1) != 1)
-			_exit(3);
-		_exit(0);	/* closes the socket, unread */
-	}
-	assert_true(pid > 0);
-	assert_true((afd = accept(lfd, NULL, NULL)) >= 0);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	afd = nobody_client(true, &lfd, &pid);
+	reap(pid);
 	usleep(300 * 1000);	/* the FIN is ACKed (delayed ACK at most 200 ms) */
 	assert_int_equal(peer_inet_uid_fd(afd, &uid, err, sizeof(err)), -1);
 	assert_int_equal(uid, 12345);
